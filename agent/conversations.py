@@ -1,0 +1,179 @@
+"""Persistent conversations in SQLite under the data directory.
+
+The store keeps every turn (question, answer, sources, model) so conversations survive
+restarts and can be listed, renamed, deleted and exported. A turn is written in one
+transaction after the answer ends, so a crash or a broken stream never leaves a question
+without its answer; an answer cut short is stored marked `incomplete` and is shown to
+the user but not replayed to the model, so the next request stays consistent.
+
+Both chat modes read their history from here: the model's memory is this history,
+windowed and budgeted by `agent.memory` at request time.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
+
+from agent.errors import ConversationNotFoundError, StoreError
+
+DB_FILE = "conversations.sqlite3"
+TITLE_LENGTH = 60
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS conversations (
+    id TEXT PRIMARY KEY, title TEXT NOT NULL, created TEXT NOT NULL, updated TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS turns (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    conversation_id TEXT NOT NULL REFERENCES conversations(id) ON DELETE CASCADE,
+    question TEXT NOT NULL, answer TEXT NOT NULL, sources TEXT NOT NULL, model TEXT NOT NULL,
+    incomplete INTEGER NOT NULL DEFAULT 0, error TEXT NOT NULL DEFAULT '', created TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS turns_by_conversation ON turns(conversation_id, id);
+"""
+
+
+@dataclass
+class Turn:
+    question: str
+    answer: str
+    sources: list[dict[str, Any]] = field(default_factory=list)
+    model: str = ""
+    incomplete: bool = False
+    error: str = ""
+    created: str = ""
+
+
+@dataclass
+class Conversation:
+    id: str
+    title: str
+    created: str
+    updated: str
+    turns: list[Turn] = field(default_factory=list)
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="microseconds")
+
+
+class ConversationStore:
+    """All conversations of one data directory. Safe to share between threads and processes."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.path = Path(data_dir) / DB_FILE
+        self._lock = threading.Lock()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with self._connect() as db:
+                db.executescript(_SCHEMA)
+        except (OSError, sqlite3.Error) as exc:
+            raise StoreError(f"Cannot open the conversation database {self.path}: {exc}.",
+                             "Check that the data directory is writable and the file is not damaged.") from exc
+
+    @contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            db = sqlite3.connect(self.path, timeout=30)
+            try:
+                db.execute("PRAGMA foreign_keys = ON")
+                db.execute("PRAGMA journal_mode = WAL")
+                with db:  # one transaction: commit on success, roll back on error
+                    yield db
+            except sqlite3.Error as exc:
+                raise StoreError(f"Conversation database error: {exc}.",
+                                 "Check disk space and permissions of the data directory.") from exc
+            finally:
+                db.close()
+
+    def create(self, title: str = "New conversation", conversation_id: str | None = None) -> str:
+        """A new empty conversation; returns its id."""
+        conversation_id = conversation_id or uuid.uuid4().hex[:12]
+        now = _now()
+        with self._connect() as db:
+            db.execute("INSERT OR IGNORE INTO conversations VALUES (?, ?, ?, ?)",
+                       (conversation_id, title, now, now))
+        return conversation_id
+
+    def exists(self, conversation_id: str) -> bool:
+        with self._connect() as db:
+            return db.execute("SELECT 1 FROM conversations WHERE id = ?", (conversation_id,)).fetchone() is not None
+
+    def list(self) -> list[Conversation]:
+        """All conversations, most recently updated first (without their turns)."""
+        with self._connect() as db:
+            rows = db.execute("SELECT id, title, created, updated FROM conversations "
+                              "ORDER BY updated DESC, rowid DESC").fetchall()
+        return [Conversation(*row) for row in rows]
+
+    def get(self, conversation_id: str) -> Conversation:
+        with self._connect() as db:
+            row = db.execute("SELECT id, title, created, updated FROM conversations WHERE id = ?",
+                             (conversation_id,)).fetchone()
+            if row is None:
+                raise ConversationNotFoundError(f"No conversation with id {conversation_id!r}.",
+                                                "List them with `python -m agent conversations`.")
+            turns = db.execute("SELECT question, answer, sources, model, incomplete, error, created "
+                               "FROM turns WHERE conversation_id = ? ORDER BY id", (conversation_id,)).fetchall()
+        conversation = Conversation(*row)
+        conversation.turns = [Turn(q, a, json.loads(s), m, bool(i), e, c) for q, a, s, m, i, e, c in turns]
+        return conversation
+
+    def rename(self, conversation_id: str, title: str) -> None:
+        title = " ".join(title.split())[:200] or "Untitled"
+        with self._connect() as db:
+            if db.execute("UPDATE conversations SET title = ? WHERE id = ?", (title, conversation_id)).rowcount == 0:
+                raise ConversationNotFoundError(f"No conversation with id {conversation_id!r}.")
+
+    def delete(self, conversation_id: str) -> None:
+        with self._connect() as db:
+            if db.execute("DELETE FROM conversations WHERE id = ?", (conversation_id,)).rowcount == 0:
+                raise ConversationNotFoundError(f"No conversation with id {conversation_id!r}.")
+
+    def append_turn(self, conversation_id: str, turn: Turn) -> None:
+        """Store a finished (or cut-short) turn atomically; creates the conversation if needed.
+
+        A new conversation takes its first question as its title.
+        """
+        now = _now()
+        title = " ".join(turn.question.split())[:TITLE_LENGTH] or "New conversation"
+        with self._connect() as db:
+            db.execute("INSERT OR IGNORE INTO conversations VALUES (?, ?, ?, ?)", (conversation_id, title, now, now))
+            db.execute("UPDATE conversations SET updated = ?, title = CASE WHEN title = 'New conversation' "
+                       "THEN ? ELSE title END WHERE id = ?", (now, title, conversation_id))
+            db.execute("INSERT INTO turns (conversation_id, question, answer, sources, model, incomplete, error, "
+                       "created) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                       (conversation_id, turn.question, turn.answer, json.dumps(turn.sources, ensure_ascii=False),
+                        turn.model, int(turn.incomplete), turn.error, now))
+
+    def history(self, conversation_id: str) -> list[BaseMessage]:
+        """The complete turns as chat messages, oldest first (incomplete turns are left out)."""
+        if not self.exists(conversation_id):
+            return []
+        messages: list[BaseMessage] = []
+        for turn in self.get(conversation_id).turns:
+            if not turn.incomplete:
+                messages += [HumanMessage(turn.question), AIMessage(turn.answer)]
+        return messages
+
+    def export_markdown(self, conversation_id: str) -> str:
+        """The conversation as Markdown, with each answer's sources."""
+        conversation = self.get(conversation_id)
+        lines = [f"# {conversation.title}", "", f"_Created {conversation.created}, id `{conversation.id}`_", ""]
+        for turn in conversation.turns:
+            lines += [f"**You:** {turn.question}", "", f"**Assistant** ({turn.model}):", "", turn.answer, ""]
+            if turn.incomplete:
+                lines += [f"> The answer was cut short: {turn.error}", ""]
+            if turn.sources:
+                lines.append("Sources:")
+                lines += [f"- {s['file']} p.{s['page']}" for s in turn.sources]
+                lines.append("")
+        return "\n".join(lines)

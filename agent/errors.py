@@ -1,0 +1,74 @@
+"""User-facing errors.
+
+Every failure a user can cause or meet (a bad PDF, Ollama not running, a model not
+pulled, ...) is raised as an `AgentError` whose message is one clear sentence and
+whose `fix` says what to do. The CLI prints `message` and `fix` on one line and
+exits non-zero; the UI shows them in an error box. Nothing else should reach a
+user as a stack trace.
+"""
+
+from __future__ import annotations
+
+
+class AgentError(Exception):
+    """Base class: a problem the user can understand and usually fix."""
+
+    def __init__(self, message: str, fix: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.fix = fix
+
+    def __str__(self) -> str:
+        return f"{self.message} {self.fix}".strip()
+
+
+class SettingsError(AgentError):
+    """A settings value is invalid (out of range, malformed URL, bad prompt)."""
+
+
+class OllamaError(AgentError):
+    """Base for problems talking to the Ollama server."""
+
+
+class OllamaUnreachableError(OllamaError):
+    """No server answers at OLLAMA_HOST."""
+
+
+class OllamaTimeoutError(OllamaError):
+    """The server did not answer within the request timeout."""
+
+
+class ModelNotFoundError(OllamaError):
+    """The chat or embedding model is not pulled on the server."""
+
+
+class ModelCapabilityError(OllamaError):
+    """The model lacks a capability the request needs (e.g. tools)."""
+
+
+class OllamaBusyError(OllamaError):
+    """The server answered 503: its queue is full."""
+
+
+class OllamaResponseError(OllamaError):
+    """The server answered with another error, possibly mid-stream."""
+
+
+class DocumentError(AgentError):
+    """A document could not be ingested; nothing already indexed is touched."""
+
+
+class EncryptedPDFError(DocumentError):
+    """The PDF needs a password (none given, or the given one is wrong)."""
+
+
+class StoreError(AgentError):
+    """A stored index cannot be read or written (corrupt file, read-only disk, lock held)."""
+
+
+class EmbeddingMismatchError(StoreError):
+    """The collection was built with another embedding model than the one configured."""
+
+
+class ConversationNotFoundError(AgentError):
+    """No conversation has the given id."""

@@ -1,0 +1,55 @@
+"""Persistent conversations: list, rename, delete, export, restart, consistency."""
+
+import subprocess
+import sys
+
+import pytest
+from langchain_core.messages import AIMessage, HumanMessage
+
+from agent.conversations import ConversationStore, Turn
+from agent.errors import ConversationNotFoundError
+
+
+def test_turns_persist_and_history_skips_incomplete(tmp_path):
+    store = ConversationStore(tmp_path)
+    cid = store.create()
+    store.append_turn(cid, Turn("What is X?", "X is Y [a.pdf p.2]", [{"file": "a.pdf", "page": 2, "text": "t", "score": 1.0}], "m"))
+    store.append_turn(cid, Turn("And Z?", "Z is", [], "m", incomplete=True, error="connection lost"))
+    reopened = ConversationStore(tmp_path)
+    history = reopened.history(cid)
+    assert history == [HumanMessage("What is X?"), AIMessage("X is Y [a.pdf p.2]")]
+    conv = reopened.get(cid)
+    assert conv.title == "What is X?" and conv.turns[1].incomplete and conv.turns[0].sources[0]["page"] == 2
+
+
+def test_list_rename_delete(tmp_path):
+    store = ConversationStore(tmp_path)
+    first, second = store.create(), store.create()
+    store.append_turn(first, Turn("q", "a"))
+    assert [c.id for c in store.list()][0] == first  # most recently updated first
+    store.rename(second, "  My   notes ")
+    assert store.get(second).title == "My notes"
+    store.delete(first)
+    assert [c.id for c in store.list()] == [second]
+    with pytest.raises(ConversationNotFoundError):
+        store.get(first)
+    with pytest.raises(ConversationNotFoundError):
+        store.rename("nope", "x")
+
+
+def test_export_markdown_includes_sources(tmp_path):
+    store = ConversationStore(tmp_path)
+    store.append_turn("c1", Turn("问题?", "答案", [{"file": "手册.pdf", "page": 7, "text": "t", "score": 0.5}], "llama3.2"))
+    text = store.export_markdown("c1")
+    assert text.startswith("# 问题?") and "**You:** 问题?" in text and "- 手册.pdf p.7" in text
+
+
+def test_history_of_unknown_conversation_is_empty(tmp_path):
+    assert ConversationStore(tmp_path).history("new-id") == []
+
+
+def test_survives_a_process_restart(tmp_path):
+    code = ("import sys; from agent.conversations import ConversationStore, Turn; "
+            "ConversationStore(sys.argv[1]).append_turn('abc', Turn('persisted?', 'yes'))")
+    subprocess.run([sys.executable, "-c", code, str(tmp_path)], check=True)
+    assert ConversationStore(tmp_path).get("abc").turns[0].answer == "yes"
