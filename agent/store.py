@@ -1,0 +1,276 @@
+"""Collections: named sets of documents, each with a persistent FAISS index.
+
+Layout under `<data_dir>/collections/<name>/`:
+    manifest.json          the commit point: embedding model, dimension, documents,
+                           and which generation of the files below is current
+    index-<gen>.faiss      the FAISS index (faiss' own binary format, never a pickle)
+    chunks-<gen>.jsonl     chunk text + metadata, in index order
+    files/<sha256>/<name>  a copy of each ingested PDF, so the index can be rebuilt
+
+A save writes a new generation's files, then atomically replaces manifest.json, then
+deletes the old generation. A crash at any point leaves a manifest that names complete
+files. Writers hold a file lock, so two processes ingesting into one collection queue
+up instead of overwriting each other; each writer reloads the latest generation first.
+
+Readers see a `langchain_core` `VectorStore` (`vectorstore`) plus the chunk list
+(`documents`) that keyword search needs; `version` changes on every write, so caches
+built from `documents` know when to rebuild.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import faiss
+import numpy as np
+from filelock import FileLock, Timeout
+from langchain_community.docstore.in_memory import InMemoryDocstore
+from langchain_community.vectorstores import FAISS
+from langchain_community.vectorstores.utils import DistanceStrategy
+from langchain_core.documents import Document
+from langchain_core.embeddings import Embeddings
+
+from agent.errors import EmbeddingMismatchError, StoreError
+from agent.fileio import atomic_write_bytes, atomic_write_text
+from agent.names import check_collection_name
+
+FORMAT = 1
+LOCK_TIMEOUT = 600.0  # seconds a writer waits for another process's ingestion to finish
+
+
+@dataclass
+class DocumentInfo:
+    """What the document list shows for one ingested PDF."""
+
+    doc_id: str
+    file: str
+    pages: int
+    chunks: int
+    size: int
+    added: str
+    ocr_pages: list[int] = field(default_factory=list)
+    empty_pages: list[int] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+def collections_root(data_dir: Path) -> Path:
+    return Path(data_dir) / "collections"
+
+
+def list_collections(data_dir: Path) -> list[str]:
+    root = collections_root(data_dir)
+    return sorted(p.name for p in root.iterdir() if p.is_dir()) if root.exists() else []
+
+
+def delete_collection(data_dir: Path, name: str) -> None:
+    """Remove a collection, its index and its stored PDF copies (the user's originals are elsewhere)."""
+    path = collections_root(data_dir) / check_collection_name(name)
+    if path.exists():
+        shutil.rmtree(path)
+
+
+class Collection:
+    """One collection, loaded in memory; writes go to disk atomically under a lock."""
+
+    def __init__(self, data_dir: Path, name: str, embeddings: Embeddings, embedding_model: str,
+                 *, rebuilding: bool = False) -> None:
+        """`rebuilding=True` opens a collection only to re-index it: a damaged or
+        other-model index is not loaded (nor refused), just superseded by the next save."""
+        self._rebuilding = rebuilding
+        self.name = check_collection_name(name)
+        self.path = collections_root(data_dir) / self.name
+        self.embeddings = embeddings
+        self.embedding_model = embedding_model
+        self._mutex = threading.RLock()
+        self.version = 0
+        self.dimension: int | None = None
+        self.infos: dict[str, DocumentInfo] = {}
+        self.documents: list[Document] = []
+        self.vectorstore = self._empty_vectorstore(1)
+        self.reload()
+
+    # ---- reading -------------------------------------------------------------------------
+    @property
+    def manifest_path(self) -> Path:
+        return self.path / "manifest.json"
+
+    def _read_manifest(self) -> dict[str, Any] | None:
+        if not self.manifest_path.exists():
+            return None
+        try:
+            manifest = json.loads(self.manifest_path.read_text(encoding="utf-8"))
+            if manifest.get("format") != FORMAT:
+                raise ValueError(f"unknown format {manifest.get('format')!r}")
+            return manifest
+        except (OSError, ValueError) as exc:
+            raise self._corrupt(f"its manifest is unreadable ({exc})") from exc
+
+    def _corrupt(self, why: str) -> StoreError:
+        return StoreError(f"The index of collection {self.name!r} cannot be loaded: {why}.",
+                          f"Rebuild it from the stored PDFs with `python -m agent reindex --collection {self.name}` "
+                          "(or Documents > Re-index); your PDFs are kept.")
+
+    def reload(self) -> None:
+        """Load the current generation from disk if it changed (cheap when it did not)."""
+        with self._mutex:
+            if self._rebuilding:
+                self.version = max(self.version, self._newest_generation_on_disk())
+                return
+            manifest = self._read_manifest()
+            if manifest is None:
+                return
+            if manifest["embedding_model"] != self.embedding_model:
+                raise EmbeddingMismatchError(
+                    f"Collection {self.name!r} was built with the embedding model {manifest['embedding_model']!r}, "
+                    f"but the settings use {self.embedding_model!r}; mixing them would give wrong results.",
+                    f"Re-index it with `python -m agent reindex --collection {self.name}`, "
+                    "or switch the embedding setting back.")
+            if manifest["generation"] == self.version:
+                return
+            self._load_generation(manifest)
+
+    def _newest_generation_on_disk(self) -> int:
+        numbers = [int(p.stem.rsplit("-", 1)[-1]) for p in self.path.glob("index-*.faiss")
+                   if p.stem.rsplit("-", 1)[-1].isdigit()]
+        try:
+            numbers.append(int(json.loads(self.manifest_path.read_text(encoding="utf-8"))["generation"]))
+        except (OSError, ValueError, KeyError, TypeError):
+            pass
+        return max(numbers, default=0)
+
+    def stored_documents(self) -> list[tuple[str, Path]]:
+        """(doc_id, stored PDF) for every stored copy: the raw material of a rebuild.
+
+        Read from the files themselves, not the manifest, so a damaged manifest loses nothing.
+        """
+        folder = self.path / "files"
+        found = [(d.name, f) for d in sorted(folder.iterdir()) if d.is_dir() for f in sorted(d.iterdir())[:1]] \
+            if folder.exists() else []
+        return found
+
+    def _load_generation(self, manifest: dict[str, Any]) -> None:
+        gen = manifest["generation"]
+        try:
+            index = faiss.deserialize_index(np.frombuffer((self.path / f"index-{gen}.faiss").read_bytes(), np.uint8))
+            lines = (self.path / f"chunks-{gen}.jsonl").read_text(encoding="utf-8").splitlines()
+            documents = [self._chunk_from_json(line) for line in lines if line.strip()]
+        except (OSError, RuntimeError, ValueError, KeyError) as exc:
+            raise self._corrupt(f"generation {gen} is damaged ({exc})") from exc
+        if index.ntotal != len(documents):
+            raise self._corrupt(f"the index holds {index.ntotal} vectors for {len(documents)} chunks")
+        self.dimension = manifest["dimension"]
+        self.infos = {k: DocumentInfo(**v) for k, v in manifest["documents"].items()}
+        self.documents = documents
+        self.vectorstore = self._wrap(index, documents)
+        self.version = gen
+
+    @staticmethod
+    def _chunk_from_json(line: str) -> Document:
+        data = json.loads(line)
+        return Document(page_content=data["text"], metadata=data["metadata"], id=data["id"])
+
+    def _empty_vectorstore(self, dimension: int) -> FAISS:
+        return self._wrap(faiss.IndexFlatIP(dimension), [])
+
+    def _wrap(self, index: Any, documents: list[Document]) -> FAISS:
+        docstore = InMemoryDocstore({d.id: d for d in documents})
+        return FAISS(self.embeddings, index, docstore, {i: d.id for i, d in enumerate(documents)},
+                     distance_strategy=DistanceStrategy.MAX_INNER_PRODUCT)
+
+    def document_infos(self) -> list[DocumentInfo]:
+        return sorted(self.infos.values(), key=lambda info: (info.added, info.file))
+
+    def stored_file(self, doc_id: str) -> Path | None:
+        """The stored copy of a document's PDF (for re-indexing and page previews)."""
+        folder = self.path / "files" / doc_id
+        found = sorted(folder.glob("*")) if folder.exists() else []
+        return found[0] if found else None
+
+    # ---- writing ----------------------------------------------------------------------------
+    @contextmanager
+    def writing(self) -> Iterator[None]:
+        """Hold the collection's file lock with the latest generation loaded."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(str(self.path / ".lock"), timeout=LOCK_TIMEOUT)
+        try:
+            with lock, self._mutex:
+                self.reload()
+                yield
+        except Timeout:
+            raise StoreError(f"Collection {self.name!r} is locked by another ingestion.",
+                             "Wait for it to finish, then try again.") from None
+
+    def add(self, info: DocumentInfo, chunks: list[Document], vectors: np.ndarray, pdf: Path | None) -> None:
+        """Add one document's chunks and vectors (call inside `writing()`)."""
+        vectors = np.asarray(vectors, dtype=np.float32).reshape(len(chunks), -1)
+        if self.dimension is not None and vectors.shape[1] != self.dimension and self.documents:
+            raise EmbeddingMismatchError(f"Vectors of dimension {vectors.shape[1]} do not fit collection "
+                                         f"{self.name!r} (dimension {self.dimension}).",
+                                         f"Re-index with `python -m agent reindex --collection {self.name}`.")
+        if pdf is not None:
+            target = self.path / "files" / info.doc_id / info.file
+            atomic_write_bytes(target, Path(pdf).read_bytes())
+        index = self._index_copy(vectors.shape[1])
+        if len(chunks):
+            index.add(vectors)
+        infos = {**self.infos, info.doc_id: info}
+        self._save(index, self.documents + list(chunks), infos, vectors.shape[1])
+
+    def remove(self, doc_id: str) -> DocumentInfo:
+        """Remove a document's vectors, chunks and stored PDF (call inside `writing()`)."""
+        info = self.infos[doc_id]
+        keep = [i for i, d in enumerate(self.documents) if d.metadata.get("doc_id") != doc_id]
+        index = self._index_copy(self.dimension or 1)
+        if len(keep) != index.ntotal:
+            vectors = np.vstack([index.reconstruct(i) for i in keep]) if keep else None
+            index = faiss.IndexFlatIP(index.d)
+            if vectors is not None:
+                index.add(vectors)
+        infos = {k: v for k, v in self.infos.items() if k != doc_id}
+        self._save(index, [self.documents[i] for i in keep], infos, self.dimension or 1)
+        shutil.rmtree(self.path / "files" / doc_id, ignore_errors=True)
+        return info
+
+    def replace_all(self, entries: list[tuple[DocumentInfo, list[Document], np.ndarray]], dimension: int) -> None:
+        """Swap in a complete rebuilt index in one generation (re-index; call inside `writing()`)."""
+        index = faiss.IndexFlatIP(dimension)
+        documents: list[Document] = []
+        for _, chunks, vectors in entries:
+            if len(chunks):
+                index.add(np.asarray(vectors, dtype=np.float32).reshape(len(chunks), -1))
+            documents += chunks
+        self._save(index, documents, {info.doc_id: info for info, _, _ in entries}, dimension)
+        self._rebuilding = False
+
+    def _index_copy(self, dimension: int) -> Any:
+        """A copy of the current index to modify, so a failed save leaves memory unchanged."""
+        current = self.vectorstore.index
+        if current.ntotal == 0:
+            return faiss.IndexFlatIP(dimension)
+        return faiss.deserialize_index(faiss.serialize_index(current))
+
+    def _save(self, index: Any, documents: list[Document], infos: dict[str, DocumentInfo], dimension: int) -> None:
+        gen = self.version + 1
+        chunks = "".join(json.dumps({"id": d.id, "text": d.page_content, "metadata": d.metadata},
+                                    ensure_ascii=False) + "\n" for d in documents)
+        atomic_write_bytes(self.path / f"index-{gen}.faiss", faiss.serialize_index(index).tobytes())
+        atomic_write_text(self.path / f"chunks-{gen}.jsonl", chunks)
+        manifest = {"format": FORMAT, "generation": gen, "embedding_model": self.embedding_model,
+                    "dimension": dimension, "documents": {k: asdict(v) for k, v in infos.items()}}
+        atomic_write_text(self.manifest_path, json.dumps(manifest, ensure_ascii=False, indent=1))
+        self._drop_old_generations(keep=gen)
+        self.dimension, self.infos, self.documents, self.version = dimension, infos, documents, gen
+        self.vectorstore = self._wrap(index, documents)
+
+    def _drop_old_generations(self, keep: int) -> None:
+        for pattern in ("index-*.faiss", "chunks-*.jsonl"):
+            for old in self.path.glob(pattern):
+                if old.stem.rsplit("-", 1)[-1] != str(keep):
+                    old.unlink(missing_ok=True)
