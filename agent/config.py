@@ -52,6 +52,7 @@ class Settings(BaseModel):
     chunk_overlap: int = Field(120, ge=0, le=2000, description="Characters shared by neighbouring chunks.")
     embedding: str = Field("local", description="local (offline USE multilingual) or ollama:<model>.")
     ocr: bool = Field(True, description="OCR pages without a usable text layer.")
+    max_ocr_pages: int = Field(100, ge=0, le=100_000, description="Most pages OCR'd per PDF (OCR takes seconds a page).")
     max_upload_mb: int = Field(200, ge=1, le=4096, description="Largest PDF accepted (MB).")
     max_pages: int = Field(3000, ge=1, le=100_000, description="Most pages accepted in one PDF.")
     answer_language: Literal["auto", "zh", "en"] = Field("auto", description="auto answers in the question's language.")

@@ -1,0 +1,340 @@
+"""The conversational chain: one question in, a streamed, cited answer out.
+
+Two modes, chosen per model (settings.mode = auto) or forced:
+- agent: `create_agent` gives a tools-capable model the `search_documents` tool and it
+  decides when to search; `WindowMiddleware` windows and budgets every model call.
+- always_retrieve: for models without tool calling (and the embedded model): a
+  follow-up is first rewritten into a standalone query from the history, then the
+  documents are searched once, then the model answers from the quoted excerpts.
+
+`ChatEngine.stream` yields `Token`/`Status` events and ends with one `Done` carrying the
+`Answer` (text, sources, model, conversation). Errors never escape as exceptions from
+the stream: the partial answer is kept, marked incomplete, stored, and the error is
+reported in `Done`, so the UI and CLI can show it and the next question still works.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from langchain.agents import create_agent
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import AIMessageChunk, BaseMessage, HumanMessage, SystemMessage, ToolMessage
+from langchain_core.tools import BaseTool, tool
+
+from agent import prompts
+from agent.config import Settings
+from agent.conversations import Turn
+from agent.errors import AgentError, ModelCapabilityError
+from agent.llm import Backend, build_chat_model, context_window, resolve_backend, translate_error
+from agent.memory import WindowMiddleware, approx_tokens, budget_for, fit_messages, window
+from agent.retrieval import Hit, search
+from agent.workspace import Workspace
+
+TOOL_NAME = "search_documents"
+TOOL_OVERHEAD_TOKENS = 200  # the tool's JSON schema, sent with every agent-mode request
+REWRITE_MAX_TOKENS = 96
+HISTORY_ANSWER_CHARS = 600  # of each past answer shown to the rewrite prompt
+MAX_QUERY_CHARS = 500
+_CONTROL_RE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+@dataclass
+class Answer:
+    """A finished (or cut-short) answer with everything the UI and CLI show under it."""
+
+    text: str
+    sources: list[dict[str, Any]]
+    model: str
+    conversation: str
+    mode: str
+    query: str = ""
+    incomplete: bool = False
+    error: str = ""
+    notice: str = ""
+
+    def as_json(self) -> dict[str, Any]:
+        """The documented `ask --json` shape."""
+        return {"answer": self.text, "model": self.model, "conversation": self.conversation,
+                "sources": [{k: s[k] for k in ("file", "page", "text", "score")} for s in self.sources]}
+
+
+@dataclass
+class Token:
+    text: str
+
+
+@dataclass
+class Status:
+    text: str
+
+
+@dataclass
+class Done:
+    answer: Answer
+
+
+Event = Token | Status | Done
+
+
+def source_from_hit(hit: Hit) -> dict[str, Any]:
+    meta = hit.document.metadata
+    return {"file": meta.get("file", "?"), "page": int(meta.get("page", 0)), "text": hit.document.page_content,
+            "score": round(float(hit.score), 4), "chunk_id": meta.get("chunk_id", ""), "ocr": bool(meta.get("ocr"))}
+
+
+def clean_question(question: str) -> str:
+    """Strip control characters; refuse an empty question before anything is sent."""
+    question = _CONTROL_RE.sub("", question).strip()
+    if not question:
+        raise AgentError("The question is empty.", "Type a question about your documents.")
+    return question
+
+
+class ChatEngine:
+    """Answers questions over the workspace's documents, remembering each conversation."""
+
+    def __init__(self, workspace: Workspace, backend: Backend | None = None,
+                 model: BaseChatModel | None = None) -> None:
+        self.workspace = workspace
+        self._backend = backend
+        self._model = model
+        self._injected_model = model is not None
+        self._lock = threading.RLock()
+
+    @property
+    def settings(self) -> Settings:
+        return self.workspace.settings
+
+    def backend(self) -> Backend:
+        """The backend, resolved on first use (asks Ollama which model and capabilities)."""
+        with self._lock:
+            if self._backend is None:
+                self._backend = resolve_backend(self.settings)
+            return self._backend
+
+    def model(self) -> BaseChatModel:
+        with self._lock:
+            if self._model is None:
+                self._model = build_chat_model(self.settings, self.backend())
+            return self._model
+
+    def mode(self) -> str:
+        """agent when the model can call tools (or forced), always_retrieve otherwise."""
+        backend = self.backend()
+        wanted = self.settings.mode
+        if wanted == "agent" and not backend.tools:
+            raise ModelCapabilityError(
+                f"The model {backend.model_name!r} does not support tool calling, which agent mode needs.",
+                "Set mode to auto or always_retrieve in Settings, or use a tools model (`ollama pull llama3.2`).")
+        if wanted == "auto":
+            return "agent" if backend.tools else "always_retrieve"
+        return wanted
+
+    # ---- public API ------------------------------------------------------------------------
+    def ask(self, question: str, conversation_id: str | None = None) -> Answer:
+        """Answer without streaming (consumes `stream`)."""
+        for event in self.stream(question, conversation_id):
+            if isinstance(event, Done):
+                return event.answer
+        raise AssertionError("stream ended without Done")
+
+    def stream(self, question: str, conversation_id: str | None = None,
+               stop: threading.Event | None = None) -> Iterator[Event]:
+        """Stream one answer; always ends with exactly one Done event."""
+        conversation_id = conversation_id or uuid.uuid4().hex[:12]
+        run = _Run(question=question, conversation=conversation_id)
+        try:
+            run.question = clean_question(question)
+            run.mode = self.mode()
+            run.model = self.backend().model_name
+            run.notice = self.backend().notice
+            history = self.workspace.conversations.history(conversation_id)
+            if run.mode == "agent":
+                yield from self._agent_stream(run, history, stop)
+            else:
+                yield from self._retrieve_stream(run, history, stop)
+        except Exception as exc:  # noqa: BLE001 - every failure becomes a message, never a traceback
+            run.error = translate_error(exc, self.settings, run.model or None)
+        answer = run.finish()
+        if answer.mode and (answer.text or answer.error):  # a valid question reached a model
+            self._store(answer, run.question)
+        yield Done(answer)
+
+    # ---- agent mode ------------------------------------------------------------------------
+    def _agent_stream(self, run: _Run, history: list[BaseMessage], stop: threading.Event | None) -> Iterator[Event]:
+        agent = create_agent(self.model(), tools=[self.search_tool()], system_prompt=self._system_text(),
+                             middleware=[WindowMiddleware(turns=self.settings.memory_turns,
+                                                          budget=self._budget() - TOOL_OVERHEAD_TOKENS,
+                                                          count=self._counter())])
+        inputs = {"messages": [*history, HumanMessage(run.question)]}
+        last_id = None
+        for message, meta in agent.stream(inputs, stream_mode="messages"):
+            if stop is not None and stop.is_set():
+                run.stopped()
+                return
+            if isinstance(message, ToolMessage):
+                run.add_sources(message.artifact or [])
+                yield Status(f"Searched the documents: {len(message.artifact or [])} excerpts")
+            elif isinstance(message, AIMessageChunk) and meta.get("langgraph_node") == "model":
+                if message.tool_call_chunks and not run.query:
+                    yield Status("Searching the documents…")
+                text = _text(message.content)
+                if text:
+                    if last_id is not None and message.id != last_id and run.parts:
+                        text = "\n\n" + text
+                    last_id = message.id
+                    run.parts.append(text)
+                    yield Token(text)
+
+    def search_tool(self) -> BaseTool:
+        """The retriever tool; its artifact carries the chunks with file/page/score."""
+        engine = self
+
+        @tool(TOOL_NAME, response_format="content_and_artifact")
+        def search_documents(query: str) -> tuple[str, list[dict[str, Any]]]:
+            """Search the user's documents (PDFs) and return the most relevant excerpts with their
+            file name and page. Use it for any question that the documents may answer; write the
+            query in the language of the documents' likely wording."""
+            sources = engine.retrieve(query)
+            return prompts.format_context(sources), sources
+
+        return search_documents
+
+    # ---- always-retrieve mode --------------------------------------------------------------
+    def _retrieve_stream(self, run: _Run, history: list[BaseMessage], stop: threading.Event | None) -> Iterator[Event]:
+        if history:
+            yield Status("Rewriting the question with the conversation…")
+            run.query = self.rewrite(history, run.question)
+        else:
+            run.query = run.question
+        yield Status("Searching the documents…")
+        sources = self.retrieve(run.query)
+        messages, used = self._answer_messages(history, run.question, sources)
+        run.add_sources(used)
+        for chunk in self.model().stream(messages):
+            if stop is not None and stop.is_set():
+                run.stopped()
+                return
+            text = _text(chunk.content)
+            if text:
+                run.parts.append(text)
+                yield Token(text)
+
+    def rewrite(self, history: Sequence[BaseMessage], question: str) -> str:
+        """A standalone search query for a follow-up question (one short model call)."""
+        lines = []
+        for message in window(history, self.settings.memory_turns):
+            who = "User" if isinstance(message, HumanMessage) else "Assistant"
+            lines.append(f"{who}: {_text(message.content)[:HISTORY_ANSWER_CHARS]}")
+        prompt = prompts.render(self.settings.rewrite_prompt, history="\n".join(lines), question=question,
+                                language=self._language())
+        text = _text(self._rewriter().invoke([HumanMessage(prompt)]).content)
+        return _clean_query(text) or question
+
+    def _rewriter(self) -> BaseChatModel:
+        """A short, deterministic variant of the chat model (an injected model is used as is)."""
+        if self._injected_model:
+            return self.model()
+        short = self.settings.model_copy(update={"num_predict": REWRITE_MAX_TOKENS, "temperature": 0.0})
+        return build_chat_model(short, self.backend())
+
+    def _answer_messages(self, history: list[BaseMessage], question: str,
+                         sources: list[dict[str, Any]]) -> tuple[list[BaseMessage], list[dict[str, Any]]]:
+        """System + budgeted history + question with as many excerpts as fit the context.
+
+        Excerpts outrank old history: history is dropped first, then the weakest excerpts."""
+        system = SystemMessage(self._system_text())
+        for size in range(len(sources), -1, -1):
+            human = HumanMessage(prompts.render(self.settings.answer_prompt, context=prompts.format_context(sources[:size]),
+                                                question=question, language=self._language()))
+            try:
+                messages = fit_messages(system, [*history, human], turns=self.settings.memory_turns,
+                                        budget=self._budget(), count=self._counter())
+            except AgentError:
+                if size == 0:
+                    raise
+                continue
+            return [system, *messages], sources[:size]
+        raise AssertionError("unreachable")
+
+    # ---- shared ----------------------------------------------------------------------------
+    def retrieve(self, query: str) -> list[dict[str, Any]]:
+        """Search the chat's collections (hybrid or vector, k from settings)."""
+        hits = search(query[:MAX_QUERY_CHARS], self.workspace.chat_collections(), embeddings=self.workspace.embeddings,
+                      k=self.settings.retrieval_k, hybrid=self.settings.hybrid)
+        return [source_from_hit(hit) for hit in hits]
+
+    def _system_text(self) -> str:
+        return prompts.render(self.settings.system_prompt, language=self._language())
+
+    def _language(self) -> str:
+        return prompts.language_instruction(self.settings.answer_language)
+
+    def _budget(self) -> int:
+        return budget_for(context_window(self.settings, self.backend()), self.settings.num_predict)
+
+    def _counter(self):
+        counter = getattr(self.model(), "count_tokens", None)
+        return counter if callable(counter) else approx_tokens
+
+    def _store(self, answer: Answer, question: str) -> None:
+        self.workspace.conversations.append_turn(answer.conversation, Turn(
+            question, answer.text, answer.sources, answer.model, answer.incomplete, answer.error))
+
+
+@dataclass
+class _Run:
+    """Mutable state of one answer while it streams."""
+
+    question: str
+    conversation: str
+    mode: str = ""
+    model: str = ""
+    query: str = ""
+    notice: str = ""
+    parts: list[str] = field(default_factory=list)
+    sources: list[dict[str, Any]] = field(default_factory=list)
+    error: AgentError | None = None
+    was_stopped: bool = False
+
+    def add_sources(self, sources: list[dict[str, Any]]) -> None:
+        seen = {s.get("chunk_id") or (s["file"], s["page"], s["text"]) for s in self.sources}
+        for source in sources:
+            key = source.get("chunk_id") or (source["file"], source["page"], source["text"])
+            if key not in seen:
+                seen.add(key)
+                self.sources.append(source)
+
+    def stopped(self) -> None:
+        self.was_stopped = True
+
+    def finish(self) -> Answer:
+        error = str(self.error) if self.error else ("Stopped by the user." if self.was_stopped else "")
+        return Answer(text="".join(self.parts), sources=self.sources, model=self.model,
+                      conversation=self.conversation, mode=self.mode, query=self.query,
+                      incomplete=bool(error), error=error, notice=self.notice)
+
+
+def _text(content: Any) -> str:
+    """Message content as plain text (content may be a list of blocks)."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(part.get("text", "") if isinstance(part, dict) else str(part) for part in content)
+    return str(content or "")
+
+
+def _clean_query(text: str) -> str:
+    """The first non-empty line of the rewriter's output, without quotes or a label."""
+    for line in text.strip().splitlines():
+        line = re.sub(r"^(standalone query|query|查询)\s*[:：]\s*", "", line.strip(), flags=re.IGNORECASE)
+        line = line.strip().strip('"“”\'「」')
+        if line:
+            return line[:MAX_QUERY_CHARS]
+    return ""

@@ -1,0 +1,315 @@
+"""Command line: `python -m agent COMMAND ...`, on the same functions as the web UI.
+
+Every command honours OLLAMA_HOST and AGENT_DATA_DIR (and the other AGENT_* settings),
+prints results on stdout, and on failure prints one clear line on stderr and exits 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+from agent.chain import ChatEngine, Done, Status, Token
+from agent.config import load_settings, update_settings
+from agent.errors import AgentError
+from agent.ingest import ingest_file, reindex, remove_document
+from agent.llm import list_models
+from agent.workspace import Workspace
+
+REPL_HELP = """Commands:
+  /reset      start a new conversation
+  /sources    show the sources of the last answer
+  /help       this help
+  exit, quit, /bye or Ctrl-D to leave"""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except AgentError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr)
+        return 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m agent", description="Chat with your PDFs, locally.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def command(name: str, func: Callable[[argparse.Namespace], int], help_text: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.set_defaults(func=func)
+        return p
+
+    p = command("chat", cmd_chat, "Interactive chat in the terminal (like `ollama run`).")
+    p.add_argument("--conversation", help="continue this conversation id")
+    p = command("ask", cmd_ask, "Answer one question.")
+    p.add_argument("question")
+    p.add_argument("--conversation", help="continue this conversation id")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p = command("models", cmd_models, "List the installed Ollama models and their capabilities.")
+    p.add_argument("--json", action="store_true")
+    p = command("ingest", cmd_ingest, "Add PDF files to a collection.")
+    p.add_argument("files", nargs="+", type=Path)
+    p.add_argument("--collection", help="collection name (default: the first chat collection)")
+    p.add_argument("--password", help="password for encrypted PDFs")
+    p.add_argument("--json", action="store_true")
+    p = command("retrieve", cmd_retrieve, "Show the chunks retrieved for a question.")
+    p.add_argument("question")
+    p.add_argument("--k", type=int, help="number of chunks (default: settings)")
+    p.add_argument("--collection", action="append", help="collection(s) to search (repeatable)")
+    p.add_argument("--json", action="store_true")
+    p = command("docs", cmd_docs, "List the documents of a collection.")
+    p.add_argument("--collection")
+    p.add_argument("--json", action="store_true")
+    p = command("remove", cmd_remove, "Remove a document (by file name or hash) from a collection.")
+    p.add_argument("document")
+    p.add_argument("--collection")
+    p = command("reindex", cmd_reindex, "Rebuild a collection from its stored PDFs with the current settings.")
+    p.add_argument("--collection")
+    p = command("conversations", cmd_conversations, "List, rename, delete or export conversations.")
+    p.add_argument("action", nargs="?", default="list", choices=["list", "rename", "delete", "export"])
+    p.add_argument("id", nargs="?")
+    p.add_argument("title", nargs="?")
+    p.add_argument("--json", action="store_true")
+    p = command("eval", cmd_eval, "Measure retrieval quality (hit@k, MRR) on a question file.")
+    p.add_argument("questions", type=Path, help="JSONL with question, file, page, lang")
+    p.add_argument("--pdfs", type=Path, required=True, help="folder with the PDFs the questions refer to")
+    p.add_argument("--json", action="store_true")
+    return parser
+
+
+def _workspace() -> Workspace:
+    settings = load_settings()
+    return Workspace(settings)
+
+
+def _print_json(data: Any, out: TextIO = sys.stdout) -> None:
+    out.write(json.dumps(data, ensure_ascii=False, indent=2) + "\n")
+
+
+# ---- chat ----------------------------------------------------------------------------------
+def cmd_ask(args: argparse.Namespace) -> int:
+    engine = ChatEngine(_workspace())
+    answer = None
+    for event in engine.stream(args.question, args.conversation):
+        if isinstance(event, Token) and not args.json:
+            sys.stdout.write(event.text)
+            sys.stdout.flush()
+        elif isinstance(event, Done):
+            answer = event.answer
+    assert answer is not None
+    if args.json:
+        _print_json(answer.as_json())
+    else:
+        sys.stdout.write("\n")
+        _print_sources(answer.sources)
+    if answer.notice:
+        print(f"note: {answer.notice}", file=sys.stderr)
+    if answer.error:
+        print(f"error: {answer.error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _print_sources(sources: list[dict[str, Any]], out: TextIO = sys.stdout) -> None:
+    if not sources:
+        return
+    out.write("\nSources:\n")
+    for s in sources:
+        excerpt = " ".join(s["text"].split())[:160]
+        out.write(f"  [{s['file']} p.{s['page']}] ({s['score']:.3f}) {excerpt}\n")
+
+
+def cmd_chat(args: argparse.Namespace, stdin: TextIO = sys.stdin, out: TextIO = sys.stdout) -> int:
+    """A REPL like `ollama run`: streamed answers, /reset, /sources, exit."""
+    workspace = _workspace()
+    engine = ChatEngine(workspace)
+    backend = engine.backend()
+    conversation = args.conversation or workspace.conversations.create()
+    if backend.notice:
+        out.write(f"note: {backend.notice}\n")
+    out.write(f"Chatting with {backend.model_name} over {', '.join(workspace.settings.collections)} "
+              f"(conversation {conversation}). /help for commands.\n")
+    last_sources: list[dict[str, Any]] = []
+    while True:
+        out.write(">>> ")
+        out.flush()
+        line = stdin.readline()
+        if not line:
+            out.write("\n")
+            return 0
+        question = line.strip()
+        if question in ("exit", "quit", "/bye", "/exit"):
+            return 0
+        if question in ("/help", "/?"):
+            out.write(REPL_HELP + "\n")
+        elif question == "/reset":
+            conversation = workspace.conversations.create()
+            last_sources = []
+            out.write(f"New conversation {conversation}.\n")
+        elif question == "/sources":
+            _print_sources(last_sources, out) if last_sources else out.write("No sources yet.\n")
+        elif question:
+            last_sources = _stream_answer(engine, question, conversation, out)
+
+
+def _stream_answer(engine: ChatEngine, question: str, conversation: str, out: TextIO) -> list[dict[str, Any]]:
+    for event in engine.stream(question, conversation):
+        if isinstance(event, Token):
+            out.write(event.text)
+            out.flush()
+        elif isinstance(event, Status) and out.isatty():
+            out.write(f"\x1b[2m{event.text}\x1b[0m\r\x1b[K")
+        elif isinstance(event, Done):
+            out.write("\n")
+            if event.answer.error:
+                out.write(f"[answer incomplete] {event.answer.error}\n" if event.answer.text
+                          else f"error: {event.answer.error}\n")
+            if event.answer.sources:
+                out.write(f"({len(event.answer.sources)} sources: /sources)\n")
+            return event.answer.sources
+    return []
+
+
+# ---- models --------------------------------------------------------------------------------
+def cmd_models(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    models = list_models(settings)
+    if args.json:
+        _print_json([m.as_dict() for m in models])
+        return 0
+    if not models:
+        print(f"No models installed at {settings.ollama_host}. Try `ollama pull llama3.2`.")
+    for m in models:
+        ctx = f"ctx {m.context_length}" if m.context_length else ""
+        print(f"{m.name:32} {m.parameter_size:>8} {','.join(m.capabilities):32} {ctx}")
+    return 0
+
+
+# ---- documents -----------------------------------------------------------------------------
+class _ProgressLine:
+    """A one-line progress bar on stderr for long files (only on a terminal)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.enabled = sys.stderr.isatty()
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        if self.enabled and total > 1:
+            width = 30
+            filled = int(width * done / total)
+            sys.stderr.write(f"\r{self.name[:30]:30} {stage:6} [{'#' * filled}{'.' * (width - filled)}] {done}/{total}")
+            sys.stderr.flush()
+
+    def close(self) -> None:
+        if self.enabled:
+            sys.stderr.write("\r\x1b[K")
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    workspace = _workspace()
+    collection = workspace.collection(args.collection)
+    results = []
+    for path in args.files:
+        bar = _ProgressLine(path.name)
+        result = ingest_file(path, collection, workspace.embeddings, workspace.settings,
+                             password=args.password, progress=bar)
+        bar.close()
+        results.append(result)
+        if not args.json:
+            print(_result_line(result))
+    if args.json:
+        _print_json([r.as_dict() for r in results])
+    return 0 if all(r.ok for r in results) else 1
+
+
+def _result_line(result: Any) -> str:
+    if not result.ok:
+        return f"FAILED  {result.file}: {result.message}"
+    ocr = f", OCR on {len(result.ocr_pages)} pages" if result.ocr_pages else ""
+    note = f" ({result.message})" if result.message and result.status != "unchanged" else ""
+    return f"{result.status.upper():8}{result.file}: {result.pages} pages, {result.chunks} chunks{ocr}, {result.seconds:.2f} s{note}"
+
+
+def cmd_retrieve(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    changes: dict[str, Any] = {}
+    if args.k is not None:
+        changes["retrieval_k"] = args.k
+    if args.collection:
+        changes["collections"] = args.collection
+    workspace = Workspace(update_settings(settings, **changes) if changes else settings)
+    sources = ChatEngine(workspace).retrieve(args.question)
+    if args.json:
+        _print_json([{k: s[k] for k in ("file", "page", "text", "score")} for s in sources])
+    else:
+        for i, s in enumerate(sources, 1):
+            print(f"{i}. [{s['file']} p.{s['page']}] score {s['score']:.4f}\n   {' '.join(s['text'].split())[:300]}")
+    return 0
+
+
+def cmd_docs(args: argparse.Namespace) -> int:
+    workspace = _workspace()
+    infos = workspace.collection(args.collection).document_infos()
+    if args.json:
+        _print_json([info.__dict__ for info in infos])
+        return 0
+    if not infos:
+        print("No documents. Add some with `python -m agent ingest FILE.pdf`.")
+    for info in infos:
+        ocr = f" OCR:{len(info.ocr_pages)}" if info.ocr_pages else ""
+        print(f"{info.doc_id[:12]}  {info.file:40} {info.pages:5} p {info.chunks:6} chunks "
+              f"{info.size / 1e6:7.2f} MB{ocr}  {info.added}")
+    return 0
+
+
+def cmd_remove(args: argparse.Namespace) -> int:
+    workspace = _workspace()
+    info = remove_document(workspace.collection(args.collection), args.document)
+    print(f"Removed {info.file} ({info.chunks} chunks).")
+    return 0
+
+
+def cmd_reindex(args: argparse.Namespace) -> int:
+    workspace = _workspace()
+    name = args.collection or workspace.settings.collections[0]
+    results = reindex(workspace.rebuildable(name), workspace.embeddings, workspace.settings)
+    for result in results:
+        print(_result_line(result))
+    print(f"Re-indexed {sum(r.ok for r in results)} of {len(results)} documents in {name!r}.")
+    return 0 if all(r.ok for r in results) else 1
+
+
+def cmd_conversations(args: argparse.Namespace) -> int:
+    store = _workspace().conversations
+    if args.action == "list":
+        items = store.list()
+        if args.json:
+            _print_json([{"id": c.id, "title": c.title, "created": c.created, "updated": c.updated} for c in items])
+        for c in [] if args.json else items:
+            print(f"{c.id}  {c.updated}  {c.title}")
+        return 0
+    if not args.id:
+        raise AgentError(f"`conversations {args.action}` needs a conversation id.", "See `conversations list`.")
+    if args.action == "rename":
+        store.rename(args.id, args.title or "")
+    elif args.action == "delete":
+        store.delete(args.id)
+    else:
+        sys.stdout.write(store.export_markdown(args.id))
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from agent.evaluate import run_eval_command
+
+    return run_eval_command(args.questions, args.pdfs, load_settings(), as_json=args.json)

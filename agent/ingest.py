@@ -1,0 +1,197 @@
+"""Ingestion: a PDF file into a collection (parse, OCR, chunk, embed, index).
+
+Documents are identified by the SHA-256 of their bytes, so re-adding an unchanged file
+is a no-op decided before any parsing, and the same file uploaded twice at once is
+indexed once (the check is repeated under the collection's write lock). A file with the
+name of an indexed document but new content replaces the old version.
+
+Every failure is a DocumentError with a clear message; the collection is only touched
+after the whole document was parsed and embedded, so a bad file never costs the index
+anything.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from langchain_core.documents import Document
+from langchain_core.embeddings import Embeddings
+
+from agent.chunking import chunk_pages, embedding_text
+from agent.config import Settings
+from agent.errors import AgentError, DocumentError
+from agent.names import safe_file_name
+from agent.parse import parse_pdf
+from agent.store import Collection, DocumentInfo
+
+Progress = Callable[[str, int, int], None]
+EMBED_BATCH = 32
+
+
+@dataclass
+class IngestResult:
+    """The outcome for one file, as the CLI's result line and the UI's table show it."""
+
+    file: str
+    status: str  # added | replaced | unchanged | failed
+    doc_id: str = ""
+    pages: int = 0
+    chunks: int = 0
+    ocr_pages: list[int] = field(default_factory=list)
+    message: str = ""
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.status != "failed"
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _noop(stage: str, done: int, total: int) -> None:
+    return None
+
+
+def ingest_file(path: Path | str, collection: Collection, embeddings: Embeddings, settings: Settings, *,
+                password: str | None = None, display_name: str | None = None,
+                progress: Progress | None = None) -> IngestResult:
+    """Ingest one PDF; never raises for a bad document (the result says what went wrong)."""
+    started = time.perf_counter()
+    path = Path(path)
+    name = safe_file_name(display_name or path.name)
+    try:
+        result = _ingest(path, name, collection, embeddings, settings, password, progress or _noop)
+    except AgentError as err:
+        result = IngestResult(name, "failed", message=str(err))
+    except OSError as exc:
+        result = IngestResult(name, "failed", message=f"Cannot read {name}: {exc.strerror or exc}.")
+    result.seconds = round(time.perf_counter() - started, 3)
+    return result
+
+
+def _ingest(path: Path, name: str, collection: Collection, embeddings: Embeddings, settings: Settings,
+            password: str | None, progress: Progress) -> IngestResult:
+    if not path.is_file():
+        raise DocumentError(f"{name} is not a file.", "Check the path.")
+    doc_id = file_sha256(path)
+    collection.reload()
+    if doc_id in collection.infos:
+        return _unchanged(collection.infos[doc_id])
+    info, chunks, vectors = prepare(path, name, doc_id, embeddings, settings, password, progress)
+    progress("index", 0, 1)
+    with collection.writing():
+        if doc_id in collection.infos:  # the same file finished meanwhile in another process
+            return _unchanged(collection.infos[doc_id])
+        replaced = [i.doc_id for i in collection.infos.values() if i.file == name]
+        for old in replaced:
+            collection.remove(old)
+        collection.add(info, chunks, vectors, path)
+    progress("index", 1, 1)
+    status = "replaced" if replaced else "added"
+    message = "; ".join(info.warnings)
+    return IngestResult(name, status, doc_id, info.pages, info.chunks, info.ocr_pages, message)
+
+
+def prepare(path: Path, name: str, doc_id: str, embeddings: Embeddings, settings: Settings,
+            password: str | None, progress: Progress) -> tuple[DocumentInfo, list[Document], np.ndarray]:
+    """Parse, chunk and embed one PDF: all the slow work, done before the index is touched."""
+    parsed = parse_pdf(path, password=password, max_bytes=settings.max_upload_mb * 1024 * 1024,
+                       max_pages=settings.max_pages, ocr=settings.ocr, progress=progress,
+                       max_ocr_pages=settings.max_ocr_pages)
+    chunks = chunk_pages(parsed.pages, file=name, doc_id=doc_id,
+                         chunk_size=settings.chunk_size, chunk_overlap=settings.chunk_overlap)
+    if not chunks:
+        raise DocumentError(f"{name} has no extractable text.",
+                            "If it is a scan, enable OCR in Settings; otherwise the PDF holds no text.")
+    vectors = embed_chunks(chunks, embeddings, progress)
+    info = DocumentInfo(doc_id=doc_id, file=name, pages=parsed.page_count, chunks=len(chunks),
+                        size=path.stat().st_size, added=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                        ocr_pages=parsed.ocr_pages, empty_pages=parsed.empty_pages, warnings=parsed.warnings)
+    return info, chunks, vectors
+
+
+def _unchanged(info: DocumentInfo) -> IngestResult:
+    return IngestResult(info.file, "unchanged", info.doc_id, info.pages, info.chunks, info.ocr_pages,
+                        "already indexed")
+
+
+def embed_chunks(chunks: list[Document], embeddings: Embeddings, progress: Progress = _noop) -> np.ndarray:
+    """Embed chunk texts in batches (so a UI can show progress), as a float32 matrix."""
+    texts = [embedding_text(chunk) for chunk in chunks]
+    vectors: list[list[float]] = []
+    for start in range(0, len(texts), EMBED_BATCH):
+        progress("embed", start, len(texts))
+        vectors += embeddings.embed_documents(texts[start:start + EMBED_BATCH])
+    progress("embed", len(texts), len(texts))
+    return np.asarray(vectors, dtype=np.float32)
+
+
+def find_document(collection: Collection, file_or_hash: str) -> DocumentInfo:
+    """A document by file name, full hash or unique hash prefix (at least 6 characters)."""
+    infos = collection.document_infos()
+    by_name = [i for i in infos if i.file == file_or_hash or i.file == safe_file_name(file_or_hash)]
+    by_hash = [i for i in infos if len(file_or_hash) >= 6 and i.doc_id.startswith(file_or_hash.lower())]
+    matches = by_name or by_hash
+    if len(matches) != 1:
+        why = "matches several documents" if matches else "matches no document"
+        raise DocumentError(f"{file_or_hash!r} {why} in collection {collection.name!r}.",
+                            "List the documents with `python -m agent docs`.")
+    return matches[0]
+
+
+def remove_document(collection: Collection, file_or_hash: str) -> DocumentInfo:
+    """Remove a document's vectors, chunks and stored copy."""
+    with collection.writing():
+        return collection.remove(find_document(collection, file_or_hash).doc_id)
+
+
+def reindex(collection: Collection, embeddings: Embeddings, settings: Settings,
+            progress: Progress | None = None) -> list[IngestResult]:
+    """Rebuild the whole collection from its stored PDFs with the current settings.
+
+    Used after a change of embedding model or chunk size, or when the index is damaged.
+    The new index replaces the old one in a single atomic save.
+    """
+    progress = progress or _noop
+    entries, results = [], []
+    known = {doc_id: info for doc_id, info in _readable_infos(collection).items()}
+    with collection.writing():
+        for doc_id, pdf in collection.stored_documents():
+            name = known[doc_id].file if doc_id in known else pdf.name
+            try:
+                info, chunks, vectors = prepare(pdf, name, doc_id, embeddings, settings, None, progress)
+            except AgentError as err:
+                results.append(IngestResult(name, "failed", doc_id, message=str(err)))
+                continue
+            if doc_id in known:
+                info.added = known[doc_id].added
+            entries.append((info, chunks, vectors))
+            results.append(IngestResult(name, "added", doc_id, info.pages, info.chunks, info.ocr_pages))
+        dimension = next((v.shape[1] for _, c, v in entries if len(c)), len(embeddings.embed_query("dimension")))
+        collection.replace_all(entries, dimension)
+    return results
+
+
+def _readable_infos(collection: Collection) -> dict[str, DocumentInfo]:
+    """Document names from the manifest when it is readable (file names survive a re-index)."""
+    try:
+        return dict(collection.infos) or {
+            k: DocumentInfo(**v) for k, v in (collection._read_manifest() or {}).get("documents", {}).items()}
+    except (AgentError, TypeError):
+        return {}

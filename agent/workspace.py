@@ -1,0 +1,96 @@
+"""The workspace: settings plus the heavy objects built from them, shared by CLI and UI.
+
+Loading the embedder and the FAISS indexes is the slow part of start-up, so they are
+built once per process and reused: the UI keeps one Workspace per settings version in
+`st.cache_resource`, the CLI makes one per command. Settings changes that do not touch
+the embedder or the data directory reuse the same objects (see `Workspace.with_settings`).
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+from langchain_core.embeddings import Embeddings
+
+from agent.config import Settings, load_settings
+from agent.conversations import ConversationStore
+from agent.embeddings import embedding_model_id, make_embeddings
+from agent.store import Collection, delete_collection, list_collections
+
+_EMBEDDERS: dict[tuple[str, str], Embeddings] = {}
+_EMBEDDERS_LOCK = threading.Lock()
+
+
+def shared_embeddings(settings: Settings) -> Embeddings:
+    """One embedder per (model, host) per process: the local model takes seconds to load."""
+    key = (settings.embedding, settings.ollama_host if settings.embedding != "local" else "")
+    with _EMBEDDERS_LOCK:
+        if key not in _EMBEDDERS:
+            _EMBEDDERS[key] = make_embeddings(settings.embedding, ollama_host=settings.ollama_host,
+                                              timeout=settings.request_timeout)
+        return _EMBEDDERS[key]
+
+
+class Workspace:
+    """Settings, embedder, collections and conversations of one data directory."""
+
+    def __init__(self, settings: Settings | None = None) -> None:
+        self.settings = settings or load_settings()
+        self._collections: dict[str, Collection] = {}
+        self._lock = threading.Lock()
+        self._conversations: ConversationStore | None = None
+
+    @property
+    def data_dir(self) -> Path:
+        return self.settings.data_dir
+
+    @property
+    def embeddings(self) -> Embeddings:
+        return shared_embeddings(self.settings)
+
+    @property
+    def embedding_model(self) -> str:
+        return embedding_model_id(self.settings.embedding)
+
+    @property
+    def conversations(self) -> ConversationStore:
+        if self._conversations is None:
+            self._conversations = ConversationStore(self.data_dir)
+        return self._conversations
+
+    def with_settings(self, settings: Settings) -> Workspace:
+        """A workspace for new settings that keeps the loaded collections when still valid."""
+        fresh = Workspace(settings)
+        if (settings.data_dir, settings.embedding) == (self.settings.data_dir, self.settings.embedding):
+            fresh._collections = self._collections
+            fresh._conversations = self._conversations
+        return fresh
+
+    def collection(self, name: str | None = None) -> Collection:
+        """An open collection (created empty on first use), refreshed if another process wrote it."""
+        name = name or self.settings.collections[0]
+        with self._lock:
+            if name not in self._collections:
+                self._collections[name] = Collection(self.data_dir, name, self.embeddings, self.embedding_model)
+            collection = self._collections[name]
+        collection.reload()
+        return collection
+
+    def rebuildable(self, name: str) -> Collection:
+        """A collection opened for re-indexing (tolerates a damaged or other-model index)."""
+        with self._lock:
+            self._collections.pop(name, None)
+        return Collection(self.data_dir, name, self.embeddings, self.embedding_model, rebuilding=True)
+
+    def chat_collections(self) -> list[Collection]:
+        """The collections the chat searches (settings.collections)."""
+        return [self.collection(name) for name in self.settings.collections]
+
+    def collection_names(self) -> list[str]:
+        return sorted(set(list_collections(self.data_dir)) | set(self.settings.collections))
+
+    def delete_collection(self, name: str) -> None:
+        with self._lock:
+            self._collections.pop(name, None)
+        delete_collection(self.data_dir, name)

@@ -1,0 +1,54 @@
+"""Shared fixtures: the Ollama test double, a settings object pointing at it, a workspace."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from langchain_core.documents import Document
+
+from agent.config import Settings, load_settings
+from agent.ingest import embed_chunks
+from agent.store import DocumentInfo
+from agent.workspace import Workspace
+from tests.ollama_double import OllamaDouble
+
+DEVSET = Path(__file__).resolve().parents[2] / "shared" / "devset"
+DEVSET_PDFS = DEVSET / "pdfs"
+
+
+@pytest.fixture
+def ollama() -> Iterator[OllamaDouble]:
+    with OllamaDouble() as double:
+        yield double
+
+
+def double_environ(double: OllamaDouble, **extra: str) -> dict[str, str]:
+    """Environment for code under test: the double, fast embeddings served by the double."""
+    return {"OLLAMA_HOST": double.url, "AGENT_EMBEDDING": "ollama:nomic-embed-text",
+            "AGENT_BACKEND": "ollama", "AGENT_CONNECT_RETRIES": "2", **extra}
+
+
+@pytest.fixture
+def settings(tmp_path: Path, ollama: OllamaDouble) -> Settings:
+    return load_settings(tmp_path / "data", environ=double_environ(ollama))
+
+
+@pytest.fixture
+def workspace(settings: Settings) -> Workspace:
+    return Workspace(settings)
+
+
+def add_texts(workspace: Workspace, file: str, pages: list[str], collection: str | None = None) -> None:
+    """Index a few in-test texts as one document (one chunk per page), bypassing PDF parsing."""
+    doc_id = hashlib.sha256("\0".join([file, *pages]).encode()).hexdigest()
+    chunks = [Document(text, id=f"{doc_id}:{n}:0",
+                       metadata={"file": file, "page": n, "doc_id": doc_id, "chunk_id": f"{doc_id}:{n}:0", "ocr": False})
+              for n, text in enumerate(pages, 1)]
+    target = workspace.collection(collection)
+    vectors = embed_chunks(chunks, workspace.embeddings)
+    info = DocumentInfo(doc_id, file, len(pages), len(chunks), sum(map(len, pages)), "2026-01-01T00:00:00+00:00")
+    with target.writing():
+        target.add(info, chunks, vectors, None)

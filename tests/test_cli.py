@@ -1,0 +1,101 @@
+"""The command line, run as a user runs it: `python -m agent ...` in a subprocess."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import DEVSET_PDFS, double_environ
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_cli(args, env, stdin=None, timeout=120):
+    full_env = {**{k: v for k, v in os.environ.items() if not k.startswith(("AGENT_", "OLLAMA_"))}, **env}
+    return subprocess.run([sys.executable, "-m", "agent", *args], cwd=ROOT, env=full_env, input=stdin,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture
+def env(ollama, tmp_path):
+    return double_environ(ollama, AGENT_DATA_DIR=str(tmp_path / "data"))
+
+
+@pytest.fixture
+def ingested(env):
+    result = run_cli(["ingest", str(DEVSET_PDFS / "squad_Geology.pdf")], env)
+    assert result.returncode == 0, result.stderr
+    return env
+
+
+def test_ask_json_shape(ingested, ollama):
+    ollama.reply_tool_call("search_documents", {"query": "what geology studies"})
+    ollama.reply("Geology studies rocks [squad_Geology.pdf p.1].")
+    result = run_cli(["ask", "What does geology study?", "--json"], ingested)
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert set(data) == {"answer", "sources", "model", "conversation"}
+    assert data["answer"] == "Geology studies rocks [squad_Geology.pdf p.1]."
+    assert data["model"] == "llama3.2" and isinstance(data["conversation"], str)
+    assert data["sources"] and set(data["sources"][0]) == {"file", "page", "text", "score"}
+    assert data["sources"][0]["file"] == "squad_Geology.pdf" and isinstance(data["sources"][0]["page"], int)
+
+
+def test_conversation_survives_a_restart(ingested, ollama):
+    ollama.reply("First answer.")
+    first = run_cli(["ask", "First question about geology?", "--json", "--conversation", "keep1"], ingested)
+    assert first.returncode == 0, first.stderr
+    ollama.reply("Second answer.")
+    second = run_cli(["ask", "And then?", "--conversation", "keep1"], ingested)
+    assert second.returncode == 0, second.stderr
+    contents = [m["content"] for m in ollama.chat_requests()[-1]["messages"]]
+    assert "First question about geology?" in contents and "First answer." in contents
+    listed = run_cli(["conversations", "--json"], ingested)
+    assert [c["id"] for c in json.loads(listed.stdout)] == ["keep1"]
+
+
+def test_models_json(env):
+    result = run_cli(["models", "--json"], env)
+    models = {m["name"]: m for m in json.loads(result.stdout)}
+    assert models["llama3.2:latest"]["tools"] and not models["gemma:2b"]["tools"]
+
+
+def test_unreachable_ollama_is_one_clear_line(tmp_path):
+    env = {"OLLAMA_HOST": "http://127.0.0.1:9", "AGENT_DATA_DIR": str(tmp_path), "AGENT_BACKEND": "ollama",
+           "AGENT_CONNECT_RETRIES": "1"}
+    result = run_cli(["models"], env)
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Cannot reach Ollama" in lines[0] and "ollama serve" in lines[0]
+    assert "Traceback" not in result.stderr
+
+
+def test_chat_repl_streams_resets_and_shows_sources(ingested, ollama):
+    ollama.reply_tool_call("search_documents", {"query": "geology"})
+    ollama.reply("Rocks and minerals [squad_Geology.pdf p.1].")
+    ollama.reply("Second conversation answer.")
+    stdin = "What does geology study?\n/sources\n/reset\nHello again\nexit\n"
+    result = run_cli(["chat"], ingested, stdin=stdin)
+    assert result.returncode == 0, result.stderr
+    assert "Rocks and minerals [squad_Geology.pdf p.1]." in result.stdout
+    assert "[squad_Geology.pdf p." in result.stdout.split("/sources")[-1] or "Sources:" in result.stdout
+    assert "New conversation" in result.stdout
+    second_request = ollama.chat_requests()[-1]
+    assert "What does geology study?" not in json.dumps(second_request)  # /reset started afresh
+
+
+def test_ingest_docs_retrieve_remove(env):
+    bad = run_cli(["ingest", str(DEVSET_PDFS / "squad_Geology.pdf"), str(DEVSET_PDFS / "invalid.pdf")], env)
+    assert bad.returncode == 1  # one file failed
+    assert "ADDED" in bad.stdout and "FAILED  invalid.pdf" in bad.stdout
+    again = run_cli(["ingest", str(DEVSET_PDFS / "squad_Geology.pdf")], env)
+    assert again.returncode == 0 and "UNCHANGED" in again.stdout
+    docs = json.loads(run_cli(["docs", "--json"], env).stdout)
+    assert [d["file"] for d in docs] == ["squad_Geology.pdf"]
+    hits = json.loads(run_cli(["retrieve", "geology", "--k", "3", "--json"], env).stdout)
+    assert 0 < len(hits) <= 3 and set(hits[0]) == {"file", "page", "text", "score"}
+    assert run_cli(["remove", "squad_Geology.pdf"], env).returncode == 0
+    assert json.loads(run_cli(["docs", "--json"], env).stdout) == []
