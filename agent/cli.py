@@ -112,6 +112,7 @@ def cmd_ask(args: argparse.Namespace) -> int:
     else:
         sys.stdout.write("\n")
         _print_sources(answer.sources)
+    sys.stdout.flush()  # keep the answer and the notes below it in order on a terminal
     if answer.notice:
         print(f"note: {answer.notice}", file=sys.stderr)
     if answer.error:

@@ -1,0 +1,70 @@
+"""End to end with real models and no Ollama: local embedder + embedded SmolLM2 via the chain.
+
+The same ChatEngine the UI and CLI use; only the backend differs (auto falls back to the
+embedded model because nothing listens at OLLAMA_HOST). Wording is not asserted: builds differ.
+"""
+
+import json
+import socket
+
+import pytest
+
+from agent.chain import ChatEngine, Done, Token
+from agent.config import load_settings
+from agent.ingest import ingest_file
+from agent.workspace import Workspace
+from tests.conftest import DEVSET, DEVSET_PDFS
+from tests.test_cli import run_cli
+
+pytest.importorskip("llama_cpp", reason="embedded model not installed (scripts/setup.sh installs it)")
+pytestmark = pytest.mark.slow
+
+
+def closed_port() -> str:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{s.getsockname()[1]}"
+
+
+@pytest.fixture(scope="module")
+def offline_env(tmp_path_factory):
+    return {"OLLAMA_HOST": closed_port(), "AGENT_DATA_DIR": str(tmp_path_factory.mktemp("data")),
+            "AGENT_BACKEND": "auto", "AGENT_CONNECT_RETRIES": "1", "AGENT_NUM_PREDICT": "48",
+            "AGENT_TEMPERATURE": "0"}
+
+
+@pytest.fixture(scope="module")
+def workspace(offline_env):
+    workspace = Workspace(load_settings(environ=offline_env))
+    result = ingest_file(DEVSET_PDFS / "squad_Geology.pdf", workspace.collection(), workspace.embeddings,
+                         workspace.settings)
+    assert result.status == "added"
+    return workspace
+
+
+def gold(question_id: str) -> dict:
+    for line in (DEVSET / "questions.jsonl").read_text().splitlines():
+        row = json.loads(line)
+        if row["id"] == question_id:
+            return row
+    raise LookupError(question_id)
+
+
+def test_embedded_model_answers_from_the_documents(workspace):
+    q = gold("q014")  # "What do petrologists use electron microprobes in the laboratory for?" (page 3)
+    engine = ChatEngine(workspace)
+    events = list(engine.stream(q["question"], "e2e"))
+    answer = events[-1].answer
+    assert isinstance(events[-1], Done) and not answer.error, answer.error
+    assert answer.mode == "always_retrieve" and "embedded" in answer.model
+    assert "Ollama" in answer.notice  # the user is told how to switch
+    assert len([e for e in events if isinstance(e, Token)]) > 1 and answer.text.strip()
+    assert (q["file"], q["page"]) in {(s["file"], s["page"]) for s in answer.sources}
+
+
+def test_cli_chat_works_offline(offline_env, workspace):
+    result = run_cli(["chat"], offline_env, stdin="What is geology?\nexit\n", timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "embedded" in result.stdout and "ollama serve" in result.stdout  # the notice
+    answer = result.stdout.split(">>> ", 2)[1]
+    assert answer.strip()
