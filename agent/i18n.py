@@ -1,0 +1,222 @@
+"""UI text in English and Chinese: `t(key, lang, **values)`.
+
+Every key has both languages (a test checks it). Values are `str.format` templates.
+A missing key falls back to English, then to `default`, then to the key itself, so a
+typo shows up as visible text instead of crashing the page. Messages that come from
+`agent/` errors (AgentError.message / .fix) are shown as they are.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+LANGUAGES: dict[str, str] = {"en": "English", "zh": "中文"}
+
+STRINGS: dict[str, dict[str, str]] = {
+    # ---- app and navigation
+    "language": {"en": "Language", "zh": "语言"},
+    "page_chat": {"en": "Chat", "zh": "对话"},
+    "page_documents": {"en": "Documents", "zh": "文档"},
+    "page_settings": {"en": "Settings", "zh": "设置"},
+    # ---- sidebar status
+    "status_ollama_ok": {"en": ":green[:material/check_circle:] Ollama {version} at `{host}`",
+                         "zh": ":green[:material/check_circle:] Ollama {version}（`{host}`）"},
+    "status_ollama_down": {"en": "Ollama is not reachable at {host}.", "zh": "无法连接 Ollama（{host}）。"},
+    "status_ollama_off_forced": {"en": "Backend: embedded offline model (Ollama not used).",
+                                 "zh": "后端：内置离线模型（不使用 Ollama）。"},
+    "status_model": {"en": "Chat model: {model} ({tools})", "zh": "对话模型：{model}（{tools}）"},
+    "tools_yes": {"en": "can use tools: agent mode", "zh": "支持工具调用：智能体模式"},
+    "tools_no": {"en": "no tools: searches before every answer", "zh": "不支持工具：每次回答前检索"},
+    "tools_short": {"en": "tools", "zh": "工具"},
+    "no_tools_short": {"en": "no tools", "zh": "无工具"},
+    "status_embedding": {"en": "Embeddings: {model}", "zh": "向量模型：{model}"},
+    "status_collections": {"en": "Chat collections: {names}", "zh": "对话使用的文档集：{names}"},
+    "embedded_notice": {"en": "{notice}", "zh": "{notice}（离线演示模型：回答质量有限。安装并运行 Ollama，"
+                        "执行 `ollama pull llama3.2`，再在设置中把后端设为 ollama。）"},
+    "pinned_by": {"en": "Set by the environment variable {var}; unset it to change this here.",
+                  "zh": "由环境变量 {var} 设定；取消该变量后才能在此修改。"},
+    # ---- chat
+    "ask_placeholder": {"en": "Ask a question about your documents…", "zh": "就你的文档提一个问题……"},
+    "busy": {"en": "An answer is still running: wait for it or stop it.", "zh": "仍在回答中：请等待或停止。"},
+    "chat_model": {"en": "Chat model", "zh": "对话模型"},
+    "chat_model_help": {"en": "Installed Ollama models; saved to the settings.",
+                        "zh": "已安装的 Ollama 模型；选择会保存到设置。"},
+    "model_not_installed": {"en": "{model} (not installed)", "zh": "{model}（未安装）"},
+    "model_missing": {"en": "The model {model!r} is not installed. Run `ollama pull {model}` or pick another one.",
+                      "zh": "模型 {model!r} 未安装。请运行 `ollama pull {model}`，或选择其他模型。"},
+    "model_embedded_forced": {"en": "The embedded offline model answers (backend: embedded).",
+                              "zh": "由内置离线模型回答（后端：embedded）。"},
+    "models_unavailable": {"en": "Cannot list the models: Ollama is not reachable.",
+                           "zh": "无法列出模型：Ollama 无法连接。"},
+    "no_models": {"en": "No chat model is installed at {host}. Run `ollama pull llama3.2`.",
+                  "zh": "{host} 上没有安装对话模型。请运行 `ollama pull llama3.2`。"},
+    "refresh_models": {"en": "Refresh", "zh": "刷新"},
+    "chat_collections": {"en": "Collections to search", "zh": "检索的文档集"},
+    "chat_collections_help": {"en": "The chat answers from the documents of these collections.",
+                              "zh": "对话会根据这些文档集中的文档回答。"},
+    "need_one_collection": {"en": "Pick at least one collection.", "zh": "请至少选择一个文档集。"},
+    "conversations": {"en": "Conversations", "zh": "对话记录"},
+    "new_conversation": {"en": "New conversation", "zh": "新对话"},
+    "show_all": {"en": "Show all", "zh": "显示全部"},
+    "manage_conversation": {"en": "Rename, export, delete", "zh": "重命名、导出、删除"},
+    "title": {"en": "Title", "zh": "标题"},
+    "rename": {"en": "Rename", "zh": "重命名"},
+    "export_markdown": {"en": "Export as Markdown", "zh": "导出为 Markdown"},
+    "delete_warning": {"en": "Deleting removes the conversation and all its answers.",
+                       "zh": "删除会移除该对话及其全部回答。"},
+    "delete_conversation": {"en": "Delete conversation", "zh": "删除对话"},
+    "no_documents": {"en": "No documents yet: add PDFs on the Documents page, then ask about them.",
+                     "zh": "还没有文档：请先在“文档”页添加 PDF，再提问。"},
+    "go_documents": {"en": "Go to Documents", "zh": "前往文档页"},
+    "stop": {"en": "Stop", "zh": "停止"},
+    "stopping": {"en": "Stopping…", "zh": "正在停止……"},
+    "stopping_wait": {"en": "Stopping: the model is finishing its current step… {seconds} s. "
+                            "The partial answer is kept, marked incomplete.",
+                      "zh": "正在停止：模型正在结束当前步骤…… {seconds} 秒。已保留部分回答，并标记为不完整。"},
+    "thinking": {"en": "Waiting for the model", "zh": "等待模型"},
+    "waiting": {"en": "{status}… {seconds} s", "zh": "{status}…… {seconds} 秒"},
+    "answer_incomplete": {"en": "Incomplete answer: {error}", "zh": "回答不完整：{error}"},
+    "sources_n": {"en": "Sources ({n})", "zh": "来源（{n}）"},
+    "page_short": {"en": "p. {page}", "zh": "第 {page} 页"},
+    "score": {"en": "score", "zh": "得分"},
+    "show_page": {"en": "Show the page", "zh": "显示该页"},
+    "page_unavailable": {"en": "The stored PDF is no longer in the collection.", "zh": "文档集中已没有该 PDF。"},
+    "page_render_failed": {"en": "Cannot render the page: {error}", "zh": "无法渲染该页：{error}"},
+    # ---- documents
+    "collection": {"en": "Collection", "zh": "文档集"},
+    "collection_help": {"en": "Uploads go to this collection. The chat searches: {names}.",
+                        "zh": "上传的文件会加入此文档集。对话检索：{names}。"},
+    "new_collection": {"en": "New collection", "zh": "新建文档集"},
+    "collection_name": {"en": "Name", "zh": "名称"},
+    "new_collection_placeholder": {"en": "letters, digits, - _ .", "zh": "字母、数字、- _ ."},
+    "create": {"en": "Create", "zh": "创建"},
+    "collection_created": {"en": "Collection {name!r} created.", "zh": "已创建文档集 {name!r}。"},
+    "delete_collection": {"en": "Delete collection", "zh": "删除文档集"},
+    "delete_collection_warning": {"en": "This deletes {name!r}: its index and its stored copies of the PDFs "
+                                        "(your original files are not touched).",
+                                  "zh": "将删除 {name!r}：包括索引及其保存的 PDF 副本（不影响你的原始文件）。"},
+    "delete_collection_confirm": {"en": "Delete {name!r}", "zh": "删除 {name!r}"},
+    "collection_deleted": {"en": "Collection {name!r} deleted.", "zh": "已删除文档集 {name!r}。"},
+    "upload_label": {"en": "Add PDF files", "zh": "添加 PDF 文件"},
+    "upload_help": {"en": "Several PDFs at once, up to {mb} MB each; they are added to {name!r}.",
+                    "zh": "可一次上传多个 PDF，每个不超过 {mb} MB；将加入 {name!r}。"},
+    "upload_cap_note": {"en": "The web server accepts files up to {mb} MB (server.maxUploadSize in "
+                              ".streamlit/config.toml); use `python -m agent ingest` for larger ones.",
+                        "zh": "网页服务器最多接受 {mb} MB 的文件（.streamlit/config.toml 中的 server.maxUploadSize）；"
+                              "更大的文件请用 `python -m agent ingest`。"},
+    "stage_queued": {"en": "Waiting…", "zh": "等待中……"},
+    "stage_parse": {"en": "Reading pages", "zh": "读取页面"},
+    "stage_ocr": {"en": "OCR of scanned pages", "zh": "扫描页文字识别（OCR）"},
+    "stage_embed": {"en": "Embedding chunks", "zh": "生成向量"},
+    "stage_index": {"en": "Indexing", "zh": "写入索引"},
+    "stage_done": {"en": "Done", "zh": "完成"},
+    "stage_failed": {"en": "Failed", "zh": "失败"},
+    "result_added": {"en": "{file}: added, {pages} pages, {chunks} chunks{ocr}, {seconds:.1f} s",
+                     "zh": "{file}：已添加，{pages} 页，{chunks} 个片段{ocr}，用时 {seconds:.1f} 秒"},
+    "result_replaced": {"en": "{file}: replaced the older version, {pages} pages, {chunks} chunks{ocr}, {seconds:.1f} s",
+                        "zh": "{file}：已替换旧版本，{pages} 页，{chunks} 个片段{ocr}，用时 {seconds:.1f} 秒"},
+    "result_unchanged": {"en": "{file}: already indexed ({pages} pages, {chunks} chunks)",
+                         "zh": "{file}：已在索引中（{pages} 页，{chunks} 个片段）"},
+    "result_failed": {"en": "{file}: not added. {message}", "zh": "{file}：未添加。{message}"},
+    "result_ocr": {"en": ", OCR on {n} pages", "zh": "，{n} 页经过 OCR"},
+    "needs_password": {"en": "{file} is encrypted: enter its password to add it.",
+                       "zh": "{file} 已加密：请输入密码后再添加。"},
+    "password": {"en": "PDF password", "zh": "PDF 密码"},
+    "retry_password": {"en": "Add with this password", "zh": "使用此密码添加"},
+    "wrong_password": {"en": "That password does not open the PDF.", "zh": "该密码无法打开此 PDF。"},
+    "clear_results": {"en": "Clear the list", "zh": "清空列表"},
+    "documents_in": {"en": "Documents in {name!r} ({n})", "zh": "{name!r} 中的文档（{n}）"},
+    "no_documents_here": {"en": "No documents in this collection yet.", "zh": "此文档集中还没有文档。"},
+    "col_file": {"en": "File", "zh": "文件"},
+    "col_pages": {"en": "Pages", "zh": "页数"},
+    "col_chunks": {"en": "Chunks", "zh": "片段"},
+    "col_ocr": {"en": "OCR pages", "zh": "OCR 页数"},
+    "col_size": {"en": "Size (MB)", "zh": "大小（MB）"},
+    "col_added": {"en": "Added", "zh": "添加时间"},
+    "col_id": {"en": "Id", "zh": "编号"},
+    "select_documents": {"en": "Documents to delete", "zh": "要删除的文档"},
+    "delete_documents": {"en": "Delete", "zh": "删除"},
+    "documents_deleted": {"en": "Deleted: {files}", "zh": "已删除：{files}"},
+    "reindex": {"en": "Re-index the collection", "zh": "重建索引"},
+    "reindex_help": {"en": "Re-index after changing the embedding model or chunk size, or if the index is damaged; "
+                           "it rebuilds from the stored PDFs.",
+                     "zh": "更改向量模型或分块大小后，或索引损坏时，请重建索引；将根据保存的 PDF 重新生成。"},
+    "reindexing": {"en": "Re-indexing {name!r}…", "zh": "正在重建 {name!r} 的索引……"},
+    "reindexed": {"en": "Re-indexed {ok} of {n} documents in {name!r}.",
+                  "zh": "已重建 {name!r} 中 {n} 个文档里的 {ok} 个。"},
+    "reindex_failed": {"en": "Re-indexing failed", "zh": "重建索引失败"},
+    # ---- settings
+    "settings_intro": {"en": "Saved to {path}. Changes take effect on the next question.",
+                       "zh": "保存到 {path}。修改会在下一个问题时生效。"},
+    "pinned_note": {"en": "Set by environment variables (read-only here): {vars}",
+                    "zh": "由环境变量设定（此处只读）：{vars}"},
+    "tab_model": {"en": "Model", "zh": "模型"},
+    "tab_retrieval": {"en": "Documents & retrieval", "zh": "文档与检索"},
+    "tab_prompts": {"en": "Prompts", "zh": "提示词"},
+    "tab_language": {"en": "Language", "zh": "语言"},
+    "placeholders": {"en": "Must keep: {required}. May use: {optional}. Write literal braces as {{{{ }}}}.",
+                     "zh": "必须保留：{required}。可以使用：{optional}。字面花括号请写成 {{{{ }}}}。"},
+    "none": {"en": "none", "zh": "无"},
+    "save": {"en": "Save", "zh": "保存"},
+    "saved": {"en": "Saved ({fields}). Takes effect on the next question.",
+              "zh": "已保存（{fields}）。将在下一个问题时生效。"},
+    "reindex_needed": {"en": " Re-index your collections on the Documents page to use the new embedding or chunking.",
+                       "zh": " 请在“文档”页重建索引，以使用新的向量模型或分块设置。"},
+    "reindex_note": {"en": "Changing the embedding model or chunking needs a re-index (Documents page).",
+                     "zh": "更改向量模型或分块设置后需要重建索引（在“文档”页）。"},
+    "no_changes": {"en": "Nothing changed.", "zh": "没有修改。"},
+    "nothing_saved": {"en": "Nothing was saved.", "zh": "未保存任何内容。"},
+    "prompt_invalid": {"en": "{field} is not valid: {error}", "zh": "{field} 无效：{error}"},
+    "reset_defaults": {"en": "Reset to defaults", "zh": "恢复默认设置"},
+    "reset_warning": {"en": "All settings and prompts go back to their defaults (values set by environment "
+                            "variables stay).",
+                      "zh": "所有设置和提示词都将恢复默认值（环境变量设定的值不变）。"},
+    "reset_confirm": {"en": "Reset everything", "zh": "全部恢复默认"},
+    "reset_done": {"en": "Settings reset to the defaults.", "zh": "已恢复默认设置。"},
+    "field_ollama_host": {"en": "Ollama host", "zh": "Ollama 地址"},
+    "field_backend": {"en": "Backend", "zh": "后端"},
+    "field_chat_model": {"en": "Chat model", "zh": "对话模型"},
+    "field_mode": {"en": "Mode", "zh": "模式"},
+    "field_keep_alive": {"en": "Keep alive", "zh": "模型保留时间（keep_alive）"},
+    "field_request_timeout": {"en": "Request timeout (s)", "zh": "请求超时（秒）"},
+    "field_temperature": {"en": "Temperature", "zh": "温度"},
+    "field_num_ctx": {"en": "Context window (num_ctx)", "zh": "上下文长度（num_ctx）"},
+    "field_num_predict": {"en": "Max answer tokens (num_predict)", "zh": "最大回答长度（num_predict）"},
+    "field_repeat_penalty": {"en": "Repeat penalty", "zh": "重复惩罚"},
+    "field_memory_turns": {"en": "Memory (turns)", "zh": "记忆轮数"},
+    "field_retrieval_k": {"en": "Chunks per question (k)", "zh": "每个问题检索片段数（k）"},
+    "field_hybrid": {"en": "Hybrid search (keywords + vectors)", "zh": "混合检索（关键词 + 向量）"},
+    "field_embedding": {"en": "Embedding model", "zh": "向量模型"},
+    "field_ocr": {"en": "OCR scanned pages", "zh": "对扫描页做 OCR"},
+    "field_chunk_size": {"en": "Chunk size (characters)", "zh": "分块大小（字符）"},
+    "field_chunk_overlap": {"en": "Chunk overlap (characters)", "zh": "分块重叠（字符）"},
+    "field_max_upload_mb": {"en": "Largest PDF (MB)", "zh": "PDF 最大体积（MB）"},
+    "field_max_pages": {"en": "Most pages per PDF", "zh": "每个 PDF 最多页数"},
+    "field_answer_language": {"en": "Answer language", "zh": "回答语言"},
+    "field_ui_language": {"en": "Interface language", "zh": "界面语言"},
+    "field_system_prompt": {"en": "System prompt", "zh": "系统提示词"},
+    "field_answer_prompt": {"en": "Answer prompt", "zh": "回答提示词"},
+    "field_rewrite_prompt": {"en": "Query-rewrite prompt", "zh": "问题改写提示词"},
+    "opt_auto": {"en": "auto", "zh": "自动"},
+    "opt_ollama": {"en": "Ollama", "zh": "Ollama"},
+    "opt_embedded": {"en": "embedded offline model", "zh": "内置离线模型"},
+    "opt_agent": {"en": "agent (model calls the search tool)", "zh": "智能体（模型调用检索工具）"},
+    "opt_always_retrieve": {"en": "always retrieve", "zh": "每次都检索"},
+    "opt_zh": {"en": "Chinese", "zh": "中文"},
+    "opt_en": {"en": "English", "zh": "英文"},
+}
+
+
+def t(key: str, lang: str = "en", default: str | None = None, **values: Any) -> str:
+    """The text for `key` in `lang` ("en" or "zh"), formatted with `values`."""
+    entry = STRINGS.get(key)
+    if entry is None:
+        template = default if default is not None else key
+    else:
+        template = entry.get(lang) or entry["en"]
+    if not values:
+        return template
+    try:
+        return template.format(**values)
+    except (KeyError, IndexError, ValueError):
+        return template

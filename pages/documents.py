@@ -1,0 +1,249 @@
+"""Documents page: collections, PDF upload with per-file progress, document list, re-index.
+
+Uploads are written to a temp file under `<data_dir>/uploads` and ingested with the
+file's cleaned name as its display name; an encrypted PDF keeps its upload until the
+user gives the password (or clears the list).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import streamlit as st
+
+from agent.errors import AgentError
+from agent.ingest import reindex, remove_document
+from agent.names import safe_file_name
+from agent.ui_state import (
+    StageProgress,
+    create_collection,
+    discard_upload,
+    ingest_upload,
+    pdf_needs_password,
+    save_changes,
+    save_upload,
+)
+from pages import error_text, page_setup, show_error
+
+ctx = page_setup()
+T = ctx.t
+S = st.session_state
+settings = ctx.settings
+workspace = ctx.workspace
+
+RESULTS = "ingest_results"  # file_id -> {"name", "result", "path" (kept for a password retry)}
+S.setdefault(RESULTS, {})
+S.setdefault("uploader_gen", 0)
+
+
+# ---- collections ---------------------------------------------------------------------------
+def current_collection() -> str:
+    names = workspace.collection_names()
+    if S.get("doc_collection") not in names:
+        S["doc_collection"] = settings.collections[0] if settings.collections[0] in names else names[0]
+    return S["doc_collection"]
+
+
+def on_create() -> None:
+    try:
+        S["doc_collection"] = create_collection(workspace, S.get("new_collection", ""))
+        S["new_collection"] = ""
+        S["doc_message"] = ("success", T("collection_created", name=S["doc_collection"]))
+    except (AgentError, ValueError) as err:
+        S["doc_message"] = ("error", error_text(err))
+
+
+def on_delete_collection(name: str) -> None:
+    try:
+        workspace.delete_collection(name)
+        if name in settings.collections and "collections" not in ctx.pinned:
+            remaining = [c for c in settings.collections if c != name] or ["default"]
+            save_changes(settings, collections=remaining)
+        S["doc_message"] = ("success", T("collection_deleted", name=name))
+    except (AgentError, ValueError, OSError) as err:
+        S["doc_message"] = ("error", error_text(err))
+    S["doc_collection"] = None
+
+
+def collection_bar() -> str:
+    name = current_collection()
+    left, middle, right = st.columns([4, 2, 2], vertical_alignment="bottom")
+    with left:
+        st.selectbox(T("collection"), workspace.collection_names(), key="doc_collection",
+                     help=T("collection_help", names=", ".join(settings.collections)))
+    with middle, st.popover(T("new_collection"), icon=":material/add:", use_container_width=True):
+        st.text_input(T("collection_name"), key="new_collection", placeholder=T("new_collection_placeholder"))
+        st.button(T("create"), on_click=on_create, key="create_collection_btn")
+    with right, st.popover(T("delete_collection"), icon=":material/delete:", use_container_width=True):
+        st.warning(T("delete_collection_warning", name=name))
+        st.button(T("delete_collection_confirm", name=name), on_click=on_delete_collection, args=(name,),
+                  type="primary", key="delete_collection_btn")
+    return name
+
+
+# ---- upload and ingestion ------------------------------------------------------------------------
+def upload_limit_mb() -> int:
+    server_cap = int(st.get_option("server.maxUploadSize") or settings.max_upload_mb)
+    return max(1, min(settings.max_upload_mb, server_cap))
+
+
+def ingest_one(collection: str, name: str, path: Any, password: str | None = None) -> Any:
+    """Ingest a saved upload, showing its stages on a progress bar; returns the IngestResult."""
+    box = st.container(border=True)
+    box.text(name)
+    bar = box.progress(0.0, text=T("stage_queued"))
+
+    def show(fraction: float, stage: str, done: int, total: int) -> None:
+        label = T(f"stage_{stage}") if stage in ("parse", "ocr", "embed", "index") else stage
+        bar.progress(fraction, text=f"{label} {done}/{total}" if total > 1 else label)
+
+    result = ingest_upload(workspace, collection, path, name, password=password, progress=StageProgress(show))
+    bar.progress(1.0, text=T("stage_done") if result.ok else T("stage_failed"))
+    return result
+
+
+def process_uploads(collection: str, files: list[Any]) -> bool:
+    """Ingest the uploads not seen yet; True if any was processed."""
+    processed = False
+    for upload in files:
+        if upload.file_id in S[RESULTS]:
+            continue
+        name = safe_file_name(upload.name)
+        path = save_upload(settings, name, upload.getvalue())
+        keep = False
+        processed = True
+        try:
+            result = ingest_one(collection, name, path)
+            keep = not result.ok and pdf_needs_password(path)
+            S[RESULTS][upload.file_id] = {"name": name, "result": result, "path": str(path) if keep else None,
+                                          "collection": collection}
+        finally:
+            if not keep:
+                discard_upload(path)
+    return processed
+
+
+def retry_with_password(file_id: str) -> None:
+    entry = S[RESULTS][file_id]
+    password = S.get(f"pw-{file_id}", "")
+    result = ingest_one(entry["collection"], entry["name"], entry["path"], password=password)
+    entry["result"] = result
+    if result.ok:
+        discard_upload(entry["path"])
+        entry["path"] = None
+    else:
+        entry["error"] = T("wrong_password") if pdf_needs_password(entry["path"], password) else ""
+
+
+def clear_results() -> None:
+    for entry in S[RESULTS].values():
+        discard_upload(entry.get("path"))
+    S[RESULTS] = {}
+    S["uploader_gen"] += 1
+
+
+def result_line(result: Any) -> str:
+    if not result.ok:
+        return T("result_failed", file=result.file, message=result.message)
+    ocr = T("result_ocr", n=len(result.ocr_pages)) if result.ocr_pages else ""
+    note = f" ({result.message})" if result.message and result.status != "unchanged" else ""
+    return T(f"result_{result.status}", file=result.file, pages=result.pages, chunks=result.chunks,
+             ocr=ocr, seconds=result.seconds) + note
+
+
+def show_results() -> None:
+    for file_id, entry in list(S[RESULTS].items()):
+        result = entry["result"]
+        if result.ok:
+            st.success(result_line(result), icon=":material/check_circle:")
+        elif entry.get("path"):
+            with st.container(border=True):
+                st.warning(T("needs_password", file=entry["name"]), icon=":material/lock:")
+                if entry.get("error"):
+                    st.error(entry["error"])
+                st.text_input(T("password"), type="password", key=f"pw-{file_id}")
+                if st.button(T("retry_password"), key=f"retry-{file_id}"):
+                    retry_with_password(file_id)
+                    st.rerun()
+        else:
+            st.error(result_line(result), icon=":material/cancel:")
+    if S[RESULTS]:
+        st.button(T("clear_results"), on_click=clear_results, type="tertiary", icon=":material/clear_all:")
+
+
+# ---- document list ----------------------------------------------------------------------------
+def document_table(name: str) -> None:
+    try:
+        collection = workspace.collection(name)
+        infos = collection.document_infos()
+    except AgentError as err:
+        show_error(err)
+        reindex_button(name, primary=True)
+        return
+    st.subheader(T("documents_in", name=name, n=len(infos)))
+    if not infos:
+        st.caption(T("no_documents_here"))
+        return
+    rows = [{T("col_file"): i.file, T("col_pages"): i.pages, T("col_chunks"): i.chunks,
+             T("col_ocr"): len(i.ocr_pages), T("col_size"): round(i.size / 1e6, 2), T("col_added"): i.added,
+             T("col_id"): i.doc_id[:12]} for i in infos]
+    st.dataframe(rows, hide_index=True, use_container_width=True)
+    labels = {i.doc_id: f"{i.file} ({i.doc_id[:8]})" for i in infos}
+    left, right = st.columns([4, 2], vertical_alignment="bottom")
+    with left:
+        chosen = st.multiselect(T("select_documents"), list(labels), format_func=labels.get, key=f"del-{name}")
+    with right:
+        if st.button(T("delete_documents"), disabled=not chosen, icon=":material/delete:"):
+            removed = []
+            for doc_id in chosen:
+                try:
+                    removed.append(remove_document(collection, doc_id).file)
+                except AgentError as err:
+                    show_error(err)
+            S["doc_message"] = ("success", T("documents_deleted", files=", ".join(removed)))
+            S.pop(f"del-{name}", None)
+            st.rerun()
+    reindex_button(name)
+
+
+def reindex_button(name: str, primary: bool = False) -> None:
+    st.caption(T("reindex_help"))
+    if not st.button(T("reindex"), type="primary" if primary else "secondary", icon=":material/autorenew:",
+                     key=f"reindex-{name}"):
+        return
+    with st.status(T("reindexing", name=name), expanded=True) as status:
+        bar = st.progress(0.0)
+        progress = StageProgress(lambda f, stage, done, total: bar.progress(
+            f, text=f"{T('stage_' + stage) if stage in ('parse', 'ocr', 'embed', 'index') else stage} {done}/{total}"))
+        try:
+            results = reindex(workspace.rebuildable(name), workspace.embeddings, settings, progress=progress)
+        except AgentError as err:
+            status.update(label=T("reindex_failed"), state="error")
+            show_error(err)
+            return
+        for result in results:
+            (st.text if result.ok else st.error)(result_line(result))
+        ok = sum(r.ok for r in results)
+        status.update(label=T("reindexed", ok=ok, n=len(results), name=name),
+                      state="complete" if ok == len(results) else "error")
+
+
+# ---- page --------------------------------------------------------------------------------------
+st.title(T("page_documents"))
+try:
+    name = collection_bar()
+    if S.get("doc_message"):
+        kind, text = S.pop("doc_message")
+        (st.success if kind == "success" else st.error)(text)
+    limit = upload_limit_mb()
+    files = st.file_uploader(T("upload_label"), type=["pdf"], accept_multiple_files=True,
+                             key=f"uploader-{S['uploader_gen']}", max_upload_size=limit,
+                             help=T("upload_help", mb=limit, name=name))
+    if settings.max_upload_mb > limit:
+        st.caption(T("upload_cap_note", mb=limit))
+    if files and process_uploads(name, files):
+        st.rerun()  # the progress boxes give way to the result list
+    show_results()
+    document_table(name)
+except AgentError as err:
+    show_error(err)

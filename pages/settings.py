@@ -1,0 +1,163 @@
+"""Settings and prompts page: edit, validate, save to data/settings.json, reset to defaults.
+
+Fields pinned by environment variables are shown disabled. Prompts are validated
+(`agent.prompts.validate`) before anything is saved; a refused edit leaves the file as
+it was. Saved settings take effect on the next question (the engine is cached per
+settings value).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import streamlit as st
+
+from agent import prompts
+from agent.errors import AgentError
+from agent.ui_state import reset_to_defaults, save_changes
+from pages import error_text, page_setup
+
+ctx = page_setup()
+T = ctx.t
+S = st.session_state
+settings = ctx.settings
+S.setdefault("settings_gen", 0)
+GEN = S["settings_gen"]
+FIELDS = type(settings).model_fields
+NEEDS_REINDEX = {"embedding", "chunk_size", "chunk_overlap"}
+
+
+def key(field: str) -> str:
+    return f"set-{field}-{GEN}"
+
+
+def common(field: str) -> dict[str, Any]:
+    """Label, help (the field's description, or the pinning variable) and disabled state."""
+    pinned = ctx.pinned.get(field)
+    description = FIELDS[field].description or ""
+    return {"label": T(f"field_{field}"), "key": key(field), "disabled": bool(pinned),
+            "help": T("pinned_by", var=pinned) if pinned else description}
+
+
+def number(field: str, lo: float, hi: float, step: float) -> Any:
+    value = getattr(settings, field)
+    kind = float if isinstance(value, float) else int
+    return st.number_input(min_value=kind(lo), max_value=kind(hi), value=value, step=kind(step), **common(field))
+
+
+def choice(field: str, options: list[str]) -> Any:
+    value = getattr(settings, field)
+    options = options if value in options else [value, *options]
+    return st.selectbox(options=options, index=options.index(value), format_func=lambda o: T(f"opt_{o}", default=o),
+                        **common(field))
+
+
+def embedding_options() -> list[str]:
+    options = ["local"]
+    if ctx.status.reachable:
+        try:
+            options += [f"ollama:{m.name}" for m in ctx.models() if "embedding" in m.capabilities]
+        except AgentError:
+            pass
+    if settings.embedding not in options:
+        options.append(settings.embedding)
+    return options
+
+
+def prompt_area(field: str) -> str:
+    required = " ".join(f"{{{n}}}" for n in sorted(prompts.REQUIRED[field])) or T("none")
+    optional = " ".join(f"{{{n}}}" for n in sorted(prompts.OPTIONAL[field])) or T("none")
+    st.caption(T("placeholders", required=required, optional=optional))
+    return st.text_area(height=220, value=getattr(settings, field), **common(field))
+
+
+def on_reset() -> None:
+    try:
+        reset_to_defaults(settings)
+        S["settings_message"] = ("success", T("reset_done"))
+    except AgentError as err:
+        S["settings_message"] = ("error", error_text(err))
+    S["settings_gen"] += 1
+
+
+st.title(T("page_settings"))
+st.caption(T("settings_intro", path=str(settings.settings_path)))
+if ctx.pinned:
+    st.info(T("pinned_note", vars=", ".join(f"{f} ({v})" for f, v in sorted(ctx.pinned.items()))), icon=":material/push_pin:")
+if S.get("settings_message"):
+    kind, text = S.pop("settings_message")
+    (st.success if kind == "success" else st.error)(text)
+
+with st.form("settings_form", border=False):
+    values: dict[str, Any] = {}
+    tab_model, tab_retrieval, tab_prompts, tab_language = st.tabs(
+        [T("tab_model"), T("tab_retrieval"), T("tab_prompts"), T("tab_language")])
+    with tab_model:
+        left, right = st.columns(2)
+        with left:
+            values["ollama_host"] = st.text_input(value=settings.ollama_host, **common("ollama_host"))
+            values["backend"] = choice("backend", ["auto", "ollama", "embedded"])
+            values["chat_model"] = st.text_input(value=settings.chat_model, **common("chat_model"))
+            values["mode"] = choice("mode", ["auto", "agent", "always_retrieve"])
+            values["keep_alive"] = st.text_input(value=settings.keep_alive, **common("keep_alive"))
+            values["request_timeout"] = number("request_timeout", 1, 3600, 10)
+        with right:
+            values["temperature"] = number("temperature", 0.0, 2.0, 0.05)
+            values["num_ctx"] = number("num_ctx", 512, 1_048_576, 512)
+            values["num_predict"] = number("num_predict", 16, 131_072, 64)
+            values["repeat_penalty"] = number("repeat_penalty", 0.5, 2.5, 0.05)
+            values["memory_turns"] = number("memory_turns", 1, 100, 1)
+    with tab_retrieval:
+        left, right = st.columns(2)
+        with left:
+            values["retrieval_k"] = number("retrieval_k", 1, 50, 1)
+            values["hybrid"] = st.toggle(value=settings.hybrid, **common("hybrid"))
+            embeddings = embedding_options()
+            values["embedding"] = st.selectbox(options=embeddings, index=embeddings.index(settings.embedding),
+                                               accept_new_options=True, **common("embedding"))
+            values["ocr"] = st.toggle(value=settings.ocr, **common("ocr"))
+        with right:
+            values["chunk_size"] = number("chunk_size", 100, 8000, 50)
+            values["chunk_overlap"] = number("chunk_overlap", 0, 2000, 10)
+            values["max_upload_mb"] = number("max_upload_mb", 1, 4096, 10)
+            values["max_pages"] = number("max_pages", 1, 100_000, 100)
+        st.caption(T("reindex_note"))
+    with tab_prompts:
+        for field in ("system_prompt", "answer_prompt", "rewrite_prompt"):
+            values[field] = prompt_area(field)
+    with tab_language:
+        values["answer_language"] = choice("answer_language", ["auto", "zh", "en"])
+        values["ui_language"] = choice("ui_language", ["auto", "zh", "en"])
+    submitted = st.form_submit_button(T("save"), type="primary", icon=":material/save:")
+
+if submitted:
+    changes = {f: v for f, v in values.items() if f not in ctx.pinned and v is not None and v != getattr(settings, f)}
+    prompt_errors = []
+    for field in ("system_prompt", "answer_prompt", "rewrite_prompt"):
+        if field in changes:
+            try:
+                prompts.validate(field, changes[field])
+            except ValueError as exc:
+                prompt_errors.append(T("prompt_invalid", field=T(f"field_{field}"), error=str(exc)))
+    if prompt_errors:
+        for message in prompt_errors:
+            st.error(message, icon=":material/error:")
+        st.error(T("nothing_saved"))
+    elif not changes:
+        st.info(T("no_changes"))
+    else:
+        try:
+            save_changes(settings, **changes)
+        except AgentError as err:
+            st.error(error_text(err), icon=":material/error:")
+        else:
+            note = T("reindex_needed") if NEEDS_REINDEX & set(changes) else ""
+            S["settings_message"] = ("success", T("saved", fields=", ".join(sorted(changes))) + note)
+            if "ui_language" in changes:
+                S.pop("ui_lang", None)
+            S["settings_gen"] += 1
+            st.rerun()
+
+with st.popover(T("reset_defaults"), icon=":material/restart_alt:"):
+    st.warning(T("reset_warning"))
+    st.button(T("reset_confirm"), on_click=on_reset, type="primary", key="reset_confirm")

@@ -1,0 +1,439 @@
+"""The Streamlit UI, run headless with `streamlit.testing.v1.AppTest` against the Ollama double.
+
+Each test points the app at a fresh data directory and an `OllamaDouble` through the
+environment (as an operator would), then drives the real pages: chat, documents,
+settings. Ollama embeddings (`/api/embed` of the double) keep ingestion fast.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from agent.config import ENV_VARS, load_settings
+from agent.i18n import STRINGS, t
+from agent.ingest import ingest_file
+from agent.workspace import Workspace
+from tests.ollama_double import OllamaDouble
+
+ROOT = Path(__file__).resolve().parents[1]
+APP = ROOT / "streamlit_app.py"
+DEVSET = Path("/work/shared/devset/pdfs")
+GEOLOGY = DEVSET / "squad_Geology.pdf"
+ENCRYPTED = DEVSET / "libreoffice-writer-password.pdf"
+TIMEOUT = 60
+
+needs_devset = pytest.mark.skipif(not GEOLOGY.exists(), reason="devset PDFs not found at /work/shared/devset")
+
+
+@pytest.fixture
+def double():
+    with OllamaDouble() as server:
+        yield server
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, double: OllamaDouble) -> Path:
+    for var in ENV_VARS.values():
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("OLLAMA_HOST", double.url)
+    monkeypatch.setenv("AGENT_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("AGENT_EMBEDDING", "ollama:nomic-embed-text")
+    return tmp_path / "data"
+
+
+def run_app(page: str | None = None) -> AppTest:
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT).run()
+    if page:
+        at.switch_page(page).run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def ingest(path: Path) -> None:
+    settings = load_settings()
+    workspace = Workspace(settings)
+    result = ingest_file(path, workspace.collection(), workspace.embeddings, settings)
+    assert result.ok, result.message
+
+
+def texts(at: AppTest) -> str:
+    """All visible text of the run (markdown, captions, text, alerts), one element per line."""
+    parts = []
+    for kind in ("markdown", "caption", "text", "error", "warning", "success", "info"):
+        parts += [str(e.value) for e in getattr(at, kind)]
+    return "\n".join(parts)
+
+
+def ask(at: AppTest, question: str) -> AppTest:
+    at.chat_input[0].set_value(question).run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+# ---- chat ------------------------------------------------------------------------------------
+@needs_devset
+def test_chat_turn_streams_and_shows_sources(data_dir: Path, double: OllamaDouble) -> None:
+    ingest(GEOLOGY)
+    double.reply_tool_call("search_documents", {"query": "what do geologists study"})
+    double.reply("Geologists study the **solid Earth** and its history [squad_Geology.pdf p.1].", chunk_delay=0.01)
+    at = run_app()
+    ask(at, "What do geologists study?")
+
+    assert double.pending == 0
+    assert double.last_chat()["stream"] is True  # the answer was streamed from the model
+    answer = [m for m in at.chat_message if m.name == "assistant"]
+    assert answer, "no assistant message"
+    body = "\n".join(md.value for md in answer[-1].markdown)
+    assert "solid Earth" in body and "[squad_Geology.pdf p.1]" in body
+    expander = [e for e in at.expander if e.label.startswith("Sources")]
+    assert expander, [e.label for e in at.expander]
+    sources = "\n".join(md.value for md in expander[0].markdown)
+    assert "squad\\_Geology\\.pdf" in sources and "p. " in sources
+    assert expander[0].text, "excerpts are shown as plain text"
+    # the turn is stored: the conversation is listed in the sidebar and survives a rerun
+    at.run()
+    assert any("What do geologists study" in b.label for b in at.sidebar.button)
+    assert "solid Earth" in texts(at)
+
+
+@needs_devset
+def test_source_page_renders_as_image(data_dir: Path, double: OllamaDouble) -> None:
+    ingest(GEOLOGY)
+    double.reply_tool_call("search_documents", {"query": "geology"})
+    double.reply("Geology is an earth science [squad_Geology.pdf p.1].")
+    at = ask(run_app(), "What is geology?")
+    at.toggle(key=next(tg.key for tg in at.toggle if tg.key and tg.key.startswith("page-"))).set_value(True).run()
+    assert not at.exception
+    assert at.image, "the cited page is shown as an image"
+
+
+def test_model_output_is_not_rendered_as_html(data_dir: Path, double: OllamaDouble) -> None:
+    evil = 'Look <script>window.pwned=1</script><img src=x onerror="alert(1)"> done'
+    double.reply_tool_call("search_documents", {"query": "x"})
+    double.reply(evil)
+    at = ask(run_app(), "Say something")
+    shown = [md for md in at.markdown if "<script>" in md.value]
+    assert shown, "the answer text is shown (as text)"
+    assert all(not md.proto.allow_html for md in at.markdown)
+    assert not at.get("html")
+    # also after a rerun, when it comes from the stored conversation
+    at.run()
+    assert [md for md in at.markdown if "<script>" in md.value]
+    assert all(not md.proto.allow_html for md in at.markdown)
+
+
+def test_incomplete_answer_keeps_partial_text(data_dir: Path, double: OllamaDouble) -> None:
+    double.reply_tool_call("search_documents", {"query": "x"})
+    double.reply_stream_error_after(4, "The first part of the answer and then more text", "model runner crashed")
+    at = ask(run_app(), "Tell me")
+    assert "The first part" in texts(at)
+    warnings = [w.value for w in at.warning if "Incomplete answer" in w.value]
+    assert warnings and "model runner crashed" in warnings[0]
+    assert not at.exception
+
+
+def test_unreachable_ollama_shows_message_and_fix(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OLLAMA_HOST", "http://127.0.0.1:9")  # nothing listens on the discard port
+    monkeypatch.setenv("AGENT_BACKEND", "ollama")
+    monkeypatch.setenv("AGENT_CONNECT_RETRIES", "1")
+    at = run_app()
+    errors = [e.value for e in at.error]
+    assert len(errors) == 1 and "Cannot reach Ollama" in errors[0] and "ollama serve" in errors[0]
+    ask(at, "Hello?")
+    errors = "\n".join(e.value for e in at.error)
+    assert "Cannot reach Ollama" in errors
+    assert not at.exception
+
+
+def test_timeout_is_reported(data_dir: Path, double: OllamaDouble, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AGENT_REQUEST_TIMEOUT", "1")
+    double.reply_tool_call("search_documents", {"query": "x"}, first_token_delay=3)
+    at = ask(run_app(), "Slow one?")
+    errors = "\n".join(e.value for e in at.error)
+    assert "did not answer within 1 s" in errors and "timeout" in errors.lower()
+    assert not at.exception
+
+
+def test_agent_mode_without_tools_explains_the_fix(data_dir: Path, double: OllamaDouble,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AGENT_MODE", "agent")
+    monkeypatch.setenv("AGENT_CHAT_MODEL", "gemma:2b")  # the double's gemma has no tools
+    at = ask(run_app(), "Hello?")
+    errors = "\n".join(e.value for e in at.error)
+    assert "does not support tool calling" in errors and "always_retrieve" in errors
+    assert not at.exception
+
+
+def test_embedded_backend_is_said_plainly(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from agent import embedded
+
+    monkeypatch.setenv("AGENT_BACKEND", "embedded")
+    at = run_app()
+    sidebar = "\n".join(str(e.value) for e in [*at.sidebar.warning, *at.sidebar.error, *at.sidebar.caption])
+    if embedded.embedded_available():
+        assert "Offline demo model" in sidebar and "ollama serve" in sidebar  # Backend.notice
+    else:
+        assert "embedded offline model is not installed" in sidebar
+    assert not at.exception
+
+
+def test_model_not_pulled_shows_fix(data_dir: Path, double: OllamaDouble, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AGENT_CHAT_MODEL", "mistral-nonexistent")
+    at = ask(run_app(), "Hello?")
+    errors = "\n".join(e.value for e in at.error)
+    assert "not installed" in errors and "ollama pull mistral-nonexistent" in errors
+    assert not at.exception
+
+
+def test_model_picker_lists_models_and_saves_choice(data_dir: Path, double: OllamaDouble) -> None:
+    at = run_app()
+    picker = next(s for s in at.sidebar.selectbox if s.label == "Chat model")
+    assert "gemma:2b" in picker.options[1] or any("gemma:2b" in o for o in picker.options)
+    assert not any("nomic-embed" in o for o in picker.options), "embedding models are not chat models"
+    picker.set_value("gemma:2b").run()
+    assert json.loads((data_dir / "settings.json").read_text())["chat_model"] == "gemma:2b"
+    assert any("gemma:2b" in c.value and "no tools" in c.value for c in at.sidebar.caption)
+
+
+def test_conversation_rename_export_delete(data_dir: Path, double: OllamaDouble) -> None:
+    double.reply_tool_call("search_documents", {"query": "x"})
+    double.reply("First answer.")
+    at = ask(run_app(), "First question")
+    at.sidebar.text_input[0].set_value("Renamed chat")
+    next(b for b in at.sidebar.button if b.label == "Rename").click().run()
+    assert any(b.label == "Renamed chat" for b in at.sidebar.button)
+    download = at.get("download_button")
+    assert download, "export button shown"
+    next(b for b in at.sidebar.button if b.label == "Delete conversation").click().run()
+    assert not any(b.label == "Renamed chat" for b in at.sidebar.button)
+    assert Workspace(load_settings()).conversations.list() == []
+
+
+# ---- documents -------------------------------------------------------------------------------
+@needs_devset
+def test_upload_ingests_and_lists_the_pdf(data_dir: Path, double: OllamaDouble) -> None:
+    at = run_app("pages/documents.py")
+    uploader = at.file_uploader[0]
+    assert uploader.accept_multiple_files and uploader.allowed_type == [".pdf"]
+    uploader.set_value([("squad_Geology.pdf", GEOLOGY.read_bytes(), "application/pdf")]).run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any("squad_Geology.pdf: added, 4 pages" in s.value for s in at.success), texts(at)
+    table = at.dataframe[0].value
+    assert list(table["File"]) == ["squad_Geology.pdf"]
+    assert not list((data_dir / "uploads").glob("*")), "the temp upload is removed"
+    infos = Workspace(load_settings()).collection("default").document_infos()
+    assert [i.file for i in infos] == ["squad_Geology.pdf"]
+
+
+@needs_devset
+def test_encrypted_upload_asks_for_password_and_retries(data_dir: Path, double: OllamaDouble) -> None:
+    at = run_app("pages/documents.py")
+    at.file_uploader[0].set_value([("locked.pdf", ENCRYPTED.read_bytes(), "application/pdf")]).run()
+    assert any("encrypted" in w.value for w in at.warning), texts(at)
+    assert len(list((data_dir / "uploads").glob("*.pdf"))) == 1, "the upload is kept for the retry"
+    at.text_input(key=next(ti.key for ti in at.text_input if ti.key and ti.key.startswith("pw-"))).set_value("wrong")
+    next(b for b in at.button if b.label == "Add with this password").click().run()
+    assert any("does not open" in e.value for e in at.error), texts(at)
+    at.text_input(key=next(ti.key for ti in at.text_input if ti.key and ti.key.startswith("pw-"))).set_value("openpassword")
+    next(b for b in at.button if b.label == "Add with this password").click().run()
+    assert any("locked.pdf: added" in s.value for s in at.success), texts(at)
+    assert not list((data_dir / "uploads").glob("*.pdf"))
+
+
+@needs_devset
+def test_delete_document_and_collections(data_dir: Path, double: OllamaDouble) -> None:
+    ingest(GEOLOGY)
+    at = run_app("pages/documents.py")
+    assert list(at.dataframe[0].value["File"]) == ["squad_Geology.pdf"]
+    doc_id = Workspace(load_settings()).collection("default").document_infos()[0].doc_id
+    at.multiselect(key="del-default").set_value([doc_id]).run()
+    next(b for b in at.button if b.label == "Delete").click().run()
+    assert any("Deleted: squad_Geology.pdf" in s.value for s in at.success)
+    assert not at.dataframe
+    # create a collection, then delete it
+    at.text_input(key="new_collection").set_value("manuals")
+    at.button(key="create_collection_btn").click().run()
+    assert at.selectbox(key="doc_collection").value == "manuals"
+    at.button(key="delete_collection_btn").click().run()
+    assert "manuals" not in at.selectbox(key="doc_collection").options
+
+
+# ---- settings --------------------------------------------------------------------------------
+def _prompt_area(at: AppTest, label: str):
+    return next(ta for ta in at.text_area if ta.label == label)
+
+
+def test_prompt_edit_is_saved_and_used_by_the_next_request(data_dir: Path, double: OllamaDouble) -> None:
+    at = run_app("pages/settings.py")
+    _prompt_area(at, "System prompt").set_value("You are TESTBOT, a terse librarian. {language}")
+    next(b for b in at.button if b.label == "Save").click().run()
+    assert not at.exception
+    stored = json.loads((data_dir / "settings.json").read_text())
+    assert stored["system_prompt"].startswith("You are TESTBOT")
+    assert "ollama_host" not in stored and "embedding" not in stored, "env-pinned values are not written"
+    assert any("Saved" in s.value for s in at.success)
+
+    double.reply_tool_call("search_documents", {"query": "x"})
+    double.reply("Done.")
+    at.switch_page("pages/chat.py").run()
+    ask(at, "Anything?")
+    system = double.last_chat()["messages"][0]
+    assert system["role"] == "system" and system["content"].startswith("You are TESTBOT, a terse librarian.")
+
+
+def test_invalid_prompt_is_refused_and_nothing_saved(data_dir: Path, double: OllamaDouble) -> None:
+    at = run_app("pages/settings.py")
+    _prompt_area(at, "Answer prompt").set_value("Answer this: {question} using {unknown_thing}")
+    next(b for b in at.button if b.label == "Save").click().run()
+    errors = "\n".join(e.value for e in at.error)
+    assert "missing {context}" in errors and "unknown {unknown_thing}" in errors
+    assert "Nothing was saved" in errors
+    assert not (data_dir / "settings.json").exists()
+    assert not at.exception
+
+
+def test_invalid_number_combination_is_refused(data_dir: Path, double: OllamaDouble) -> None:
+    at = run_app("pages/settings.py")
+    next(n for n in at.number_input if n.label.startswith("Chunk overlap")).set_value(900)
+    next(b for b in at.button if b.label == "Save").click().run()
+    assert any("chunk_overlap" in e.value for e in at.error), texts(at)
+    assert not (data_dir / "settings.json").exists()
+
+
+def test_pinned_fields_are_disabled_and_reset_works(data_dir: Path, double: OllamaDouble) -> None:
+    at = run_app("pages/settings.py")
+    host = next(ti for ti in at.text_input if ti.label == "Ollama host")
+    assert host.disabled and "OLLAMA_HOST" in host.help
+    next(n for n in at.number_input if n.label == "Temperature").set_value(0.7)
+    next(b for b in at.button if b.label == "Save").click().run()
+    assert json.loads((data_dir / "settings.json").read_text()) == {"temperature": 0.7}
+    at.button(key="reset_confirm").click().run()
+    assert json.loads((data_dir / "settings.json").read_text()) == {}
+    assert next(n for n in at.number_input if n.label == "Temperature").value == pytest.approx(0.2)
+
+
+def test_chinese_interface(data_dir: Path, double: OllamaDouble, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AGENT_UI_LANGUAGE", "zh")
+    at = run_app()
+    assert any(title.value == "对话" for title in at.title)
+    at.switch_page("pages/settings.py").run()
+    assert any(ta.label == "系统提示词" for ta in at.text_area)
+
+
+def test_saving_the_interface_language_switches_the_ui(data_dir: Path, double: OllamaDouble) -> None:
+    at = run_app("pages/settings.py")
+    next(s for s in at.selectbox if s.label == "Interface language").set_value("zh")
+    next(b for b in at.button if b.label == "Save").click().run()
+    assert not at.exception
+    assert any(title.value == "设置" for title in at.title)
+    assert json.loads((data_dir / "settings.json").read_text()) == {"ui_language": "zh"}
+
+
+def test_embedding_mismatch_is_explained_on_every_page(data_dir: Path, double: OllamaDouble,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    if not GEOLOGY.exists():
+        pytest.skip("devset PDFs not found")
+    ingest(GEOLOGY)  # built with ollama:nomic-embed-text
+    monkeypatch.setenv("AGENT_EMBEDDING", "ollama:other-embed")
+    at = run_app()
+    assert any("was built with the embedding model" in e.value and "reindex" in e.value for e in at.error)
+    at.switch_page("pages/documents.py").run()
+    assert any("was built with the embedding model" in e.value for e in at.error)
+    assert any(b.label == "Re-index the collection" for b in at.button)
+    assert not at.exception
+
+
+def test_auto_language_follows_browser_locale(data_dir: Path, double: OllamaDouble) -> None:
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
+    at.context = {"locale": "zh-CN"}
+    at.run()
+    assert any(title.value == "对话" for title in at.title)
+
+
+# ---- pieces ----------------------------------------------------------------------------------
+def test_every_ui_string_has_both_languages_and_every_key_exists() -> None:
+    for key, entry in STRINGS.items():
+        assert set(entry) == {"en", "zh"}, key
+        assert all(entry.values()), key
+    used = set()
+    for source in [APP, *(ROOT / "pages").glob("*.py")]:
+        used |= set(re.findall(r"""\b[Tt]\(\s*["']([a-z_]+)["']\s*[,)]""", source.read_text()))
+    assert used and not used - set(STRINGS), sorted(used - set(STRINGS))
+    assert t("sources_n", "zh", n=3) == "来源（3）"
+
+
+def test_answer_job_stop_keeps_partial_answer(data_dir: Path, double: OllamaDouble) -> None:
+    from agent.chain import ChatEngine
+    from agent.ui_state import AnswerJob
+
+    double.reply_tool_call("search_documents", {"query": "x"})
+    double.reply(" ".join(f"word{i}" for i in range(200)), chunk_delay=0.02)
+    engine = ChatEngine(Workspace(load_settings()))
+    job = AnswerJob(engine, "Long answer please", "c1").start()
+    pieces = []
+    for piece in job.follow(poll=0.05):
+        pieces.append(piece)
+        if len(pieces) == 5:
+            job.stop()
+    assert job.wait(10)
+    assert job.answer.incomplete and job.answer.error == "Stopped by the user."
+    assert 5 <= len(pieces) < 200
+    turn = engine.workspace.conversations.get("c1").turns[-1]
+    assert turn.incomplete and turn.answer == job.answer.text and turn.answer.startswith("word0")
+
+
+def test_answer_job_survives_the_ui_going_away(data_dir: Path, double: OllamaDouble) -> None:
+    """A rerun interrupts the page's stream; the job goes on and a new follower replays it."""
+    from agent.chain import ChatEngine
+    from agent.ui_state import AnswerJob
+
+    double.reply_tool_call("search_documents", {"query": "x"})
+    double.reply("one two three four five six", chunk_delay=0.05)
+    job = AnswerJob(ChatEngine(Workspace(load_settings())), "Q", "c2").start()
+    first = job.follow(poll=0.05)
+    next(first)
+    first.close()  # what a Streamlit rerun does to the generator
+    assert "".join(job.follow(poll=0.05)) == "one two three four five six"
+    assert not job.answer.error
+
+
+def test_ui_helpers(tmp_path: Path) -> None:
+    from agent.ui_state import StageProgress, md_escape, render_page_png, resolve_language, stage_fraction
+
+    assert resolve_language("auto", "zh-TW") == "zh" and resolve_language("auto", None) == "en"
+    assert resolve_language("en", "zh-CN") == "en"
+    assert stage_fraction("parse", 0, 4) == 0.0 and stage_fraction("index", 1, 1) == 1.0
+    assert stage_fraction("embed", 5, 10) == pytest.approx(0.775)
+    seen = []
+    progress = StageProgress(lambda f, *rest: seen.append(f), interval=10)
+    for i in range(100):
+        progress("parse", i, 100)
+    progress("embed", 0, 3)
+    assert len(seen) == 2 and seen == sorted(seen)
+    assert md_escape("a_b*c.pdf") == "a\\_b\\*c\\.pdf"
+    if GEOLOGY.exists():
+        png = render_page_png(GEOLOGY, 1, width=200)
+        assert png.startswith(b"\x89PNG")
+
+
+def test_settings_changes_never_write_env_values(tmp_path: Path) -> None:
+    from agent.errors import SettingsError
+    from agent.ui_state import save_changes
+
+    environ = {"OLLAMA_HOST": "http://127.0.0.1:1234", "AGENT_RETRIEVAL_K": "9"}
+    settings = load_settings(tmp_path, environ=environ)
+    new = save_changes(settings, environ=environ, temperature=0.5)
+    assert new.temperature == 0.5 and new.retrieval_k == 9
+    assert json.loads((tmp_path / "settings.json").read_text()) == {"temperature": 0.5}
+    with pytest.raises(SettingsError):
+        save_changes(settings, environ=environ, retrieval_k=3)
+    with pytest.raises(SettingsError):
+        save_changes(settings, environ=environ, num_ctx=10)
+    assert json.loads((tmp_path / "settings.json").read_text()) == {"temperature": 0.5}
