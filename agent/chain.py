@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from langchain.agents import create_agent
+from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessageChunk, BaseMessage, HumanMessage, SystemMessage, ToolMessage
 from langchain_core.tools import BaseTool, tool
@@ -85,7 +86,8 @@ Event = Token | Status | Done
 def source_from_hit(hit: Hit) -> dict[str, Any]:
     meta = hit.document.metadata
     return {"file": meta.get("file", "?"), "page": int(meta.get("page", 0)), "text": hit.document.page_content,
-            "score": round(float(hit.score), 4), "chunk_id": meta.get("chunk_id", ""), "ocr": bool(meta.get("ocr"))}
+            "score": round(float(hit.score), 4), "chunk_id": meta.get("chunk_id", ""), "doc_id": meta.get("doc_id", ""),
+            "ocr": bool(meta.get("ocr"))}
 
 
 def clean_question(question: str) -> str:
@@ -163,7 +165,12 @@ class ChatEngine:
             run.error = translate_error(exc, self.settings, run.model or None)
         answer = run.finish()
         if answer.mode and (answer.text or answer.error):  # a valid question reached a model
-            self._store(answer, run.question)
+            try:
+                self._store(answer, run.question)
+            except AgentError as err:  # a damaged or full conversation database must not end the
+                # stream with a traceback and lose the answer just shown: report it in Done instead
+                if str(err) not in answer.error:
+                    answer.error = f"{answer.error} {err}".strip()
         yield Done(answer)
 
     # ---- agent mode ------------------------------------------------------------------------
@@ -173,16 +180,26 @@ class ChatEngine:
                                                           budget=self._budget() - TOOL_OVERHEAD_TOKENS,
                                                           count=self._counter())])
         inputs = {"messages": [*history, HumanMessage(run.question)]}
+        config = {"callbacks": [_StopOnRequest(stop)]} if stop is not None else {}
+        try:
+            yield from self._agent_events(run, agent.stream(inputs, config, stream_mode="messages"), stop)
+        except _StopRequested:
+            run.stopped()
+
+    def _agent_events(self, run: _Run, stream: Iterator[Any], stop: threading.Event | None) -> Iterator[Event]:
+        """Turn the agent's message stream into our events, collecting the tool's sources."""
         last_id = None
-        for message, meta in agent.stream(inputs, stream_mode="messages"):
-            if stop is not None and stop.is_set():
-                run.stopped()
-                return
+        announced = False
+        for message, meta in stream:
+            if stop is not None and stop.is_set():  # e.g. pressed while the tool was searching
+                raise _StopRequested()
             if isinstance(message, ToolMessage):
                 run.add_sources(message.artifact or [])
+                announced = False
                 yield Status(f"Searched the documents: {len(message.artifact or [])} excerpts")
             elif isinstance(message, AIMessageChunk) and meta.get("langgraph_node") == "model":
-                if message.tool_call_chunks and not run.query:
+                if message.tool_call_chunks and not announced:
+                    announced = True
                     yield Status("Searching the documents…")
                 text = _text(message.content)
                 if text:
@@ -286,6 +303,28 @@ class ChatEngine:
     def _store(self, answer: Answer, question: str) -> None:
         self.workspace.conversations.append_turn(answer.conversation, Turn(
             question, answer.text, answer.sources, answer.model, answer.incomplete, answer.error))
+
+
+class _StopRequested(Exception):
+    """Raised inside the model call when the user pressed stop."""
+
+
+class _StopOnRequest(BaseCallbackHandler):
+    """Stops an agent-mode answer at the next token.
+
+    Closing the agent's stream only takes effect after the running model call has
+    finished (seconds of tokens on a CPU); raising from the token callback ends the
+    call itself. `raise_error` makes LangChain propagate instead of logging it.
+    """
+
+    raise_error = True
+
+    def __init__(self, stop: threading.Event) -> None:
+        self.stop = stop
+
+    def on_llm_new_token(self, token: str, **kwargs: Any) -> None:
+        if self.stop.is_set():
+            raise _StopRequested()
 
 
 @dataclass

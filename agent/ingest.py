@@ -26,7 +26,7 @@ from langchain_core.embeddings import Embeddings
 
 from agent.chunking import chunk_pages, embedding_text
 from agent.config import Settings
-from agent.errors import AgentError, DocumentError
+from agent.errors import AgentError, DocumentError, EncryptedPDFError
 from agent.names import safe_file_name
 from agent.parse import parse_pdf
 from agent.store import Collection, DocumentInfo
@@ -47,6 +47,7 @@ class IngestResult:
     ocr_pages: list[int] = field(default_factory=list)
     message: str = ""
     seconds: float = 0.0
+    needs_password: bool = False  # encrypted, and no or a wrong password was given: ask for one
 
     @property
     def ok(self) -> bool:
@@ -77,6 +78,8 @@ def ingest_file(path: Path | str, collection: Collection, embeddings: Embeddings
     name = safe_file_name(display_name or path.name)
     try:
         result = _ingest(path, name, collection, embeddings, settings, password, progress or _noop)
+    except EncryptedPDFError as err:
+        result = IngestResult(name, "failed", message=str(err), needs_password=True)
     except AgentError as err:
         result = IngestResult(name, "failed", message=str(err))
     except OSError as exc:
@@ -99,9 +102,11 @@ def _ingest(path: Path, name: str, collection: Collection, embeddings: Embedding
         if doc_id in collection.infos:  # the same file finished meanwhile in another process
             return _unchanged(collection.infos[doc_id])
         replaced = [i.doc_id for i in collection.infos.values() if i.file == name]
+        # Add the new version before removing the old one: if the add fails (disk full), the
+        # old version must still be there, not gone with nothing in its place.
+        collection.add(info, chunks, vectors, path)
         for old in replaced:
             collection.remove(old)
-        collection.add(info, chunks, vectors, path)
     progress("index", 1, 1)
     status = "replaced" if replaced else "added"
     message = "; ".join(info.warnings)

@@ -269,24 +269,6 @@ def discard_upload(path: Path | str | None) -> None:
         Path(path).unlink(missing_ok=True)
 
 
-def pdf_needs_password(path: Path | str, password: str | None = None) -> bool:
-    """True when the PDF is encrypted and `password` (if any) does not open it."""
-    try:
-        from pypdf import PdfReader
-
-        reader = PdfReader(str(path))
-        if not reader.is_encrypted:
-            return False
-        if password:
-            return not reader.decrypt(password)
-        try:  # an empty user password opens many "encrypted" PDFs
-            return not reader.decrypt("")
-        except Exception:  # noqa: BLE001
-            return True
-    except Exception:  # noqa: BLE001 - unreadable files are reported by ingestion itself
-        return False
-
-
 def ingest_upload(workspace: Any, collection_name: str, path: Path, display_name: str, *,
                   password: str | None = None, progress: Callable[[str, int, int], None] | None = None) -> Any:
     """Ingest one saved upload into a collection (IngestResult; never raises for a bad PDF)."""
@@ -312,7 +294,7 @@ def create_collection(workspace: Any, name: str) -> str:
 # ---- sources ------------------------------------------------------------------------------
 def source_doc_id(source: dict[str, Any]) -> str:
     """The document hash of a source (chunk ids are `<doc_id>:<page>:<i>`)."""
-    return str(source.get("chunk_id") or "").split(":", 1)[0]
+    return str(source.get("doc_id") or str(source.get("chunk_id") or "").split(":", 1)[0])
 
 
 def source_pdf(collections: list[Any], source: dict[str, Any]) -> Path | None:

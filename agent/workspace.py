@@ -22,9 +22,19 @@ _EMBEDDERS: dict[tuple[str, str], Embeddings] = {}
 _EMBEDDERS_LOCK = threading.Lock()
 
 
+def _embedder_key(settings: Settings) -> tuple[str, str]:
+    """The embedder's identity: the model, and the server for Ollama-served models."""
+    return settings.embedding, settings.ollama_host if settings.embedding != "local" else ""
+
+
+def _store_key(settings: Settings) -> tuple[object, ...]:
+    """What loaded collections depend on: where they live and which embedder reads them."""
+    return (settings.data_dir, *_embedder_key(settings))
+
+
 def shared_embeddings(settings: Settings) -> Embeddings:
     """One embedder per (model, host) per process: the local model takes seconds to load."""
-    key = (settings.embedding, settings.ollama_host if settings.embedding != "local" else "")
+    key = _embedder_key(settings)
     with _EMBEDDERS_LOCK:
         if key not in _EMBEDDERS:
             _EMBEDDERS[key] = make_embeddings(settings.embedding, ollama_host=settings.ollama_host,
@@ -62,7 +72,7 @@ class Workspace:
     def with_settings(self, settings: Settings) -> Workspace:
         """A workspace for new settings that keeps the loaded collections when still valid."""
         fresh = Workspace(settings)
-        if (settings.data_dir, settings.embedding) == (self.settings.data_dir, self.settings.embedding):
+        if _store_key(settings) == _store_key(self.settings):
             fresh._collections = self._collections
             fresh._conversations = self._conversations
         return fresh

@@ -19,7 +19,6 @@ from agent.ui_state import (
     create_collection,
     discard_upload,
     ingest_upload,
-    pdf_needs_password,
     save_changes,
     save_upload,
 )
@@ -114,7 +113,7 @@ def process_uploads(collection: str, files: list[Any]) -> bool:
         processed = True
         try:
             result = ingest_one(collection, name, path)
-            keep = not result.ok and pdf_needs_password(path)
+            keep = result.needs_password
             S[RESULTS][upload.file_id] = {"name": name, "result": result, "path": str(path) if keep else None,
                                           "collection": collection}
         finally:
@@ -132,7 +131,7 @@ def retry_with_password(file_id: str) -> None:
         discard_upload(entry["path"])
         entry["path"] = None
     else:
-        entry["error"] = T("wrong_password") if pdf_needs_password(entry["path"], password) else ""
+        entry["error"] = T("wrong_password") if result.needs_password else ""
 
 
 def clear_results() -> None:

@@ -154,3 +154,23 @@ def test_conversation_history_comes_from_the_persistent_store(indexed, ollama, s
     fresh.ask("more?", "p1")
     assert "Tell me about rocks" in user_messages(ollama.chat_requests()[-2])[-1]  # the rewrite saw the history
     assert user_messages(ollama.last_chat())[0] == "Tell me about rocks"
+
+
+@pytest.mark.parametrize("model", ["llama3.2", "gemma:2b"])
+def test_stop_ends_the_answer_early_and_keeps_it(indexed, ollama, model):
+    import threading
+
+    words = " ".join(f"word{i}" for i in range(60))
+    if model == "llama3.2":
+        ollama.reply_tool_call("search_documents", {"query": "rocks"})
+    ollama.reply(words, chunk_delay=0.1)  # 6 s to stream in full
+    stop = threading.Event()
+    answer = None
+    for event in engine_for(indexed, chat_model=model).stream("Tell me about rocks", "stop1", stop=stop):
+        if isinstance(event, Token):
+            stop.set()
+        if isinstance(event, Done):
+            answer = event.answer
+    assert answer.error == "Stopped by the user." and answer.incomplete
+    assert answer.text.startswith("word0") and len(answer.text) < len(words) / 2
+    assert indexed.conversations.get("stop1").turns[0].incomplete
