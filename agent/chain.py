@@ -42,7 +42,7 @@ TOOL_OVERHEAD_TOKENS = 200  # the tool's JSON schema, sent with every agent-mode
 REWRITE_MAX_TOKENS = 96
 HISTORY_ANSWER_CHARS = 600  # of each past answer shown to the rewrite prompt
 MAX_QUERY_CHARS = 500
-_CONTROL_RE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_CONTROL_RE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")  # C0 and C1 controls but tab and newlines
 
 
 @dataclass
@@ -244,13 +244,26 @@ class ChatEngine:
                 yield Token(text)
 
     def rewrite(self, history: Sequence[BaseMessage], question: str) -> str:
-        """A standalone search query for a follow-up question (one short model call)."""
+        """A standalone search query for a follow-up question (one short model call).
+
+        The prompt is budgeted like every other request (Ollama would silently cut its
+        front, the instructions): the oldest history lines go first, and a question too long
+        to fit even alone is used as its own query without a model call."""
         lines = []
         for message in window(history, self.settings.memory_turns):
             who = "User" if isinstance(message, HumanMessage) else "Assistant"
             lines.append(f"{who}: {_text(message.content)[:HISTORY_ANSWER_CHARS]}")
-        prompt = prompts.render(self.settings.rewrite_prompt, history="\n".join(lines), question=question,
-                                language=self._language())
+        budget = budget_for(context_window(self.settings, self.backend()), REWRITE_MAX_TOKENS)
+        while True:
+            prompt = prompts.render(self.settings.rewrite_prompt, history="\n".join(lines), question=question,
+                                    language=self._language())
+            try:
+                fit_messages(None, [HumanMessage(prompt)], turns=0, budget=budget, count=self._counter())
+                break
+            except AgentError:
+                if not lines:
+                    return question
+                lines.pop(0)
         text = _text(self._rewriter().invoke([HumanMessage(prompt)]).content)
         return _clean_query(text) or question
 

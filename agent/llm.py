@@ -98,7 +98,10 @@ def translate_error(exc: BaseException, settings: Settings, model: str | None = 
             "Check that the server is still running (`ollama ps`), then ask again.")
     if isinstance(exc, ollama.ResponseError):
         return _translate_response_error(exc, host, model)
-    return OllamaError(f"Unexpected error talking to Ollama: {exc}", "Check the Ollama server log.")
+    # `or type(...)`: some errors have no text (a MemoryError from langchain-ollama's tool-call
+    # argument parser), which left the user with "Unexpected error talking to Ollama: ".
+    return OllamaError(f"Unexpected error talking to Ollama: {str(exc) or type(exc).__name__}",
+                       "Check the Ollama server log.")
 
 
 def _translate_response_error(exc: ollama.ResponseError, host: str, model: str) -> AgentError:

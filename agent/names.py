@@ -13,6 +13,9 @@ _COLLECTION_RE = re.compile(r"^[\w\-. ]{1,64}$", re.UNICODE)
 _WINDOWS_RESERVED = {"con", "prn", "aux", "nul", *(f"com{i}" for i in range(1, 10)),
                      *(f"lpt{i}" for i in range(1, 10))}
 MAX_FILE_NAME = 120
+# File systems limit a name to 255 *bytes*, and atomic writes add ".<name>.<8 chars>.tmp":
+# 120 Chinese characters (360 bytes) failed with "File name too long".
+MAX_FILE_NAME_BYTES = 200
 
 
 def check_collection_name(name: str) -> str:
@@ -41,4 +44,6 @@ def safe_file_name(name: str, default: str = "document.pdf") -> str:
         stem = "_" + stem
     ext = ext[:10]
     stem = stem[: MAX_FILE_NAME - len(ext) - 1] or "document"
+    while len(f"{stem}.{ext}".encode("utf-8")) > MAX_FILE_NAME_BYTES:
+        stem = stem[:-1]
     return f"{stem}.{ext}" if ext else stem

@@ -29,10 +29,12 @@ from __future__ import annotations
 
 import bisect
 import functools
+import mmap
 import os
 import re
 import threading
 import unicodedata
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
@@ -45,6 +47,12 @@ from agent.errors import DocumentError, EncryptedPDFError
 PDFIUM_LOCK = threading.RLock()
 
 DEFAULT_MAX_OCR_PAGES = 100
+# Largest decompressed size of one Flate stream. PDFium inflates a page's content stream
+# whole, with no limit, and holds about twice that in memory: a 1 MB file that inflates
+# to 1 GB took 2 GB of RAM, so a 200 MB upload could take down the app (see
+# `_check_inflation`). 256 MB is far beyond real content streams, fonts and even a
+# 600 dpi A4 colour scan image (~100 MB).
+MAX_INFLATED_STREAM = 256 * 1024 * 1024
 # A page with fewer cleaned characters than this whose images cover at least
 # MOSTLY_IMAGE of its area is treated as a scan with a stray text layer (a stamp,
 # a page number) and OCR'd too; the OCR text is kept if it is longer.
@@ -92,7 +100,9 @@ _CJK_FINAL = set("。！？：.!?:")
 _NFKC_KEEP = re.compile("([\uff01-\uff0f\uff1a-\uff20\uff3b-\uff40\uff5b-\uff65"
                         "\u00b2\u00b3\u00b9\u2070-\u209f]+)")
 _HSPACE = re.compile(r"[^\S\n]+")  # whitespace except newline
-_HYPHEN_BREAK = re.compile(r"([A-Za-z\u00c0-\u024f]{2,})[-\u2010]\n([a-z\u00df-\u024f])")
+# The lookbehind anchors a match at the start of a word: without it, a long run of letters
+# (a 100k-character line with no spaces) was rescanned from every position, O(n^2): 80 s.
+_HYPHEN_BREAK = re.compile(r"(?<![A-Za-z\u00c0-\u024f])([A-Za-z\u00c0-\u024f]{2,})[-\u2010]\n([a-z\u00df-\u024f])")
 _MANY_NEWLINES = re.compile(r"\n{3,}")
 _LEADER_DOTS = re.compile(r"(?: ?[.·]){5,}")  # table-of-contents leaders
 
@@ -385,6 +395,43 @@ def _unreadable_error(name: str) -> DocumentError:
                          "Open it in a PDF viewer and re-save or re-export it, then add it again.")
 
 
+_STREAM_KEYWORD = re.compile(rb"stream\r?\n")
+_INFLATE_STEP = 1 << 20
+
+
+def _check_inflation(path: Path, limit: int = MAX_INFLATED_STREAM) -> None:
+    """Refuse a decompression bomb before any PDF library inflates it.
+
+    Every stream's data follows a `stream` keyword in the raw file (streams are never
+    inside object streams), so each zlib-looking one is inflated here in 1 MB steps
+    that are counted and thrown away: memory stays flat and a bomb is stopped at
+    `limit`. Costs about a second per GB inflated; other filters are skipped at once.
+    """
+    with path.open("rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
+        for match in _STREAM_KEYWORD.finditer(data):
+            start = match.end()
+            head = data[start:start + 2]
+            if len(head) < 2 or head[0] & 0x0F != 8 or (head[0] << 8 | head[1]) % 31:
+                continue  # not a zlib header: another filter, or no filter
+            inflater = zlib.decompressobj()
+            size, pos = 0, start
+            try:
+                while not inflater.eof and size <= limit:
+                    chunk = inflater.unconsumed_tail or data[pos:pos + _INFLATE_STEP]
+                    if not inflater.unconsumed_tail:
+                        pos += _INFLATE_STEP
+                    if not chunk:
+                        break
+                    size += len(inflater.decompress(chunk, _INFLATE_STEP))
+            except zlib.error:
+                continue  # damaged or not zlib after all: the PDF readers judge it
+            if size > limit:
+                raise DocumentError(
+                    f"{path.name} holds a compressed stream that expands to more than {_mb(limit)} "
+                    "(a decompression bomb?), so it was not opened.",
+                    "If the file is genuine, re-export it (e.g. print it to PDF) and add it again.")
+
+
 class _Source:
     """An opened PDF: PDFium when it can open the file, else pypdf's repair reader."""
 
@@ -446,6 +493,7 @@ def _open(path: str | os.PathLike, password: str | None, max_bytes: int, max_pag
 
     path = Path(path)
     _check_file(path, max_bytes)
+    _check_inflation(path)
     source = _Source(path, password)
     name = path.name
     try:

@@ -79,11 +79,15 @@ def placeholders(template: str) -> set[str]:
         parsed = list(string.Formatter().parse(template))
     except ValueError as exc:
         raise ValueError(f"unbalanced braces ({exc}): double them ({{{{ }}}}) for literal text") from None
-    for _, field, _, _ in parsed:
+    for _, field, spec, conversion in parsed:
         if field is not None:
             if not field.isidentifier():
                 raise ValueError(f"invalid placeholder {{{field}}}: use names like {{question}}, "
                                  "or double the braces ({{ }}) for literal text")
+            if spec or conversion:  # e.g. {context:>999999999} would allocate gigabytes per question
+                raise ValueError(f"invalid placeholder {{{field}{'!' + conversion if conversion else ''}"
+                                 f"{':' + spec if spec else ''}}}: write plain {{{field}}}, without "
+                                 "conversions or format options")
             names.add(field)
     return names
 

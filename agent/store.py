@@ -106,8 +106,16 @@ class Collection:
             return None
         try:
             manifest = json.loads(self.manifest_path.read_text(encoding="utf-8"))
+            if not isinstance(manifest, dict):
+                raise ValueError("it is not a JSON object")
             if manifest.get("format") != FORMAT:
                 raise ValueError(f"unknown format {manifest.get('format')!r}")
+            # Checked here so a damaged manifest is reported with the reindex fix, not as a
+            # KeyError/TypeError traceback from the code that reads these fields.
+            for key, kind in (("generation", int), ("embedding_model", str), ("dimension", int),
+                              ("documents", dict)):
+                if not isinstance(manifest.get(key), kind):
+                    raise ValueError(f"{key!r} is missing or invalid")
             return manifest
         except (OSError, ValueError) as exc:
             raise self._corrupt(f"its manifest is unreadable ({exc})") from exc
@@ -151,7 +159,7 @@ class Collection:
         Read from the files themselves, not the manifest, so a damaged manifest loses nothing.
         """
         folder = self.path / "files"
-        found = [(d.name, f) for d in sorted(folder.iterdir()) if d.is_dir() for f in sorted(d.iterdir())[:1]] \
+        found = [(d.name, f) for d in sorted(folder.iterdir()) if d.is_dir() for f in _stored_pdfs(d)[:1]] \
             if folder.exists() else []
         return found
 
@@ -161,12 +169,13 @@ class Collection:
             index = faiss.deserialize_index(np.frombuffer((self.path / f"index-{gen}.faiss").read_bytes(), np.uint8))
             lines = (self.path / f"chunks-{gen}.jsonl").read_text(encoding="utf-8").splitlines()
             documents = [self._chunk_from_json(line) for line in lines if line.strip()]
-        except (OSError, RuntimeError, ValueError, KeyError) as exc:
+            infos = {k: DocumentInfo(**v) for k, v in manifest["documents"].items()}
+        except (OSError, RuntimeError, ValueError, KeyError, TypeError) as exc:  # TypeError: malformed entries
             raise self._corrupt(f"generation {gen} is damaged ({exc})") from exc
         if index.ntotal != len(documents):
             raise self._corrupt(f"the index holds {index.ntotal} vectors for {len(documents)} chunks")
         self.dimension = manifest["dimension"]
-        self.infos = {k: DocumentInfo(**v) for k, v in manifest["documents"].items()}
+        self.infos = infos
         self.documents = documents
         self.vectorstore = self._wrap(index, documents)
         self.version = gen
@@ -174,7 +183,7 @@ class Collection:
     @staticmethod
     def _chunk_from_json(line: str) -> Document:
         data = json.loads(line)
-        return Document(page_content=data["text"], metadata=data["metadata"], id=data["id"])
+        return _with_id(Document(page_content=data["text"], metadata=data["metadata"], id=data["id"]))
 
     def _empty_vectorstore(self, dimension: int) -> FAISS:
         return self._wrap(faiss.IndexFlatIP(dimension), [])
@@ -190,22 +199,31 @@ class Collection:
     def stored_file(self, doc_id: str) -> Path | None:
         """The stored copy of a document's PDF (for re-indexing and page previews)."""
         folder = self.path / "files" / doc_id
-        found = sorted(folder.glob("*")) if folder.exists() else []
+        found = _stored_pdfs(folder) if folder.exists() else []
         return found[0] if found else None
 
     # ---- writing ----------------------------------------------------------------------------
     @contextmanager
     def writing(self) -> Iterator[None]:
         """Hold the collection's file lock with the latest generation loaded."""
-        self.path.mkdir(parents=True, exist_ok=True)
         lock = FileLock(str(self.path / ".lock"), timeout=LOCK_TIMEOUT)
         try:
-            with lock, self._mutex:
-                self.reload()
-                yield
+            self.path.mkdir(parents=True, exist_ok=True)
+            lock.acquire()
         except Timeout:
             raise StoreError(f"Collection {self.name!r} is locked by another ingestion.",
                              "Wait for it to finish, then try again.") from None
+        except OSError as exc:  # read-only or full disk, a file where the folder should be: say so
+            # (raw, it read "Cannot read x.pdf: Not a directory" in ingest and was a traceback elsewhere)
+            raise StoreError(f"Cannot write to collection {self.name!r} at {self.path}: {exc.strerror or exc}.",
+                             "Check that the data directory is writable and the disk has space; "
+                             "nothing was changed.") from exc
+        try:
+            with self._mutex:
+                self.reload()
+                yield
+        finally:
+            lock.release()
 
     def add(self, info: DocumentInfo, chunks: list[Document], vectors: np.ndarray, pdf: Path | None) -> None:
         """Add one document's chunks and vectors (call inside `writing()`)."""
@@ -214,14 +232,22 @@ class Collection:
             raise EmbeddingMismatchError(f"Vectors of dimension {vectors.shape[1]} do not fit collection "
                                          f"{self.name!r} (dimension {self.dimension}).",
                                          f"Re-index with `python -m agent reindex --collection {self.name}`.")
-        if pdf is not None:
-            target = self.path / "files" / info.doc_id / info.file
-            atomic_write_bytes(target, Path(pdf).read_bytes())
-        index = self._index_copy(vectors.shape[1])
-        if len(chunks):
-            index.add(vectors)
-        infos = {**self.infos, info.doc_id: info}
-        self._save(index, self.documents + list(chunks), infos, vectors.shape[1])
+        folder = self.path / "files" / info.doc_id
+        new_folder = pdf is not None and not folder.exists()
+        try:
+            if pdf is not None:
+                atomic_write_bytes(folder / info.file, Path(pdf).read_bytes())
+            index = self._index_copy(vectors.shape[1])
+            if len(chunks):
+                index.add(vectors)
+            infos = {**self.infos, info.doc_id: info}
+            self._save(index, self.documents + list(chunks), infos, vectors.shape[1])
+        except Exception:
+            # Not committed (`_save` only raises before the manifest switch): drop the PDF copy,
+            # or the failed document would hold disk space and reappear on the next re-index.
+            if new_folder:
+                shutil.rmtree(folder, ignore_errors=True)
+            raise
 
     def remove(self, doc_id: str) -> DocumentInfo:
         """Remove a document's vectors, chunks and stored PDF (call inside `writing()`)."""
@@ -258,19 +284,58 @@ class Collection:
 
     def _save(self, index: Any, documents: list[Document], infos: dict[str, DocumentInfo], dimension: int) -> None:
         gen = self.version + 1
+        documents = [_with_id(d) for d in documents]
         chunks = "".join(json.dumps({"id": d.id, "text": d.page_content, "metadata": d.metadata},
                                     ensure_ascii=False) + "\n" for d in documents)
-        atomic_write_bytes(self.path / f"index-{gen}.faiss", faiss.serialize_index(index).tobytes())
-        atomic_write_text(self.path / f"chunks-{gen}.jsonl", chunks)
-        manifest = {"format": FORMAT, "generation": gen, "embedding_model": self.embedding_model,
-                    "dimension": dimension, "documents": {k: asdict(v) for k, v in infos.items()}}
-        atomic_write_text(self.manifest_path, json.dumps(manifest, ensure_ascii=False, indent=1))
+        new_files = [self.path / f"index-{gen}.faiss", self.path / f"chunks-{gen}.jsonl"]
+        try:
+            atomic_write_bytes(new_files[0], faiss.serialize_index(index).tobytes())
+            atomic_write_text(new_files[1], chunks)
+            manifest = {"format": FORMAT, "generation": gen, "embedding_model": self.embedding_model,
+                        "dimension": dimension, "documents": {k: asdict(v) for k, v in infos.items()}}
+            atomic_write_text(self.manifest_path, json.dumps(manifest, ensure_ascii=False, indent=1))
+        except Exception:  # the manifest still names the previous generation: this one is debris
+            for path in new_files:
+                path.unlink(missing_ok=True)
+            raise
         self._drop_old_generations(keep=gen)
         self.dimension, self.infos, self.documents, self.version = dimension, infos, documents, gen
         self.vectorstore = self._wrap(index, documents)
 
     def _drop_old_generations(self, keep: int) -> None:
-        for pattern in ("index-*.faiss", "chunks-*.jsonl"):
-            for old in self.path.glob(pattern):
-                if old.stem.rsplit("-", 1)[-1] != str(keep):
-                    old.unlink(missing_ok=True)
+        """Best-effort cleanup after a commit: it must not raise, the save already succeeded."""
+        old = [p for pattern in ("index-*.faiss", "chunks-*.jsonl") for p in self.path.glob(pattern)
+               if p.stem.rsplit("-", 1)[-1] != str(keep)]
+        # Temp files of a writer that was killed mid-write (atomic_write_bytes names them
+        # ".<name>.<random>.tmp"). Writers hold the lock, so none of these is in use: without
+        # this, every crash would leave an index-sized file behind for good.
+        stale = [*self.path.glob(".*.tmp"), *self.path.glob("files/*/.*.tmp")]
+        for path in old + stale:
+            try:
+                path.unlink(missing_ok=True)
+            except OSError:
+                pass
+
+
+def _stored_pdfs(folder: Path) -> list[Path]:
+    """The stored PDF copies in one document folder, without temp files.
+
+    A writer killed while copying the PDF leaves `.<name>.<random>.tmp` (possibly
+    truncated) next to the copy; it sorts first, so without this filter re-indexing and
+    page previews would read the half-written temp file. Stored names never start with
+    a dot (`safe_file_name` strips leading dots).
+    """
+    return sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+
+
+def _with_id(doc: Document) -> Document:
+    """The chunk with its id set to its chunk_id when it has none.
+
+    The FAISS docstore is keyed by `Document.id`; `chunk_pages` leaves it unset, so every
+    chunk of an ingested PDF shared the key None, the docstore held one chunk, and vector
+    search returned that same chunk for every hit. Applied on save and on load, so
+    collections written before this fix are repaired when they are opened.
+    """
+    if doc.id or not doc.metadata.get("chunk_id"):
+        return doc
+    return doc.model_copy(update={"id": str(doc.metadata["chunk_id"])})
