@@ -194,8 +194,11 @@ def show_turn(turn: Any, key: str) -> None:
         answer_footer(turn.answer, turn.sources, turn.model, turn.error, key)
 
 
-def follow_job(job: AnswerJob) -> None:
-    """Show a running (or just finished but not stored) answer; stream it if still running."""
+def follow_job(job: AnswerJob, input_disabled: bool) -> None:
+    """Show a running (or just finished but not stored) answer; stream it if still running.
+
+    `input_disabled`: the chat box above was drawn disabled because the job was running
+    then; if it has finished since, rerun so the box comes back enabled."""
     with st.chat_message("user"):
         st.markdown(job.question)
     with st.chat_message("assistant"):
@@ -214,6 +217,8 @@ def follow_job(job: AnswerJob) -> None:
                 job.wait(0.5)
             status.empty()
             st.rerun()  # the stored turn (and the sidebar list) now show it
+        if input_disabled:
+            st.rerun()
         answer = job.answer
         if answer.text:
             st.markdown(answer.text)
@@ -261,7 +266,9 @@ try:
     if job is not None and job.conversation_id == current:
         if job.done and len(turns) > job.turns_before:
             S[JOB] = None  # stored: it is part of the history above
+            if running:  # the chat box was drawn disabled while it ran: draw it enabled
+                st.rerun()
         else:
-            follow_job(job)
+            follow_job(job, input_disabled=running)
 except AgentError as err:
     show_error(err)
