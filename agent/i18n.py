@@ -122,6 +122,7 @@ STRINGS: dict[str, dict[str, str]] = {
     "needs_password": {"en": "{file} is encrypted: enter its password to add it.",
                        "zh": "{file} 已加密：请输入密码后再添加。"},
     "password": {"en": "PDF password", "zh": "PDF 密码"},
+    "ask_again": {"en": "Ask again", "zh": "重新提问"},
     "retry_password": {"en": "Add with this password", "zh": "使用此密码添加"},
     "wrong_password": {"en": "That password does not open the PDF.", "zh": "该密码无法打开此 PDF。"},
     "clear_results": {"en": "Clear the list", "zh": "清空列表"},

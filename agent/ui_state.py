@@ -264,6 +264,24 @@ def save_upload(settings: Settings, name: str, data: bytes) -> Path:
     return Path(tmp)
 
 
+def clean_stale_uploads(settings: Settings, max_age: float = 24 * 3600) -> int:
+    """Delete uploads left behind by a session that was killed mid-ingestion.
+
+    Live uploads are deleted as soon as they are ingested (or kept only while a password
+    is asked for), so a day-old one belongs to nobody. Returns how many were removed."""
+    folder = uploads_dir(settings)
+    cutoff = time.time() - max_age
+    removed = 0
+    for path in folder.glob("upload-*.pdf") if folder.exists() else []:
+        try:
+            if path.stat().st_mtime < cutoff:
+                path.unlink()
+                removed += 1
+        except OSError:
+            pass
+    return removed
+
+
 def discard_upload(path: Path | str | None) -> None:
     if path:
         Path(path).unlink(missing_ok=True)

@@ -32,6 +32,7 @@ T = ctx.t
 S = st.session_state
 settings = ctx.settings
 JOB = "answer_job"
+RETRY = "retry_question"
 CONVERSATION = "conversation"
 
 
@@ -192,6 +193,9 @@ def show_turn(turn: Any, key: str) -> None:
         if turn.answer:
             st.markdown(turn.answer)
         answer_footer(turn.answer, turn.sources, turn.model, turn.error, key)
+        if turn.incomplete:  # the broken turn is not replayed to the model, so asking again is clean
+            st.button(T("ask_again"), key=f"again-{key}", icon=":material/refresh:",
+                      on_click=S.__setitem__, args=(RETRY, turn.question))
 
 
 def follow_job(job: AnswerJob, input_disabled: bool) -> None:
@@ -229,6 +233,7 @@ def follow_job(job: AnswerJob, input_disabled: bool) -> None:
 job: AnswerJob | None = S.get(JOB)
 running = job is not None and not job.done
 prompt = st.chat_input(T("ask_placeholder"), disabled=running, submit_mode="disable", max_chars=8000)
+prompt = prompt or S.pop(RETRY, None)
 
 try:
     store = ctx.workspace.conversations

@@ -17,6 +17,7 @@ from agent.names import safe_file_name
 from agent.ui_state import (
     StageProgress,
     create_collection,
+    clean_stale_uploads,
     discard_upload,
     ingest_upload,
     save_changes,
@@ -29,6 +30,9 @@ T = ctx.t
 S = st.session_state
 settings = ctx.settings
 workspace = ctx.workspace
+
+if "uploads_cleaned" not in S:  # once per browser session
+    S["uploads_cleaned"] = clean_stale_uploads(settings)
 
 RESULTS = "ingest_results"  # file_id -> {"name", "result", "path" (kept for a password retry)}
 S.setdefault(RESULTS, {})

@@ -139,6 +139,25 @@ def test_incomplete_answer_keeps_partial_text(data_dir: Path, double: OllamaDoub
     assert not at.exception
 
 
+def test_ask_again_after_an_incomplete_answer(data_dir: Path, double: OllamaDouble) -> None:
+    double.reply_tool_call("search_documents", {"query": "x"})
+    double.reply_stream_error_after(2, "Half an answer that breaks", "model runner crashed")
+    at = ask(run_app(), "Tell me about rocks")
+    again = [b for b in at.button if b.label == "Ask again"]
+    assert len(again) == 1
+    double.reply_tool_call("search_documents", {"query": "rocks"})
+    double.reply("A complete answer this time.")
+    again[0].click().run()
+    for _ in range(20):  # the answer runs in a worker: rerun until it is stored and shown
+        if "A complete answer this time." in texts(at):
+            break
+        at.run()
+    assert "A complete answer this time." in texts(at)
+    asked = [m["content"] for m in double.last_chat()["messages"] if m["role"] == "user"]
+    assert asked == ["Tell me about rocks"]  # same question, the broken turn not replayed
+    assert not at.exception
+
+
 def test_unreachable_ollama_shows_message_and_fix(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OLLAMA_HOST", "http://127.0.0.1:9")  # nothing listens on the discard port
     monkeypatch.setenv("AGENT_BACKEND", "ollama")
@@ -402,6 +421,20 @@ def test_answer_job_survives_the_ui_going_away(data_dir: Path, double: OllamaDou
     first.close()  # what a Streamlit rerun does to the generator
     assert "".join(job.follow(poll=0.05)) == "one two three four five six"
     assert not job.answer.error
+
+
+def test_stale_uploads_are_cleaned_fresh_ones_kept(tmp_path: Path) -> None:
+    import os
+    import time
+
+    from agent.config import load_settings
+    from agent.ui_state import clean_stale_uploads, save_upload
+
+    settings = load_settings(tmp_path, environ={})
+    old, fresh = save_upload(settings, "a.pdf", b"%PDF-1.4"), save_upload(settings, "b.pdf", b"%PDF-1.4")
+    os.utime(old, (time.time() - 2 * 86400,) * 2)
+    assert clean_stale_uploads(settings) == 1
+    assert not old.exists() and fresh.exists()
 
 
 def test_ui_helpers(tmp_path: Path) -> None:
