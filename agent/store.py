@@ -183,7 +183,7 @@ class Collection:
     @staticmethod
     def _chunk_from_json(line: str) -> Document:
         data = json.loads(line)
-        return _with_id(Document(page_content=data["text"], metadata=data["metadata"], id=data["id"]))
+        return Document(page_content=data["text"], metadata=data["metadata"], id=data["id"])
 
     def _empty_vectorstore(self, dimension: int) -> FAISS:
         return self._wrap(faiss.IndexFlatIP(dimension), [])
@@ -227,6 +227,9 @@ class Collection:
 
     def add(self, info: DocumentInfo, chunks: list[Document], vectors: np.ndarray, pdf: Path | None) -> None:
         """Add one document's chunks and vectors (call inside `writing()`)."""
+        if len({c.id for c in chunks}) != len(chunks) or any(not c.id for c in chunks):
+            # the docstore is keyed by Document.id: without unique ids, search returns one chunk for all
+            raise ValueError("every chunk needs a unique id (chunking.chunk_pages sets it)")
         vectors = np.asarray(vectors, dtype=np.float32).reshape(len(chunks), -1)
         if self.dimension is not None and vectors.shape[1] != self.dimension and self.documents:
             raise EmbeddingMismatchError(f"Vectors of dimension {vectors.shape[1]} do not fit collection "
@@ -284,7 +287,6 @@ class Collection:
 
     def _save(self, index: Any, documents: list[Document], infos: dict[str, DocumentInfo], dimension: int) -> None:
         gen = self.version + 1
-        documents = [_with_id(d) for d in documents]
         chunks = "".join(json.dumps({"id": d.id, "text": d.page_content, "metadata": d.metadata},
                                     ensure_ascii=False) + "\n" for d in documents)
         new_files = [self.path / f"index-{gen}.faiss", self.path / f"chunks-{gen}.jsonl"]
@@ -326,16 +328,3 @@ def _stored_pdfs(folder: Path) -> list[Path]:
     a dot (`safe_file_name` strips leading dots).
     """
     return sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
-
-
-def _with_id(doc: Document) -> Document:
-    """The chunk with its id set to its chunk_id when it has none.
-
-    The FAISS docstore is keyed by `Document.id`; `chunk_pages` leaves it unset, so every
-    chunk of an ingested PDF shared the key None, the docstore held one chunk, and vector
-    search returned that same chunk for every hit. Applied on save and on load, so
-    collections written before this fix are repaired when they are opened.
-    """
-    if doc.id or not doc.metadata.get("chunk_id"):
-        return doc
-    return doc.model_copy(update={"id": str(doc.metadata["chunk_id"])})
