@@ -175,7 +175,7 @@ def reindex(collection: Collection, embeddings: Embeddings, settings: Settings,
     """
     progress = progress or _noop
     entries, results = [], []
-    known = {doc_id: info for doc_id, info in _readable_infos(collection).items()}
+    known = collection.recorded_infos()
     with collection.writing():
         for doc_id, pdf in collection.stored_documents():
             name = known[doc_id].file if doc_id in known else pdf.name
@@ -191,12 +191,3 @@ def reindex(collection: Collection, embeddings: Embeddings, settings: Settings,
         dimension = next((v.shape[1] for _, c, v in entries if len(c)), len(embeddings.embed_query("dimension")))
         collection.replace_all(entries, dimension)
     return results
-
-
-def _readable_infos(collection: Collection) -> dict[str, DocumentInfo]:
-    """Document names from the manifest when it is readable (file names survive a re-index)."""
-    try:
-        return dict(collection.infos) or {
-            k: DocumentInfo(**v) for k, v in (collection._read_manifest() or {}).get("documents", {}).items()}
-    except (AgentError, TypeError):
-        return {}

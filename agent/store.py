@@ -193,6 +193,16 @@ class Collection:
         return FAISS(self.embeddings, index, docstore, {i: d.id for i, d in enumerate(documents)},
                      distance_strategy=DistanceStrategy.MAX_INNER_PRODUCT)
 
+    def recorded_infos(self) -> dict[str, DocumentInfo]:
+        """Document records from the manifest, even when the index itself cannot be loaded
+        (a re-index keeps names and dates); empty when the manifest is unreadable too."""
+        if self.infos:
+            return dict(self.infos)
+        try:
+            return {k: DocumentInfo(**v) for k, v in (self._read_manifest() or {}).get("documents", {}).items()}
+        except (StoreError, TypeError):
+            return {}
+
     def document_infos(self) -> list[DocumentInfo]:
         return sorted(self.infos.values(), key=lambda info: (info.added, info.file))
 

@@ -4,7 +4,6 @@ import pytest
 
 from agent.chain import ChatEngine, Done, Token
 from agent.config import load_settings, update_settings
-from agent.errors import ModelCapabilityError
 from agent.workspace import Workspace
 from tests.conftest import add_texts, double_environ
 

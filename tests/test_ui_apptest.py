@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import re
-import threading
 import time
 from pathlib import Path
 
@@ -425,7 +424,6 @@ def test_answer_job_survives_the_ui_going_away(data_dir: Path, double: OllamaDou
 
 def test_stale_uploads_are_cleaned_fresh_ones_kept(tmp_path: Path) -> None:
     import os
-    import time
 
     from agent.config import load_settings
     from agent.ui_state import clean_stale_uploads, save_upload
