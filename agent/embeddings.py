@@ -43,7 +43,7 @@ class LocalEmbeddings(Embeddings):
     model_id: str = LOCAL_MODEL_ID
     dimension: int = LOCAL_DIMENSION
 
-    def __init__(self, *, batch_size: int = 64, threads: int = 2, max_chars: int = 10_000) -> None:
+    def __init__(self, *, batch_size: int = 64, threads: int = 1, max_chars: int = 10_000) -> None:
         self.batch_size = max(1, int(batch_size))
         self.threads = max(1, int(threads))
         self.max_chars = max(1, int(max_chars))
