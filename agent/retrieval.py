@@ -275,7 +275,16 @@ def clear_cache() -> None:
 def _zscore(values: np.ndarray, top: int = _Z_TOP) -> np.ndarray:
     if values.size == 0:
         return values.astype(np.float64)
-    best = (np.partition(values, values.size - top)[-top:] if values.size > top else values).astype(np.float64)
+    # The top values without a full sort. Partition only what lies above the minimum: these
+    # arrays are mostly one value (BM25 zeros, the vector floor), where np.partition degrades
+    # (15 ms a call at 100k vs 0.2 ms this way).
+    floor = values.min()
+    above = values[values > floor]
+    if above.size >= top:
+        best = np.partition(above, above.size - top)[-top:]
+    else:
+        best = np.concatenate([above, np.full(min(top, values.size) - above.size, floor)])
+    best = best.astype(np.float64)
     std = float(best.std())
     if std < 1e-9:
         return np.zeros(values.shape, dtype=np.float64)
