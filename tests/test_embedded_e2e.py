@@ -6,6 +6,7 @@ embedded model because nothing listens at OLLAMA_HOST). Wording is not asserted:
 
 import json
 import socket
+import time
 
 import pytest
 
@@ -68,3 +69,25 @@ def test_cli_chat_works_offline(offline_env, workspace):
     assert "embedded" in result.stdout and "ollama serve" in result.stdout  # the notice
     answer = result.stdout.split(">>> ", 2)[1]
     assert answer.strip()
+
+
+def test_web_app_answers_offline(offline_env, workspace, monkeypatch):
+    """The Chat page answers with the embedded model when no Ollama runs (AppTest)."""
+    from agent.config import ENV_VARS
+    from tests.test_ui_apptest import run_app, texts
+
+    for var in ENV_VARS.values():
+        monkeypatch.delenv(var, raising=False)
+    for var, value in offline_env.items():
+        monkeypatch.setenv(var, value)
+    at = run_app()
+    assert "Offline demo model" in "\n".join(str(e.value) for e in [*at.sidebar.warning, *at.sidebar.caption])
+    at.chat_input[0].set_value(gold("q014")["question"]).run()
+    for _ in range(120):  # the answer runs in a worker thread: rerun until it is stored and shown
+        if any("Sources" in e.label for e in at.expander):
+            break
+        time.sleep(0.5)
+        at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any("Sources" in e.label for e in at.expander)
+    assert not at.main.error, [e.value for e in at.main.error]  # the sidebar rightly says Ollama is down
