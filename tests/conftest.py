@@ -52,3 +52,17 @@ def add_texts(workspace: Workspace, file: str, pages: list[str], collection: str
     info = DocumentInfo(doc_id, file, len(pages), len(chunks), sum(map(len, pages)), "2026-01-01T00:00:00+00:00")
     with target.writing():
         target.add(info, chunks, vectors, None)
+
+
+def build_pdf(objects: list[bytes]) -> bytes:
+    """A PDF whose objects 1..n are `objects` (1 must be the catalog), with a correct xref."""
+    out = b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n"
+    offsets = []
+    for number, body in enumerate(objects, 1):
+        offsets.append(len(out))
+        out += b"%d 0 obj\n" % number + body + b"\nendobj\n"
+    xref = len(out)
+    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
+    out += b"".join(b"%010d 00000 n \n" % offset for offset in offsets)
+    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref)
+    return out

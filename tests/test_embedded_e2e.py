@@ -74,7 +74,7 @@ def test_cli_chat_works_offline(offline_env, workspace):
 def test_web_app_answers_offline(offline_env, workspace, monkeypatch):
     """The Chat page answers with the embedded model when no Ollama runs (AppTest)."""
     from agent.config import ENV_VARS
-    from tests.test_ui_apptest import run_app, texts
+    from tests.test_ui_apptest import run_app
 
     for var in ENV_VARS.values():
         monkeypatch.delenv(var, raising=False)

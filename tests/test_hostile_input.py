@@ -36,26 +36,12 @@ from agent.errors import SettingsError
 from agent.ingest import ingest_file
 from agent.memory import MESSAGE_OVERHEAD, approx_tokens
 from agent.workspace import Workspace
-from tests.conftest import add_texts, double_environ
+from tests.conftest import add_texts, build_pdf, double_environ
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 # --------------------------------------------------------------------------- a tiny PDF writer
-
-
-def build_pdf(objects: list[bytes]) -> bytes:
-    """A PDF whose objects 1..n are `objects` (1 must be the catalog), with a correct xref."""
-    out = b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n"
-    offsets = []
-    for number, body in enumerate(objects, 1):
-        offsets.append(len(out))
-        out += b"%d 0 obj\n" % number + body + b"\nendobj\n"
-    xref = len(out)
-    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
-    out += b"".join(b"%010d 00000 n \n" % offset for offset in offsets)
-    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref)
-    return out
 
 
 def stream(data: bytes, extra: bytes = b"") -> bytes:

@@ -25,6 +25,7 @@ import agent.parse as parse_mod
 from agent import ocr as ocr_mod
 from agent.errors import DocumentError, EncryptedPDFError
 from agent.parse import clean_text, inspect_pdf, is_garbled, parse_pdf
+from tests.conftest import build_pdf
 
 _HERE = Path(__file__).resolve()
 PDFS = next((p for p in (_HERE.parents[2] / "shared" / "devset" / "pdfs", Path("/work/shared/devset/pdfs"))
@@ -248,16 +249,7 @@ def _text_pdf_bytes(text: str) -> bytes:
         b"<< /Length %d >>\nstream\n" % len(stream) + stream + b"\nendstream",
         b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
     ]
-    out = bytearray(b"%PDF-1.4\n")
-    offsets = []
-    for number, body in enumerate(objects, 1):
-        offsets.append(len(out))
-        out += b"%d 0 obj\n" % number + body + b"\nendobj\n"
-    xref = len(out)
-    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
-    out += b"".join(b"%010d 00000 n \n" % off for off in offsets)
-    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref)
-    return bytes(out)
+    return build_pdf(objects)
 
 
 @needs_devset
