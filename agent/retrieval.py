@@ -5,8 +5,8 @@ five chunks of one page would waste four of the user's k slots. Every mode ranks
 and returns the best chunk of each page (then, only if there are fewer pages than k,
 further chunks of the same pages).
 
-Signals, each computed per page (all from `.documents` and `.vectorstore`, nothing
-extra stored):
+Signals, each computed per page (from `.documents`, `.vectorstore` and, when the
+collection persisted them, its chunks' term counts `.lexicon`):
 - `vector`: the best inner-product similarity of the page's chunks to the query
   (the vector store's top `fetch_k` chunks; pages it did not return get its floor);
 - `bm25` chunk: Okapi BM25 of the best chunk of the page;
@@ -23,25 +23,19 @@ and the z-scores are summed with weights (see `WEIGHTS`; chosen on the devset an
 reported with neighbouring settings in the evaluation notes). `mode="bm25"` uses only
 the lexical signals, `mode="vector"` only the vector one.
 
-Tokenisation (`tokenize`): NFKC + lower case; English words minus stop words,
-Snowball-stemmed; Chinese runs (line breaks inside them removed) as character unigrams
-and bigrams, so a Chinese word is found inside unsegmented text with no dictionary;
-operator tokens such as `++` or `->` from code. The BM25 indexes are built lazily and
-cached per (collection, `.version`).
+Tokenisation and BM25 live in agent.lexical. The BM25 indexes are built on the first
+search of a collection version and cached per (collection, `.version`).
 """
 
 from __future__ import annotations
 
-import logging
 import math
 import re
 import threading
-import unicodedata
 import weakref
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import PurePath
 from typing import Any, Literal, Protocol, runtime_checkable
 
@@ -53,7 +47,7 @@ from langchain_core.retrievers import BaseRetriever
 from langchain_core.vectorstores import VectorStore
 from pydantic import ConfigDict
 
-logger = logging.getLogger(__name__)
+from agent.lexical import BM25Index, Lexicon, page_groups, page_key, tokenize
 
 Mode = Literal["hybrid", "vector", "bm25"]
 
@@ -61,13 +55,15 @@ Mode = Literal["hybrid", "vector", "bm25"]
 WEIGHTS: dict[str, float] = {"bm25_chunk": 0.4, "bm25_page": 0.4, "vector": 0.2, "title": 0.5}
 _Z_TOP = 100          # a signal is normalised by the mean/std of its best _Z_TOP pages
 _MIN_FETCH = 100      # chunks asked of the vector store (at least)
-BM25_K1 = 1.2
-BM25_B = 0.75
 
 
 @runtime_checkable
 class SearchableCollection(Protocol):
-    """What search needs from a stored collection (agent.store provides it)."""
+    """What search needs from a stored collection (agent.store provides it).
+
+    `documents` must be the same list object until the collection changes (the keyword
+    index is cached on it); an optional `lexicon` (agent.lexical.Lexicon for those
+    documents) spares tokenising them."""
 
     @property
     def vectorstore(self) -> VectorStore: ...
@@ -85,164 +81,41 @@ class Hit:
     score: float  # higher is better; comparable only within one result list
 
 
-# ---------------------------------------------------------------- tokenizer
-
-_CJK = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002ffff"
-_CJK_RUN = re.compile(f"[{_CJK}]+")
-_CJK_GAP = re.compile(f"(?<=[{_CJK}])\\s+(?=[{_CJK}])")
-_OPERATOR = r"\+\+|--|->|::|<=|>=|!=|==|\*\*|\+=|-=|&&|\|\|"
-#: CJK runs; code-like words with a ++/-- suffix (`i++`); words and numbers; operators
-#: (the code-word alternative starts only at a word start: unanchored, a long run such as
-#: 100k underscores was rescanned from every position, O(n^2), 53 s for one page; the
-#: tokens of every devset page are unchanged)
-_TOKEN = re.compile(f"[{_CJK}]+|(?<![a-z0-9_])[a-z_][a-z0-9_]*(?:\\+\\+|--)(?![-+])|[a-z0-9]+(?:\\.[0-9]+)*|{_OPERATOR}")
-
-EN_STOPWORDS = frozenset("""
-a about above after again against all am an and any are aren't as at be because been before
-being below between both but by can can't cannot could couldn't did didn't do does doesn't
-doing don't down during each few for from further had hadn't has hasn't have haven't having he
-her here hers herself him himself his how i if in into is isn't it it's its itself let's me
-more most my myself no nor not of off on once only or other ought our ours ourselves out over
-own same she should shouldn't so some such than that the their theirs them themselves then there
-these they this those through to too under until up very was wasn't we were weren't what when
-where which while who whom why will with won't would wouldn't you your yours yourself
-yourselves s t d ll m o re ve y also get got want wants need needs make made use used using
-way ways like just instead thing things something anything
-""".split())
-
-
-@lru_cache(maxsize=1)
-def _stemmer() -> Callable[[str], str]:
-    try:
-        import snowballstemmer
-    except ImportError:  # requirements.txt pins it; without it, search still works, unstemmed
-        logger.warning("snowballstemmer is not installed: English keyword search runs without stemming")
-        return lambda word: word
-    return snowballstemmer.stemmer("english").stemWord
-
-
-@lru_cache(maxsize=200_000)
-def _stem(word: str) -> str:
-    return _stemmer()(word)
-
-
-def normalise(text: str) -> str:
-    """NFKC (full-width forms to ASCII), lower case, no line breaks inside Chinese text."""
-    return _CJK_GAP.sub("", unicodedata.normalize("NFKC", text).lower())
-
-
-def tokenize(text: str) -> list[str]:
-    """Index terms of a text (see the module docstring)."""
-    out: list[str] = []
-    for tok in _TOKEN.findall(normalise(text)):
-        if _CJK_RUN.fullmatch(tok):
-            out.extend(tok)
-            out.extend(tok[i:i + 2] for i in range(len(tok) - 1))
-        elif tok.endswith(("++", "--")) and len(tok) > 2:  # i++: the whole token and the operator
-            out.extend((tok, tok[-2:]))
-        elif tok in EN_STOPWORDS:
-            continue
-        elif tok[0].isalpha():
-            out.append(_stem(tok))
-        else:
-            out.append(tok)
-    return out
-
-
-# ---------------------------------------------------------------- BM25
-
-class BM25Index:
-    """Okapi BM25 over a fixed list of texts (numpy postings, no extra dependency)."""
-
-    def __init__(self, texts: Sequence[str], *, k1: float = BM25_K1, b: float = BM25_B,
-                 tokenizer: Callable[[str], list[str]] | None = None) -> None:
-        tokenizer = tokenizer or tokenize
-        self.k1, self.b, self.tokenizer = k1, b, tokenizer
-        self.n = len(texts)
-        postings: dict[str, tuple[list[int], list[int]]] = {}
-        lengths = np.zeros(self.n, dtype=np.float32)
-        for i, text in enumerate(texts):
-            counts = Counter(tokenizer(text))
-            lengths[i] = sum(counts.values())
-            for term, tf in counts.items():
-                ids, tfs = postings.setdefault(term, ([], []))
-                ids.append(i)
-                tfs.append(tf)
-        avg = float(lengths.mean()) if self.n and lengths.mean() > 0 else 1.0
-        self.norm = (k1 * (1 - b + b * lengths / avg)).astype(np.float32)
-        self.postings = {t: (np.asarray(ids, dtype=np.int32), np.asarray(tfs, dtype=np.float32))
-                         for t, (ids, tfs) in postings.items()}
-        self.idf = {t: math.log(1 + (self.n - len(ids) + 0.5) / (len(ids) + 0.5))
-                    for t, (ids, _) in self.postings.items()}
-
-    def scores(self, query: str | Sequence[str]) -> np.ndarray:
-        """BM25 score of every text (0 where no term matches)."""
-        terms = self.tokenizer(query) if isinstance(query, str) else list(query)
-        scores = np.zeros(self.n, dtype=np.float32)
-        for term in set(terms):
-            hit = self.postings.get(term)
-            if hit is None:
-                continue
-            ids, tfs = hit
-            scores[ids] += self.idf[term] * tfs * (self.k1 + 1) / (tfs + self.norm[ids])
-        return scores
-
-
-# ---------------------------------------------------------------- per-collection index (cached)
-
-def _page_key(doc: Document) -> tuple[str, int]:
-    meta = doc.metadata
-    return str(meta.get("file", "")), int(meta.get("page", 0) or 0)
-
-
-def page_text(chunks: Sequence[Document]) -> str:
-    """A page's text rebuilt from its chunks (overlaps removed when `start` is known)."""
-    if all("start" in c.metadata for c in chunks):
-        parts, end = [], 0
-        for c in sorted(chunks, key=lambda c: int(c.metadata["start"])):
-            start, text = int(c.metadata["start"]), c.page_content
-            if start + len(text) <= end:
-                continue
-            parts.append(text[max(0, end - start):] if start < end else text)
-            end = start + len(text)
-        return "\n".join(parts)
-    return "\n".join(c.page_content for c in chunks)
-
-
 class CollectionIndex:
-    """Lexical indexes of one collection version: chunk BM25, page BM25, page map."""
+    """Keyword indexes of one collection version: chunk BM25, page BM25, page map.
 
-    def __init__(self, documents: Sequence[Document]) -> None:
+    Built from the collection's persisted term counts (`.lexicon`, see agent.lexical)
+    when it has them for these documents, else by tokenising every chunk (slow: ~0.4 s
+    per 1,000 chunks)."""
+
+    def __init__(self, documents: Sequence[Document], lexicon: Lexicon | None = None) -> None:
         self.documents = list(documents)
         self.chunk_ids = {self.chunk_key(d): i for i, d in enumerate(self.documents)}
-        self.pages: list[tuple[str, int]] = []
-        page_pos: dict[tuple[str, int], int] = {}
-        members: list[list[int]] = []
-        for i, doc in enumerate(self.documents):
-            key = _page_key(doc)
-            if key not in page_pos:
-                page_pos[key] = len(self.pages)
-                self.pages.append(key)
-                members.append([])
-            members[page_pos[key]].append(i)
-        self.page_pos = page_pos
-        self.chunk_page = np.array([page_pos[_page_key(d)] for d in self.documents], dtype=np.int64)
-        self.chunk_bm25 = BM25Index([d.page_content for d in self.documents])
-        self.page_bm25 = BM25Index([page_text([self.documents[i] for i in m]) for m in members])
+        self.pages, members = page_groups(self.documents)
+        self.page_pos = {key: i for i, key in enumerate(self.pages)}
+        self.chunk_page = np.empty(len(self.documents), dtype=np.int64)
+        for p, rows in enumerate(members):
+            self.chunk_page[rows] = p
+        if lexicon is None or not lexicon.fits(self.documents):
+            lexicon = Lexicon.build(self.documents)
+        self.chunk_bm25 = BM25Index.from_counts(lexicon.chunks, lexicon.vocabulary)
+        self.page_bm25 = BM25Index.from_counts(lexicon.pages, lexicon.vocabulary)
 
     @staticmethod
     def chunk_key(doc: Document) -> Any:
         cid = doc.metadata.get("chunk_id")
-        return cid if cid is not None else (_page_key(doc), doc.page_content)
+        return cid if cid is not None else (page_key(doc), doc.page_content)
 
 
-_CACHE: weakref.WeakKeyDictionary[Any, tuple[int, int, CollectionIndex]] = weakref.WeakKeyDictionary()
-_CACHE_BY_ID: dict[int, tuple[int, int, CollectionIndex]] = {}
+_CACHE: weakref.WeakKeyDictionary[Any, tuple[int, Any, CollectionIndex]] = weakref.WeakKeyDictionary()
+_CACHE_BY_ID: dict[int, tuple[int, Any, CollectionIndex]] = {}
 _CACHE_LOCK = threading.Lock()
 
 
 def collection_index(collection: SearchableCollection) -> CollectionIndex:
-    """The lexical index of a collection, rebuilt only when `.version` (or size) changes."""
+    """The lexical index of a collection, rebuilt when `.version` or the `.documents` list
+    object changes. (Not size: an index keyed by `id()` and size was once served for a
+    new collection that reused a dead one's id and had as many chunks.)"""
     version = int(collection.version)
     with _CACHE_LOCK:
         try:
@@ -251,10 +124,10 @@ def collection_index(collection: SearchableCollection) -> CollectionIndex:
         except TypeError:  # not weak-referenceable
             cached, weak = _CACHE_BY_ID.get(id(collection)), False
         docs = collection.documents
-        if cached is not None and cached[0] == version and cached[1] == len(docs):
+        if cached is not None and cached[0] == version and cached[1] is docs:
             return cached[2]
-        index = CollectionIndex(docs)
-        entry = (version, len(docs), index)
+        index = CollectionIndex(docs, getattr(collection, "lexicon", None))
+        entry = (version, docs, index)
         if weak:
             _CACHE[collection] = entry
         else:

@@ -5,6 +5,9 @@ Layout under `<data_dir>/collections/<name>/`:
                            and which generation of the files below is current
     index-<gen>.faiss      the FAISS index (faiss' own binary format, never a pickle)
     chunks-<gen>.jsonl     chunk text + metadata, in index order
+    lexicon-<gen>.npz      the chunks' and pages' term counts for keyword search
+                           (numpy arrays, loaded without pickle; optional: recounted
+                           from the chunks when missing or damaged)
     files/<sha256>/<name>  a copy of each ingested PDF, so the index can be rebuilt
 
 A save writes a new generation's files, then atomically replaces manifest.json, then
@@ -13,8 +16,8 @@ files. Writers hold a file lock, so two processes ingesting into one collection 
 up instead of overwriting each other; each writer reloads the latest generation first.
 
 Readers see a `langchain_core` `VectorStore` (`vectorstore`) plus the chunk list
-(`documents`) that keyword search needs; `version` changes on every write, so caches
-built from `documents` know when to rebuild.
+(`documents`) and term counts (`lexicon`) that keyword search needs; `version` changes
+on every write, so caches built from `documents` know when to rebuild.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ from langchain_core.embeddings import Embeddings
 
 from agent.errors import EmbeddingMismatchError, StoreError
 from agent.fileio import atomic_write_bytes, atomic_write_text
+from agent.lexical import Lexicon
 from agent.names import check_collection_name
 
 FORMAT = 1
@@ -97,6 +101,7 @@ class Collection:
         self.dimension: int | None = None
         self.infos: dict[str, DocumentInfo] = {}
         self.documents: list[Document] = []
+        self.lexicon: Lexicon | None = None
         self.vectorstore = self._empty_vectorstore(1)
         self.reload()
 
@@ -178,9 +183,11 @@ class Collection:
             raise self._corrupt(f"generation {gen} is damaged ({exc})") from exc
         if index.ntotal != len(documents):
             raise self._corrupt(f"the index holds {index.ntotal} vectors for {len(documents)} chunks")
+        lexicon = Lexicon.load(self.path / f"lexicon-{gen}.npz")
         self.dimension = manifest["dimension"]
         self.infos = infos
         self.documents = documents
+        self.lexicon = lexicon if lexicon is not None and lexicon.fits(documents) else None
         self.vectorstore = self._wrap(index, documents)
         self.version = gen
 
@@ -303,10 +310,14 @@ class Collection:
         gen = self.version + 1
         chunks = "".join(json.dumps({"id": d.id, "text": d.page_content, "metadata": d.metadata},
                                     ensure_ascii=False) + "\n" for d in documents)
-        new_files = [self.path / f"index-{gen}.faiss", self.path / f"chunks-{gen}.jsonl"]
+        # only the changed chunks are tokenised (the rest is carried over from the last save)
+        lexicon = Lexicon.build(documents, self.lexicon, self.documents)
+        new_files = [self.path / f"index-{gen}.faiss", self.path / f"chunks-{gen}.jsonl",
+                     self.path / f"lexicon-{gen}.npz"]
         try:
             atomic_write_bytes(new_files[0], faiss.serialize_index(index).tobytes())
             atomic_write_text(new_files[1], chunks)
+            atomic_write_bytes(new_files[2], lexicon.to_bytes())
             manifest = {"format": FORMAT, "generation": gen, "embedding_model": self.embedding_model,
                         "dimension": dimension, "documents": {k: asdict(v) for k, v in infos.items()}}
             atomic_write_text(self.manifest_path, json.dumps(manifest, ensure_ascii=False, indent=1))
@@ -316,11 +327,12 @@ class Collection:
             raise
         self._drop_old_generations(keep=gen)
         self.dimension, self.infos, self.documents, self.version = dimension, infos, documents, gen
+        self.lexicon = lexicon
         self.vectorstore = self._wrap(index, documents)
 
     def _drop_old_generations(self, keep: int) -> None:
         """Best-effort cleanup after a commit: it must not raise, the save already succeeded."""
-        old = [p for pattern in ("index-*.faiss", "chunks-*.jsonl") for p in self.path.glob(pattern)
+        old = [p for pattern in ("index-*.faiss", "chunks-*.jsonl", "lexicon-*.npz") for p in self.path.glob(pattern)
                if p.stem.rsplit("-", 1)[-1] != str(keep)]
         # Temp files of a writer that was killed mid-write (atomic_write_bytes names them
         # ".<name>.<random>.tmp"). Writers hold the lock, so none of these is in use: without

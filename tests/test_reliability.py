@@ -289,6 +289,7 @@ def assert_consistent(collection) -> None:
         per_doc[chunk.metadata["doc_id"]] = per_doc.get(chunk.metadata["doc_id"], 0) + 1
     assert per_doc == {doc_id: info.chunks for doc_id, info in collection.infos.items()}
     assert collection.vectorstore.index.ntotal == len(collection.documents)
+    assert collection.lexicon is not None and collection.lexicon.fits(collection.documents)  # keyword counts too
     store = collection.vectorstore  # every vector position leads to its own chunk
     assert [store.docstore.search(store.index_to_docstore_id[i]).metadata["chunk_id"]
             for i in range(len(collection.documents))] == [d.metadata["chunk_id"] for d in collection.documents]
@@ -313,6 +314,7 @@ def leftovers(data_dir: Path) -> list[Path]:
     (r"report\.pdf", "before"), (r"report\.pdf", "after"),
     (r"index-\d+\.faiss", "before"), (r"index-\d+\.faiss", "after"),
     (r"chunks-\d+\.jsonl", "before"), (r"chunks-\d+\.jsonl", "after"),
+    (r"lexicon-\d+\.npz", "before"), (r"lexicon-\d+\.npz", "after"),
     (r"manifest\.json", "before"), (r"manifest\.json", "after"),
 ])
 def test_killed_during_index_save_keeps_previous_index(workspace, ollama, tmp_path, target, phase):

@@ -59,7 +59,7 @@ def test_add_persist_reload_search(tmp_path):
     hits = reopened.vectorstore.similarity_search_with_score("gamma", k=1)
     assert hits[0][0].metadata["doc_id"] == "bbb"
     files = sorted(p.name for p in reopened.path.iterdir())
-    assert files == [".lock", "chunks-2.jsonl", "index-2.faiss", "manifest.json"]  # old generation removed
+    assert files == [".lock", "chunks-2.jsonl", "index-2.faiss", "lexicon-2.npz", "manifest.json"]  # old generation removed
 
 
 def test_remove_drops_vectors_and_chunks(tmp_path):

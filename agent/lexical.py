@@ -1,0 +1,320 @@
+"""Keyword search: the tokenizer, per-chunk and per-page term counts, and Okapi BM25.
+
+Tokenisation (`tokenize`): NFKC + lower case; English words minus stop words,
+Snowball-stemmed; Chinese runs (line breaks inside them removed) as character unigrams
+and bigrams, so a Chinese word is found inside unsegmented text with no dictionary;
+operator tokens such as `++` or `->` from code.
+
+Tokenising is the slow part of keyword search (~0.15 ms a chunk: 100k chunks took ~45 s
+and 1M chunks ~470 s before the first answer). So the term counts of every chunk and
+page (`Lexicon`) are computed when a document is added, persisted next to the vector
+index (`Lexicon.save/load`, plain numpy arrays, no pickle), and carried over from one
+saved generation to the next for chunks that did not change (`Lexicon.build(...,
+previous=...)`). Loading a collection then only turns those counts into BM25 postings
+(`BM25Index.from_counts`), which is numpy work.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import math
+import re
+import unicodedata
+from collections import Counter
+from collections.abc import Callable, Hashable, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+from langchain_core.documents import Document
+
+logger = logging.getLogger(__name__)
+
+#: Bump when `tokenize` changes what it returns: persisted counts of an older tokenizer are
+#: then ignored (and rebuilt) instead of silently mismatching the query's terms.
+TOKENIZER_VERSION = 1
+BM25_K1 = 1.2
+BM25_B = 0.75
+_TF_MAX = np.iinfo(np.uint16).max
+
+_CJK = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002ffff"
+_CJK_RUN = re.compile(f"[{_CJK}]+")
+_CJK_GAP = re.compile(f"(?<=[{_CJK}])\\s+(?=[{_CJK}])")
+_OPERATOR = r"\+\+|--|->|::|<=|>=|!=|==|\*\*|\+=|-=|&&|\|\|"
+#: CJK runs; code-like words with a ++/-- suffix (`i++`); words and numbers; operators
+#: (the code-word alternative starts only at a word start: unanchored, a long run such as
+#: 100k underscores was rescanned from every position, O(n^2), 53 s for one page; the
+#: tokens of every devset page are unchanged)
+_TOKEN = re.compile(f"[{_CJK}]+|(?<![a-z0-9_])[a-z_][a-z0-9_]*(?:\\+\\+|--)(?![-+])|[a-z0-9]+(?:\\.[0-9]+)*|{_OPERATOR}")
+
+EN_STOPWORDS = frozenset("""
+a about above after again against all am an and any are aren't as at be because been before
+being below between both but by can can't cannot could couldn't did didn't do does doesn't
+doing don't down during each few for from further had hadn't has hasn't have haven't having he
+her here hers herself him himself his how i if in into is isn't it it's its itself let's me
+more most my myself no nor not of off on once only or other ought our ours ourselves out over
+own same she should shouldn't so some such than that the their theirs them themselves then there
+these they this those through to too under until up very was wasn't we were weren't what when
+where which while who whom why will with won't would wouldn't you your yours yourself
+yourselves s t d ll m o re ve y also get got want wants need needs make made use used using
+way ways like just instead thing things something anything
+""".split())
+
+
+@lru_cache(maxsize=1)
+def _stemmer() -> Callable[[str], str]:
+    try:
+        import snowballstemmer
+    except ImportError:  # requirements.txt pins it; without it, search still works, unstemmed
+        logger.warning("snowballstemmer is not installed: English keyword search runs without stemming")
+        return lambda word: word
+    return snowballstemmer.stemmer("english").stemWord
+
+
+@lru_cache(maxsize=200_000)
+def _stem(word: str) -> str:
+    return _stemmer()(word)
+
+
+def normalise(text: str) -> str:
+    """NFKC (full-width forms to ASCII), lower case, no line breaks inside Chinese text."""
+    return _CJK_GAP.sub("", unicodedata.normalize("NFKC", text).lower())
+
+
+def tokenize(text: str) -> list[str]:
+    """Index terms of a text (see the module docstring)."""
+    out: list[str] = []
+    for tok in _TOKEN.findall(normalise(text)):
+        if _CJK_RUN.fullmatch(tok):
+            out.extend(tok)
+            out.extend(tok[i:i + 2] for i in range(len(tok) - 1))
+        elif tok.endswith(("++", "--")) and len(tok) > 2:  # i++: the whole token and the operator
+            out.extend((tok, tok[-2:]))
+        elif tok in EN_STOPWORDS:
+            continue
+        elif tok[0].isalpha():
+            out.append(_stem(tok))
+        else:
+            out.append(tok)
+    return out
+
+
+# ---------------------------------------------------------------- pages of a chunk list
+
+def page_key(doc: Document) -> tuple[str, int]:
+    meta = doc.metadata
+    return str(meta.get("file", "")), int(meta.get("page", 0) or 0)
+
+
+def page_groups(documents: Sequence[Document]) -> tuple[list[tuple[str, int]], list[list[int]]]:
+    """Pages in order of first appearance, and the positions of each page's chunks."""
+    pos: dict[tuple[str, int], int] = {}
+    pages: list[tuple[str, int]] = []
+    members: list[list[int]] = []
+    for i, doc in enumerate(documents):
+        key = page_key(doc)
+        if key not in pos:
+            pos[key] = len(pages)
+            pages.append(key)
+            members.append([])
+        members[pos[key]].append(i)
+    return pages, members
+
+
+def page_text(chunks: Sequence[Document]) -> str:
+    """A page's text rebuilt from its chunks (overlaps removed when `start` is known)."""
+    if all("start" in c.metadata for c in chunks):
+        parts, end = [], 0
+        for c in sorted(chunks, key=lambda c: int(c.metadata["start"])):
+            start, text = int(c.metadata["start"]), c.page_content
+            if start + len(text) <= end:
+                continue
+            parts.append(text[max(0, end - start):] if start < end else text)
+            end = start + len(text)
+        return "\n".join(parts)
+    return "\n".join(c.page_content for c in chunks)
+
+
+# ---------------------------------------------------------------- term counts
+
+@dataclass
+class TermCounts:
+    """Term counts of a list of texts (rows), in CSR form over a shared vocabulary:
+    row i's terms are `term[ptr[i]:ptr[i+1]]` with counts `tf[...]` (each term once a row)."""
+
+    ptr: np.ndarray   # int64, rows + 1
+    term: np.ndarray  # int32
+    tf: np.ndarray    # uint16 (a count above 65535 in one chunk is capped)
+
+    @property
+    def rows(self) -> int:
+        return len(self.ptr) - 1
+
+    def row(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        return self.term[self.ptr[i]:self.ptr[i + 1]], self.tf[self.ptr[i]:self.ptr[i + 1]]
+
+    @classmethod
+    def assemble(cls, rows: Sequence[tuple[np.ndarray, np.ndarray]]) -> TermCounts:
+        lengths = np.fromiter((len(t) for t, _ in rows), dtype=np.int64, count=len(rows))
+        ptr = np.zeros(len(rows) + 1, dtype=np.int64)
+        np.cumsum(lengths, out=ptr[1:])
+        term = np.concatenate([t for t, _ in rows]) if rows else np.zeros(0, np.int32)
+        tf = np.concatenate([f for _, f in rows]) if rows else np.zeros(0, np.uint16)
+        return cls(ptr, term.astype(np.int32, copy=False), tf.astype(np.uint16, copy=False))
+
+
+class Vocabulary:
+    """Term <-> id, append-only (ids stay valid for counts made earlier)."""
+
+    def __init__(self, terms: Sequence[str] = ()) -> None:
+        self.terms: list[str] = list(terms)
+        self.ids: dict[str, int] = {t: i for i, t in enumerate(self.terms)}
+
+    def __len__(self) -> int:
+        return len(self.terms)
+
+    def count(self, text: str) -> tuple[np.ndarray, np.ndarray]:
+        """(term ids, counts) of one text, adding its new terms."""
+        counts = Counter(tokenize(text))
+        ids = np.fromiter((self._id(t) for t in counts), dtype=np.int32, count=len(counts))
+        tfs = np.fromiter((min(c, _TF_MAX) for c in counts.values()), dtype=np.uint16, count=len(counts))
+        return ids, tfs
+
+    def _id(self, term: str) -> int:
+        found = self.ids.get(term)
+        if found is None:
+            found = self.ids[term] = len(self.terms)
+            self.terms.append(term)
+        return found
+
+    def lookup(self, terms: Sequence[str]) -> list[int]:
+        """Ids of the known terms among `terms` (each once)."""
+        return [self.ids[t] for t in dict.fromkeys(terms) if t in self.ids]
+
+
+@dataclass
+class Lexicon:
+    """Term counts of a collection's chunks (in `documents` order) and pages (in
+    `page_groups` order): what BM25 needs, computed once per chunk and persisted."""
+
+    vocabulary: Vocabulary
+    chunks: TermCounts
+    pages: TermCounts
+
+    @classmethod
+    def build(cls, documents: Sequence[Document], previous: Lexicon | None = None,
+              previous_documents: Sequence[Document] = ()) -> Lexicon:
+        """Counts for `documents`, reusing `previous` (made for `previous_documents`) for
+        every chunk with the same id and every page with the same chunks: adding a document
+        tokenises only that document."""
+        # a copy: `previous` may be serving searches in another thread while this one grows
+        vocab = Vocabulary(previous.vocabulary.terms if previous is not None else ())
+        old_chunk: dict[Hashable, int] = {}
+        old_page: dict[tuple[Hashable, ...], int] = {}
+        if previous is not None and previous.chunks.rows == len(previous_documents):
+            old_chunk = {_chunk_key(d): i for i, d in enumerate(previous_documents)}
+            _, old_members = page_groups(previous_documents)
+            old_page = {tuple(_chunk_key(previous_documents[i]) for i in m): p for p, m in enumerate(old_members)}
+        else:
+            previous = None
+        chunk_rows = []
+        for doc in documents:
+            i = old_chunk.get(_chunk_key(doc))
+            chunk_rows.append(previous.chunks.row(i) if previous is not None and i is not None
+                              else vocab.count(doc.page_content))
+        page_rows = []
+        for members in page_groups(documents)[1]:
+            p = old_page.get(tuple(_chunk_key(documents[i]) for i in members))
+            page_rows.append(previous.pages.row(p) if previous is not None and p is not None
+                             else vocab.count(page_text([documents[i] for i in members])))
+        return cls(vocab, TermCounts.assemble(chunk_rows), TermCounts.assemble(page_rows))
+
+    def fits(self, documents: Sequence[Document]) -> bool:
+        return self.chunks.rows == len(documents) and self.pages.rows == len(page_groups(documents)[0])
+
+    def to_bytes(self) -> bytes:
+        """An .npz archive (numpy's own format; loaded with allow_pickle=False)."""
+        vocab = "\n".join(self.vocabulary.terms).encode("utf-8")  # tokens never contain "\n"
+        buf = io.BytesIO()
+        np.savez(buf, version=np.array([TOKENIZER_VERSION]), vocab=np.frombuffer(vocab, dtype=np.uint8),
+                 chunk_ptr=self.chunks.ptr, chunk_term=self.chunks.term, chunk_tf=self.chunks.tf,
+                 page_ptr=self.pages.ptr, page_term=self.pages.term, page_tf=self.pages.tf)
+        return buf.getvalue()
+
+    @classmethod
+    def load(cls, path: Path) -> Lexicon | None:
+        """The persisted counts, or None when absent, damaged or from another tokenizer
+        version (the caller then recounts: keyword search is never lost, only slower)."""
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                if int(data["version"][0]) != TOKENIZER_VERSION:
+                    return None
+                text = data["vocab"].tobytes().decode("utf-8")
+                vocab = Vocabulary(text.split("\n") if text else [])
+                chunks = TermCounts(data["chunk_ptr"], data["chunk_term"], data["chunk_tf"])
+                pages = TermCounts(data["page_ptr"], data["page_term"], data["page_tf"])
+        except Exception as exc:  # noqa: BLE001 - zip, zlib, numpy and decode errors alike: recount
+            if Path(path).exists():
+                logger.warning("ignoring unreadable keyword counts %s (%s); recounting", path, exc)
+            return None
+        for counts in (chunks, pages):
+            if (counts.ptr.ndim != 1 or counts.rows < 0 or counts.ptr[-1] != len(counts.term)
+                    or len(counts.term) != len(counts.tf)
+                    or (len(counts.term) and (counts.term.min() < 0 or counts.term.max() >= len(vocab)))):
+                logger.warning("ignoring inconsistent keyword counts %s; recounting", path)
+                return None
+        return cls(vocab, chunks, pages)
+
+
+def _chunk_key(doc: Document) -> Hashable:
+    """Counts are reused only for the very same chunk: same id, page and text."""
+    return doc.metadata.get("chunk_id") or doc.id, page_key(doc), doc.page_content
+
+
+# ---------------------------------------------------------------- BM25
+
+class BM25Index:
+    """Okapi BM25 over term counts: term-major postings in numpy arrays."""
+
+    def __init__(self, texts: Sequence[str], *, k1: float = BM25_K1, b: float = BM25_B) -> None:
+        vocab = Vocabulary()
+        self._init(TermCounts.assemble([vocab.count(t) for t in texts]), vocab, k1, b)
+
+    @classmethod
+    def from_counts(cls, counts: TermCounts, vocabulary: Vocabulary, *, k1: float = BM25_K1,
+                    b: float = BM25_B) -> BM25Index:
+        index = cls.__new__(cls)
+        index._init(counts, vocabulary, k1, b)
+        return index
+
+    def _init(self, counts: TermCounts, vocabulary: Vocabulary, k1: float, b: float) -> None:
+        self.k1, self.b, self.vocabulary = k1, b, vocabulary
+        self.n = counts.rows
+        row_of = np.repeat(np.arange(self.n, dtype=np.int32), np.diff(counts.ptr))
+        tf = counts.tf.astype(np.float32)
+        lengths = np.bincount(row_of, weights=tf, minlength=self.n).astype(np.float32)
+        avg = float(lengths.mean()) if self.n and lengths.mean() > 0 else 1.0
+        self.norm = (k1 * (1 - b + b * lengths / avg)).astype(np.float32)
+        order = np.argsort(counts.term, kind="stable")  # group by term, rows ascending within
+        self.post_rows = row_of[order]
+        self.post_tf = tf[order]
+        df = np.bincount(counts.term, minlength=len(vocabulary))
+        self.term_ptr = np.zeros(len(vocabulary) + 1, dtype=np.int64)
+        np.cumsum(df, out=self.term_ptr[1:])
+        self.idf = np.log(1 + (self.n - df + 0.5) / (df + 0.5))
+
+    def scores(self, query: str | Sequence[str]) -> np.ndarray:
+        """BM25 score of every text (0 where no term matches)."""
+        terms = tokenize(query) if isinstance(query, str) else list(query)
+        scores = np.zeros(self.n, dtype=np.float32)
+        for t in self.vocabulary.lookup(terms):
+            if t >= len(self.idf):  # a term added to the vocabulary after this index was built
+                continue
+            lo, hi = self.term_ptr[t], self.term_ptr[t + 1]
+            if lo == hi:
+                continue
+            rows, tfs = self.post_rows[lo:hi], self.post_tf[lo:hi]
+            scores[rows] += np.float32(self.idf[t]) * tfs * (self.k1 + 1) / (tfs + self.norm[rows])
+        return scores
