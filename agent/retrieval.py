@@ -96,6 +96,11 @@ class CollectionIndex:
         self.chunk_page = np.empty(len(self.documents), dtype=np.int64)
         for p, rows in enumerate(members):
             self.chunk_page[rows] = p
+        # chunks grouped by page, for per-page maxima with np.maximum.reduceat (ufunc.at
+        # took 100 ms per call at 1M chunks); None when chunks already come page by page
+        order = np.argsort(self.chunk_page, kind="stable")
+        self.page_order = None if np.array_equal(order, np.arange(len(order))) else order
+        self.page_starts = np.searchsorted(self.chunk_page[order], np.arange(len(self.pages)))
         if lexicon is None or not lexicon.fits(self.documents):
             lexicon = Lexicon.build(self.documents)
         self.chunk_bm25 = BM25Index.from_counts(lexicon.chunks, lexicon.vocabulary)
@@ -109,6 +114,7 @@ class CollectionIndex:
 
 _CACHE: weakref.WeakKeyDictionary[Any, tuple[int, Any, CollectionIndex]] = weakref.WeakKeyDictionary()
 _CACHE_BY_ID: dict[int, tuple[int, Any, CollectionIndex]] = {}
+_MERGED: dict[tuple[int, ...], _Merged] = {}  # views of several indexes, by their ids
 _CACHE_LOCK = threading.Lock()
 
 
@@ -126,6 +132,9 @@ def collection_index(collection: SearchableCollection) -> CollectionIndex:
         docs = collection.documents
         if cached is not None and cached[0] == version and cached[1] is docs:
             return cached[2]
+        if cached is not None:  # a stale index: let go of the merged views that hold it
+            for key in [key for key, view in _MERGED.items() if cached[2] in view.indexes]:
+                del _MERGED[key]
         index = CollectionIndex(docs, getattr(collection, "lexicon", None))
         entry = (version, docs, index)
         if weak:
@@ -137,10 +146,68 @@ def collection_index(collection: SearchableCollection) -> CollectionIndex:
         return index
 
 
+class _Merged:
+    """Several collections' indexes seen as one numbering of chunks and pages (cached:
+    rebuilding these arrays per query cost milliseconds at 1M chunks)."""
+
+    def __init__(self, indexes: Sequence[CollectionIndex]) -> None:
+        self.indexes = tuple(indexes)
+        page_off = np.cumsum([0] + [len(ix.pages) for ix in indexes])
+        self.chunk_off = np.cumsum([0] + [len(ix.documents) for ix in indexes])
+        self.pages = page_off[-1]
+        self.chunks = self.chunk_off[-1]
+        self.chunk_page = _cat([ix.chunk_page + off for ix, off in zip(indexes, page_off)], np.int64)
+        orders = [ix.page_order for ix in indexes]
+        self.page_order = None if all(o is None for o in orders) else _cat(
+            [(np.arange(len(ix.documents)) if o is None else o) + off
+             for ix, o, off in zip(indexes, orders, self.chunk_off)], np.int64)
+        self.page_starts = _cat([ix.page_starts + off for ix, off in zip(indexes, self.chunk_off)], np.int64)
+        self.files = sorted({f for ix in indexes for f, _ in ix.pages})
+        file_pos = {f: i for i, f in enumerate(self.files)}
+        self.page_file = np.fromiter((file_pos[f] for ix in indexes for f, _ in ix.pages), np.int64, self.pages)
+        self.title_terms = [file_title_terms(f) for f in self.files]
+
+    def page_max(self, chunk_values: np.ndarray) -> np.ndarray:
+        """The maximum of each page's chunk values."""
+        if self.page_order is not None:
+            chunk_values = chunk_values[self.page_order]
+        return np.maximum.reduceat(chunk_values, self.page_starts)
+
+    def document(self, chunk: int) -> Document:
+        i = int(np.searchsorted(self.chunk_off, chunk, side="right")) - 1
+        return self.indexes[i].documents[chunk - int(self.chunk_off[i])]
+
+    def title_bonus(self, terms: Sequence[str]) -> np.ndarray | None:
+        """Per page: idf-weighted query words found in its file's name (None if none match)."""
+        qterms = set(terms)
+        df = Counter(t for title in self.title_terms for t in title)
+        n = len(self.files)
+        bonus = np.array([sum(math.log(1 + (n - df[t] + 0.5) / (df[t] + 0.5)) for t in qterms & title)
+                          for title in self.title_terms], dtype=np.float64)
+        return bonus[self.page_file] if bonus.any() else None
+
+
+def _cat(arrays: list[np.ndarray], dtype: Any) -> np.ndarray:
+    return arrays[0] if len(arrays) == 1 else np.concatenate(arrays).astype(dtype, copy=False) if arrays \
+        else np.zeros(0, dtype)
+
+
+def _merged(indexes: Sequence[CollectionIndex]) -> _Merged:
+    key = tuple(id(ix) for ix in indexes)
+    with _CACHE_LOCK:
+        found = _MERGED.get(key)
+        if found is None or any(a is not b for a, b in zip(found.indexes, indexes)):
+            if len(_MERGED) >= 8:
+                _MERGED.clear()
+            found = _MERGED[key] = _Merged(indexes)
+        return found
+
+
 def clear_cache() -> None:
     with _CACHE_LOCK:
         _CACHE.clear()
         _CACHE_BY_ID.clear()
+        _MERGED.clear()
 
 
 # ---------------------------------------------------------------- search
@@ -204,96 +271,91 @@ def search(query: str, collections: Sequence[SearchableCollection], *, embedding
         w.pop("vector", None)
 
     indexes = [collection_index(c) for c in collections]
-    # global page and chunk numbering over all collections
-    offsets, total = [], 0
-    for ix in indexes:
-        offsets.append(total)
-        total += len(ix.pages)
-    if total == 0:
+    view = _merged(indexes)
+    if view.pages == 0:
         return []
-    chunk_page = np.concatenate([ix.chunk_page + off for ix, off in zip(indexes, offsets)])
-    chunk_docs = [d for ix in indexes for d in ix.documents]
-    chunk_off = np.cumsum([0] + [len(ix.documents) for ix in indexes])
-    pages = [p for ix in indexes for p in ix.pages]
-
     signals: dict[str, np.ndarray] = {}
-    chunk_signal = np.zeros(len(chunk_docs), dtype=np.float64)  # to pick each page's best chunk
+    chunk_signal = np.zeros(view.chunks, dtype=np.float64)  # to pick each page's best chunk
     terms = tokenize(query)
 
     if use_lexical:
-        chunk_scores = np.concatenate([ix.chunk_bm25.scores(terms) for ix in indexes])
-        page_best = np.zeros(total, dtype=np.float64)
-        np.maximum.at(page_best, chunk_page, chunk_scores)
-        signals["bm25_chunk"] = page_best
-        signals["bm25_page"] = np.concatenate([ix.page_bm25.scores(terms) for ix in indexes]).astype(np.float64)
+        chunk_scores = _cat([ix.chunk_bm25.scores(terms) for ix in indexes], np.float32)
+        signals["bm25_chunk"] = view.page_max(chunk_scores).astype(np.float64)
+        signals["bm25_page"] = _cat([ix.page_bm25.scores(terms) for ix in indexes], np.float32).astype(np.float64)
         chunk_signal += w.get("bm25_chunk", 0) * _zscore(chunk_scores)
-        if w.get("title"):
-            files = sorted({f for f, _ in pages})
-            titles = {f: file_title_terms(f) for f in files}
-            qterms = set(terms)
-            df = Counter(t for f in files for t in titles[f])
-            bonus = {f: sum(math.log(1 + (len(files) - df[t] + 0.5) / (df[t] + 0.5))
-                            for t in qterms & titles[f]) for f in files}
-            if any(bonus.values()):
-                signals["title"] = np.array([bonus[f] for f, _ in pages], dtype=np.float64)
+        title = view.title_bonus(terms) if w.get("title") else None
+        if title is not None:
+            signals["title"] = title
 
+    found = np.zeros(view.chunks, dtype=bool)
     if use_vector:
         assert embeddings is not None
-        qvec = embeddings.embed_query(query)
-        fetch = max(_MIN_FETCH, 4 * k)
-        sims = np.full(len(chunk_docs), np.nan)
-        for ci, (coll, ix) in enumerate(zip(collections, indexes)):
-            if not ix.documents:
-                continue
-            for doc, sim in _vector_hits(coll.vectorstore, query, qvec, min(fetch, len(ix.documents))):
-                pos = ix.chunk_ids.get(CollectionIndex.chunk_key(doc))
-                if pos is not None:
-                    sims[chunk_off[ci] + pos] = sim
+        sims = _vector_similarities(query, embeddings.embed_query(query), collections, indexes, view,
+                                    fetch=max(_MIN_FETCH, 4 * k))
         found = ~np.isnan(sims)
         if found.any():
-            floor = float(np.nanmin(sims)) - 1e-3
-            sims = np.where(found, sims, floor)
-            page_sim = np.full(total, floor)
-            np.maximum.at(page_sim, chunk_page, sims)
-            signals["vector"] = page_sim
+            sims[~found] = float(np.nanmin(sims)) - 1e-3  # chunks FAISS did not return: below all it did
+            signals["vector"] = view.page_max(sims)
             chunk_signal += w.get("vector", 0) * _zscore(sims)
 
     if not signals:
         return []
-    if mode == "vector" or list(signals) == ["vector"]:
-        fused = signals["vector"]
-    elif len(signals) == 1:
-        fused = next(iter(signals.values()))
-    else:
-        fused = np.zeros(total, dtype=np.float64)
-        for name, values in signals.items():
-            if name == "title":
-                fused += w.get("title", 0) * values  # a bonus in idf units, not normalised
-            else:
-                fused += w.get(name, 0) * _zscore(values)
+    return _best_pages(_fuse(signals, w, mode), signals, found, chunk_signal, view, k)
 
-    # pages with any evidence, best first; best chunk of each page
-    evidence = np.zeros(total, dtype=bool)
+
+def _vector_similarities(query: str, qvec: list[float], collections: Sequence[SearchableCollection],
+                         indexes: Sequence[CollectionIndex], view: _Merged, fetch: int) -> np.ndarray:
+    """Per chunk: its similarity if the vector store returned it in its top `fetch`, else NaN."""
+    sims = np.full(view.chunks, np.nan)
+    for ci, (coll, ix) in enumerate(zip(collections, indexes)):
+        if not ix.documents:
+            continue
+        for doc, sim in _vector_hits(coll.vectorstore, query, qvec, min(fetch, len(ix.documents))):
+            pos = ix.chunk_ids.get(CollectionIndex.chunk_key(doc))
+            if pos is not None:
+                sims[view.chunk_off[ci] + pos] = sim
+    return sims
+
+
+def _fuse(signals: dict[str, np.ndarray], w: dict[str, float], mode: Mode) -> np.ndarray:
+    """One score per page: the weighted sum of the signals' z-scores (title: a raw bonus)."""
+    if mode == "vector" or list(signals) == ["vector"]:
+        return signals["vector"]
+    if len(signals) == 1:
+        return next(iter(signals.values()))
+    fused = np.zeros(len(next(iter(signals.values()))), dtype=np.float64)
+    for name, values in signals.items():
+        if name == "title":
+            fused += w.get("title", 0) * values  # a bonus in idf units, not normalised
+        else:
+            fused += w.get(name, 0) * _zscore(values)
+    return fused
+
+
+def _best_pages(fused: np.ndarray, signals: dict[str, np.ndarray], found: np.ndarray,
+                chunk_signal: np.ndarray, view: _Merged, k: int) -> list[Hit]:
+    """The k best pages with any evidence, each as its best chunk (then, if there are
+    fewer pages than k, further chunks of the best pages)."""
+    evidence = np.zeros(view.pages, dtype=bool)
     if "bm25_chunk" in signals:
         evidence |= signals["bm25_chunk"] > 0
     if "vector" in signals:
-        np.logical_or.at(evidence, chunk_page[found], True)
+        evidence |= view.page_max(found)
     # Only the k best pages' chunks are ranked: a Python pass over every chunk cost ~80 ms
     # per query at 100k chunks. Ties keep page / chunk order (stable sorts on ascending ids).
     candidates = np.flatnonzero(evidence)
     chosen = candidates[np.argsort(-fused[candidates], kind="stable")][:k]
-    members = np.flatnonzero(np.isin(chunk_page, chosen))
+    is_chosen = np.zeros(view.pages, dtype=bool)
+    is_chosen[chosen] = True
+    members = np.flatnonzero(is_chosen[view.chunk_page])
     members = members[np.argsort(-chunk_signal[members], kind="stable")]
     by_page: dict[int, list[int]] = {}
     for c in members:
-        by_page.setdefault(int(chunk_page[c]), []).append(int(c))
-    hits = [Hit(chunk_docs[by_page[int(p)][0]], float(fused[p])) for p in chosen]
-    if len(hits) < k:  # fewer pages than k (so `chosen` holds them all): add further chunks of the best
-        for p in chosen:
-            for c in by_page[int(p)][1:]:
-                if len(hits) >= k:
-                    break
-                hits.append(Hit(chunk_docs[c], float(fused[p])))
+        by_page.setdefault(int(view.chunk_page[c]), []).append(int(c))
+    hits = [Hit(view.document(by_page[int(p)][0]), float(fused[p])) for p in chosen]
+    for p in chosen if len(hits) < k else ():  # fewer pages than k: `chosen` holds them all
+        for c in by_page[int(p)][1:k - len(hits) + 1]:
+            hits.append(Hit(view.document(c), float(fused[p])))
     return hits
 
 

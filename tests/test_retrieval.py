@@ -186,3 +186,25 @@ def test_local_embeddings_multilingual():
     assert vecs[0] @ vecs[1] > vecs[0] @ vecs[2]  # a translation is closer than another topic
     q = np.array(emb.embed_query("The cat sleeps on the sofa."))
     assert q @ vecs[0] == pytest.approx(1, abs=1e-4)
+
+
+def test_pages_whose_chunks_are_not_adjacent_across_collections():
+    """Per-page maxima must follow pages, not positions: chunks of one page may be apart."""
+    a_docs = [doc("fonts and colours", file="a.pdf", page=1, i=0), doc("histogram boxes", file="a.pdf", page=2, i=0),
+              doc("pm3d surface colour map", file="a.pdf", page=1, i=1)]
+    b_docs = [doc("arrays and loops", file="b.pdf", page=4, i=0), doc("pm3d palettes", file="b.pdf", page=9, i=0),
+              doc("delete array elements", file="b.pdf", page=4, i=1)]
+    a, b = Collection(a_docs, HashEmbeddings()), Collection(b_docs, HashEmbeddings())
+    hits = search("pm3d surface colour map", [a, b], embeddings=None, k=3, mode="bm25")
+    assert [(h.document.metadata["file"], h.document.metadata["page"]) for h in hits] == [
+        ("a.pdf", 1), ("b.pdf", 9), ("a.pdf", 1)]  # two pages match; k=3 adds page 1's other chunk
+    assert hits[0].document.page_content == "pm3d surface colour map"  # the page's best chunk, not its first
+    assert hits[2].document.page_content == "fonts and colours"
+    hits = search("delete array elements", [a, b], embeddings=None, k=1, mode="bm25")
+    assert hits[0].document.page_content == "delete array elements"
+    # vector similarity is per chunk: two collections rank exactly like one holding both
+    one = Collection(a_docs + b_docs, HashEmbeddings())
+    for query in ("pm3d surface colour map", "array elements", "fonts"):
+        split = search(query, [a, b], embeddings=a.embeddings, k=4, mode="vector")
+        joined = search(query, [one], embeddings=one.embeddings, k=4, mode="vector")
+        assert [(h.document.id, round(h.score, 6)) for h in split] == [(h.document.id, round(h.score, 6)) for h in joined]
