@@ -40,6 +40,7 @@ from langchain_community.vectorstores.utils import DistanceStrategy
 from langchain_core.documents import Document
 from langchain_core.embeddings import Embeddings
 
+from agent import vector_index
 from agent.errors import EmbeddingMismatchError, StoreError
 from agent.fileio import atomic_write_bytes, atomic_write_text
 from agent.lexical import Lexicon
@@ -88,10 +89,12 @@ class Collection:
     """One collection, loaded in memory; writes go to disk atomically under a lock."""
 
     def __init__(self, data_dir: Path, name: str, embeddings: Embeddings, embedding_model: str,
-                 *, rebuilding: bool = False) -> None:
+                 *, rebuilding: bool = False, ann_min_vectors: int = vector_index.ANN_MIN_VECTORS) -> None:
         """`rebuilding=True` opens a collection only to re-index it: a damaged or
-        other-model index is not loaded (nor refused), just superseded by the next save."""
+        other-model index is not loaded (nor refused), just superseded by the next save.
+        `ann_min_vectors`: size from which saves switch to an approximate index."""
         self._rebuilding = rebuilding
+        self.ann_min_vectors = ann_min_vectors
         self.name = check_collection_name(name)
         self.path = collections_root(data_dir) / self.name
         self.embeddings = embeddings
@@ -175,7 +178,8 @@ class Collection:
     def _load_generation(self, manifest: dict[str, Any]) -> None:
         gen = manifest["generation"]
         try:
-            index = faiss.deserialize_index(np.frombuffer((self.path / f"index-{gen}.faiss").read_bytes(), np.uint8))
+            index = vector_index.prepare(faiss.deserialize_index(
+                np.frombuffer((self.path / f"index-{gen}.faiss").read_bytes(), np.uint8)))
             lines = (self.path / f"chunks-{gen}.jsonl").read_text(encoding="utf-8").splitlines()
             documents = [self._chunk_from_json(line) for line in lines if line.strip()]
             infos = {k: DocumentInfo(**v) for k, v in manifest["documents"].items()}
@@ -264,6 +268,7 @@ class Collection:
             index = self._index_copy(vectors.shape[1])
             if len(chunks):
                 index.add(vectors)
+            index = vector_index.fit(index, ann_min=self.ann_min_vectors)
             infos = {**self.infos, info.doc_id: info}
             self._save(index, self.documents + list(chunks), infos, vectors.shape[1])
         except Exception:
@@ -277,12 +282,9 @@ class Collection:
         """Remove a document's vectors, chunks and stored PDF (call inside `writing()`)."""
         info = self.infos[doc_id]
         keep = [i for i, d in enumerate(self.documents) if d.metadata.get("doc_id") != doc_id]
-        index = self._index_copy(self.dimension or 1)
-        if len(keep) != index.ntotal:
-            vectors = np.vstack([index.reconstruct(i) for i in keep]) if keep else None
-            index = faiss.IndexFlatIP(index.d)
-            if vectors is not None:
-                index.add(vectors)
+        current = self.vectorstore.index
+        index = current if current.ntotal else faiss.IndexFlatIP(self.dimension or 1)
+        index = vector_index.subset(index, keep, ann_min=self.ann_min_vectors)
         infos = {k: v for k, v in self.infos.items() if k != doc_id}
         self._save(index, [self.documents[i] for i in keep], infos, self.dimension or 1)
         shutil.rmtree(self.path / "files" / doc_id, ignore_errors=True)
@@ -290,12 +292,10 @@ class Collection:
 
     def replace_all(self, entries: list[tuple[DocumentInfo, list[Document], np.ndarray]], dimension: int) -> None:
         """Swap in a complete rebuilt index in one generation (re-index; call inside `writing()`)."""
-        index = faiss.IndexFlatIP(dimension)
-        documents: list[Document] = []
-        for _, chunks, vectors in entries:
-            if len(chunks):
-                index.add(np.asarray(vectors, dtype=np.float32).reshape(len(chunks), -1))
-            documents += chunks
+        documents = [c for _, chunks, _ in entries for c in chunks]
+        parts = [np.asarray(v, dtype=np.float32).reshape(len(c), -1) for _, c, v in entries if len(c)]
+        index = vector_index.build(np.vstack(parts) if parts else np.zeros((0, dimension), np.float32), dimension,
+                                   ann_min=self.ann_min_vectors)
         self._save(index, documents, {info.doc_id: info for info, _, _ in entries}, dimension)
         self._rebuilding = False
 

@@ -1,0 +1,126 @@
+"""Which FAISS index a collection uses: exact below a size threshold, IVF above it.
+
+Exact inner-product search (`IndexFlatIP`) reads every vector for every query, ~0.1 ms
+per 1,000 chunks on one core: 100k chunks cost ~10 ms, 1M ~110 ms. Above
+`ANN_MIN_VECTORS` a collection switches to an inverted-file index (`IndexIVFFlat`):
+the vectors are split into `nlist` k-means cells and a query reads only the `nprobe`
+nearest cells. Its recall against exact search was measured on real embeddings of real
+text (bench/README.md, "Approximate index"); the constants below come from there.
+
+The IVF keeps the vectors themselves (plus a direct map), so a collection can always be
+turned back into an exact index, re-clustered when it has grown or shrunk a lot (nlist
+is kept near `sqrt(n)`), or have documents removed without re-training.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import faiss
+import numpy as np
+
+#: Collections with at least this many chunks use IVF (below half of it, exact again).
+ANN_MIN_VECTORS = 200_000
+#: k-means cells per sqrt(chunk): nlist = NLIST_PER_SQRT * sqrt(n).
+NLIST_PER_SQRT = 1.0
+#: Share of the cells a query reads (nprobe = ceil(PROBE_SHARE * nlist), at least MIN_NPROBE).
+PROBE_SHARE = 1 / 16
+MIN_NPROBE = 16
+#: Training points per cell (k-means on a sample; more costs time and gains little).
+TRAIN_PER_CELL = 40
+_SEED = 1234
+
+
+def is_approximate(index: Any) -> bool:
+    return isinstance(index, faiss.IndexIVF)
+
+
+def describe(index: Any) -> str:
+    """For status lines and benchmarks: "exact" or "IVF nlist=... nprobe=..."."""
+    if is_approximate(index):
+        return f"IVF nlist={index.nlist} nprobe={index.nprobe}"
+    return "exact"
+
+
+def nprobe_for(nlist: int) -> int:
+    return min(nlist, max(MIN_NPROBE, math.ceil(PROBE_SHARE * nlist)))
+
+
+def prepare(index: Any) -> Any:
+    """Set search parameters on a loaded index (they follow this module, not the file)."""
+    if is_approximate(index):
+        index.nprobe = nprobe_for(index.nlist)
+    return index
+
+
+def all_vectors(index: Any) -> np.ndarray:
+    """Every stored vector, in id order (= chunk order)."""
+    if index.ntotal == 0:
+        return np.zeros((0, index.d), dtype=np.float32)
+    return index.reconstruct_n(0, index.ntotal)
+
+
+def empty_like(index: Any) -> Any:
+    """An index of the same kind and training with no vectors."""
+    if is_approximate(index):
+        fresh = faiss.deserialize_index(faiss.serialize_index(index))
+        fresh.reset()
+        fresh.make_direct_map()
+        return prepare(fresh)
+    return faiss.IndexFlatIP(index.d)
+
+
+def build(vectors: np.ndarray, dimension: int, *, ann_min: int = ANN_MIN_VECTORS) -> Any:
+    """A new index over `vectors` of the kind their number calls for."""
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32).reshape(-1, dimension)
+    if len(vectors) < ann_min:
+        index = faiss.IndexFlatIP(dimension)
+    else:
+        index = _trained_ivf(vectors, dimension)
+    if len(vectors):
+        index.add(vectors)
+    return index
+
+
+def fit(index: Any, *, ann_min: int = ANN_MIN_VECTORS) -> Any:
+    """`index`, or a rebuilt one when its size calls for another kind or re-clustering.
+
+    Hysteresis: exact -> IVF at `ann_min`, IVF -> exact below `ann_min / 2`, and IVF is
+    re-clustered only when nlist is off by 2x from its target, so growing a collection
+    document by document does not retrain on every save."""
+    n = index.ntotal
+    if not is_approximate(index):
+        return build(all_vectors(index), index.d, ann_min=ann_min) if n >= ann_min else index
+    if n < ann_min / 2:
+        return build(all_vectors(index), index.d, ann_min=n + 1)  # exact
+    target = _nlist(n)
+    if not target / 2 <= index.nlist <= target * 2:
+        return build(all_vectors(index), index.d, ann_min=0)
+    return prepare(index)
+
+
+def subset(index: Any, keep: list[int], *, ann_min: int = ANN_MIN_VECTORS) -> Any:
+    """The index without the vectors not in `keep` (positions, ascending): removal."""
+    kept = all_vectors(index)[keep] if keep else np.zeros((0, index.d), dtype=np.float32)
+    fresh = empty_like(index)
+    if len(kept):
+        fresh.add(kept)
+    return fit(fresh, ann_min=ann_min)
+
+
+def _nlist(n: int) -> int:
+    return max(1, int(round(NLIST_PER_SQRT * math.sqrt(n))))
+
+
+def _trained_ivf(vectors: np.ndarray, dimension: int) -> Any:
+    nlist = min(_nlist(len(vectors)), max(1, len(vectors)))
+    quantizer = faiss.IndexFlatIP(dimension)
+    index = faiss.IndexIVFFlat(quantizer, dimension, nlist, faiss.METRIC_INNER_PRODUCT)  # keeps a reference
+    rng = np.random.default_rng(_SEED)
+    sample = vectors if len(vectors) <= TRAIN_PER_CELL * nlist else \
+        vectors[np.sort(rng.choice(len(vectors), TRAIN_PER_CELL * nlist, replace=False))]
+    index.cp.seed = _SEED
+    index.train(sample)
+    index.make_direct_map()
+    return prepare(index)
