@@ -11,14 +11,15 @@ import json
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-from agent.chain import ChatEngine, Done, Status, Token
 from agent.config import load_settings, update_settings
 from agent.errors import AgentError
 from agent.ingest import ingest_file, reindex, remove_document
-from agent.llm import list_models
 from agent.workspace import Workspace
+
+if TYPE_CHECKING:  # the chat engine imports LangChain's agent stack (~1 s): only chat commands load it
+    from agent.chain import ChatEngine
 
 REPL_HELP = """Commands:
   /reset      start a new conversation
@@ -98,6 +99,8 @@ def _print_json(data: Any, out: TextIO = sys.stdout) -> None:
 
 # ---- chat ----------------------------------------------------------------------------------
 def cmd_ask(args: argparse.Namespace) -> int:
+    from agent.chain import ChatEngine, Done, Token
+
     engine = ChatEngine(_workspace())
     answer = None
     for event in engine.stream(args.question, args.conversation):
@@ -132,6 +135,8 @@ def _print_sources(sources: list[dict[str, Any]], out: TextIO = sys.stdout) -> N
 
 def cmd_chat(args: argparse.Namespace, stdin: TextIO = sys.stdin, out: TextIO = sys.stdout) -> int:
     """A REPL like `ollama run`: streamed answers, /reset, /sources, exit."""
+    from agent.chain import ChatEngine
+
     workspace = _workspace()
     engine = ChatEngine(workspace)
     backend = engine.backend()
@@ -164,6 +169,8 @@ def cmd_chat(args: argparse.Namespace, stdin: TextIO = sys.stdin, out: TextIO = 
 
 
 def _stream_answer(engine: ChatEngine, question: str, conversation: str, out: TextIO) -> list[dict[str, Any]]:
+    from agent.chain import Done, Status, Token
+
     for event in engine.stream(question, conversation):
         if isinstance(event, Token):
             out.write(event.text)
@@ -183,6 +190,8 @@ def _stream_answer(engine: ChatEngine, question: str, conversation: str, out: Te
 
 # ---- models --------------------------------------------------------------------------------
 def cmd_models(args: argparse.Namespace) -> int:
+    from agent.llm import list_models
+
     settings = load_settings()
     models = list_models(settings)
     if args.json:
@@ -235,10 +244,10 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
 def _result_line(result: Any) -> str:
     if not result.ok:
-        return f"FAILED  {result.file}: {result.message}"
+        return f"{'FAILED':10}{result.file}: {result.message}"
     ocr = f", OCR on {len(result.ocr_pages)} pages" if result.ocr_pages else ""
     note = f" ({result.message})" if result.message and result.status != "unchanged" else ""
-    return f"{result.status.upper():8}{result.file}: {result.pages} pages, {result.chunks} chunks{ocr}, {result.seconds:.2f} s{note}"
+    return f"{result.status.upper():10}{result.file}: {result.pages} pages, {result.chunks} chunks{ocr}, {result.seconds:.2f} s{note}"
 
 
 def cmd_retrieve(args: argparse.Namespace) -> int:
@@ -249,6 +258,8 @@ def cmd_retrieve(args: argparse.Namespace) -> int:
     if args.collection:
         changes["collections"] = args.collection
     workspace = Workspace(update_settings(settings, **changes) if changes else settings)
+    from agent.chain import ChatEngine
+
     sources = ChatEngine(workspace).retrieve(args.question)
     if args.json:
         _print_json([{k: s[k] for k in ("file", "page", "text", "score")} for s in sources])

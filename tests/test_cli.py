@@ -90,9 +90,9 @@ def test_chat_repl_streams_resets_and_shows_sources(ingested, ollama):
 def test_ingest_docs_retrieve_remove(env):
     bad = run_cli(["ingest", str(DEVSET_PDFS / "squad_Geology.pdf"), str(DEVSET_PDFS / "invalid.pdf")], env)
     assert bad.returncode == 1  # one file failed
-    assert "ADDED" in bad.stdout and "FAILED  invalid.pdf" in bad.stdout
+    assert "ADDED" in bad.stdout and "FAILED    invalid.pdf" in bad.stdout
     again = run_cli(["ingest", str(DEVSET_PDFS / "squad_Geology.pdf")], env)
-    assert again.returncode == 0 and "UNCHANGED" in again.stdout
+    assert again.returncode == 0 and "UNCHANGED squad_Geology.pdf" in again.stdout
     docs = json.loads(run_cli(["docs", "--json"], env).stdout)
     assert [d["file"] for d in docs] == ["squad_Geology.pdf"]
     hits = json.loads(run_cli(["retrieve", "geology", "--k", "3", "--json"], env).stdout)
