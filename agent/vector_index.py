@@ -23,9 +23,13 @@ import numpy as np
 #: Collections with at least this many chunks use IVF (below half of it, exact again).
 ANN_MIN_VECTORS = 200_000
 #: k-means cells per sqrt(chunk): nlist = NLIST_PER_SQRT * sqrt(n).
-NLIST_PER_SQRT = 1.0
+NLIST_PER_SQRT = 2.0
 #: Share of the cells a query reads (nprobe = ceil(PROBE_SHARE * nlist), at least MIN_NPROBE).
-PROBE_SHARE = 1 / 16
+#: Real embeddings need far more than the textbook 1/16: questions sit between the topic
+#: clusters of the chunks. On 87k real chunks with devset questions, recall@10 was 0.84 at
+#: 1/16, 0.95 at 1/4 and 0.96 at 0.3 (2.2x faster than exact); uniform and clustered
+#: synthetic vectors are reported alongside in the bench.
+PROBE_SHARE = 0.3
 MIN_NPROBE = 16
 #: Training points per cell (k-means on a sample; more costs time and gains little).
 TRAIN_PER_CELL = 40

@@ -55,7 +55,7 @@ def test_exact_below_threshold_ivf_from_it_and_recall_against_exact(tmp_path, da
     add(c, "b", clustered(rng, 1500, centers))  # 3,500 >= 3,000
     index = open_collection(tmp_path, ann_min=3000).vectorstore.index  # as loaded from disk
     assert vector_index.is_approximate(index)
-    assert index.nlist == round(3500 ** 0.5) and index.nprobe == vector_index.nprobe_for(index.nlist)
+    assert index.nlist == round(vector_index.NLIST_PER_SQRT * 3500 ** 0.5) and index.nprobe == vector_index.nprobe_for(index.nlist)
     exact = vector_index.build(vector_index.all_vectors(index), DIM, ann_min=10**9)
     assert not vector_index.is_approximate(exact)
     assert recall_at_10(index, exact, clustered(rng, 200, centers)) >= 0.95
@@ -102,12 +102,13 @@ def test_removal_keeps_the_training_and_shrinking_returns_to_exact(tmp_path, dat
 def test_growth_reclusters_only_when_cells_are_far_off(data):
     rng, centers = data
     index = vector_index.build(clustered(rng, 1000, centers), DIM, ann_min=1000)
-    assert index.nlist == round(1000 ** 0.5)
+    assert index.nlist == round(vector_index.NLIST_PER_SQRT * 1000 ** 0.5)
     index.add(clustered(rng, 1000, centers))
     assert vector_index.fit(index, ann_min=1000) is index  # 2x more: same cells
     index.add(clustered(rng, 3000, centers))
-    grown = vector_index.fit(index, ann_min=1000)  # 5x: nlist 32 vs target 71 -> re-clustered
-    assert grown is not index and grown.nlist == round(5000 ** 0.5) and grown.ntotal == 5000
+    grown = vector_index.fit(index, ann_min=1000)  # 5x: nlist sqrt(5) = 2.2x off target -> re-clustered
+    assert grown is not index and grown.nlist == round(vector_index.NLIST_PER_SQRT * 5000 ** 0.5)
+    assert grown.ntotal == 5000
 
 
 def test_reindex_builds_the_right_kind(tmp_path, data):
