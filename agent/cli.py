@@ -138,6 +138,7 @@ def cmd_chat(args: argparse.Namespace, stdin: TextIO = sys.stdin, out: TextIO = 
     from agent.chain import ChatEngine
 
     workspace = _workspace()
+    workspace.warm_up()  # loads the indexes while the user types the first question
     engine = ChatEngine(workspace)
     backend = engine.backend()
     conversation = args.conversation or workspace.conversations.create()

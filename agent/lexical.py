@@ -245,8 +245,11 @@ class Lexicon:
                              else vocab.count(page_text([documents[i] for i in members])))
         return cls(vocab, TermCounts.assemble(chunk_rows), TermCounts.assemble(page_rows))
 
-    def fits(self, documents: Sequence[Document]) -> bool:
-        return self.chunks.rows == len(documents) and self.pages.rows == len(page_groups(documents)[0])
+    def fits(self, documents: Sequence[Document], pages: int | None = None) -> bool:
+        """Made for these documents (by count; `pages`: their page count, if known)."""
+        if self.chunks.rows != len(documents):
+            return False
+        return self.pages.rows == (len(page_groups(documents)[0]) if pages is None else pages)
 
     def to_bytes(self) -> bytes:
         """An .npz archive (numpy's own format; loaded with allow_pickle=False)."""

@@ -101,7 +101,7 @@ class CollectionIndex:
         order = np.argsort(self.chunk_page, kind="stable")
         self.page_order = None if np.array_equal(order, np.arange(len(order))) else order
         self.page_starts = np.searchsorted(self.chunk_page[order], np.arange(len(self.pages)))
-        if lexicon is None or not lexicon.fits(self.documents):
+        if lexicon is None or not lexicon.fits(self.documents, len(self.pages)):
             lexicon = Lexicon.build(self.documents)
         self.chunk_bm25 = BM25Index.from_counts(lexicon.chunks, lexicon.vocabulary)
         self.page_bm25 = BM25Index.from_counts(lexicon.pages, lexicon.vocabulary)

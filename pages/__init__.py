@@ -32,7 +32,9 @@ def _settings_key(settings: Settings) -> str:
 def _base_workspace(data_dir: str, embedding: str, embed_host: str, _settings: Settings) -> Workspace:
     """One workspace per data dir and embedder (and Ollama host for Ollama embeddings): it
     holds the loaded collections, the slow part. `_settings` is not part of the key."""
-    return Workspace(_settings)
+    workspace = Workspace(_settings)
+    workspace.warm_up()
+    return workspace
 
 
 @st.cache_resource(show_spinner=False, max_entries=8, hash_funcs={Settings: _settings_key})

@@ -123,6 +123,8 @@ def process_uploads(collection: str, files: list[Any]) -> bool:
         finally:
             if not keep:
                 discard_upload(path)
+    if processed:
+        workspace.warm_up()  # the next question finds the new keyword index ready
     return processed
 
 

@@ -160,3 +160,33 @@ def test_vocabulary_counts_and_caps():
     ids, tfs = vocab.count("x " * 70_000)
     assert int(tfs[0]) == 65_535  # capped, not wrapped around
     assert vocab.lookup(["log", "unknown", "log"]) == [vocab.ids["log"]]
+
+
+def test_warm_up_builds_the_keyword_index_before_the_first_question(settings, monkeypatch):
+    from agent.workspace import Workspace
+    from tests.conftest import add_texts
+
+    add_texts(Workspace(settings), "manual.pdf", ["The fit command appends to the log file.", "Contours."])
+    retrieval.clear_cache()
+    fresh = Workspace(settings)  # a new process's view: nothing loaded yet
+    fresh.warm_up().join(timeout=60)
+    built = []
+    monkeypatch.setattr(retrieval, "CollectionIndex", lambda *a, **k: built.append(a) or pytest.fail("rebuilt"))
+    hits = retrieval.search("log file", fresh.chat_collections(), embeddings=None, k=1, mode="bm25")
+    assert hits[0].document.metadata["page"] == 1 and built == []
+
+
+def test_warm_up_of_a_damaged_collection_leaves_the_error_to_the_chat(settings):
+    from agent.errors import StoreError
+    from agent.workspace import Workspace
+    from tests.conftest import add_texts
+
+    add_texts(Workspace(settings), "manual.pdf", ["Some text."])
+    manifest = settings.data_dir / "collections" / "default" / "manifest.json"
+    manifest.write_text("{not json")
+    fresh = Workspace(settings)
+    thread = fresh.warm_up()
+    thread.join(timeout=60)
+    assert not thread.is_alive()
+    with pytest.raises(StoreError, match="reindex"):
+        fresh.chat_collections()
