@@ -73,11 +73,6 @@ def _stemmer() -> Callable[[str], str]:
     return snowballstemmer.stemmer("english").stemWord
 
 
-@lru_cache(maxsize=200_000)
-def _stem(word: str) -> str:
-    return _stemmer()(word)
-
-
 def normalise(text: str) -> str:
     """NFKC (full-width forms to ASCII), lower case, no line breaks inside Chinese text."""
     return _CJK_GAP.sub("", unicodedata.normalize("NFKC", text).lower())
@@ -87,18 +82,35 @@ def tokenize(text: str) -> list[str]:
     """Index terms of a text (see the module docstring)."""
     out: list[str] = []
     for tok in _TOKEN.findall(normalise(text)):
-        if _CJK_RUN.fullmatch(tok):
-            out.extend(tok)
-            out.extend(tok[i:i + 2] for i in range(len(tok) - 1))
-        elif tok.endswith(("++", "--")) and len(tok) > 2:  # i++: the whole token and the operator
-            out.extend((tok, tok[-2:]))
-        elif tok in EN_STOPWORDS:
-            continue
-        elif tok[0].isalpha():
-            out.append(_stem(tok))
-        else:
-            out.append(tok)
+        terms = _WORD_TERMS.get(tok)
+        if terms is None:
+            if _CJK_RUN.fullmatch(tok):  # not cached: runs of Chinese text rarely repeat
+                out.extend(tok)
+                out.extend(tok[i:i + 2] for i in range(len(tok) - 1))
+                continue
+            terms = _word_terms(tok)
+        out.extend(terms)
     return out
+
+
+def _word_terms(tok: str) -> tuple[str, ...]:
+    """The terms of one non-CJK token, memoised: tokenising is the slow part of indexing,
+    and the same few thousand words make up most of any text."""
+    if tok.endswith(("++", "--")) and len(tok) > 2:  # i++: the whole token and the operator
+        terms: tuple[str, ...] = (tok, tok[-2:])
+    elif tok in EN_STOPWORDS:
+        terms = ()
+    elif tok[0].isalpha():
+        terms = (_stemmer()(tok),)
+    else:
+        terms = (tok,)
+    if len(_WORD_TERMS) < _WORD_CACHE_MAX:
+        _WORD_TERMS[tok] = terms
+    return terms
+
+
+_WORD_TERMS: dict[str, tuple[str, ...]] = {}
+_WORD_CACHE_MAX = 200_000  # entries (~40 MB at most)
 
 
 # ---------------------------------------------------------------- pages of a chunk list
