@@ -17,7 +17,7 @@ import sqlite3
 import threading
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -75,6 +75,8 @@ class ConversationStore:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with self._connect() as db:
                 db.executescript(_SCHEMA)
+            with closing(sqlite3.connect(self.path, timeout=30)) as db:
+                db.execute("PRAGMA journal_mode = WAL")  # a property of the file: set once, not per call
         except (OSError, sqlite3.Error) as exc:
             raise StoreError(f"Cannot open the conversation database {self.path}: {exc}.",
                              "Check that the data directory is writable and the file is not damaged.") from exc
@@ -85,7 +87,6 @@ class ConversationStore:
             db = sqlite3.connect(self.path, timeout=30)
             try:
                 db.execute("PRAGMA foreign_keys = ON")
-                db.execute("PRAGMA journal_mode = WAL")
                 with db:  # one transaction: commit on success, roll back on error
                     yield db
             except sqlite3.Error as exc:

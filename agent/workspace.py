@@ -77,7 +77,9 @@ class Workspace:
         fresh = Workspace(settings)
         if _store_key(settings) == _store_key(self.settings):
             fresh._collections = self._collections
-            fresh._conversations = self._conversations
+            # created here if needed, so every workspace of this data dir shares one store and its
+            # lock (two stores made lazily side by side raced on the SQLite file in the soak test)
+            fresh._conversations = self.conversations
         return fresh
 
     def collection(self, name: str | None = None) -> Collection:

@@ -53,3 +53,17 @@ def test_survives_a_process_restart(tmp_path):
             "ConversationStore(sys.argv[1]).append_turn('abc', Turn('persisted?', 'yes'))")
     subprocess.run([sys.executable, "-c", code, str(tmp_path)], check=True)
     assert ConversationStore(tmp_path).get("abc").turns[0].answer == "yes"
+
+
+def test_write_ahead_log_is_on_and_workspaces_share_one_store(settings):
+    import sqlite3
+    from contextlib import closing
+
+    from agent.config import update_settings
+    from agent.workspace import Workspace
+
+    base = Workspace(settings)
+    other = base.with_settings(update_settings(settings, chat_model="gemma:2b"))  # before any use of the store
+    assert other.conversations is base.conversations  # one store, one lock for the data directory
+    with closing(sqlite3.connect(base.conversations.path)) as db:
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"  # readers never block the writer

@@ -153,7 +153,7 @@ def test_soak_many_conversations_and_ingestions_keep_memory_flat(workspace, olla
     stored = {cid: store.get(cid).turns for cid in expected}
     assert {cid: len(t) for cid, t in stored.items()} == expected
     incomplete = [t for turns_ in stored.values() for t in turns_ if t.incomplete]
-    assert len(failures) == len(incomplete) == INJECTED_FAILURES
+    assert len(failures) == len(incomplete) == INJECTED_FAILURES, sorted(set(failures))
     assert all("busy" in t.error for t in incomplete) and all("busy" in f for f in failures)
     assert all(t.answer for turns_ in stored.values() for t in turns_ if not t.incomplete)
     # Every document is accounted for, and the index agrees with itself after a restart.
