@@ -188,8 +188,10 @@ class _Merged:
 
 
 def _cat(arrays: list[np.ndarray], dtype: Any) -> np.ndarray:
-    return arrays[0] if len(arrays) == 1 else np.concatenate(arrays).astype(dtype, copy=False) if arrays \
-        else np.zeros(0, dtype)
+    """The arrays end to end; a single one as it is (no copy: the common one-collection case)."""
+    if len(arrays) == 1:
+        return arrays[0]
+    return np.concatenate(arrays).astype(dtype, copy=False) if arrays else np.zeros(0, dtype)
 
 
 def _merged(indexes: Sequence[CollectionIndex]) -> _Merged:

@@ -1,7 +1,7 @@
 """Which FAISS index a collection uses: exact below a size threshold, IVF above it.
 
-Exact inner-product search (`IndexFlatIP`) reads every vector for every query, ~0.1 ms
-per 1,000 chunks on one core: 100k chunks cost ~10 ms, 1M ~110 ms. Above
+Exact inner-product search (`IndexFlatIP`) reads every vector for every query, ~0.08 ms
+per 1,000 chunks on one core: 100k chunks cost ~8 ms, 1M ~77 ms (bench). Above
 `ANN_MIN_VECTORS` a collection switches to an inverted-file index (`IndexIVFFlat`):
 the vectors are split into `nlist` k-means cells and a query reads only the `nprobe`
 nearest cells. Its recall against exact search was measured on real embeddings of real
@@ -9,7 +9,7 @@ text (bench/README.md, "Approximate index"); the constants below come from there
 
 The IVF keeps the vectors themselves (plus a direct map), so a collection can always be
 turned back into an exact index, re-clustered when it has grown or shrunk a lot (nlist
-is kept near `sqrt(n)`), or have documents removed without re-training.
+is kept near `2 * sqrt(n)`), or have documents removed without re-training.
 """
 
 from __future__ import annotations
@@ -26,9 +26,9 @@ ANN_MIN_VECTORS = 200_000
 NLIST_PER_SQRT = 2.0
 #: Share of the cells a query reads (nprobe = ceil(PROBE_SHARE * nlist), at least MIN_NPROBE).
 #: Real embeddings need far more than the textbook 1/16: questions sit between the topic
-#: clusters of the chunks. On 87k real chunks with devset questions, recall@10 was 0.84 at
-#: 1/16, 0.95 at 1/4 and 0.96 at 0.3 (2.2x faster than exact); uniform and clustered
-#: synthetic vectors are reported alongside in the bench.
+#: clusters of the chunks. On 87k real chunks with devset questions, recall@10 was 0.82-0.91
+#: reading 1/16 of the cells (nlist sqrt(n) to 4 sqrt(n)), 0.96 with these settings, 2.6x
+#: faster than exact; uniform and clustered synthetic vectors are reported in the bench.
 PROBE_SHARE = 0.3
 MIN_NPROBE = 16
 #: Training points per cell (k-means on a sample; more costs time and gains little).
