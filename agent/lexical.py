@@ -349,8 +349,6 @@ class BM25Index:
         terms = tokenize(query) if isinstance(query, str) else list(query)
         scores = np.zeros(self.n, dtype=np.float32)
         for t in self.vocabulary.lookup(terms):
-            if t >= len(self.idf):  # a term added to the vocabulary after this index was built
-                continue
             lo, hi = self.term_ptr[t], self.term_ptr[t + 1]
             if lo == hi:
                 continue

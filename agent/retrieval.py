@@ -92,7 +92,6 @@ class CollectionIndex:
         self.documents = list(documents)
         self.chunk_ids = {self.chunk_key(d): i for i, d in enumerate(self.documents)}
         self.pages, members = page_groups(self.documents)
-        self.page_pos = {key: i for i, key in enumerate(self.pages)}
         self.chunk_page = np.empty(len(self.documents), dtype=np.int64)
         for p, rows in enumerate(members):
             self.chunk_page[rows] = p

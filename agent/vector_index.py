@@ -71,13 +71,15 @@ def all_vectors(index: Any) -> np.ndarray:
 
 
 def empty_like(index: Any) -> Any:
-    """An index of the same kind and training with no vectors."""
-    if is_approximate(index):
-        fresh = faiss.deserialize_index(faiss.serialize_index(index))
-        fresh.reset()
-        fresh.make_direct_map()
-        return prepare(fresh)
-    return faiss.IndexFlatIP(index.d)
+    """An index of the same kind and training with no vectors (for IVF: the same cells,
+    built from its centroids, not from a copy of every vector)."""
+    if not is_approximate(index):
+        return faiss.IndexFlatIP(index.d)
+    quantizer = faiss.IndexFlatIP(index.d)
+    quantizer.add(all_vectors(index.quantizer))
+    fresh = faiss.IndexIVFFlat(quantizer, index.d, index.nlist, faiss.METRIC_INNER_PRODUCT)  # trained: nlist centroids
+    fresh.make_direct_map()
+    return prepare(fresh)
 
 
 def build(vectors: np.ndarray, dimension: int, *, ann_min: int = ANN_MIN_VECTORS) -> Any:
