@@ -252,6 +252,8 @@ def _result_line(result: Any) -> str:
 
 
 def cmd_retrieve(args: argparse.Namespace) -> int:
+    from agent.chain import ChatEngine
+
     settings = load_settings()
     changes: dict[str, Any] = {}
     if args.k is not None:
@@ -259,8 +261,6 @@ def cmd_retrieve(args: argparse.Namespace) -> int:
     if args.collection:
         changes["collections"] = args.collection
     workspace = Workspace(update_settings(settings, **changes) if changes else settings)
-    from agent.chain import ChatEngine
-
     sources = ChatEngine(workspace).retrieve(args.question)
     if args.json:
         _print_json([{k: s[k] for k in ("file", "page", "text", "score")} for s in sources])

@@ -104,8 +104,8 @@ class Workspace:
 
     def warm_up(self) -> threading.Thread:
         """Load the chat collections and their keyword indexes in a background thread, so
-        the first question does not wait for them (measured: 3.4 s load + 3.7 s index at
-        100k chunks, 49 s + 65 s at 1M). A search arriving meanwhile waits for the same
+        the first question does not wait for them (bench: 3.2 s load + 3.2 s index at
+        100k chunks, 42 s + 64 s at 1M). A search arriving meanwhile waits for the same
         build instead of starting another. Errors are left for the chat to report."""
         def run() -> None:
             try:
