@@ -33,7 +33,7 @@ from agent.config import Settings
 from agent.conversations import Turn
 from agent.errors import AgentError, ModelCapabilityError
 from agent.llm import Backend, build_chat_model, context_window, resolve_backend, translate_error
-from agent.memory import WindowMiddleware, approx_tokens, budget_for, fit_messages, window
+from agent.memory import WindowMiddleware, approx_tokens, budget_for, fit_messages, message_tokens, window
 from agent.retrieval import Hit, search
 from agent.workspace import Workspace
 
@@ -265,16 +265,15 @@ class ChatEngine:
             who = "User" if isinstance(message, HumanMessage) else "Assistant"
             lines.append(f"{who}: {_text(message.content)[:HISTORY_ANSWER_CHARS]}")
         budget = budget_for(context_window(self.settings, self.backend()), REWRITE_MAX_TOKENS)
+        count = self._counter()
         while True:
             prompt = prompts.render(self.settings.rewrite_prompt, history="\n".join(lines), question=question,
                                     language=self._language())
-            try:
-                fit_messages(None, [HumanMessage(prompt)], turns=0, budget=budget, count=self._counter())
+            if message_tokens(HumanMessage(prompt), count) <= budget:
                 break
-            except AgentError:
-                if not lines:
-                    return question
-                lines.pop(0)
+            if not lines:
+                return question
+            lines.pop(0)
         text = _text(self._rewriter().invoke([HumanMessage(prompt)]).content)
         return _clean_query(text) or question
 

@@ -195,11 +195,7 @@ class AnswerJob:
                 finished = self.done
             index += len(new)
             yield from new
-            if finished:
-                with self._cond:  # pieces that arrived with Done
-                    rest = self.parts[index:]
-                index += len(rest)
-                yield from rest
+            if finished:  # read with `new` under the lock, and nothing is added after Done
                 return
             if self.stop_event.is_set():
                 stop_seen = stop_seen or time.monotonic()
@@ -253,9 +249,9 @@ def uploads_dir(settings: Settings) -> Path:
     return Path(settings.data_dir) / UPLOADS_DIR
 
 
-def save_upload(settings: Settings, name: str, data: bytes) -> Path:
-    """Write uploaded bytes to a new temp file under `<data_dir>/uploads` (the name is not used
-    in the path, so no uploaded name can escape the data directory)."""
+def save_upload(settings: Settings, data: bytes) -> Path:
+    """Write uploaded bytes to a new temp file under `<data_dir>/uploads` (named by tempfile,
+    never by the upload, so no uploaded name can escape the data directory)."""
     folder = uploads_dir(settings)
     folder.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix="upload-", suffix=".pdf", dir=folder)

@@ -46,7 +46,7 @@ def save_setting(**changes: Any) -> bool:
         save_changes(settings, **changes)
         return True
     except AgentError as err:
-        st.error(error_text(err), icon=":material/error:")
+        show_error(err)
         return False
 
 

@@ -15,6 +15,7 @@ from agent.errors import AgentError
 from agent.ingest import reindex, remove_document
 from agent.names import safe_file_name
 from agent.ui_state import (
+    STAGE_SPANS,
     StageProgress,
     create_collection,
     clean_stale_uploads,
@@ -90,6 +91,11 @@ def upload_limit_mb() -> int:
     return max(1, min(settings.max_upload_mb, server_cap))
 
 
+def stage_label(stage: str) -> str:
+    """An ingestion stage in the UI language (unknown stages as they are)."""
+    return T(f"stage_{stage}") if stage in STAGE_SPANS else stage
+
+
 def ingest_one(collection: str, name: str, path: Any, password: str | None = None) -> Any:
     """Ingest a saved upload, showing its stages on a progress bar; returns the IngestResult."""
     box = st.container(border=True)
@@ -97,8 +103,7 @@ def ingest_one(collection: str, name: str, path: Any, password: str | None = Non
     bar = box.progress(0.0, text=T("stage_queued"))
 
     def show(fraction: float, stage: str, done: int, total: int) -> None:
-        label = T(f"stage_{stage}") if stage in ("parse", "ocr", "embed", "index") else stage
-        bar.progress(fraction, text=f"{label} {done}/{total}" if total > 1 else label)
+        bar.progress(fraction, text=f"{stage_label(stage)} {done}/{total}" if total > 1 else stage_label(stage))
 
     result = ingest_upload(workspace, collection, path, name, password=password, progress=StageProgress(show))
     bar.progress(1.0, text=T("stage_done") if result.ok else T("stage_failed"))
@@ -112,7 +117,7 @@ def process_uploads(collection: str, files: list[Any]) -> bool:
         if upload.file_id in S[RESULTS]:
             continue
         name = safe_file_name(upload.name)
-        path = save_upload(settings, name, upload.getvalue())
+        path = save_upload(settings, upload.getvalue())
         keep = False
         processed = True
         try:
@@ -218,8 +223,7 @@ def reindex_button(name: str, primary: bool = False) -> None:
         return
     with st.status(T("reindexing", name=name), expanded=True) as status:
         bar = st.progress(0.0)
-        progress = StageProgress(lambda f, stage, done, total: bar.progress(
-            f, text=f"{T('stage_' + stage) if stage in ('parse', 'ocr', 'embed', 'index') else stage} {done}/{total}"))
+        progress = StageProgress(lambda f, stage, done, total: bar.progress(f, text=f"{stage_label(stage)} {done}/{total}"))
         try:
             results = reindex(workspace.rebuildable(name), workspace.embeddings, settings, progress=progress)
         except AgentError as err:

@@ -15,7 +15,7 @@ import streamlit as st
 from agent import prompts
 from agent.errors import AgentError
 from agent.ui_state import reset_to_defaults, save_changes
-from pages import error_text, page_setup
+from pages import error_text, page_setup, show_error
 
 ctx = page_setup()
 T = ctx.t
@@ -149,7 +149,7 @@ if submitted:
         try:
             save_changes(settings, **changes)
         except AgentError as err:
-            st.error(error_text(err), icon=":material/error:")
+            show_error(err)
         else:
             note = T("reindex_needed") if NEEDS_REINDEX & set(changes) else ""
             S["settings_message"] = ("success", T("saved", fields=", ".join(sorted(changes))) + note)

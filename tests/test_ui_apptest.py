@@ -429,7 +429,7 @@ def test_stale_uploads_are_cleaned_fresh_ones_kept(tmp_path: Path) -> None:
     from agent.ui_state import clean_stale_uploads, save_upload
 
     settings = load_settings(tmp_path, environ={})
-    old, fresh = save_upload(settings, "a.pdf", b"%PDF-1.4"), save_upload(settings, "b.pdf", b"%PDF-1.4")
+    old, fresh = save_upload(settings, b"%PDF-1.4"), save_upload(settings, b"%PDF-1.4")
     os.utime(old, (time.time() - 2 * 86400,) * 2)
     assert clean_stale_uploads(settings) == 1
     assert not old.exists() and fresh.exists()
