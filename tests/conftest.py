@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,6 +18,7 @@ from agent.store import DocumentInfo
 from agent.workspace import Workspace
 from tests.ollama_double import OllamaDouble
 
+ROOT = Path(__file__).resolve().parents[1]
 DEVSET = Path(__file__).resolve().parents[2] / "shared" / "devset"
 DEVSET_PDFS = DEVSET / "pdfs"
 
@@ -29,6 +33,14 @@ def double_environ(double: OllamaDouble, **extra: str) -> dict[str, str]:
     """Environment for code under test: the double, fast embeddings served by the double."""
     return {"OLLAMA_HOST": double.url, "AGENT_EMBEDDING": "ollama:nomic-embed-text",
             "AGENT_BACKEND": "ollama", "AGENT_CONNECT_RETRIES": "2", **extra}
+
+
+def run_cli(args: list[str], env: dict[str, str], stdin: str | None = None,
+            timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """`python -m agent ARGS` in a child process with `env` and none of our AGENT_/OLLAMA_ variables."""
+    full_env = {**{k: v for k, v in os.environ.items() if not k.startswith(("AGENT_", "OLLAMA_"))}, **env}
+    return subprocess.run([sys.executable, "-m", "agent", *args], cwd=ROOT, env=full_env, input=stdin,
+                          capture_output=True, text=True, timeout=timeout)
 
 
 @pytest.fixture

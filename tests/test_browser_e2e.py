@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -22,11 +21,13 @@ from urllib.parse import urlsplit
 import pytest
 
 from agent.config import ENV_VARS
+from bench.common import free_port
+from tests.conftest import DEVSET_PDFS
 from tests.ollama_double import OllamaDouble
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
-GEOLOGY = Path("/work/shared/devset/pdfs/squad_Geology.pdf")
+GEOLOGY = DEVSET_PDFS / "squad_Geology.pdf"
 CHROMIUM = shutil.which("chromium")
 QUESTION = "What do petrologists use electron microprobes in the laboratory for?"  # devset q014, gold page 3
 ANSWER = ("Petrologists use electron microprobes in the laboratory to identify rocks: they measure the "
@@ -38,12 +39,6 @@ pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (apt-get install chromium)"),
 ]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def wait_for_http(url: str, seconds: float) -> None:

@@ -1,22 +1,10 @@
 """The command line, run as a user runs it: `python -m agent ...` in a subprocess."""
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-from tests.conftest import DEVSET_PDFS, double_environ
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def run_cli(args, env, stdin=None, timeout=120):
-    full_env = {**{k: v for k, v in os.environ.items() if not k.startswith(("AGENT_", "OLLAMA_"))}, **env}
-    return subprocess.run([sys.executable, "-m", "agent", *args], cwd=ROOT, env=full_env, input=stdin,
-                          capture_output=True, text=True, timeout=timeout)
+from tests.conftest import DEVSET_PDFS, double_environ, run_cli
 
 
 @pytest.fixture

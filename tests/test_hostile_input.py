@@ -36,7 +36,7 @@ from agent.errors import SettingsError
 from agent.ingest import ingest_file
 from agent.memory import MESSAGE_OVERHEAD, approx_tokens
 from agent.workspace import Workspace
-from tests.conftest import add_texts, build_pdf, double_environ
+from tests.conftest import add_texts, build_pdf, double_environ, run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -375,12 +375,6 @@ def test_control_characters_are_stripped_before_the_model_and_the_store(indexed,
     assert any("What is[31m geology?" in s for s in sent)
     stored = indexed.conversations.get("ctl")
     assert stored.turns[0].question == "What is[31m geology?" and stored.title == "What is[31m geology?"
-
-
-def run_cli(args, env, timeout=120):
-    full = {**{k: v for k, v in os.environ.items() if not k.startswith(("AGENT_", "OLLAMA_"))}, **env}
-    return subprocess.run([sys.executable, "-m", "agent", *args], cwd=ROOT, env=full, capture_output=True,
-                          text=True, timeout=timeout)
 
 
 def test_cli_ask_with_empty_huge_and_control_character_questions(indexed, ollama):

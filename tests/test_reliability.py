@@ -35,7 +35,7 @@ import agent.fileio as fileio
 from agent.chain import ChatEngine, Done, Token
 from agent.config import load_settings, save_settings, update_settings
 from agent.errors import StoreError
-from agent.ingest import ingest_file, reindex
+from agent.ingest import file_sha256, ingest_file, reindex
 from agent.workspace import Workspace
 from tests.conftest import DEVSET_PDFS, add_texts, double_environ
 
@@ -274,12 +274,6 @@ def first_line(child: subprocess.Popen, timeout: float = 90.0) -> str:
 def child_env(ollama, data_dir: Path) -> dict[str, str]:
     base = {k: v for k, v in os.environ.items() if not k.startswith(("AGENT_", "OLLAMA_"))}
     return {**base, **double_environ(ollama, AGENT_DATA_DIR=str(data_dir))}
-
-
-def file_sha256(path: Path) -> str:
-    import hashlib
-
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def assert_consistent(collection) -> None:

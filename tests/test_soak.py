@@ -16,6 +16,7 @@ from agent.chain import ChatEngine, Done
 from agent.config import update_settings
 from agent.ingest import ingest_file, remove_document
 from agent.workspace import Workspace
+from bench.common import rss_mb
 from tests.conftest import DEVSET_PDFS
 from tests.test_reliability import assert_consistent
 
@@ -42,14 +43,6 @@ def drain_request_log(ollama) -> int:
         chats = sum(1 for r in log if r.path == "/api/chat")
         log.clear()
     return chats
-
-
-def rss_mb() -> float:
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmRSS")
 
 
 @pytest.mark.slow
