@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import io
 import logging
-import math
 import re
 import unicodedata
 from collections import Counter

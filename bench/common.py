@@ -23,7 +23,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -90,18 +90,6 @@ def overhead_pct(value: float, floor: float) -> float:
 def rate(count: float, seconds: float) -> float:
     """Items per second."""
     return ratio(count, seconds)
-
-
-def time_calls(fn: Callable[[], Any], repeats: int, warmup: int = 0) -> list[float]:
-    """Seconds of each of `repeats` calls of fn (after `warmup` untimed calls)."""
-    for _ in range(warmup):
-        fn()
-    out = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        out.append(time.perf_counter() - t0)
-    return out
 
 
 # ------------------------------------------------------------------ goals

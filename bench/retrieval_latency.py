@@ -229,13 +229,12 @@ def worker_measure(spec: dict[str, Any]) -> dict[str, Any]:
     out["index"] = vector_index.describe(collection.vectorstore.index)
     out["after_first_search_rss_mb"] = rss_mb() - base_mb
     out["first_search_hits"] = len(first)
-    out["blas_threads_default"] = blas_threads()
+    default_threads = out["blas_threads_default"] = blas_threads()
 
     qs = questions(spec["queries"])
     for q in qs[:3]:
         retrieval.search(q, [collection], embeddings=emb, k=K)
     latency: dict[str, Any] = {}
-    default_threads = blas_threads()
     runs = [("hybrid", "default"), ("vector", "default"), ("bm25", "default")]
     runs += [("hybrid", t) for t in spec["blas"] if t != "default"]
     for mode, threads in runs:
