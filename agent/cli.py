@@ -15,11 +15,11 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from agent.config import load_settings, update_settings
 from agent.errors import AgentError
-from agent.ingest import ingest_file, reindex, remove_document
+from agent.ingest.pipeline import ingest_file, reindex, remove_document
 from agent.workspace import Workspace
 
 if TYPE_CHECKING:  # the chat engine imports LangChain's agent stack (~1 s): only chat commands load it
-    from agent.chain import ChatEngine
+    from agent.chat.engine import ChatEngine
 
 REPL_HELP = """Commands:
   /reset      start a new conversation
@@ -99,7 +99,7 @@ def _print_json(data: Any, out: TextIO = sys.stdout) -> None:
 
 # ---- chat ----------------------------------------------------------------------------------
 def cmd_ask(args: argparse.Namespace) -> int:
-    from agent.chain import ChatEngine, Done, Token
+    from agent.chat.engine import ChatEngine, Done, Token
 
     engine = ChatEngine(_workspace())
     answer = None
@@ -135,7 +135,7 @@ def _print_sources(sources: list[dict[str, Any]], out: TextIO = sys.stdout) -> N
 
 def cmd_chat(args: argparse.Namespace, stdin: TextIO = sys.stdin, out: TextIO = sys.stdout) -> int:
     """A REPL like `ollama run`: streamed answers, /reset, /sources, exit."""
-    from agent.chain import ChatEngine
+    from agent.chat.engine import ChatEngine
 
     workspace = _workspace()
     workspace.warm_up()  # loads the indexes while the user types the first question
@@ -170,7 +170,7 @@ def cmd_chat(args: argparse.Namespace, stdin: TextIO = sys.stdin, out: TextIO = 
 
 
 def _stream_answer(engine: ChatEngine, question: str, conversation: str, out: TextIO) -> list[dict[str, Any]]:
-    from agent.chain import Done, Status, Token
+    from agent.chat.engine import Done, Status, Token
 
     for event in engine.stream(question, conversation):
         if isinstance(event, Token):
@@ -191,7 +191,7 @@ def _stream_answer(engine: ChatEngine, question: str, conversation: str, out: Te
 
 # ---- models --------------------------------------------------------------------------------
 def cmd_models(args: argparse.Namespace) -> int:
-    from agent.llm import list_models
+    from agent.chat.llm import list_models
 
     settings = load_settings()
     models = list_models(settings)
@@ -252,7 +252,7 @@ def _result_line(result: Any) -> str:
 
 
 def cmd_retrieve(args: argparse.Namespace) -> int:
-    from agent.chain import ChatEngine
+    from agent.chat.engine import ChatEngine
 
     settings = load_settings()
     changes: dict[str, Any] = {}

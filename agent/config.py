@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from agent import prompts
 from agent.errors import SettingsError
-from agent.fileio import atomic_write_text
+from agent._files import atomic_write_text, check_collection_name
 
 SETTINGS_FILE = "settings.json"
 DEFAULT_HOST = "http://127.0.0.1:11434"
@@ -86,8 +86,6 @@ class Settings(BaseModel):
     @field_validator("collections")
     @classmethod
     def _check_collections(cls, value: list[str]) -> list[str]:
-        from agent.names import check_collection_name  # local: names imports nothing of ours
-
         return [check_collection_name(name) for name in value]
 
     @field_validator("system_prompt", "answer_prompt", "rewrite_prompt")

@@ -293,7 +293,7 @@ def build_memory_collection(pdf_paths: Iterable[str | Path], *, chunk_size: int,
     from langchain_community.vectorstores import FAISS
     from langchain_community.vectorstores.utils import DistanceStrategy
 
-    from agent.chunking import chunk_pages, embedding_text
+    from agent.ingest.chunking import chunk_pages, embedding_text
 
     docs = []
     for path in pdf_paths:
@@ -323,9 +323,9 @@ def build_ingested_collection(pdf_paths: Iterable[str | Path], settings: Any, *,
                               data_dir: str | Path, log: Callable[[str], None] | None = None) -> Any:
     """Ingest every PDF through the app's own pipeline (agent.ingest: parse, OCR, chunk,
     embed, store) into a collection under `data_dir`; files it rejects are logged."""
-    from agent.embeddings import embedding_model_id
-    from agent.ingest import ingest_file
-    from agent.store import Collection
+    from agent.search.embeddings import embedding_model_id
+    from agent.ingest.pipeline import ingest_file
+    from agent.search.store import Collection
 
     settings = settings.model_copy(update={"data_dir": Path(data_dir)})
     collection = Collection(Path(data_dir), "eval", embeddings, embedding_model_id(settings.embedding))
@@ -344,7 +344,7 @@ def run_eval_command(questions: str | Path, pdfs: str | Path, settings: Any, *, 
     pipeline into a temporary collection, evaluate every mode, print the table (or JSON)."""
     import tempfile
 
-    from agent.embeddings import embedding_model_id, make_embeddings
+    from agent.search.embeddings import embedding_model_id, make_embeddings
 
     out = out or sys.stdout
 
@@ -361,7 +361,7 @@ def run_eval_command(questions: str | Path, pdfs: str | Path, settings: Any, *, 
         t0 = time.perf_counter()
         collection = build_ingested_collection(pdf_paths, settings, embeddings=emb, data_dir=tmp, log=log)
         ingest_s = time.perf_counter() - t0
-        from agent.retrieval import search
+        from agent.search.retrieval import search
 
         def search_fn(question: str, mode: str, k: int) -> Sequence[Any]:
             return search(question, [collection], embeddings=emb, k=k, mode=mode)  # type: ignore[arg-type]
@@ -387,7 +387,7 @@ def evaluate_devset(devset: str | Path, build_collections: Callable[[list[Path]]
                     search_kwargs: dict[str, Any] | None = None,
                     log: Callable[[str], None] | None = None) -> Report:
     """Build collections from all the devset's PDFs with `build_collections`, then evaluate."""
-    from agent.retrieval import search
+    from agent.search.retrieval import search
 
     devset = Path(devset)
     questions = load_questions(devset / "questions.jsonl")
@@ -417,7 +417,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from agent.config import Settings
-    from agent.embeddings import LocalEmbeddings
+    from agent.search.embeddings import LocalEmbeddings
 
     updates: dict[str, Any] = {"embedding": "local"}
     if args.chunk_size:

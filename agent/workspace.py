@@ -15,10 +15,10 @@ from pathlib import Path
 from langchain_core.embeddings import Embeddings
 
 from agent.config import Settings, load_settings
-from agent.conversations import ConversationStore
-from agent.embeddings import embedding_model_id, make_embeddings
-from agent.retrieval import collection_index
-from agent.store import Collection, delete_collection, list_collections
+from agent.chat.conversations import ConversationStore
+from agent.search.embeddings import embedding_model_id, make_embeddings
+from agent.search.retrieval import collection_index
+from agent.search.store import Collection, delete_collection, list_collections
 
 logger = logging.getLogger(__name__)
 _EMBEDDERS: dict[tuple[str, str], Embeddings] = {}

@@ -62,7 +62,7 @@ REWRITE_REPLY = "petrologists electron microprobes laboratory"
 def short_rewrites(double: Any) -> None:
     """Make the double answer the always-retrieve rewrite call (recognised by its num_predict)
     with a short query, as a model would, instead of the long default answer."""
-    from agent.chain import REWRITE_MAX_TOKENS
+    from agent.chat.engine import REWRITE_MAX_TOKENS
     from tests.ollama_double import Reply
 
     default = double._default_reply
@@ -76,7 +76,7 @@ def short_rewrites(double: Any) -> None:
 
 
 def counting_engine_class():
-    from agent.chain import ChatEngine
+    from agent.chat.engine import ChatEngine
 
     class CountingEngine(ChatEngine):
         """ChatEngine that counts and times its retrievals."""
@@ -96,7 +96,7 @@ def counting_engine_class():
 
 
 def run_ours(engine: Any, question: str, conversation: str) -> dict[str, Any]:
-    from agent.chain import Done, Status, Token
+    from agent.chat.engine import Done, Status, Token
 
     first = status = None
     answer = None
@@ -141,9 +141,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--blas", default=None,
                    help="OpenBLAS thread settings to compare, e.g. 'default,1' (default: 'default,1'; quick: 'default')")
     args = p.parse_args(argv)
-    from agent.chain import REWRITE_MAX_TOKENS
+    from agent.chat.engine import REWRITE_MAX_TOKENS
     from agent.config import load_settings, update_settings
-    from agent.ingest import ingest_file
+    from agent.ingest.pipeline import ingest_file
     from agent.workspace import Workspace
     from tests.ollama_double import OllamaDouble
 

@@ -59,7 +59,7 @@ UNCHANGED_REPEATS = 5
 # ------------------------------------------------------------------ workers (subprocesses)
 
 def _warm_embeddings() -> tuple[Any, float]:
-    from agent.embeddings import LocalEmbeddings
+    from agent.search.embeddings import LocalEmbeddings
 
     emb = LocalEmbeddings()
     t0 = time.perf_counter()
@@ -68,12 +68,12 @@ def _warm_embeddings() -> tuple[Any, float]:
 
 
 def worker_ours(spec: dict[str, Any]) -> dict[str, Any]:
-    from agent.chunking import chunk_pages, embedding_text
+    from agent.ingest.chunking import chunk_pages, embedding_text
     from agent.config import Settings
-    from agent.embeddings import LOCAL_MODEL_ID
-    from agent.ingest import embed_chunks, ingest_file
-    from agent.parse import parse_pdf
-    from agent.store import Collection
+    from agent.search.embeddings import LOCAL_MODEL_ID
+    from agent.ingest.pipeline import embed_chunks, ingest_file
+    from agent.ingest.parse import parse_pdf
+    from agent.search.store import Collection
 
     emb, load_s = _warm_embeddings()
     ready_mb = rss_mb()

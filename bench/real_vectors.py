@@ -35,7 +35,7 @@ MIN_CHARS = 80
 
 
 def _devset_chunks() -> Iterator[str]:
-    from agent.chunking import make_splitter
+    from agent.ingest.chunking import make_splitter
     from agent.evaluate import extract_pages
 
     splitter = make_splitter(CHUNK_SIZE, CHUNK_OVERLAP)
@@ -49,7 +49,7 @@ def _devset_chunks() -> Iterator[str]:
 
 
 def _docstring_chunks() -> Iterator[str]:
-    from agent.chunking import make_splitter
+    from agent.ingest.chunking import make_splitter
 
     splitter = make_splitter(CHUNK_SIZE, CHUNK_OVERLAP)
     roots = [Path(sysconfig.get_paths()["stdlib"]), Path(sysconfig.get_paths()["purelib"])]
@@ -89,7 +89,7 @@ def queries() -> list[str]:
 
 def real_vectors(n: int, *, log=print) -> tuple[np.ndarray, np.ndarray, dict]:
     """(corpus vectors, query vectors, info), from the cache when it holds n vectors."""
-    from agent.embeddings import LocalEmbeddings
+    from agent.search.embeddings import LocalEmbeddings
 
     texts = real_texts(n)
     key = hashlib.sha256("\n\0".join(texts).encode()).hexdigest()[:16]

@@ -140,7 +140,7 @@ def synthetic_entry(name: str, doc_id: str, pages: list[list[str]], rng: np.rand
     """(DocumentInfo, chunks, vectors) of one synthetic file, with the metadata our chunker writes."""
     from langchain_core.documents import Document
 
-    from agent.store import DocumentInfo
+    from agent.search.store import DocumentInfo
 
     chunks = []
     for p, page in enumerate(pages, 1):
@@ -160,9 +160,9 @@ def synthetic_entry(name: str, doc_id: str, pages: list[list[str]], rng: np.rand
 def worker_build(spec: dict[str, Any]) -> dict[str, Any]:
     """Write a synthetic collection of spec['n'] chunks with the real store, then time
     adding and removing one more 300-page document (what a user does at that size)."""
-    from agent import vector_index
-    from agent.embeddings import LOCAL_MODEL_ID, LocalEmbeddings
-    from agent.store import Collection
+    from agent.search import vector_index
+    from agent.search.embeddings import LOCAL_MODEL_ID, LocalEmbeddings
+    from agent.search.store import Collection
 
     t0 = time.perf_counter()
     rng = np.random.default_rng(spec.get("seed", 0))
@@ -208,9 +208,9 @@ def _time_queries(fn, queries: list[str]) -> list[float]:
 
 
 def worker_measure(spec: dict[str, Any]) -> dict[str, Any]:
-    from agent import retrieval, vector_index
-    from agent.embeddings import LOCAL_MODEL_ID, LocalEmbeddings
-    from agent.store import Collection
+    from agent.search import retrieval, vector_index
+    from agent.search.embeddings import LOCAL_MODEL_ID, LocalEmbeddings
+    from agent.search.store import Collection
 
     out: dict[str, Any] = {"n": spec["n"]}
     emb = LocalEmbeddings()
@@ -263,7 +263,7 @@ def worker_measure(spec: dict[str, Any]) -> dict[str, Any]:
 
 def breakdown(collection: Any, emb: Any, qs: list[str]) -> dict[str, Any]:
     """Median ms of the pieces of a hybrid search (public pieces of agent.retrieval)."""
-    from agent import retrieval
+    from agent.search import retrieval
 
     try:
         index = retrieval.collection_index(collection)
@@ -341,7 +341,7 @@ def worker_ann(spec: dict[str, Any]) -> dict[str, Any]:
 def _ann_rows(data: str, xb: np.ndarray, xq: np.ndarray) -> list[dict[str, Any]]:
     import faiss
 
-    from agent import vector_index
+    from agent.search import vector_index
 
     exact = faiss.IndexFlatIP(xb.shape[1])
     exact.add(xb)

@@ -1,6 +1,6 @@
 """Chat page: conversation history, streamed answers with sources, model and collection pickers.
 
-Answers stream from an `AnswerJob` (agent/ui_state.py): the engine runs in a worker
+Answers stream from an `AnswerJob` (agent/app/jobs.py): the engine runs in a worker
 thread with a stop event, so a click (which reruns this script) never loses an answer,
 and Stop ends it cleanly: the partial text is stored, marked incomplete.
 """
@@ -14,17 +14,11 @@ from typing import Any
 import streamlit as st
 
 from agent.errors import AgentError
-from agent.llm import find_model
-from agent.ui_state import (
-    AnswerJob,
-    chat_model_names,
-    excerpt,
-    export_file_name,
-    md_escape,
-    render_page_png,
-    save_changes,
-    source_pdf,
-)
+from agent.chat.llm import find_model
+from agent.app.jobs import AnswerJob
+from agent.app.settings_edit import save_changes
+from agent.app.sources import excerpt, export_file_name, md_escape, render_page_png, source_pdf
+from agent.app.status import chat_model_names
 from pages import error_text, page_setup, refresh_models, show_error
 
 ctx = page_setup()

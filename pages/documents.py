@@ -12,16 +12,16 @@ from typing import Any
 import streamlit as st
 
 from agent.errors import AgentError
-from agent.ingest import reindex, remove_document
-from agent.names import safe_file_name
-from agent.ui_state import (
+from agent.ingest.pipeline import reindex, remove_document
+from agent._files import safe_file_name
+from agent.app.settings_edit import save_changes
+from agent.app.uploads import (
     STAGE_SPANS,
     StageProgress,
-    create_collection,
     clean_stale_uploads,
+    create_collection,
     discard_upload,
     ingest_upload,
-    save_changes,
     save_upload,
 )
 from pages import error_text, page_setup, show_error

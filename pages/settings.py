@@ -14,7 +14,7 @@ import streamlit as st
 
 from agent import prompts
 from agent.errors import AgentError
-from agent.ui_state import reset_to_defaults, save_changes
+from agent.app.settings_edit import reset_to_defaults, save_changes
 from pages import error_text, page_setup, show_error
 
 ctx = page_setup()

@@ -13,8 +13,8 @@ import pytest
 from langchain_core.documents import Document
 
 from agent.config import Settings, load_settings
-from agent.ingest import embed_chunks
-from agent.store import DocumentInfo
+from agent.ingest.pipeline import embed_chunks
+from agent.search.store import DocumentInfo
 from agent.workspace import Workspace
 from tests.ollama_double import OllamaDouble
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from agent.chain import ChatEngine, Done, Token
+from agent.chat.engine import ChatEngine, Done, Token
 from agent.config import load_settings, update_settings
 from agent.workspace import Workspace
 from tests.conftest import add_texts, double_environ

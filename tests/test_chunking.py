@@ -2,7 +2,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from agent.chunking import chunk_pages, embedding_text, normalise_page_text
+from agent.ingest.chunking import chunk_pages, embedding_text, normalise_page_text
 
 
 @dataclass

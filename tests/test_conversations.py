@@ -6,7 +6,7 @@ import sys
 import pytest
 from langchain_core.messages import AIMessage, HumanMessage
 
-from agent.conversations import ConversationStore, Turn
+from agent.chat.conversations import ConversationStore, Turn
 from agent.errors import ConversationNotFoundError
 
 
@@ -49,7 +49,7 @@ def test_history_of_unknown_conversation_is_empty(tmp_path):
 
 
 def test_survives_a_process_restart(tmp_path):
-    code = ("import sys; from agent.conversations import ConversationStore, Turn; "
+    code = ("import sys; from agent.chat.conversations import ConversationStore, Turn; "
             "ConversationStore(sys.argv[1]).append_turn('abc', Turn('persisted?', 'yes'))")
     subprocess.run([sys.executable, "-c", code, str(tmp_path)], check=True)
     assert ConversationStore(tmp_path).get("abc").turns[0].answer == "yes"

@@ -26,8 +26,8 @@ from langchain_core.messages import (  # noqa: E402
 )
 from langchain_core.tools import tool  # noqa: E402
 
-from agent import embedded  # noqa: E402
-from agent.embedded import (  # noqa: E402
+from agent.chat import embedded  # noqa: E402
+from agent.chat.embedded import (  # noqa: E402
     EMBEDDED_MODEL_NAME,
     EMBEDDED_NOTICE,
     EmbeddedChatModel,

@@ -10,9 +10,9 @@ import time
 
 import pytest
 
-from agent.chain import ChatEngine, Done, Token
+from agent.chat.engine import ChatEngine, Done, Token
 from agent.config import load_settings
-from agent.ingest import ingest_file
+from agent.ingest.pipeline import ingest_file
 from agent.workspace import Workspace
 from tests.conftest import DEVSET, DEVSET_PDFS
 from tests.test_cli import run_cli

@@ -30,11 +30,11 @@ from pathlib import Path
 import pytest
 
 from agent import prompts
-from agent.chain import ChatEngine
+from agent.chat.engine import ChatEngine
 from agent.config import load_settings, problems, update_settings
 from agent.errors import SettingsError
-from agent.ingest import ingest_file
-from agent.memory import MESSAGE_OVERHEAD, approx_tokens
+from agent.ingest.pipeline import ingest_file
+from agent.chat.memory import MESSAGE_OVERHEAD, approx_tokens
 from agent.workspace import Workspace
 from tests.conftest import add_texts, build_pdf, double_environ, run_cli
 
@@ -80,7 +80,7 @@ PEAK_CHILD = textwrap.dedent("""
     import json, sys, time
     sys.path.insert(0, {root!r})
     from agent.config import load_settings
-    from agent.ingest import ingest_file
+    from agent.ingest.pipeline import ingest_file
     from agent.workspace import Workspace
 
     def peak_mb():

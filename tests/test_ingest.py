@@ -8,7 +8,7 @@ import pytest
 from pypdf import PdfReader, PdfWriter
 
 from agent.config import update_settings
-from agent.ingest import find_document, ingest_file, reindex, remove_document
+from agent.ingest.pipeline import find_document, ingest_file, reindex, remove_document
 from agent.workspace import Workspace
 from tests.conftest import DEVSET_PDFS
 

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from langchain_core.documents import Document
 
-from agent import lexical, retrieval
-from agent.lexical import BM25Index, Lexicon, Vocabulary, tokenize
+from agent.search import lexical, retrieval
+from agent.search.lexical import BM25Index, Lexicon, Vocabulary, tokenize
 from tests.test_store import add, open_collection
 
 PAGES_A = ["The fit command appends to the log file.", "Contours are drawn with set contour.",

@@ -6,7 +6,7 @@ import pytest
 
 from agent.config import load_settings
 from agent.errors import ModelNotFoundError, OllamaBusyError, OllamaTimeoutError, OllamaUnreachableError
-from agent.llm import build_chat_model, find_model, list_models, resolve_backend, server_version, show_model, with_retry
+from agent.chat.llm import build_chat_model, find_model, list_models, resolve_backend, server_version, show_model, with_retry
 from tests.conftest import double_environ
 
 
@@ -78,7 +78,7 @@ def test_chat_model_is_configured_from_settings(settings, ollama):
 
 
 def test_timeout_is_reported_with_the_fix(settings, ollama):
-    from agent.llm import translate_error
+    from agent.chat.llm import translate_error
 
     slow = settings.model_copy(update={"request_timeout": 0.3})
     ollama.reply("late", first_token_delay=2)

@@ -2,7 +2,7 @@
 
 import pytest
 
-from agent.names import MAX_FILE_NAME, check_collection_name, safe_file_name
+from agent._files import MAX_FILE_NAME, check_collection_name, safe_file_name
 
 
 @pytest.mark.parametrize("raw,expected", [

@@ -21,10 +21,10 @@ import pypdfium2 as pdfium
 import pytest
 from PIL import Image, ImageDraw, ImageFont
 
-import agent.parse as parse_mod
-from agent import ocr as ocr_mod
+import agent.ingest.parse as parse_mod
+from agent.ingest import ocr as ocr_mod
 from agent.errors import DocumentError, EncryptedPDFError
-from agent.parse import clean_text, inspect_pdf, is_garbled, parse_pdf
+from agent.ingest.parse import clean_text, inspect_pdf, is_garbled, parse_pdf
 from tests.conftest import build_pdf
 
 _HERE = Path(__file__).resolve()

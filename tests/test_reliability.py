@@ -31,11 +31,11 @@ from pathlib import Path
 
 import pytest
 
-import agent.fileio as fileio
-from agent.chain import ChatEngine, Done, Token
+import agent._files as fileio
+from agent.chat.engine import ChatEngine, Done, Token
 from agent.config import load_settings, save_settings, update_settings
 from agent.errors import StoreError
-from agent.ingest import file_sha256, ingest_file, reindex
+from agent.ingest.pipeline import file_sha256, ingest_file, reindex
 from agent.workspace import Workspace
 from tests.conftest import DEVSET_PDFS, add_texts, double_environ
 
@@ -251,7 +251,7 @@ KILL_CHILD = textwrap.dedent("""
 
     os.replace = replace
     from agent.config import load_settings
-    from agent.ingest import ingest_file
+    from agent.ingest.pipeline import ingest_file
     from agent.workspace import Workspace
 
     workspace = Workspace(load_settings(data_dir))
@@ -358,7 +358,7 @@ RANDOM_KILL_CHILD = textwrap.dedent("""
     import sys
     sys.path.insert(0, {root!r})
     from agent.config import load_settings
-    from agent.ingest import ingest_file, remove_document
+    from agent.ingest.pipeline import ingest_file, remove_document
     from agent.workspace import Workspace
 
     workspace = Workspace(load_settings(sys.argv[1]))
@@ -410,7 +410,7 @@ INGEST_CHILD = textwrap.dedent("""
     import json, os, sys, time
     sys.path.insert(0, {root!r})
     from agent.config import load_settings
-    from agent.ingest import ingest_file
+    from agent.ingest.pipeline import ingest_file
     from agent.workspace import Workspace
 
     go = sys.argv[1]
@@ -630,7 +630,7 @@ def test_disk_full_while_replacing_a_document_keeps_the_old_version(workspace, m
             raise StoreError("Could not write report.pdf: No space left on device.", "Free some space.")
         return real(path, data)
 
-    import agent.store as store
+    import agent.search.store as store
 
     monkeypatch.setattr(store, "atomic_write_bytes", no_room_for_big_files)
     result = ingest_file(report, workspace.collection(), workspace.embeddings, workspace.settings)
@@ -697,7 +697,7 @@ def test_read_only_data_dir_is_a_clear_message_and_loses_nothing(workspace, monk
         assert result.status == "failed" and "writable" in result.message
         with pytest.raises(StoreError, match="writable"):
             save_settings(update_settings(workspace.settings, retrieval_k=9))
-        from agent.ingest import remove_document
+        from agent.ingest.pipeline import remove_document
 
         with pytest.raises(StoreError, match="writable"):
             remove_document(collection, "squad_Geology.pdf")

@@ -12,9 +12,9 @@ import time
 
 import pytest
 
-from agent.chain import ChatEngine, Done
+from agent.chat.engine import ChatEngine, Done
 from agent.config import update_settings
-from agent.ingest import ingest_file, remove_document
+from agent.ingest.pipeline import ingest_file, remove_document
 from agent.workspace import Workspace
 from bench.common import rss_mb
 from tests.conftest import DEVSET_PDFS

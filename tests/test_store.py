@@ -12,7 +12,7 @@ from langchain_core.documents import Document
 from langchain_core.embeddings import Embeddings
 
 from agent.errors import EmbeddingMismatchError, StoreError
-from agent.store import Collection, DocumentInfo, delete_collection, list_collections
+from agent.search.store import Collection, DocumentInfo, delete_collection, list_collections
 
 
 class TinyEmbeddings(Embeddings):
@@ -108,7 +108,7 @@ def test_missing_generation_file_is_reported(tmp_path):
 def test_crash_before_manifest_switch_keeps_previous_index(tmp_path, monkeypatch):
     c = open_collection(tmp_path)
     add(c, "aaa", ["alpha"])
-    import agent.store as store
+    import agent.search.store as store
 
     real = store.atomic_write_text
 

@@ -16,8 +16,8 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from agent.config import ENV_VARS, load_settings
-from agent.i18n import STRINGS, t
-from agent.ingest import ingest_file
+from agent.app.i18n import STRINGS, t
+from agent.ingest.pipeline import ingest_file
 from agent.workspace import Workspace
 from tests.ollama_double import OllamaDouble
 
@@ -190,7 +190,7 @@ def test_agent_mode_without_tools_explains_the_fix(data_dir: Path, double: Ollam
 
 
 def test_embedded_backend_is_said_plainly(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from agent import embedded
+    from agent.chat import embedded
 
     monkeypatch.setenv("AGENT_BACKEND", "embedded")
     at = run_app()
@@ -388,8 +388,8 @@ def test_every_ui_string_has_both_languages_and_every_key_exists() -> None:
 
 
 def test_answer_job_stop_keeps_partial_answer(data_dir: Path, double: OllamaDouble) -> None:
-    from agent.chain import ChatEngine
-    from agent.ui_state import AnswerJob
+    from agent.chat.engine import ChatEngine
+    from agent.app.jobs import AnswerJob
 
     double.reply_tool_call("search_documents", {"query": "x"})
     double.reply(" ".join(f"word{i}" for i in range(200)), chunk_delay=0.02)
@@ -409,8 +409,8 @@ def test_answer_job_stop_keeps_partial_answer(data_dir: Path, double: OllamaDoub
 
 def test_answer_job_survives_the_ui_going_away(data_dir: Path, double: OllamaDouble) -> None:
     """A rerun interrupts the page's stream; the job goes on and a new follower replays it."""
-    from agent.chain import ChatEngine
-    from agent.ui_state import AnswerJob
+    from agent.chat.engine import ChatEngine
+    from agent.app.jobs import AnswerJob
 
     double.reply_tool_call("search_documents", {"query": "x"})
     double.reply("one two three four five six", chunk_delay=0.05)
@@ -426,7 +426,7 @@ def test_stale_uploads_are_cleaned_fresh_ones_kept(tmp_path: Path) -> None:
     import os
 
     from agent.config import load_settings
-    from agent.ui_state import clean_stale_uploads, save_upload
+    from agent.app.uploads import clean_stale_uploads, save_upload
 
     settings = load_settings(tmp_path, environ={})
     old, fresh = save_upload(settings, b"%PDF-1.4"), save_upload(settings, b"%PDF-1.4")
@@ -436,7 +436,9 @@ def test_stale_uploads_are_cleaned_fresh_ones_kept(tmp_path: Path) -> None:
 
 
 def test_ui_helpers(tmp_path: Path) -> None:
-    from agent.ui_state import StageProgress, md_escape, render_page_png, resolve_language, stage_fraction
+    from agent.app.settings_edit import resolve_language
+    from agent.app.sources import md_escape, render_page_png
+    from agent.app.uploads import StageProgress, stage_fraction
 
     assert resolve_language("auto", "zh-TW") == "zh" and resolve_language("auto", None) == "en"
     assert resolve_language("en", "zh-CN") == "en"
@@ -456,7 +458,7 @@ def test_ui_helpers(tmp_path: Path) -> None:
 
 def test_settings_changes_never_write_env_values(tmp_path: Path) -> None:
     from agent.errors import SettingsError
-    from agent.ui_state import save_changes
+    from agent.app.settings_edit import save_changes
 
     environ = {"OLLAMA_HOST": "http://127.0.0.1:1234", "AGENT_RETRIEVAL_K": "9"}
     settings = load_settings(tmp_path, environ=environ)

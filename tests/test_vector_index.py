@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from langchain_core.documents import Document
 
-from agent import vector_index
-from agent.store import Collection, DocumentInfo
+from agent.search import vector_index
+from agent.search.store import Collection, DocumentInfo
 from tests.test_store import TinyEmbeddings
 
 DIM = 32

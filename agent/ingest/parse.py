@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
 
-from agent import ocr as ocr_mod
+from agent.ingest import ocr as ocr_mod
 from agent.errors import DocumentError, EncryptedPDFError
 
 # Serialises all PDFium calls in the process (see module doc). Re-entrant so a

@@ -40,11 +40,10 @@ from langchain_community.vectorstores.utils import DistanceStrategy
 from langchain_core.documents import Document
 from langchain_core.embeddings import Embeddings
 
-from agent import vector_index
+from agent.search import vector_index
 from agent.errors import EmbeddingMismatchError, StoreError
-from agent.fileio import atomic_write_bytes, atomic_write_text
-from agent.lexical import Lexicon
-from agent.names import check_collection_name
+from agent._files import atomic_write_bytes, atomic_write_text, check_collection_name
+from agent.search.lexical import Lexicon
 
 FORMAT = 1
 LOCK_TIMEOUT = 600.0  # seconds a writer waits for another process's ingestion to finish

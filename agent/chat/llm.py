@@ -208,7 +208,7 @@ def resolve_backend(settings: Settings) -> Backend:
 
 
 def _embedded_backend(problems: list[str]) -> Backend:
-    from agent import embedded  # imported lazily: llama_cpp is optional and slow to import
+    from agent.chat import embedded  # imported lazily: llama_cpp is optional and slow to import
 
     if not embedded.embedded_available():
         raise OllamaUnreachableError(
@@ -231,7 +231,7 @@ def context_window(settings: Settings, backend: Backend) -> int:
 def build_chat_model(settings: Settings, backend: Backend) -> BaseChatModel:
     """The LangChain chat model for `backend`, configured from settings."""
     if backend.kind == "embedded":
-        from agent import embedded
+        from agent.chat import embedded
 
         return embedded.EmbeddedChatModel(
             model_path=str(embedded.find_gguf()), temperature=settings.temperature,

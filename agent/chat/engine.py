@@ -20,22 +20,23 @@ import threading
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from langchain.agents import create_agent
 from langchain_core.callbacks import BaseCallbackHandler
+from langchain_core.embeddings import Embeddings
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessageChunk, BaseMessage, HumanMessage, SystemMessage, ToolMessage
 from langchain_core.tools import BaseTool, tool
 
 from agent import prompts
 from agent.config import Settings
-from agent.conversations import Turn
+from agent.chat.conversations import ConversationStore, Turn
 from agent.errors import AgentError, ModelCapabilityError
-from agent.llm import Backend, build_chat_model, context_window, resolve_backend, translate_error
-from agent.memory import WindowMiddleware, approx_tokens, budget_for, fit_messages, message_tokens, window
-from agent.retrieval import Hit, search
-from agent.workspace import Workspace
+from agent.chat.llm import Backend, build_chat_model, context_window, resolve_backend, translate_error
+from agent.chat.memory import WindowMiddleware, approx_tokens, budget_for, fit_messages, message_tokens, window
+from agent.search.retrieval import Hit, search
+from agent.search.store import Collection
 
 TOOL_NAME = "search_documents"
 TOOL_OVERHEAD_TOKENS = 200  # the tool's JSON schema, sent with every agent-mode request
@@ -98,10 +99,20 @@ def clean_question(question: str) -> str:
     return question
 
 
+class Library(Protocol):
+    """What the engine reads from the workspace (the composition root that builds it)."""
+
+    settings: Settings
+    embeddings: Embeddings
+    conversations: ConversationStore
+
+    def chat_collections(self) -> list[Collection]: ...
+
+
 class ChatEngine:
     """Answers questions over the workspace's documents, remembering each conversation."""
 
-    def __init__(self, workspace: Workspace, backend: Backend | None = None,
+    def __init__(self, workspace: Library, backend: Backend | None = None,
                  model: BaseChatModel | None = None) -> None:
         self.workspace = workspace
         self._backend = backend

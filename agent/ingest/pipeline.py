@@ -24,12 +24,12 @@ import numpy as np
 from langchain_core.documents import Document
 from langchain_core.embeddings import Embeddings
 
-from agent.chunking import chunk_pages, embedding_text
+from agent.ingest.chunking import chunk_pages, embedding_text
 from agent.config import Settings
 from agent.errors import AgentError, DocumentError, EncryptedPDFError
-from agent.names import safe_file_name
-from agent.parse import parse_pdf
-from agent.store import Collection, DocumentInfo
+from agent._files import safe_file_name
+from agent.ingest.parse import parse_pdf
+from agent.search.store import Collection, DocumentInfo
 
 Progress = Callable[[str, int, int], None]
 EMBED_BATCH = 32

@@ -47,7 +47,7 @@ from langchain_core.retrievers import BaseRetriever
 from langchain_core.vectorstores import VectorStore
 from pydantic import ConfigDict
 
-from agent.lexical import BM25Index, Lexicon, page_groups, page_key, tokenize
+from agent.search.lexical import BM25Index, Lexicon, page_groups, page_key, tokenize
 
 Mode = Literal["hybrid", "vector", "bm25"]
 

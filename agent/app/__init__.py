@@ -1,0 +1,1 @@
+"""What the web pages use: background jobs, uploads, settings editing, sources, translations."""

@@ -1,0 +1,1 @@
+"""Chat: the conversational engine, its memory and prompts, and the chat models (Ollama, embedded)."""
