@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 from agent.config import load_settings, update_settings
 from agent.errors import AgentError
 from agent.ingest.pipeline import ingest_file, reindex, remove_document
+from agent.search.retrieval import Source
 from agent.workspace import Workspace
 
 if TYPE_CHECKING:  # the chat engine imports LangChain's agent stack (~1 s): only chat commands load it
@@ -124,7 +125,7 @@ def cmd_ask(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_sources(sources: list[dict[str, Any]], out: TextIO = sys.stdout) -> None:
+def _print_sources(sources: list[Source], out: TextIO = sys.stdout) -> None:
     if not sources:
         return
     out.write("\nSources:\n")
@@ -146,7 +147,7 @@ def cmd_chat(args: argparse.Namespace, stdin: TextIO = sys.stdin, out: TextIO = 
         out.write(f"note: {backend.notice}\n")
     out.write(f"Chatting with {backend.model_name} over {', '.join(workspace.settings.collections)} "
               f"(conversation {conversation}). /help for commands.\n")
-    last_sources: list[dict[str, Any]] = []
+    last_sources: list[Source] = []
     while True:
         out.write(">>> ")
         out.flush()
@@ -169,7 +170,7 @@ def cmd_chat(args: argparse.Namespace, stdin: TextIO = sys.stdin, out: TextIO = 
             last_sources = _stream_answer(engine, question, conversation, out)
 
 
-def _stream_answer(engine: ChatEngine, question: str, conversation: str, out: TextIO) -> list[dict[str, Any]]:
+def _stream_answer(engine: ChatEngine, question: str, conversation: str, out: TextIO) -> list[Source]:
     from agent.chat.engine import Done, Status, Token
 
     for event in engine.stream(question, conversation):

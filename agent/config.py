@@ -19,8 +19,8 @@ from urllib.parse import urlparse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from agent import prompts
-from agent.errors import SettingsError
 from agent._files import atomic_write_text, check_collection_name
+from agent.errors import SettingsError
 
 SETTINGS_FILE = "settings.json"
 DEFAULT_HOST = "http://127.0.0.1:11434"

@@ -323,8 +323,8 @@ def build_ingested_collection(pdf_paths: Iterable[str | Path], settings: Any, *,
                               data_dir: str | Path, log: Callable[[str], None] | None = None) -> Any:
     """Ingest every PDF through the app's own pipeline (agent.ingest: parse, OCR, chunk,
     embed, store) into a collection under `data_dir`; files it rejects are logged."""
-    from agent.search.embeddings import embedding_model_id
     from agent.ingest.pipeline import ingest_file
+    from agent.search.embeddings import embedding_model_id
     from agent.search.store import Collection
 
     settings = settings.model_copy(update={"data_dir": Path(data_dir)})

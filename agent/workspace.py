@@ -14,8 +14,8 @@ from pathlib import Path
 
 from langchain_core.embeddings import Embeddings
 
-from agent.config import Settings, load_settings
 from agent.chat.conversations import ConversationStore
+from agent.config import Settings, load_settings
 from agent.search.embeddings import embedding_model_id, make_embeddings
 from agent.search.retrieval import collection_index
 from agent.search.store import Collection, delete_collection, list_collections

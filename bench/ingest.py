@@ -68,11 +68,11 @@ def _warm_embeddings() -> tuple[Any, float]:
 
 
 def worker_ours(spec: dict[str, Any]) -> dict[str, Any]:
-    from agent.ingest.chunking import chunk_pages, embedding_text
     from agent.config import Settings
-    from agent.search.embeddings import LOCAL_MODEL_ID
-    from agent.ingest.pipeline import embed_chunks, ingest_file
+    from agent.ingest.chunking import chunk_pages, embedding_text
     from agent.ingest.parse import parse_pdf
+    from agent.ingest.pipeline import embed_chunks, ingest_file
+    from agent.search.embeddings import LOCAL_MODEL_ID
     from agent.search.store import Collection
 
     emb, load_s = _warm_embeddings()

@@ -41,8 +41,8 @@ PASSWORDS = {"libreoffice-writer-password.pdf": "openpassword"}  # from the devs
 
 def ingest_all(pdfs: list[Path], data_dir: Path, emb: Any, run: Run) -> tuple[Any, list[dict[str, Any]]]:
     from agent.config import Settings
-    from agent.search.embeddings import LOCAL_MODEL_ID
     from agent.ingest.pipeline import ingest_file
+    from agent.search.embeddings import LOCAL_MODEL_ID
     from agent.search.store import Collection
 
     settings = Settings(data_dir=data_dir)  # the product's defaults, whatever the environment says
@@ -79,8 +79,8 @@ def main(argv: list[str] | None = None) -> int:
     p = parser(__doc__.split("\n\n")[0])
     p.add_argument("--files", default=None, help="comma-separated PDF names (default: all; quick: two small)")
     args = p.parse_args(argv)
-    from agent.search.embeddings import LocalEmbeddings
     from agent.evaluate import MODES, evaluate, format_table, load_questions
+    from agent.search.embeddings import LocalEmbeddings
     from agent.search.retrieval import search
 
     run = Run(NAME, args, argv if argv is not None else sys.argv[1:])

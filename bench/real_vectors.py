@@ -35,8 +35,8 @@ MIN_CHARS = 80
 
 
 def _devset_chunks() -> Iterator[str]:
-    from agent.ingest.chunking import make_splitter
     from agent.evaluate import extract_pages
+    from agent.ingest.chunking import make_splitter
 
     splitter = make_splitter(CHUNK_SIZE, CHUNK_OVERLAP)
     for pdf in sorted(DEVSET_PDFS.glob("*.pdf")):

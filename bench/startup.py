@@ -126,8 +126,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-browser", action="store_true", help="only the health check, no page render")
     args = p.parse_args(argv)
     from agent.config import Settings
-    from agent.search.embeddings import LOCAL_MODEL_ID, LocalEmbeddings
     from agent.ingest.pipeline import ingest_file
+    from agent.search.embeddings import LOCAL_MODEL_ID, LocalEmbeddings
     from agent.search.store import Collection
     from tests.ollama_double import OllamaDouble
 

@@ -12,13 +12,13 @@ from typing import Any
 
 import streamlit as st
 
-from agent.chat.engine import ChatEngine
-from agent.config import Settings, load_settings, problems
-from agent.errors import AgentError, OllamaUnreachableError
 from agent.app.i18n import LANGUAGES, t
-from agent.chat.llm import Backend, list_models
 from agent.app.settings_edit import pinned_fields, resolve_language
 from agent.app.status import OllamaStatus, ollama_status
+from agent.chat.engine import ChatEngine
+from agent.chat.llm import Backend, list_models
+from agent.config import Settings, load_settings, problems
+from agent.errors import AgentError, OllamaUnreachableError
 from agent.workspace import Workspace
 
 LANG_KEY = "ui_lang"

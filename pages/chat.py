@@ -13,12 +13,13 @@ from typing import Any
 
 import streamlit as st
 
-from agent.errors import AgentError
-from agent.chat.llm import find_model
 from agent.app.jobs import AnswerJob
 from agent.app.settings_edit import save_changes
 from agent.app.sources import excerpt, export_file_name, md_escape, render_page_png, source_pdf
 from agent.app.status import chat_model_names
+from agent.chat.llm import find_model
+from agent.errors import AgentError
+from agent.search.retrieval import Source
 from pages import error_text, page_setup, refresh_models, show_error
 
 ctx = page_setup()
@@ -149,7 +150,7 @@ def chat_collections() -> list[Any]:
         return []
 
 
-def show_source(source: dict[str, Any], number: int, key: str) -> None:
+def show_source(source: Source, number: int, key: str) -> None:
     ocr = " · OCR" if source.get("ocr") else ""
     st.markdown(f"**{number}. {md_escape(str(source.get('file', '?')))}** · "
                 f"{T('page_short', page=source.get('page', '?'))} · {T('score')} {float(source.get('score', 0)):.3f}{ocr}")
@@ -166,7 +167,7 @@ def show_source(source: dict[str, Any], number: int, key: str) -> None:
             st.caption(T("page_render_failed", error=error_text(exc)))
 
 
-def answer_footer(text: str, sources: list[dict[str, Any]], model: str, error: str, key: str) -> None:
+def answer_footer(text: str, sources: list[Source], model: str, error: str, key: str) -> None:
     if error:
         if text:
             st.warning(T("answer_incomplete", error=error), icon=":material/content_cut:")

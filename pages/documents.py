@@ -11,8 +11,6 @@ from typing import Any
 
 import streamlit as st
 
-from agent.errors import AgentError
-from agent.ingest.pipeline import reindex, remove_document
 from agent._files import safe_file_name
 from agent.app.settings_edit import save_changes
 from agent.app.uploads import (
@@ -24,6 +22,8 @@ from agent.app.uploads import (
     ingest_upload,
     save_upload,
 )
+from agent.errors import AgentError
+from agent.ingest.pipeline import reindex, remove_document
 from pages import error_text, page_setup, show_error
 
 ctx = page_setup()

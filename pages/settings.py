@@ -13,8 +13,8 @@ from typing import Any
 import streamlit as st
 
 from agent import prompts
-from agent.errors import AgentError
 from agent.app.settings_edit import reset_to_defaults, save_changes
+from agent.errors import AgentError
 from pages import error_text, page_setup, show_error
 
 ctx = page_setup()

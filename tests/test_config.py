@@ -5,8 +5,16 @@ import json
 import pytest
 
 from agent import prompts
-from agent.config import (ENV_VARS, Settings, load_settings, normalise_host, problems, reset_settings,
-                          save_settings, update_settings)
+from agent.config import (
+    ENV_VARS,
+    Settings,
+    load_settings,
+    normalise_host,
+    problems,
+    reset_settings,
+    save_settings,
+    update_settings,
+)
 from agent.errors import SettingsError
 
 

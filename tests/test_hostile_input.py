@@ -31,10 +31,10 @@ import pytest
 
 from agent import prompts
 from agent.chat.engine import ChatEngine
+from agent.chat.memory import MESSAGE_OVERHEAD, approx_tokens
 from agent.config import load_settings, problems, update_settings
 from agent.errors import SettingsError
 from agent.ingest.pipeline import ingest_file
-from agent.chat.memory import MESSAGE_OVERHEAD, approx_tokens
 from agent.workspace import Workspace
 from tests.conftest import add_texts, build_pdf, double_environ, run_cli
 

@@ -4,9 +4,17 @@ import socket
 
 import pytest
 
+from agent.chat.llm import (
+    build_chat_model,
+    find_model,
+    list_models,
+    resolve_backend,
+    server_version,
+    show_model,
+    with_retry,
+)
 from agent.config import load_settings
 from agent.errors import ModelNotFoundError, OllamaBusyError, OllamaTimeoutError, OllamaUnreachableError
-from agent.chat.llm import build_chat_model, find_model, list_models, resolve_backend, server_version, show_model, with_retry
 from tests.conftest import double_environ
 
 

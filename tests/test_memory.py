@@ -3,8 +3,8 @@
 import pytest
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, ToolMessage
 
-from agent.errors import AgentError
 from agent.chat.memory import approx_tokens, budget_for, fit_messages, split_turns, window
+from agent.errors import AgentError
 
 
 def conversation(turns: int, answer: str = "answer") -> list:

@@ -22,8 +22,8 @@ import pytest
 from PIL import Image, ImageDraw, ImageFont
 
 import agent.ingest.parse as parse_mod
-from agent.ingest import ocr as ocr_mod
 from agent.errors import DocumentError, EncryptedPDFError
+from agent.ingest import ocr as ocr_mod
 from agent.ingest.parse import clean_text, inspect_pdf, is_garbled, parse_pdf
 from tests.conftest import build_pdf
 

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from agent.config import ENV_VARS, load_settings
 from agent.app.i18n import STRINGS, t
+from agent.config import ENV_VARS, load_settings
 from agent.ingest.pipeline import ingest_file
 from agent.workspace import Workspace
 from tests.ollama_double import OllamaDouble
@@ -388,8 +388,8 @@ def test_every_ui_string_has_both_languages_and_every_key_exists() -> None:
 
 
 def test_answer_job_stop_keeps_partial_answer(data_dir: Path, double: OllamaDouble) -> None:
-    from agent.chat.engine import ChatEngine
     from agent.app.jobs import AnswerJob
+    from agent.chat.engine import ChatEngine
 
     double.reply_tool_call("search_documents", {"query": "x"})
     double.reply(" ".join(f"word{i}" for i in range(200)), chunk_delay=0.02)
@@ -409,8 +409,8 @@ def test_answer_job_stop_keeps_partial_answer(data_dir: Path, double: OllamaDoub
 
 def test_answer_job_survives_the_ui_going_away(data_dir: Path, double: OllamaDouble) -> None:
     """A rerun interrupts the page's stream; the job goes on and a new follower replays it."""
-    from agent.chat.engine import ChatEngine
     from agent.app.jobs import AnswerJob
+    from agent.chat.engine import ChatEngine
 
     double.reply_tool_call("search_documents", {"query": "x"})
     double.reply("one two three four five six", chunk_delay=0.05)
@@ -425,8 +425,8 @@ def test_answer_job_survives_the_ui_going_away(data_dir: Path, double: OllamaDou
 def test_stale_uploads_are_cleaned_fresh_ones_kept(tmp_path: Path) -> None:
     import os
 
-    from agent.config import load_settings
     from agent.app.uploads import clean_stale_uploads, save_upload
+    from agent.config import load_settings
 
     settings = load_settings(tmp_path, environ={})
     old, fresh = save_upload(settings, b"%PDF-1.4"), save_upload(settings, b"%PDF-1.4")
@@ -457,8 +457,8 @@ def test_ui_helpers(tmp_path: Path) -> None:
 
 
 def test_settings_changes_never_write_env_values(tmp_path: Path) -> None:
-    from agent.errors import SettingsError
     from agent.app.settings_edit import save_changes
+    from agent.errors import SettingsError
 
     environ = {"OLLAMA_HOST": "http://127.0.0.1:1234", "AGENT_RETRIEVAL_K": "9"}
     settings = load_settings(tmp_path, environ=environ)

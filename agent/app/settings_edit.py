@@ -5,7 +5,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from agent.config import ENV_VARS, Settings, env_overrides, load_settings, reset_settings, save_settings, update_settings
+from agent.config import (
+    ENV_VARS,
+    Settings,
+    env_overrides,
+    load_settings,
+    reset_settings,
+    save_settings,
+    update_settings,
+)
 from agent.errors import SettingsError
 
 

@@ -8,16 +8,17 @@ from typing import Any
 
 from agent._files import safe_file_name
 from agent.errors import AgentError
+from agent.search.retrieval import Source
 
 PAGE_IMAGE_WIDTH = 900
 
 
-def source_doc_id(source: dict[str, Any]) -> str:
+def source_doc_id(source: Source) -> str:
     """The document hash of a source (chunk ids are `<doc_id>:<page>:<i>`)."""
     return str(source.get("doc_id") or str(source.get("chunk_id") or "").split(":", 1)[0])
 
 
-def source_pdf(collections: list[Any], source: dict[str, Any]) -> Path | None:
+def source_pdf(collections: list[Any], source: Source) -> Path | None:
     """The stored copy of the PDF a source comes from, if it is still indexed."""
     doc_id = source_doc_id(source)
     for collection in collections:

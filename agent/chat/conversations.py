@@ -21,11 +21,11 @@ from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
 
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 
 from agent.errors import ConversationNotFoundError, StoreError
+from agent.search.retrieval import Source
 
 DB_FILE = "conversations.sqlite3"
 TITLE_LENGTH = 60
@@ -45,7 +45,7 @@ CREATE INDEX IF NOT EXISTS turns_by_conversation ON turns(conversation_id, id);
 class Turn:
     question: str
     answer: str
-    sources: list[dict[str, Any]] = field(default_factory=list)
+    sources: list[Source] = field(default_factory=list)
     model: str = ""
     incomplete: bool = False
     error: str = ""

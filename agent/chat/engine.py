@@ -30,12 +30,12 @@ from langchain_core.messages import AIMessageChunk, BaseMessage, HumanMessage, S
 from langchain_core.tools import BaseTool, tool
 
 from agent import prompts
-from agent.config import Settings
 from agent.chat.conversations import ConversationStore, Turn
-from agent.errors import AgentError, ModelCapabilityError
 from agent.chat.llm import Backend, build_chat_model, context_window, resolve_backend, translate_error
 from agent.chat.memory import WindowMiddleware, approx_tokens, budget_for, fit_messages, message_tokens, window
-from agent.search.retrieval import Hit, search
+from agent.config import Settings
+from agent.errors import AgentError, ModelCapabilityError
+from agent.search.retrieval import Source, search
 from agent.search.store import Collection
 
 TOOL_NAME = "search_documents"
@@ -51,7 +51,7 @@ class Answer:
     """A finished (or cut-short) answer with everything the UI and CLI show under it."""
 
     text: str
-    sources: list[dict[str, Any]]
+    sources: list[Source]
     model: str
     conversation: str
     mode: str
@@ -82,13 +82,6 @@ class Done:
 
 
 Event = Token | Status | Done
-
-
-def source_from_hit(hit: Hit) -> dict[str, Any]:
-    meta = hit.document.metadata
-    return {"file": meta.get("file", "?"), "page": int(meta.get("page", 0)), "text": hit.document.page_content,
-            "score": round(float(hit.score), 4), "chunk_id": meta.get("chunk_id", ""), "doc_id": meta.get("doc_id", ""),
-            "ocr": bool(meta.get("ocr"))}
 
 
 def clean_question(question: str) -> str:
@@ -236,7 +229,7 @@ class ChatEngine:
         engine = self
 
         @tool(TOOL_NAME, response_format="content_and_artifact")
-        def search_documents(query: str) -> tuple[str, list[dict[str, Any]]]:
+        def search_documents(query: str) -> tuple[str, list[Source]]:
             """Search the user's documents (PDFs) and return the most relevant excerpts with their
             file name and page. Use it for any question that the documents may answer; write the
             query in the language of the documents' likely wording."""
@@ -300,7 +293,7 @@ class ChatEngine:
             return self._rewrite_model
 
     def _answer_messages(self, history: list[BaseMessage], question: str,
-                         sources: list[dict[str, Any]]) -> tuple[list[BaseMessage], list[dict[str, Any]]]:
+                         sources: list[Source]) -> tuple[list[BaseMessage], list[Source]]:
         """System + budgeted history + question with as many excerpts as fit the context.
 
         Excerpts outrank old history: history is dropped first, then the weakest excerpts."""
@@ -319,11 +312,11 @@ class ChatEngine:
         raise AssertionError("unreachable")
 
     # ---- shared ----------------------------------------------------------------------------
-    def retrieve(self, query: str) -> list[dict[str, Any]]:
+    def retrieve(self, query: str) -> list[Source]:
         """Search the chat's collections (hybrid or vector, k from settings)."""
         hits = search(query[:MAX_QUERY_CHARS], self.workspace.chat_collections(), embeddings=self.workspace.embeddings,
                       k=self.settings.retrieval_k, hybrid=self.settings.hybrid)
-        return [source_from_hit(hit) for hit in hits]
+        return [hit.source() for hit in hits]
 
     def _system_text(self) -> str:
         return prompts.render(self.settings.system_prompt, language=self._language())
@@ -376,11 +369,11 @@ class _Run:
     query: str = ""
     notice: str = ""
     parts: list[str] = field(default_factory=list)
-    sources: list[dict[str, Any]] = field(default_factory=list)
+    sources: list[Source] = field(default_factory=list)
     error: AgentError | None = None
     was_stopped: bool = False
 
-    def add_sources(self, sources: list[dict[str, Any]]) -> None:
+    def add_sources(self, sources: list[Source]) -> None:
         seen = {s.get("chunk_id") or (s["file"], s["page"], s["text"]) for s in self.sources}
         for source in sources:
             key = source.get("chunk_id") or (source["file"], source["page"], source["text"])

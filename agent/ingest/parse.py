@@ -39,8 +39,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
 
-from agent.ingest import ocr as ocr_mod
 from agent.errors import DocumentError, EncryptedPDFError
+from agent.ingest import ocr as ocr_mod
 
 # Serialises all PDFium calls in the process (see module doc). Re-entrant so a
 # caller that already holds it may call into this module.

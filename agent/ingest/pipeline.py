@@ -24,10 +24,10 @@ import numpy as np
 from langchain_core.documents import Document
 from langchain_core.embeddings import Embeddings
 
-from agent.ingest.chunking import chunk_pages, embedding_text
+from agent._files import safe_file_name
 from agent.config import Settings
 from agent.errors import AgentError, DocumentError, EncryptedPDFError
-from agent._files import safe_file_name
+from agent.ingest.chunking import chunk_pages, embedding_text
 from agent.ingest.parse import parse_pdf
 from agent.search.store import Collection, DocumentInfo
 

@@ -37,7 +37,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import PurePath
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, TypedDict, runtime_checkable
 
 import numpy as np
 from langchain_core.callbacks import CallbackManagerForRetrieverRun
@@ -79,6 +79,25 @@ class SearchableCollection(Protocol):
 class Hit:
     document: Document
     score: float  # higher is better; comparable only within one result list
+
+    def source(self) -> Source:
+        """The hit as the excerpt an answer cites (stored with the turn, shown under it)."""
+        meta = self.document.metadata
+        return Source(file=meta.get("file", "?"), page=int(meta.get("page", 0)), text=self.document.page_content,
+                      score=round(float(self.score), 4), chunk_id=meta.get("chunk_id", ""),
+                      doc_id=meta.get("doc_id", ""), ocr=bool(meta.get("ocr")))
+
+
+class Source(TypedDict):
+    """One excerpt behind an answer: where it is (file, page), its text and score."""
+
+    file: str
+    page: int
+    text: str
+    score: float
+    chunk_id: str  # "<doc_id>:<page>:<n>"
+    doc_id: str  # SHA-256 of the document's bytes
+    ocr: bool
 
 
 class CollectionIndex:

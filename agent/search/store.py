@@ -40,9 +40,9 @@ from langchain_community.vectorstores.utils import DistanceStrategy
 from langchain_core.documents import Document
 from langchain_core.embeddings import Embeddings
 
-from agent.search import vector_index
-from agent.errors import EmbeddingMismatchError, StoreError
 from agent._files import atomic_write_bytes, atomic_write_text, check_collection_name
+from agent.errors import EmbeddingMismatchError, StoreError
+from agent.search import vector_index
 from agent.search.lexical import Lexicon
 
 FORMAT = 1
