@@ -19,7 +19,9 @@ from agent.workspace import Workspace
 from tests.ollama_double import OllamaDouble
 
 ROOT = Path(__file__).resolve().parents[1]
-DEVSET = Path(__file__).resolve().parents[2] / "shared" / "devset"
+# shared/ beside the repository (as in CI), else the machine's copy (a worktree sits one level deeper)
+DEVSET = next((p for p in (Path(__file__).resolve().parents[2] / "shared" / "devset", Path("/work/shared/devset"))
+               if p.is_dir()), Path("/work/shared/devset"))
 DEVSET_PDFS = DEVSET / "pdfs"
 
 
