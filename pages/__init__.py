@@ -7,22 +7,25 @@ cached per settings value, so a saved change takes effect on the next question.
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
 import streamlit as st
 
 from agent.app.i18n import LANGUAGES, t
+from agent.app.jobs import JobRegistry
 from agent.app.settings_edit import pinned_fields, resolve_language
 from agent.app.status import OllamaStatus, ollama_status
 from agent.chat.engine import ChatEngine
 from agent.chat.llm import Backend, list_models
-from agent.config import Settings, load_settings, problems
+from agent.config import Settings, SettingsProblem, load_settings, read_settings
 from agent.errors import AgentError, OllamaUnreachableError
 from agent.workspace import Workspace
 
-LANG_KEY = "ui_lang"
+LANG_KEY = "ui_lang"  # the language this browser session chose (sidebar switch or a saved setting)
 ENTRY_KEY = "_entry_point_ran"
+SESSION_KEY = "_session_id"
 
 
 def _settings_key(settings: Settings) -> str:
@@ -47,6 +50,18 @@ def _engine(settings: Settings, ollama_up: bool) -> ChatEngine:
     return ChatEngine(base.with_settings(settings))
 
 
+@st.cache_resource(show_spinner=False)
+def job_registry(data_dir: str) -> JobRegistry:
+    """The background jobs (uploads, re-index) of one data directory: they outlive every run
+    and page change, and any session can follow their progress."""
+    return JobRegistry()
+
+
+def session_id() -> str:
+    """This browser session's id: the owner of the jobs it starts (their results are its to report)."""
+    return st.session_state.setdefault(SESSION_KEY, uuid.uuid4().hex)
+
+
 @st.cache_data(show_spinner=False, ttl=5, hash_funcs={Settings: _settings_key})
 def _status(settings: Settings) -> OllamaStatus:
     return ollama_status(settings)
@@ -66,6 +81,7 @@ class AppContext:
     status: OllamaStatus
     engine: ChatEngine
     pinned: dict[str, str] = field(default_factory=dict)
+    problems: list[SettingsProblem] = field(default_factory=list)
 
     @property
     def workspace(self) -> Workspace:
@@ -82,9 +98,13 @@ class AppContext:
         """Installed Ollama models (raises AgentError when Ollama is unreachable)."""
         return _models(self.settings.ollama_host, self.settings.model_dump_json())
 
+    @property
+    def jobs(self) -> JobRegistry:
+        return job_registry(str(self.settings.data_dir))
+
 
 def ui_language(settings: Settings | None = None) -> str:
-    """The UI language for this run: the sidebar switch, else settings.ui_language / browser."""
+    """The UI language for this run: the session's choice, else settings.ui_language / browser."""
     chosen = st.session_state.get(LANG_KEY)
     if chosen in LANGUAGES:
         return chosen
@@ -92,8 +112,8 @@ def ui_language(settings: Settings | None = None) -> str:
         try:
             settings = load_settings()
         except AgentError:
-            return resolve_language("auto", _locale())
-    return resolve_language(settings.ui_language, _locale())
+            return resolve_language("auto", browser_locale())
+    return resolve_language(settings.ui_language, browser_locale())
 
 
 def navigation_pages(lang: str) -> list[Any]:
@@ -118,17 +138,33 @@ def entry_point() -> None:
     st.navigation(navigation_pages(ui_language())).run()
 
 
+def set_language(lang: str) -> None:
+    """Make `lang` this session's UI language (the sidebar switch follows on the next run)."""
+    st.session_state[LANG_KEY] = lang
+
+
 def build_context() -> AppContext:
     """Read the settings from disk and get the cached engine; stop the page on a fatal error."""
     try:
-        settings = load_settings()
+        settings, problems = read_settings()
     except AgentError as err:
         show_error(err)
         st.stop()
     lang = ui_language(settings)
     status = _status(settings) if settings.backend != "embedded" else OllamaStatus(False, settings.ollama_host)
     engine = _engine(settings, status.reachable)
-    return AppContext(settings, lang, status, engine, pinned_fields())
+    return AppContext(settings, lang, status, engine, pinned_fields(), problems)
+
+
+def _language_switch(lang: str) -> None:
+    """The sidebar's language switch. Its key names the current language, so a new language
+    draws a new widget: the browser keeps the value it last saw for a widget it is shown
+    again, and sent that stale value back after a saved language change (the page flipped
+    back and the Settings form's next save was lost)."""
+    key = f"{LANG_KEY}-switch-{lang}"
+    st.segmented_control(t("language", lang), options=list(LANGUAGES), format_func=LANGUAGES.get, default=lang,
+                         key=key, required=True, label_visibility="collapsed",
+                         on_change=lambda: set_language(st.session_state[key]))
 
 
 def _app_test() -> bool:
@@ -158,8 +194,7 @@ def page_setup() -> AppContext:
             st.rerun()
     ctx = build_context()
     with st.sidebar:
-        st.segmented_control(ctx.t("language"), options=list(LANGUAGES), format_func=LANGUAGES.get,
-                             default=ctx.lang, key=LANG_KEY, required=True, label_visibility="collapsed")
+        _language_switch(ctx.lang)
     sidebar_status(ctx)
     return ctx
 
@@ -169,7 +204,7 @@ def refresh_models() -> None:
     _status.clear()
 
 
-def _locale() -> str | None:
+def browser_locale() -> str | None:
     try:
         return st.context.locale
     except Exception:  # noqa: BLE001 - older Streamlit or no browser context
@@ -212,6 +247,13 @@ def sidebar_status(ctx: AppContext) -> None:
                 st.warning(T("embedded_notice", notice=backend.notice), icon=":material/science:")
         st.caption(T("status_embedding", model=ctx.workspace.embedding_model))
         st.caption(T("status_collections", names=", ".join(s.collections)))
-        for problem in problems(s):
-            st.warning(problem)
+        for problem in ctx.problems:
+            st.warning(settings_problem_text(ctx, problem), icon=":material/warning:")
+
+
+def settings_problem_text(ctx: AppContext, problem: SettingsProblem) -> str:
+    """A settings-file problem in the UI language (the error itself comes from validation)."""
+    if not problem.field:
+        return ctx.t("settings_file_unreadable", path=str(ctx.settings.settings_path), error=problem.error)
+    return ctx.t("settings_value_dropped", field=problem.field, error=problem.error)
 

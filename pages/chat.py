@@ -76,8 +76,6 @@ def model_picker() -> None:
     pinned = ctx.pinned.get("chat_model")
     choice = st.selectbox(T("chat_model"), options, index=index, format_func=label, disabled=bool(pinned),
                           help=T("pinned_by", var=pinned) if pinned else T("chat_model_help"))
-    if current is None:
-        st.error(T("model_missing", model=settings.chat_model), icon=":material/inventory_2:")
     if choice != options[index] and not pinned and save_setting(chat_model=choice):
         st.rerun()
     st.button(T("refresh_models"), on_click=refresh_models, type="tertiary", icon=":material/refresh:")

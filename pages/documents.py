@@ -1,43 +1,60 @@
-"""Documents page: collections, PDF upload with per-file progress, document list, re-index.
+"""Documents page: collections, PDF upload, document list, re-index.
 
-Uploads are written to a temp file under `<data_dir>/uploads` and ingested with the
-file's cleaned name as its display name; an encrypted PDF keeps its upload until the
-user gives the password (or clears the list).
+Ingestion and re-index run as background jobs (agent/app/jobs.py) kept in the process's
+job registry, so a click, a page change or a reload never interrupts them: the page
+shows their progress whenever it is open and reports each result once. Uploads are
+written to a temp file under `<data_dir>/uploads`; an encrypted PDF keeps its upload
+until the user gives the password (or clears the list).
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import streamlit as st
 
 from agent._files import safe_file_name
+from agent.app.jobs import STAGE_SPANS, Job
 from agent.app.settings_edit import save_changes
 from agent.app.uploads import (
-    STAGE_SPANS,
-    StageProgress,
     clean_stale_uploads,
     create_collection,
     discard_upload,
-    ingest_upload,
+    ingest_job,
+    reindex_job,
     save_upload,
 )
 from agent.errors import AgentError
-from agent.ingest.pipeline import reindex, remove_document
-from pages import error_text, page_setup, show_error
+from agent.ingest.pipeline import IngestResult, remove_document
+from pages import error_text, page_setup, session_id, show_error
 
 ctx = page_setup()
 T = ctx.t
 S = st.session_state
 settings = ctx.settings
 workspace = ctx.workspace
+jobs = ctx.jobs
+ME = session_id()
+POLL_SECONDS = 0.5  # how often the job panel refreshes while a job runs
 
 if "uploads_cleaned" not in S:  # once per browser session
     S["uploads_cleaned"] = clean_stale_uploads(settings)
 
-RESULTS = "ingest_results"  # file_id -> {"name", "result", "path" (kept for a password retry)}
-S.setdefault(RESULTS, {})
+RESULTS = "ingest_results"  # job id -> {"name", "result", "path" (kept for a password retry), "collection"}
+STARTED = "ingest_started"  # job id -> {"name", "path", "collection", "retry"}: what the result needs
+UPLOADED = "uploaded_files"  # uploader file ids already started
+REINDEXED = "reindex_reports"  # collection -> {"results"} or {"error"} or {"stopped"}
+MESSAGES = "doc_messages"  # [(kind, text)] shown once on the next run
+for state_key in (RESULTS, STARTED, REINDEXED):
+    S.setdefault(state_key, {})
+S.setdefault(UPLOADED, set())
+S.setdefault(MESSAGES, [])
 S.setdefault("uploader_gen", 0)
+
+
+def say(kind: str, text: str) -> None:
+    S[MESSAGES].append((kind, text))
 
 
 # ---- collections ---------------------------------------------------------------------------
@@ -52,9 +69,9 @@ def on_create() -> None:
     try:
         S["doc_collection"] = create_collection(workspace, S.get("new_collection", ""))
         S["new_collection"] = ""
-        S["doc_message"] = ("success", T("collection_created", name=S["doc_collection"]))
-    except (AgentError, ValueError) as err:
-        S["doc_message"] = ("error", error_text(err))
+        say("success", T("collection_created", name=S["doc_collection"]))
+    except AgentError as err:
+        say("error", error_text(err))
 
 
 def on_delete_collection(name: str) -> None:
@@ -63,9 +80,9 @@ def on_delete_collection(name: str) -> None:
         if name in settings.collections and "collections" not in ctx.pinned:
             remaining = [c for c in settings.collections if c != name] or ["default"]
             save_changes(settings, collections=remaining)
-        S["doc_message"] = ("success", T("collection_deleted", name=name))
-    except (AgentError, ValueError, OSError) as err:
-        S["doc_message"] = ("error", error_text(err))
+        say("success", T("collection_deleted", name=name))
+    except (AgentError, OSError) as err:
+        say("error", error_text(err))
     S["doc_collection"] = None
 
 
@@ -85,64 +102,104 @@ def collection_bar() -> str:
     return name
 
 
-# ---- upload and ingestion ------------------------------------------------------------------------
+# ---- upload: each file becomes a background job ------------------------------------------------
 def upload_limit_mb() -> int:
     server_cap = int(st.get_option("server.maxUploadSize") or settings.max_upload_mb)
     return max(1, min(settings.max_upload_mb, server_cap))
 
 
+def start_ingest(collection: str, name: str, path: Path, password: str | None = None) -> None:
+    job = jobs.start(ingest_job(workspace, collection, path, name, password=password, owner=ME))
+    S[STARTED][job.id] = {"name": name, "path": str(path), "collection": collection, "retry": password is not None}
+
+
+def start_uploads(collection: str, files: list[Any]) -> None:
+    """Start a job for every upload not seen yet (the uploader keeps its files across runs)."""
+    for upload in files:
+        if upload.file_id not in S[UPLOADED]:
+            S[UPLOADED].add(upload.file_id)
+            start_ingest(collection, safe_file_name(upload.name), save_upload(settings, upload.getvalue()))
+
+
+def retry_with_password(job_id: str) -> None:
+    entry = S[RESULTS].pop(job_id)
+    start_ingest(entry["collection"], entry["name"], Path(entry["path"]), password=S.get(f"pw-{job_id}", ""))
+
+
+def start_reindex(name: str, **options: Any) -> None:
+    S[REINDEXED].pop(name, None)
+    jobs.start(reindex_job(workspace, name, owner=ME, **options))
+
+
+# ---- jobs: progress while they run, each result reported once ------------------------------------
 def stage_label(stage: str) -> str:
     """An ingestion stage in the UI language (unknown stages as they are)."""
     return T(f"stage_{stage}") if stage in STAGE_SPANS else stage
 
 
-def ingest_one(collection: str, name: str, path: Any, password: str | None = None) -> Any:
-    """Ingest a saved upload, showing its stages on a progress bar; returns the IngestResult."""
-    box = st.container(border=True)
-    box.text(name)
-    bar = box.progress(0.0, text=T("stage_queued"))
-
-    def show(fraction: float, stage: str, done: int, total: int) -> None:
-        bar.progress(fraction, text=f"{stage_label(stage)} {done}/{total}" if total > 1 else stage_label(stage))
-
-    result = ingest_upload(workspace, collection, path, name, password=password, progress=StageProgress(show))
-    bar.progress(1.0, text=T("stage_done") if result.ok else T("stage_failed"))
-    return result
-
-
-def process_uploads(collection: str, files: list[Any]) -> bool:
-    """Ingest the uploads not seen yet; True if any was processed."""
-    processed = False
-    for upload in files:
-        if upload.file_id in S[RESULTS]:
-            continue
-        name = safe_file_name(upload.name)
-        path = save_upload(settings, upload.getvalue())
-        keep = False
-        processed = True
-        try:
-            result = ingest_one(collection, name, path)
-            keep = result.needs_password
-            S[RESULTS][upload.file_id] = {"name": name, "result": result, "path": str(path) if keep else None,
-                                          "collection": collection}
-        finally:
-            if not keep:
-                discard_upload(path)
-    if processed:
-        workspace.warm_up()  # the next question finds the new keyword index ready
-    return processed
+def job_box(job: Job[Any]) -> None:
+    progress = job.progress
+    with st.container(border=True):
+        title = T("reindexing", name=job.label) if job.kind == "reindex" else job.label
+        st.text(title if job.owner == ME else f"{title} {T('job_other_session')}")
+        text = f"{stage_label(progress.stage)} {progress.done}/{progress.total}" if progress.total > 1 \
+            else stage_label(progress.stage) if progress.stage else T("stage_queued")
+        if progress.items:
+            text = f"{progress.item} ({progress.item_index + 1}/{progress.items}) · {text}"
+        st.progress(progress.fraction, text=text)
+        if job.owner == ME:
+            st.button(T("stopping") if job.stopping else T("stop"), key=f"stop-{job.id}", on_click=job.stop,
+                      disabled=job.stopping, icon=":material/stop_circle:")
 
 
-def retry_with_password(file_id: str) -> None:
-    entry = S[RESULTS][file_id]
-    password = S.get(f"pw-{file_id}", "")
-    result = ingest_one(entry["collection"], entry["name"], entry["path"], password=password)
-    entry["result"] = result
-    if result.ok:
-        discard_upload(entry["path"])
-        entry["path"] = None
-    else:
-        entry["error"] = T("wrong_password") if result.needs_password else ""
+def record(job: Job[Any]) -> None:
+    """Keep a finished job's outcome in this session's result lists."""
+    if job.kind == "reindex":
+        S[REINDEXED][job.scope] = {"stopped": True} if job.stopped else \
+            {"error": job.error} if job.error else {"results": job.result}
+        return
+    started = S[STARTED].pop(job.id, {"name": job.label, "path": None, "collection": job.scope, "retry": False})
+    result = job.result or IngestResult(job.label, "failed",
+                                        message=T("job_stopped") if job.stopped else error_text(job.error or ""))
+    keep = result.needs_password and not job.stopped
+    S[RESULTS][job.id] = {**started, "result": result, "path": started["path"] if keep else None,
+                          "error": T("wrong_password") if keep and started["retry"] else ""}
+
+
+def jobs_panel(collection: str) -> None:
+    """This session's jobs and anyone's on this collection, refreshed while one runs; when one
+    ends, its result is recorded and the whole page reruns (the document list changed)."""
+    def visible() -> list[Job[Any]]:
+        others = [j for j in jobs.jobs(scope=collection, running=True) if j.owner != ME]
+        return [j for j in jobs.jobs(owner=ME) if j.kind in ("ingest", "reindex")] + others
+
+    live = any(not job.done for job in visible())
+
+    @st.fragment(run_every=POLL_SECONDS if live else None)
+    def panel() -> None:
+        shown = visible()
+        for job in shown:
+            if not job.done:
+                job_box(job)
+        claimed = [job for job in shown if job.owner == ME and job.claim()]
+        for job in claimed:
+            record(job)
+        if claimed or (live and all(job.done for job in shown)):
+            st.rerun()
+
+    panel()
+
+
+def result_line(result: IngestResult, reindexing: bool = False) -> str:
+    if result.status in ("kept", "dropped", "unchanged") and reindexing:
+        key = {"kept": "result_kept", "dropped": "result_dropped", "unchanged": "result_untouched"}[result.status]
+        return T(key, file=result.file, message=result.message)
+    if not result.ok:
+        return T("result_not_reindexed" if reindexing else "result_failed", file=result.file, message=result.message)
+    ocr = T("result_ocr", n=len(result.ocr_pages)) if result.ocr_pages else ""
+    note = f" ({result.message})" if result.message and result.status != "unchanged" else ""
+    key = "result_reindexed" if reindexing else f"result_{result.status}"
+    return T(key, file=result.file, pages=result.pages, chunks=result.chunks, ocr=ocr, seconds=result.seconds) + note
 
 
 def clear_results() -> None:
@@ -152,17 +209,8 @@ def clear_results() -> None:
     S["uploader_gen"] += 1
 
 
-def result_line(result: Any) -> str:
-    if not result.ok:
-        return T("result_failed", file=result.file, message=result.message)
-    ocr = T("result_ocr", n=len(result.ocr_pages)) if result.ocr_pages else ""
-    note = f" ({result.message})" if result.message and result.status != "unchanged" else ""
-    return T(f"result_{result.status}", file=result.file, pages=result.pages, chunks=result.chunks,
-             ocr=ocr, seconds=result.seconds) + note
-
-
 def show_results() -> None:
-    for file_id, entry in list(S[RESULTS].items()):
+    for job_id, entry in list(S[RESULTS].items()):
         result = entry["result"]
         if result.ok:
             st.success(result_line(result), icon=":material/check_circle:")
@@ -171,10 +219,8 @@ def show_results() -> None:
                 st.warning(T("needs_password", file=entry["name"]), icon=":material/lock:")
                 if entry.get("error"):
                     st.error(entry["error"])
-                st.text_input(T("password"), type="password", key=f"pw-{file_id}")
-                if st.button(T("retry_password"), key=f"retry-{file_id}"):
-                    retry_with_password(file_id)
-                    st.rerun()
+                st.text_input(T("password"), type="password", key=f"pw-{job_id}")
+                st.button(T("retry_password"), key=f"retry-{job_id}", on_click=retry_with_password, args=(job_id,))
         else:
             st.error(result_line(result), icon=":material/cancel:")
     if S[RESULTS]:
@@ -182,17 +228,32 @@ def show_results() -> None:
 
 
 # ---- document list ----------------------------------------------------------------------------
+def delete_documents(name: str, chosen: list[str]) -> None:
+    """Delete the chosen documents; every outcome is kept for the next run to show."""
+    collection = workspace.collection(name)
+    removed = []
+    for doc_id in chosen:
+        try:
+            removed.append(remove_document(collection, doc_id).file)
+        except AgentError as err:
+            say("error", error_text(err))
+    if removed:
+        say("success", T("documents_deleted", files=", ".join(removed)))
+    S.pop(f"del-{name}", None)
+
+
 def document_table(name: str) -> None:
     try:
         collection = workspace.collection(name)
         infos = collection.document_infos()
     except AgentError as err:
         show_error(err)
-        reindex_button(name, primary=True)
+        reindex_section(name, primary=True)
         return
     st.subheader(T("documents_in", name=name, n=len(infos)))
     if not infos:
         st.caption(T("no_documents_here"))
+        reindex_report(name)
         return
     rows = [{T("col_file"): i.file, T("col_pages"): i.pages, T("col_chunks"): i.chunks,
              T("col_ocr"): len(i.ocr_pages), T("col_size"): round(i.size / 1e6, 2), T("col_added"): i.added,
@@ -203,46 +264,59 @@ def document_table(name: str) -> None:
     with left:
         chosen = st.multiselect(T("select_documents"), list(labels), format_func=labels.get, key=f"del-{name}")
     with right:
-        if st.button(T("delete_documents"), disabled=not chosen, icon=":material/delete:"):
-            removed = []
-            for doc_id in chosen:
-                try:
-                    removed.append(remove_document(collection, doc_id).file)
-                except AgentError as err:
-                    show_error(err)
-            S["doc_message"] = ("success", T("documents_deleted", files=", ".join(removed)))
-            S.pop(f"del-{name}", None)
-            st.rerun()
-    reindex_button(name)
+        st.button(T("delete_documents"), disabled=not chosen, icon=":material/delete:", on_click=delete_documents,
+                  args=(name, chosen))
+    reindex_section(name)
 
 
-def reindex_button(name: str, primary: bool = False) -> None:
+def reindex_section(name: str, primary: bool = False) -> None:
     st.caption(T("reindex_help"))
-    if not st.button(T("reindex"), type="primary" if primary else "secondary", icon=":material/autorenew:",
-                     key=f"reindex-{name}"):
+    running = bool(jobs.jobs(kind="reindex", scope=name, running=True))
+    st.button(T("reindex"), type="primary" if primary else "secondary", icon=":material/autorenew:",
+              key=f"reindex-{name}", disabled=running, on_click=start_reindex, args=(name,),
+              help=T("reindex_running", name=name) if running else None)
+    reindex_report(name)
+
+
+def reindex_report(name: str) -> None:
+    """The last re-index of this collection: a line per document with its time, a password
+    field for each encrypted one, and a way out when nothing could be committed."""
+    report = S[REINDEXED].get(name)
+    if not report:
         return
-    with st.status(T("reindexing", name=name), expanded=True) as status:
-        bar = st.progress(0.0)
-        progress = StageProgress(lambda f, stage, done, total: bar.progress(f, text=f"{stage_label(stage)} {done}/{total}"))
-        try:
-            results = reindex(workspace.rebuildable(name), workspace.embeddings, settings, progress=progress)
-        except AgentError as err:
-            status.update(label=T("reindex_failed"), state="error")
-            show_error(err)
-            return
-        for result in results:
-            (st.text if result.ok else st.error)(result_line(result))
-        ok = sum(r.ok for r in results)
-        status.update(label=T("reindexed", ok=ok, n=len(results), name=name),
-                      state="complete" if ok == len(results) else "error")
+    with st.container(border=True):
+        if report.get("stopped") or report.get("error"):
+            st.error(T("reindex_stopped", name=name) if report.get("stopped") else error_text(report["error"]))
+        else:
+            reindex_lines(name, report["results"])
+        st.button(T("dismiss"), key=f"dismiss-{name}", type="tertiary", on_click=S[REINDEXED].pop, args=(name, None))
+
+
+def reindex_lines(name: str, results: Any) -> None:
+    failed = [r for r in results if r.status == "failed"]
+    if not results.committed:
+        st.error(T("reindex_nothing_committed", name=name, n=len(failed)), icon=":material/error:")
+    ok = sum(r.ok for r in results)
+    (st.success if ok == len(results) else st.warning)(T("reindexed", ok=ok, n=len(results), name=name))
+    for result in results:
+        (st.text if result.ok else st.warning)(result_line(result, reindexing=True))
+        if result.needs_password:
+            key = f"reindex-pw-{name}-{result.doc_id}"
+            st.text_input(T("reindex_needs_password", file=result.file), type="password", key=key)
+            st.button(T("reindex_with_password", file=result.file), key=f"do-{key}",
+                      on_click=lambda r=result, k=key: start_reindex(
+                          name, passwords={r.doc_id: S.get(k, "")}, only={r.doc_id} if results.committed else None))
+    if failed:
+        st.button(T("reindex_drop_failed"), key=f"drop-{name}", on_click=start_reindex, args=(name,),
+                  kwargs={"drop_failed": True})
 
 
 # ---- page --------------------------------------------------------------------------------------
 st.title(T("page_documents"))
 try:
     name = collection_bar()
-    if S.get("doc_message"):
-        kind, text = S.pop("doc_message")
+    messages, S[MESSAGES] = S[MESSAGES], []
+    for kind, text in messages:
         (st.success if kind == "success" else st.error)(text)
     limit = upload_limit_mb()
     files = st.file_uploader(T("upload_label"), type=["pdf"], accept_multiple_files=True,
@@ -250,8 +324,9 @@ try:
                              help=T("upload_help", mb=limit, name=name))
     if settings.max_upload_mb > limit:
         st.caption(T("upload_cap_note", mb=limit))
-    if files and process_uploads(name, files):
-        st.rerun()  # the progress boxes give way to the result list
+    if files:
+        start_uploads(name, files)
+    jobs_panel(name)
     show_results()
     document_table(name)
 except AgentError as err:
