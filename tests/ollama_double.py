@@ -403,7 +403,7 @@ class OllamaDouble:
 
     Settings that tests may change at any time: `latency` (seconds before any route
     answers), `first_token_delay` and `chunk_delay` (defaults for chat/generate replies),
-    `default_text` (the default responder's answer text), `default_num_ctx`.
+    `default_text` (the default responder's answer text), `default_num_ctx`, `pull_delay`.
     """
 
     def __init__(
@@ -426,6 +426,7 @@ class OllamaDouble:
         self.default_text = default_text
         self.default_num_ctx = default_num_ctx
         self.version = version
+        self.pull_delay: float | None = None  # seconds between pull progress lines (None: chunk_delay)
         self._host, self._port = host, port
         self._pullable = None if pullable is None else {_key(s.name): s for s in map(ModelSpec.coerce, pullable)}
         self._lock = threading.RLock()
@@ -443,6 +444,7 @@ class OllamaDouble:
             ("POST", "/api/show"): self._show,
             ("GET", "/api/ps"): self._ps,
             ("POST", "/api/pull"): self._pull,
+            ("DELETE", "/api/delete"): self._delete,
             ("POST", "/api/chat"): self._chat,
             ("POST", "/api/generate"): self._generate,
             ("POST", "/api/embed"): self._embed,
@@ -738,13 +740,21 @@ class OllamaDouble:
             raise _HTTPError(500, "pull model manifest: file does not exist")
         digest = f"sha256:{spec.digest}"
         for completed in (0, spec.size // 2, spec.size):
-            self._pause(self.chunk_delay)
+            self._pause(self.chunk_delay if self.pull_delay is None else self.pull_delay)
             ex.write_line({"status": f"pulling {spec.digest[:12]}", "digest": digest,
                            "total": spec.size, "completed": completed})
         for status in ("verifying sha256 digest", "writing manifest", "success"):
             ex.write_line({"status": status})
         self.add_model(spec)
         ex.end_stream()
+
+    def _delete(self, ex: _Handler, body: Any) -> None:
+        """`DELETE /api/delete {model}`: 200 with an empty body, or 404 like routes.go's DeleteHandler."""
+        body = _require_body(body)
+        name = body.get("model") or body.get("name") or ""
+        spec = self._model(name, "model '{name}' not found")
+        self.remove_model(spec.name)
+        ex._send(200, "application/json; charset=utf-8", b"")
 
     # ---------------------------------------------------------------- embeddings
 
