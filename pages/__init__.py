@@ -79,6 +79,7 @@ class AppContext:
     status: OllamaStatus
     engine: ChatEngine
     pinned: dict[str, str] = field(default_factory=dict)
+    finished_pulls: frozenset[str] = frozenset()  # downloads already finished when this run started
 
     @property
     def workspace(self) -> Workspace:
@@ -191,6 +192,9 @@ def page_setup() -> AppContext:
             st.navigation(navigation_pages(ui_language()))
             st.rerun()
     ctx = build_context()
+    ctx.finished_pulls = frozenset(job.name for job in running_pulls(ctx) if job.finished)
+    if ctx.finished_pulls:
+        refresh_models()  # a download ended since the last run: every model list must include it
     language_switch(ctx.lang)
     sidebar_status(ctx)
     return ctx
@@ -361,7 +365,7 @@ def _size(n: int) -> str:
 def pulls_section(ctx: AppContext) -> None:
     """The downloads of this Ollama host: live while one runs, then each outcome shown once."""
     jobs = running_pulls(ctx)
-    if any(not job.finished for job in jobs):
+    if any(job.name not in ctx.finished_pulls for job in jobs):  # running, or ended during this run
         _pulls_live(ctx)
         return
     for job in jobs:
@@ -389,15 +393,21 @@ def _pulls_live(ctx: AppContext) -> None:
 # Markdown on the clipboard. The text arrives as data and is only ever written to the
 # clipboard, never into the DOM, so an answer cannot inject anything here.
 _COPY_JS = """
+const ICON = '<svg viewBox="0 0 24 24" width="16" height="16" aria-hidden="true" fill="none" ' +
+  'stroke="currentColor" stroke-width="2" stroke-linecap="round" stroke-linejoin="round">' +
+  '<rect x="9" y="9" width="13" height="13" rx="2"></rect>' +
+  '<path d="M5 15H4a2 2 0 0 1-2-2V4a2 2 0 0 1 2-2h9a2 2 0 0 1 2 2v1"></path></svg>';
+
 export default function(component) {
   const { data, parentElement } = component;
   let button = parentElement.querySelector("button");
   if (!button) {
     button = document.createElement("button");
     button.type = "button";
+    button.innerHTML = ICON + "<span></span>";  // a constant: the answer text never goes into the DOM
     parentElement.appendChild(button);
   }
-  const show = (label) => { button.textContent = "⧉ " + label; };
+  const show = (label) => { button.querySelector("span").textContent = label; };
   show(data.label);
   button.setAttribute("aria-label", data.label);
   button.onclick = async () => {
@@ -417,7 +427,7 @@ export default function(component) {
 }
 """
 _COPY_CSS = """
-button { font: inherit; font-size: 0.85rem; color: var(--st-text-color, inherit); opacity: 0.75;
+button { display: inline-flex; align-items: center; gap: 0.35rem; font: inherit; font-size: 0.85rem; color: var(--st-text-color, inherit); opacity: 0.75;
          background: transparent; border: 1px solid transparent; border-radius: 0.5rem;
          padding: 0.1rem 0.5rem; cursor: pointer; }
 button:hover { opacity: 1; border-color: var(--st-border-color, rgba(128, 128, 128, 0.4)); }

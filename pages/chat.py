@@ -224,12 +224,11 @@ def answer_footer(answer: Any, key: str) -> None:
         with st.expander(T("sources_n", n=len(answer.sources)), icon=":material/menu_book:"):
             for number, source in enumerate(answer.sources, 1):
                 show_source(source, number, f"{key}-{number}")
-    left, right = st.columns([3, 1], vertical_alignment="center")
-    if answer.model:
-        left.caption(md_literal(answer.model))
-    if answer.answer_text:
-        with right:
+    with st.container(horizontal=True, vertical_alignment="center", gap="medium"):
+        if answer.answer_text:
             copy_button(ctx, answer.answer_text, key)
+        if answer.model:
+            st.caption(md_literal(answer.model), width="content")
 
 
 @dataclass(frozen=True)

@@ -180,7 +180,8 @@ def on_delete_model(name: str) -> None:
 st.title(T("page_settings"))
 st.caption(T("settings_intro", path=str(settings.settings_path)))
 if ctx.pinned:
-    st.info(T("pinned_note", vars=", ".join(f"{f} ({v})" for f, v in sorted(ctx.pinned.items()))), icon=":material/push_pin:")
+    pinned = join_list([f"{T(f'field_{f}')} ({v})" for f, v in sorted(ctx.pinned.items())], ctx.lang)
+    st.info(ctx.md("pinned_note", vars=pinned), icon=":material/push_pin:")
 if S.get("settings_message"):
     kind, text = S.pop("settings_message")
     (st.success if kind == "success" else st.error)(text)

@@ -182,6 +182,7 @@ class Reply:
     first_token_delay: float | None = None
     chunk_delay: float | None = None
     done_reason: str = "stop"
+    prompt_eval_count: int | None = None  # report this instead of the estimate (e.g. Ollama truncated to num_ctx)
 
 
 @dataclass(frozen=True)
@@ -527,11 +528,12 @@ class OllamaDouble:
         first_token_delay: float | None = None,
         chunk_delay: float | None = None,
         done_reason: str = "stop",
+        prompt_eval_count: int | None = None,
     ) -> None:
         """Queue the next chat/generate answer (FIFO). A callable is called per request."""
         self.enqueue(text if callable(text) else Reply(
             text, thinking, tuple(tool_calls), first_token_delay=first_token_delay,
-            chunk_delay=chunk_delay, done_reason=done_reason))
+            chunk_delay=chunk_delay, done_reason=done_reason, prompt_eval_count=prompt_eval_count))
 
     def reply_tool_call(self, name: str, arguments: Mapping[str, Any] | None = None, *, text: str = "",
                         first_token_delay: float | None = None, chunk_delay: float | None = None) -> None:
@@ -884,6 +886,8 @@ class OllamaDouble:
             raise _HTTPError(500, reply.error)
         final = shape(body["model"], {} if streaming else _merge(parts), True) | {"done_reason": done_reason}
         final |= self._metrics(ex, body, prompt, len(parts), first_token) | final_extra
+        if reply.prompt_eval_count is not None:
+            final["prompt_eval_count"] = reply.prompt_eval_count
         if not streaming:
             return ex.send_json(200, final)
         self._pause(delay if parts else 0)
