@@ -142,7 +142,8 @@ def navigation_pages(lang: str) -> list[Any]:
 
 def set_page_config() -> None:
     # The favicon stays an emoji: a Material icon as favicon is fetched from fonts.gstatic.com,
-    # and this app must not contact the internet. (Nav icons use the bundled icon font.)
+    # and this app must not contact the internet. (Nav icons use the bundled icon font; a page's
+    # icon only becomes the favicon if no page_icon was set first, so call this before navigation.)
     st.set_page_config(page_title="PDF Chat", page_icon="📄", layout="wide")
 
 
@@ -189,6 +190,7 @@ def page_setup() -> AppContext:
         # legacy mode for the whole server process, and start over through streamlit_app.py.
         # Nothing is lost: this only happens on a page load, before any widget was drawn.
         if not _app_test():
+            set_page_config()  # before the navigation, or the page's Material icon becomes the favicon
             st.navigation(navigation_pages(ui_language()))
             st.rerun()
     ctx = build_context()
@@ -282,7 +284,7 @@ def model_line(ctx: AppContext, backend: Backend) -> None:
         show_error(err, lang=ctx.lang)
         return
     st.caption(ctx.md("status_model", model=backend.model_name, mode=T(f"mode_{mode}")))
-    if backend.kind == "embedded":
+    if backend.kind == "embedded" and ctx.settings.backend == "embedded":  # else the Ollama notice said it
         st.warning(T("demo_notice"), icon=":material/science:")
 
 
@@ -409,7 +411,6 @@ export default function(component) {
   }
   const show = (label) => { button.querySelector("span").textContent = label; };
   show(data.label);
-  button.setAttribute("aria-label", data.label);
   button.onclick = async () => {
     try {
       await navigator.clipboard.writeText(data.text);

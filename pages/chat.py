@@ -286,11 +286,19 @@ def follow_job(job: AnswerJob, input_disabled: bool) -> None:
                       icon=":material/stop_circle:", disabled=job.stopping)
             status = st.empty()
 
-            def idle(j: AnswerJob) -> None:
+            def show_status(j: AnswerJob) -> None:
                 line = status_line(j)
-                status.caption(line) if line else status.empty()
+                if line:
+                    status.caption(line)
+                else:
+                    status.empty()
 
-            st.write_stream(job.follow(idle=idle))
+            def pieces() -> Any:
+                for piece in job.follow(idle=show_status):
+                    show_status(job)  # text arrived: the clock goes (a new status, e.g. searching, comes back)
+                    yield piece
+
+            st.write_stream(pieces())
             while not job.done:  # stopped: the engine finishes its current model call, then stores the text
                 status.caption(T("stopping_wait", seconds=int(job.elapsed)))
                 job.wait(0.5)

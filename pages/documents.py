@@ -210,6 +210,7 @@ def document_table(name: str) -> None:
     rows = [{T("col_file"): i.file, T("col_pages"): i.pages, T("col_chunks"): i.chunks,
              T("col_ocr"): len(i.ocr_pages), T("col_size"): round(i.size / 1e6, 2),
              T("col_added"): local_time(i.added, zone), T("col_id"): i.doc_id[:12]} for i in infos]
+    st.space(24)  # room for the table's toolbar, which would otherwise cover the heading on a phone
     st.dataframe(rows, hide_index=True, width="stretch")
     labels = {i.doc_id: f"{i.file} ({i.doc_id[:8]})" for i in infos}
     left, right = st.columns([4, 2], vertical_alignment="bottom")

@@ -127,6 +127,7 @@ def models_section() -> None:
              T("col_context"): m.context_length, T("col_abilities"): abilities(m.capabilities),
              T("col_loaded"): loaded_text(loaded.get(m.name))} for m in models]
     if rows:
+        st.space(24)  # room for the table's toolbar above it (see the Documents page)
         st.dataframe(rows, hide_index=True, width="stretch")
     else:
         st.caption(ctx.md("no_models_installed", host=settings.ollama_host))
