@@ -438,7 +438,8 @@ _copy_component = st.components.v2.component("pdfchat_copy_button", js=_COPY_JS,
 
 def copy_button(ctx: AppContext, text: str, key: str) -> None:
     """A "Copy" button for an answer (its Markdown source)."""
-    _copy_component(data={"text": text, "label": ctx.t("copy"), "done": ctx.t("copied")}, key=f"copy-{key}")
+    _copy_component(data={"text": text, "label": ctx.t("copy"), "done": ctx.t("copied")}, key=f"copy-{key}",
+                    width="content")
 
 
 # ---- a new collection for the chat ---------------------------------------------------------------
