@@ -227,8 +227,8 @@ def ask_and_watch_the_status(page: Any, double: OllamaDouble, expect: Any) -> No
     assert "……" not in status.inner_text() and "…… " not in page.inner_text("body")
     expect(page.get_by_text("to identify rocks", exact=False)).to_be_visible()
     stop = message.get_by_role("button", name="Stop", exact=True)
-    if stop.count():  # still streaming: no clock next to the text
-        assert not message.get_by_text(re.compile(r"… \d+ s")).count()
+    expect(stop).to_be_visible()  # still streaming (32 words at 0.15 s each) ...
+    assert not message.get_by_text(re.compile(r"… \d+ s")).count()  # ... and the clock is gone
     expect(page.get_by_text("[squad_Geology.pdf p.3]", exact=False)).to_be_visible()
     expect(page.locator("[data-testid=stChatMessage]").get_by_role("button", name="Stop")).to_have_count(0)
     page.get_by_text("Sources (", exact=False).last.click()
