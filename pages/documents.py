@@ -22,9 +22,10 @@ from agent.app.uploads import (
     ingest_upload,
     save_upload,
 )
+from agent.app.i18n import local_time, md_plain
 from agent.errors import AgentError
 from agent.ingest.pipeline import reindex, remove_document
-from pages import error_text, page_setup, show_error
+from pages import OFFER_KEY, offer_collection, page_setup, show_error
 
 ctx = page_setup()
 T = ctx.t
@@ -36,6 +37,8 @@ if "uploads_cleaned" not in S:  # once per browser session
     S["uploads_cleaned"] = clean_stale_uploads(settings)
 
 RESULTS = "ingest_results"  # file_id -> {"name", "result", "path" (kept for a password retry)}
+DELETE_POPOVER = "delete_collection_popover"
+DELETE_DOCS_POPOVER = "delete_documents_popover"
 S.setdefault(RESULTS, {})
 S.setdefault("uploader_gen", 0)
 
@@ -52,9 +55,9 @@ def on_create() -> None:
     try:
         S["doc_collection"] = create_collection(workspace, S.get("new_collection", ""))
         S["new_collection"] = ""
-        S["doc_message"] = ("success", T("collection_created", name=S["doc_collection"]))
+        S["doc_message"] = ("success", ctx.md("collection_created", name=S["doc_collection"]))
     except (AgentError, ValueError) as err:
-        S["doc_message"] = ("error", error_text(err))
+        S["doc_message"] = ("error", ctx.error(err))
 
 
 def on_delete_collection(name: str) -> None:
@@ -63,10 +66,11 @@ def on_delete_collection(name: str) -> None:
         if name in settings.collections and "collections" not in ctx.pinned:
             remaining = [c for c in settings.collections if c != name] or ["default"]
             save_changes(settings, collections=remaining)
-        S["doc_message"] = ("success", T("collection_deleted", name=name))
+        S["doc_message"] = ("success", ctx.md("collection_deleted", name=name))
     except (AgentError, ValueError, OSError) as err:
-        S["doc_message"] = ("error", error_text(err))
+        S["doc_message"] = ("error", ctx.error(err))
     S["doc_collection"] = None
+    S[DELETE_POPOVER] = False  # closed: it must not offer the next collection in the same spot
 
 
 def collection_bar() -> str:
@@ -75,11 +79,12 @@ def collection_bar() -> str:
     with left:
         st.selectbox(T("collection"), workspace.collection_names(), key="doc_collection",
                      help=T("collection_help", names=", ".join(settings.collections)))
-    with middle, st.popover(T("new_collection"), icon=":material/add:", use_container_width=True):
+    with middle, st.popover(T("new_collection"), icon=":material/add:", width="stretch"):
         st.text_input(T("collection_name"), key="new_collection", placeholder=T("new_collection_placeholder"))
         st.button(T("create"), on_click=on_create, key="create_collection_btn")
-    with right, st.popover(T("delete_collection"), icon=":material/delete:", use_container_width=True):
-        st.warning(T("delete_collection_warning", name=name))
+    with right, st.popover(T("delete_collection"), icon=":material/delete:", width="stretch", key=DELETE_POPOVER,
+                           on_change="rerun"):
+        st.warning(ctx.md("delete_collection_warning", name=name))
         st.button(T("delete_collection_confirm", name=name), on_click=on_delete_collection, args=(name,),
                   type="primary", key="delete_collection_btn")
     return name
@@ -117,7 +122,7 @@ def process_uploads(collection: str, files: list[Any]) -> bool:
         if upload.file_id in S[RESULTS]:
             continue
         name = safe_file_name(upload.name)
-        path = save_upload(settings, upload.getvalue())
+        path = save_upload(settings, upload.getvalue(), name)
         keep = False
         processed = True
         try:
@@ -125,6 +130,8 @@ def process_uploads(collection: str, files: list[Any]) -> bool:
             keep = result.needs_password
             S[RESULTS][upload.file_id] = {"name": name, "result": result, "path": str(path) if keep else None,
                                           "collection": collection}
+            if result.ok and collection not in settings.collections:
+                S[OFFER_KEY] = collection
         finally:
             if not keep:
                 discard_upload(path)
@@ -141,6 +148,8 @@ def retry_with_password(file_id: str) -> None:
     if result.ok:
         discard_upload(entry["path"])
         entry["path"] = None
+        if entry["collection"] not in settings.collections:
+            S[OFFER_KEY] = entry["collection"]
     else:
         entry["error"] = T("wrong_password") if result.needs_password else ""
 
@@ -153,12 +162,15 @@ def clear_results() -> None:
 
 
 def result_line(result: Any) -> str:
+    """One ingested file in plain words (Markdown): "a.pdf: added, 1 page, 3 chunks, 0.4 s"."""
     if not result.ok:
-        return T("result_failed", file=result.file, message=result.message)
-    ocr = T("result_ocr", n=len(result.ocr_pages)) if result.ocr_pages else ""
-    note = f" ({result.message})" if result.message and result.status != "unchanged" else ""
-    return T(f"result_{result.status}", file=result.file, pages=result.pages, chunks=result.chunks,
-             ocr=ocr, seconds=result.seconds) + note
+        reason = ctx.error(code=getattr(result, "code", ""), params=getattr(result, "params", {}),
+                           message=md_plain(result.message))
+        return ctx.md("result_failed", file=result.file) + " " + reason
+    ocr = ctx.count("result_ocr", len(result.ocr_pages)) if result.ocr_pages else ""
+    note = f" ({md_plain(result.message)})" if result.message and result.status != "unchanged" else ""
+    return ctx.md(f"result_{result.status}", file=result.file, pages=ctx.count("n_pages", result.pages),
+                  chunks=ctx.count("n_chunks", result.chunks), ocr=ocr, seconds=f"{result.seconds:.1f}") + note
 
 
 def show_results() -> None:
@@ -168,7 +180,7 @@ def show_results() -> None:
             st.success(result_line(result), icon=":material/check_circle:")
         elif entry.get("path"):
             with st.container(border=True):
-                st.warning(T("needs_password", file=entry["name"]), icon=":material/lock:")
+                st.warning(ctx.md("needs_password", file=entry["name"]), icon=":material/lock:")
                 if entry.get("error"):
                     st.error(entry["error"])
                 st.text_input(T("password"), type="password", key=f"pw-{file_id}")
@@ -187,33 +199,45 @@ def document_table(name: str) -> None:
         collection = workspace.collection(name)
         infos = collection.document_infos()
     except AgentError as err:
-        show_error(err)
+        show_error(err, lang=ctx.lang)
         reindex_button(name, primary=True)
         return
-    st.subheader(T("documents_in", name=name, n=len(infos)))
+    st.subheader(ctx.md("documents_in", name=name, n=len(infos)))
     if not infos:
         st.caption(T("no_documents_here"))
         return
+    zone = ctx.zone
     rows = [{T("col_file"): i.file, T("col_pages"): i.pages, T("col_chunks"): i.chunks,
-             T("col_ocr"): len(i.ocr_pages), T("col_size"): round(i.size / 1e6, 2), T("col_added"): i.added,
-             T("col_id"): i.doc_id[:12]} for i in infos]
-    st.dataframe(rows, hide_index=True, use_container_width=True)
+             T("col_ocr"): len(i.ocr_pages), T("col_size"): round(i.size / 1e6, 2),
+             T("col_added"): local_time(i.added, zone), T("col_id"): i.doc_id[:12]} for i in infos]
+    st.space(24)  # room for the table's toolbar, which would otherwise cover the heading on a phone
+    st.dataframe(rows, hide_index=True, width="stretch")
     labels = {i.doc_id: f"{i.file} ({i.doc_id[:8]})" for i in infos}
     left, right = st.columns([4, 2], vertical_alignment="bottom")
     with left:
-        chosen = st.multiselect(T("select_documents"), list(labels), format_func=labels.get, key=f"del-{name}")
-    with right:
-        if st.button(T("delete_documents"), disabled=not chosen, icon=":material/delete:"):
-            removed = []
-            for doc_id in chosen:
-                try:
-                    removed.append(remove_document(collection, doc_id).file)
-                except AgentError as err:
-                    show_error(err)
-            S["doc_message"] = ("success", T("documents_deleted", files=", ".join(removed)))
-            S.pop(f"del-{name}", None)
-            st.rerun()
+        chosen = st.multiselect(T("select_documents"), list(labels), format_func=labels.get, key=f"del-{name}",
+                                placeholder=T("choose"))
+    with right, st.popover(T("delete_documents"), disabled=not chosen, icon=":material/delete:",
+                           key=DELETE_DOCS_POPOVER, on_change="rerun"):
+        if chosen:
+            st.warning(ctx.md("delete_documents_warning", files=", ".join(labels[d] for d in chosen)))
+        st.button(T("delete_documents_confirm", n=len(chosen)), type="primary", key="delete_documents_btn",
+                  on_click=on_delete_documents, args=(collection, name, chosen))
     reindex_button(name)
+
+
+def on_delete_documents(collection: Any, name: str, chosen: list[str]) -> None:
+    """Confirmed in the popover: remove the documents, then close it."""
+    removed, failed = [], []
+    for doc_id in chosen:
+        try:
+            removed.append(remove_document(collection, doc_id).file)
+        except AgentError as err:
+            failed.append(ctx.error(err))
+    S["doc_message"] = ("error", "  \n".join(failed)) if failed else \
+        ("success", ctx.md("documents_deleted", files=", ".join(removed)))
+    S.pop(f"del-{name}", None)
+    S[DELETE_DOCS_POPOVER] = False
 
 
 def reindex_button(name: str, primary: bool = False) -> None:
@@ -221,23 +245,40 @@ def reindex_button(name: str, primary: bool = False) -> None:
     if not st.button(T("reindex"), type="primary" if primary else "secondary", icon=":material/autorenew:",
                      key=f"reindex-{name}"):
         return
-    with st.status(T("reindexing", name=name), expanded=True) as status:
+    with st.status(ctx.md("reindexing", name=name), expanded=True) as status:
         bar = st.progress(0.0)
         progress = StageProgress(lambda f, stage, done, total: bar.progress(f, text=f"{stage_label(stage)} {done}/{total}"))
         try:
             results = reindex(workspace.rebuildable(name), workspace.embeddings, settings, progress=progress)
         except AgentError as err:
             status.update(label=T("reindex_failed"), state="error")
-            show_error(err)
+            show_error(err, lang=ctx.lang)
             return
         for result in results:
-            (st.text if result.ok else st.error)(result_line(result))
+            (st.caption if result.ok else st.error)(result_line(result))
         ok = sum(r.ok for r in results)
-        status.update(label=T("reindexed", ok=ok, n=len(results), name=name),
+        status.update(label=ctx.md("reindexed", ok=ok, n=len(results), name=name),
                       state="complete" if ok == len(results) else "error")
 
 
 # ---- page --------------------------------------------------------------------------------------
+def uploader_texts(limit: int) -> None:
+    """The uploader's own texts ("Upload", "200MB per file • PDF") cannot be set through its API:
+    they are hidden by CSS and drawn again, translated, as CSS generated content."""
+    button, note = css_string(T("upload_button")), css_string(T("upload_note", mb=limit))
+    st.html(f"""<style>
+[data-testid="stFileUploaderDropzone"] button [data-testid="stMarkdownContainer"] p {{ display: none; }}
+[data-testid="stFileUploaderDropzone"] button [data-testid="stMarkdownContainer"]::after {{ content: {button}; }}
+[data-testid="stFileUploaderDropzoneInstructions"] span {{ display: none; }}
+[data-testid="stFileUploaderDropzoneInstructions"] > div::after {{ content: {note}; font-size: 0.875rem; opacity: 0.7; }}
+</style>""")
+
+
+def css_string(text: str) -> str:
+    """`text` as a CSS string literal (every non-alphanumeric character escaped)."""
+    return '"' + "".join(c if c.isalnum() or c == " " else f"\\{ord(c):x} " for c in text) + '"'
+
+
 st.title(T("page_documents"))
 try:
     name = collection_bar()
@@ -245,14 +286,16 @@ try:
         kind, text = S.pop("doc_message")
         (st.success if kind == "success" else st.error)(text)
     limit = upload_limit_mb()
+    uploader_texts(limit)
     files = st.file_uploader(T("upload_label"), type=["pdf"], accept_multiple_files=True,
                              key=f"uploader-{S['uploader_gen']}", max_upload_size=limit,
-                             help=T("upload_help", mb=limit, name=name))
+                             help=ctx.md("upload_help", mb=limit, name=name))
     if settings.max_upload_mb > limit:
         st.caption(T("upload_cap_note", mb=limit))
     if files and process_uploads(name, files):
         st.rerun()  # the progress boxes give way to the result list
     show_results()
+    offer_collection(ctx)
     document_table(name)
 except AgentError as err:
-    show_error(err)
+    show_error(err, lang=ctx.lang)

@@ -13,9 +13,12 @@ from typing import Any
 import streamlit as st
 
 from agent import prompts
+from agent.app.i18n import field_help, join_list, local_time
 from agent.app.settings_edit import reset_to_defaults, save_changes
+from agent.chat.llm import find_model
+from agent.chat.models import context_exceeds, delete_model, loaded_models
 from agent.errors import AgentError
-from pages import error_text, page_setup, show_error
+from pages import forget_language_choice, model_choices, page_setup, pulls_section, refresh_models, show_error, start_pull
 
 ctx = page_setup()
 T = ctx.t
@@ -25,6 +28,7 @@ S.setdefault("settings_gen", 0)
 GEN = S["settings_gen"]
 FIELDS = type(settings).model_fields
 NEEDS_REINDEX = {"embedding", "chunk_size", "chunk_overlap"}
+ABILITIES = ("completion", "tools", "thinking", "embedding", "vision")
 
 
 def key(field: str) -> str:
@@ -32,17 +36,17 @@ def key(field: str) -> str:
 
 
 def common(field: str) -> dict[str, Any]:
-    """Label, help (the field's description, or the pinning variable) and disabled state."""
+    """Label, help (in the UI language, or the pinning variable) and disabled state."""
     pinned = ctx.pinned.get(field)
-    description = FIELDS[field].description or ""
     return {"label": T(f"field_{field}"), "key": key(field), "disabled": bool(pinned),
-            "help": T("pinned_by", var=pinned) if pinned else description}
+            "help": T("pinned_by", var=pinned) if pinned else field_help(field, ctx.lang)}
 
 
-def number(field: str, lo: float, hi: float, step: float) -> Any:
+def number(field: str, lo: float, hi: float, step: float, fmt: str | None = None) -> Any:
     value = getattr(settings, field)
     kind = float if isinstance(value, float) else int
-    return st.number_input(min_value=kind(lo), max_value=kind(hi), value=value, step=kind(step), **common(field))
+    return st.number_input(min_value=kind(lo), max_value=kind(hi), value=value, step=kind(step), format=fmt,
+                           **common(field))
 
 
 def choice(field: str, options: list[str]) -> Any:
@@ -52,16 +56,44 @@ def choice(field: str, options: list[str]) -> Any:
                         **common(field))
 
 
+def installed_models() -> list[Any]:
+    if not ctx.status.reachable:
+        return []
+    try:
+        return ctx.models()
+    except AgentError:
+        return []
+
+
 def embedding_options() -> list[str]:
-    options = ["local"]
-    if ctx.status.reachable:
-        try:
-            options += [f"ollama:{m.name}" for m in ctx.models() if "embedding" in m.capabilities]
-        except AgentError:
-            pass
+    options = ["local", *(f"ollama:{m.name}" for m in installed_models() if "embedding" in m.capabilities)]
     if settings.embedding not in options:
         options.append(settings.embedding)
     return options
+
+
+def embedding_label(option: str) -> str:
+    if option == "local":
+        return T("opt_local")
+    return T("opt_ollama_embedding", model=option.removeprefix("ollama:")) if option.startswith("ollama:") else option
+
+
+def chat_model_field() -> Any:
+    """The same chat-model picker as the sidebar's (typing another name is allowed: it can be
+    downloaded below)."""
+    choices = model_choices(ctx, installed_models())
+    choice = st.selectbox(options=choices.options, index=choices.index, accept_new_options=True,
+                          format_func=lambda o: choices.labels.get(o, o), **common("chat_model"))
+    # the configured name ("llama3.2") is listed as installed ("llama3.2:latest"): unchanged, not an edit
+    return settings.chat_model if choice == choices.options[choices.index] else choice
+
+
+def context_warning() -> None:
+    """num_ctx above what the chat model supports: Ollama would silently use less."""
+    info = find_model(installed_models(), settings.chat_model)
+    if context_exceeds(settings.num_ctx, info):
+        st.warning(ctx.md("num_ctx_too_big", num_ctx=settings.num_ctx, model=settings.chat_model,
+                          limit=info.context_length), icon=":material/warning:")
 
 
 def prompt_area(field: str) -> str:
@@ -76,14 +108,81 @@ def on_reset() -> None:
         reset_to_defaults(settings)
         S["settings_message"] = ("success", T("reset_done"))
     except AgentError as err:
-        S["settings_message"] = ("error", error_text(err))
+        S["settings_message"] = ("error", ctx.error(err))
     S["settings_gen"] += 1
+
+
+# ---- models: download, delete, what is loaded ---------------------------------------------------
+def models_section() -> None:
+    st.subheader(T("models_title"))
+    if settings.backend == "embedded" or not ctx.status.reachable:
+        st.caption(T("models_unavailable"))
+        return
+    models = installed_models()
+    try:
+        loaded = {m.name: m for m in loaded_models(settings)}
+    except AgentError:
+        loaded = {}
+    rows = [{T("col_model"): m.name, T("col_params"): m.parameter_size, T("col_size_gb"): round(m.size / 1e9, 1),
+             T("col_context"): m.context_length, T("col_abilities"): abilities(m.capabilities),
+             T("col_loaded"): loaded_text(loaded.get(m.name))} for m in models]
+    if rows:
+        st.space(24)  # room for the table's toolbar above it (see the Documents page)
+        st.dataframe(rows, hide_index=True, width="stretch")
+    else:
+        st.caption(ctx.md("no_models_installed", host=settings.ollama_host))
+    left, right = st.columns([3, 2], vertical_alignment="bottom")
+    with left:
+        name = st.text_input(T("pull_label"), key="pull_name", placeholder="llama3.2, qwen3:4b",
+                             help=T("pull_help"))
+    with right:
+        st.button(T("pull_button"), icon=":material/download:", disabled=not name.strip(), key="pull_btn",
+                  on_click=on_pull)
+    pulls_section(ctx)
+    if models:
+        delete_models(models)
+
+
+def on_pull() -> None:
+    start_pull(ctx, S.get("pull_name", ""))
+    S["pull_name"] = ""
+
+
+def abilities(capabilities: tuple[str, ...]) -> str:
+    return join_list([T(f"ability_{c}") for c in capabilities if c in ABILITIES], ctx.lang)
+
+
+def loaded_text(model: Any) -> str:
+    if model is None:
+        return ""
+    until = local_time(model.expires_at.isoformat(), ctx.zone) if model.expires_at else ""
+    return T("loaded_until", context=model.context_length or "?", until=until)
+
+
+def delete_models(models: list[Any]) -> None:
+    names = [m.name for m in models]
+    with st.popover(T("delete_model"), icon=":material/delete:", key="delete_model_popover", on_change="rerun"):
+        chosen = st.selectbox(T("delete_model_which"), names, key="delete_model_name")
+        st.warning(ctx.md("delete_model_warning", model=chosen))
+        st.button(T("delete_model_confirm", model=chosen), type="primary", key="delete_model_btn",
+                  on_click=on_delete_model, args=(chosen,))
+
+
+def on_delete_model(name: str) -> None:
+    try:
+        delete_model(settings, name)
+        S["settings_message"] = ("success", ctx.md("model_deleted", model=name))
+    except AgentError as err:
+        S["settings_message"] = ("error", ctx.error(err))
+    S["delete_model_popover"] = False
+    refresh_models()
 
 
 st.title(T("page_settings"))
 st.caption(T("settings_intro", path=str(settings.settings_path)))
 if ctx.pinned:
-    st.info(T("pinned_note", vars=", ".join(f"{f} ({v})" for f, v in sorted(ctx.pinned.items()))), icon=":material/push_pin:")
+    pinned = join_list([f"{T(f'field_{f}')} ({v})" for f, v in sorted(ctx.pinned.items())], ctx.lang)
+    st.info(ctx.md("pinned_note", vars=pinned), icon=":material/push_pin:")
 if S.get("settings_message"):
     kind, text = S.pop("settings_message")
     (st.success if kind == "success" else st.error)(text)
@@ -97,13 +196,14 @@ with st.form("settings_form", border=False):
         with left:
             values["ollama_host"] = st.text_input(value=settings.ollama_host, **common("ollama_host"))
             values["backend"] = choice("backend", ["auto", "ollama", "embedded"])
-            values["chat_model"] = st.text_input(value=settings.chat_model, **common("chat_model"))
+            values["chat_model"] = chat_model_field()
             values["mode"] = choice("mode", ["auto", "agent", "always_retrieve"])
             values["keep_alive"] = st.text_input(value=settings.keep_alive, **common("keep_alive"))
-            values["request_timeout"] = number("request_timeout", 1, 3600, 10)
+            values["request_timeout"] = number("request_timeout", 1, 3600, 10, fmt="%.0f")
         with right:
             values["temperature"] = number("temperature", 0.0, 2.0, 0.05)
             values["num_ctx"] = number("num_ctx", 512, 1_048_576, 512)
+            context_warning()
             values["num_predict"] = number("num_predict", 16, 131_072, 64)
             values["repeat_penalty"] = number("repeat_penalty", 0.5, 2.5, 0.05)
             values["memory_turns"] = number("memory_turns", 1, 100, 1)
@@ -114,7 +214,8 @@ with st.form("settings_form", border=False):
             values["hybrid"] = st.toggle(value=settings.hybrid, **common("hybrid"))
             embeddings = embedding_options()
             values["embedding"] = st.selectbox(options=embeddings, index=embeddings.index(settings.embedding),
-                                               accept_new_options=True, **common("embedding"))
+                                               accept_new_options=True, format_func=embedding_label,
+                                               **common("embedding"))
             values["ocr"] = st.toggle(value=settings.ocr, **common("ocr"))
         with right:
             values["chunk_size"] = number("chunk_size", 100, 8000, 50)
@@ -138,7 +239,7 @@ if submitted:
             try:
                 prompts.validate(field, changes[field])
             except ValueError as exc:
-                prompt_errors.append(T("prompt_invalid", field=T(f"field_{field}"), error=str(exc)))
+                prompt_errors.append(T("prompt_invalid", field=T(f"field_{field}"), error=ctx.error(exc)))
     if prompt_errors:
         for message in prompt_errors:
             st.error(message, icon=":material/error:")
@@ -149,14 +250,17 @@ if submitted:
         try:
             save_changes(settings, **changes)
         except AgentError as err:
-            show_error(err)
+            show_error(err, lang=ctx.lang)
         else:
             note = T("reindex_needed") if NEEDS_REINDEX & set(changes) else ""
-            S["settings_message"] = ("success", T("saved", fields=", ".join(sorted(changes))) + note)
+            fields = join_list([T(f"field_{f}") for f in sorted(changes)], ctx.lang)
+            S["settings_message"] = ("success", T("saved", fields=fields) + note)
             if "ui_language" in changes:
-                S.pop("ui_lang", None)
+                forget_language_choice()
             S["settings_gen"] += 1
             st.rerun()
+
+models_section()
 
 with st.popover(T("reset_defaults"), icon=":material/restart_alt:"):
     st.warning(T("reset_warning"))

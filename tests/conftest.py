@@ -20,6 +20,8 @@ from tests.ollama_double import OllamaDouble
 
 ROOT = Path(__file__).resolve().parents[1]
 DEVSET = Path(__file__).resolve().parents[2] / "shared" / "devset"
+if not DEVSET.exists():  # a git worktree (e.g. /work/wt/NAME) is not next to ../shared
+    DEVSET = Path("/work/shared/devset")
 DEVSET_PDFS = DEVSET / "pdfs"
 
 

@@ -23,7 +23,8 @@ class AnswerJob:
         self.turns_before = turns_before  # stored turns before this one: tells when it was stored
         self.stop_event = threading.Event()
         self.parts: list[str] = []
-        self.status = ""
+        self.status: Status | None = None
+        self._status_at = 0  # len(parts) when `status` was set: text after it makes it stale
         self.answer: Answer | None = None
         self.started = time.monotonic()
         self._cond = threading.Condition()
@@ -40,20 +41,21 @@ class AnswerJob:
                     if isinstance(event, Token):
                         self.parts.append(event.text)
                     elif isinstance(event, Status):
-                        self.status = event.text
+                        self.status, self._status_at = event, len(self.parts)
                     elif isinstance(event, Done):
                         self.answer = event.answer
                     self._cond.notify_all()
         except BaseException as exc:  # noqa: BLE001 - the stream promises not to raise; never lose the UI
             with self._cond:
                 self.answer = Answer(text="".join(self.parts), sources=[], model="", conversation=self.conversation_id,
-                                     mode="", incomplete=True, error=f"Unexpected error: {exc}")
+                                     mode="", incomplete=True, error=f"Unexpected error: {exc}",
+                                     error_code="unexpected", error_params={"detail": str(exc)})
         finally:
             with self._cond:
                 if self.answer is None:
                     self.answer = Answer(text="".join(self.parts), sources=[], model="",
                                          conversation=self.conversation_id, mode="", incomplete=True,
-                                         error="The answer ended without a result.")
+                                         error="The answer ended without a result.", error_code="no_result")
                 self._cond.notify_all()
 
     @property
@@ -63,6 +65,13 @@ class AnswerJob:
     @property
     def stopping(self) -> bool:
         return self.stop_event.is_set() and not self.done
+
+    @property
+    def current_status(self) -> Status | None:
+        """The engine's last status, or None once answer text has arrived after it (then the
+        text itself shows what is happening, and a status line would be stale)."""
+        with self._cond:
+            return self.status if self.status is not None and self._status_at == len(self.parts) else None
 
     @property
     def elapsed(self) -> float:
