@@ -93,7 +93,8 @@ def check_collection_name(name: str) -> str:
     name = name.strip()
     if not _COLLECTION_RE.match(name) or name in (".", "..") or name.startswith("."):
         raise InvalidNameError(f"Invalid collection name {name!r}.",
-                               "Use 1-64 letters, digits, spaces, - _ . (not starting with a dot).")
+                               "Use 1-64 letters, digits, spaces, - _ . (not starting with a dot).",
+                               code="invalid_collection_name", params={"name": name})
     return name
 
 

@@ -68,7 +68,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("question")
     p.add_argument("--conversation", help="continue this conversation id")
     p.add_argument("--json", action="store_true", help="print one JSON object")
-    p = command("models", cmd_models, "List the installed Ollama models and their capabilities.")
+    p = command("models", cmd_models, "List the installed Ollama models (list), download one (pull NAME), "
+                                      "delete one (rm NAME) or show the loaded ones (ps).")
+    p.add_argument("action", nargs="?", default="list", choices=["list", "pull", "rm", "ps"])
+    p.add_argument("name", nargs="?", help="model name for pull and rm, e.g. llama3.2 or qwen3:4b")
     p.add_argument("--json", action="store_true")
     p = command("ingest", cmd_ingest, "Add PDF files to a collection.")
     p.add_argument("files", nargs="+", type=Path)
@@ -216,7 +219,7 @@ def _stream_answer(engine: ChatEngine, question: str, conversation: str, out: Te
             out.write(event.text)
             out.flush()
         elif isinstance(event, Status) and out.isatty():
-            out.write(f"\x1b[2m{event.text}\x1b[0m\r\x1b[K")
+            out.write(f"\x1b[2m{event.text}…\x1b[0m\r\x1b[K")
         elif isinstance(event, Done):
             out.write("\n")
             if event.answer.error:
@@ -231,8 +234,19 @@ def _stream_answer(engine: ChatEngine, question: str, conversation: str, out: Te
 # ---- models --------------------------------------------------------------------------------
 def cmd_models(args: argparse.Namespace) -> int:
     from agent.chat.llm import list_models
+    from agent.chat.models import delete_model
 
     settings = load_settings()
+    if args.action in ("pull", "rm") and not args.name:
+        raise AgentError(f"`models {args.action}` needs a model name.", f"For example: models {args.action} llama3.2")
+    if args.action == "pull":
+        return _pull(settings, args.name)
+    if args.action == "rm":
+        delete_model(settings, args.name)
+        print(f"Deleted {args.name}.")
+        return 0
+    if args.action == "ps":
+        return _loaded(settings, args.json)
     models = list_models(settings)
     if args.json:
         _print_json([m.as_dict() for m in models])
@@ -242,6 +256,62 @@ def cmd_models(args: argparse.Namespace) -> int:
     for m in models:
         ctx = f"ctx {m.context_length}" if m.context_length else ""
         print(f"{m.name:32} {m.parameter_size:>8} {','.join(m.capabilities):32} {ctx}")
+    return 0
+
+
+def _pull(settings: Any, name: str) -> int:
+    from agent.chat.models import pull_model
+
+    bar = _PullBar(name)
+    try:
+        pull_model(settings, name, bar)
+    finally:
+        bar.close()
+    print(f"Pulled {name}.")
+    return 0
+
+
+class _PullBar:
+    """A download bar (tqdm) on a terminal; elsewhere one line per stage, so logs stay short."""
+
+    def __init__(self, name: str, out: TextIO | None = None) -> None:
+        from tqdm import tqdm
+
+        self.out = out or sys.stderr
+        self.name = name
+        self.stage = ""
+        self.bar = tqdm(desc=name, total=0, unit="B", unit_scale=True, unit_divisor=1024, file=self.out,
+                        leave=False) if self.out.isatty() else None
+
+    def __call__(self, progress: Any) -> None:
+        if self.bar is not None:
+            self.bar.total = max(progress.total, 1)
+            self.bar.n = progress.completed
+            self.bar.set_postfix_str(progress.stage, refresh=False)
+            self.bar.refresh()
+        elif progress.stage != self.stage:
+            self.out.write(f"{self.name}: {progress.stage}\n")
+            self.out.flush()
+        self.stage = progress.stage
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _loaded(settings: Any, as_json: bool) -> int:
+    from agent.chat.models import loaded_models
+
+    loaded = loaded_models(settings)
+    if as_json:
+        _print_json([{"name": m.name, "size_vram": m.size_vram, "context_length": m.context_length,
+                      "expires_at": m.expires_at.isoformat() if m.expires_at else None} for m in loaded])
+        return 0
+    if not loaded:
+        print("No model is loaded.")
+    for m in loaded:
+        until = m.expires_at.astimezone().strftime("%Y-%m-%d %H:%M") if m.expires_at else ""
+        print(f"{m.name:32} ctx {m.context_length or '?':>7} {m.size_vram / 1e9:6.1f} GB  until {until}")
     return 0
 
 

@@ -222,7 +222,8 @@ def update_settings(settings: Settings, **changes: Any) -> Settings:
     try:
         return Settings(**{**settings.model_dump(), **changes})
     except ValidationError as exc:
-        raise SettingsError(f"Invalid setting: {_first_error(exc)}") from None
+        raise SettingsError(f"Invalid setting: {_first_error(exc)}",
+                            code="invalid_setting", params=_error_params(exc, changes)) from None
 
 
 def save_settings(settings: Settings) -> Path:
@@ -242,6 +243,16 @@ def reset_settings(settings: Settings, fields: list[str] | None = None) -> Setti
     if fields is None:
         return defaults
     return update_settings(settings, **{f: getattr(defaults, f) for f in fields})
+
+
+def _error_params(exc: ValidationError, changes: dict[str, Any]) -> dict[str, Any]:
+    """The field (and the value given) of the first error, for the UI's wording of it."""
+    err = exc.errors()[0]
+    loc = [str(p) for p in err.get("loc", ())]
+    message = str(err.get("msg", ""))
+    named = [f for f in Settings.model_fields if f in message]  # a model validator names its field
+    field = loc[0] if loc else min(named, key=message.find, default="")
+    return {"field": field, "value": str(changes.get(field, "")), "reason": message.removeprefix("Value error, ")}
 
 
 def _first_error(exc: ValidationError) -> str:

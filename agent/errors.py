@@ -5,18 +5,26 @@ pulled, ...) is raised as an `AgentError` whose message is one clear sentence an
 whose `fix` says what to do. The CLI prints `message` and `fix` on one line and
 exits non-zero; the UI shows them in an error box. Nothing else should reach a
 user as a stack trace.
+
+An error may also carry a `code` and its `params` (plain values: names, numbers):
+the web UI shows its own wording for a code in the user's language
+(agent/app/i18n.py) and falls back to `message`/`fix` for an error without one.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 
 class AgentError(Exception):
     """Base class: a problem the user can understand and usually fix."""
 
-    def __init__(self, message: str, fix: str = "") -> None:
+    def __init__(self, message: str, fix: str = "", *, code: str = "", params: dict[str, Any] | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.fix = fix
+        self.code = code
+        self.params = dict(params or {})
 
     def __str__(self) -> str:
         return f"{self.message} {self.fix}".strip()
@@ -29,6 +37,8 @@ class SettingsError(AgentError):
 class InvalidNameError(AgentError, ValueError):
     """A name that becomes a path (a collection) is not allowed. Also a ValueError, so
     pydantic validators that check names report it as a validation error."""
+class PromptError(SettingsError, ValueError):
+    """An edited prompt is not a valid template (a ValueError too, for the settings validators)."""
 
 
 class OllamaError(AgentError):

@@ -16,6 +16,8 @@ import string
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from agent.errors import PromptError
+
 SYSTEM_PROMPT = """You are a careful assistant that answers questions about the user's documents. \
 你是一个根据用户文档回答问题的助手。
 
@@ -78,36 +80,40 @@ def placeholders(template: str) -> set[str]:
     try:
         parsed = list(string.Formatter().parse(template))
     except ValueError as exc:
-        raise ValueError(f"unbalanced braces ({exc}): double them ({{{{ }}}}) for literal text") from None
+        raise PromptError(f"unbalanced braces ({exc}): double them ({{{{ }}}}) for literal text",
+                          code="prompt_braces") from None
     for _, field, spec, conversion in parsed:
         if field is not None:
             if not field.isidentifier():
-                raise ValueError(f"invalid placeholder {{{field}}}: use names like {{question}}, "
-                                 "or double the braces ({{ }}) for literal text")
+                raise PromptError(f"invalid placeholder {{{field}}}: use names like {{question}}, "
+                                  "or double the braces ({{ }}) for literal text",
+                                  code="prompt_bad_placeholder", params={"placeholder": f"{{{field}}}"})
             if spec or conversion:  # e.g. {context:>999999999} would allocate gigabytes per question
-                raise ValueError(f"invalid placeholder {{{field}{'!' + conversion if conversion else ''}"
-                                 f"{':' + spec if spec else ''}}}: write plain {{{field}}}, without "
-                                 "conversions or format options")
+                written = f"{{{field}{'!' + conversion if conversion else ''}{':' + spec if spec else ''}}}"
+                raise PromptError(f"invalid placeholder {written}: write plain {{{field}}}, without "
+                                  "conversions or format options", code="prompt_placeholder_format",
+                                  params={"placeholder": written, "plain": f"{{{field}}}"})
             names.add(field)
     return names
 
 
 def validate(kind: str, template: str) -> None:
-    """Raise ValueError describing what is wrong with an edited prompt of `kind`."""
+    """Raise PromptError (a ValueError) describing what is wrong with an edited prompt of `kind`."""
     if not template.strip():
-        raise ValueError(f"{kind} must not be empty")
+        raise PromptError(f"{kind} must not be empty", code="prompt_empty")
     found = placeholders(template)
-    missing = REQUIRED[kind] - found
-    unknown = found - REQUIRED[kind] - OPTIONAL[kind]
+    missing = ", ".join(f"{{{n}}}" for n in sorted(REQUIRED[kind] - found))
+    unknown = ", ".join(f"{{{n}}}" for n in sorted(found - REQUIRED[kind] - OPTIONAL[kind]))
+    allowed = ", ".join(f"{{{n}}}" for n in sorted(REQUIRED[kind] | OPTIONAL[kind])) or "none"
     problems = []
     if missing:
-        problems.append("missing " + ", ".join(f"{{{n}}}" for n in sorted(missing)))
+        problems.append(f"missing {missing}")
     if unknown:
-        allowed = sorted(REQUIRED[kind] | OPTIONAL[kind])
-        problems.append("unknown " + ", ".join(f"{{{n}}}" for n in sorted(unknown))
-                        + " (allowed: " + (", ".join(f"{{{n}}}" for n in allowed) or "none") + ")")
+        problems.append(f"unknown {unknown} (allowed: {allowed})")
     if problems:
-        raise ValueError(f"{kind}: " + "; ".join(problems))
+        code = "prompt_missing_unknown" if missing and unknown else "prompt_missing" if missing else "prompt_unknown"
+        raise PromptError(f"{kind}: " + "; ".join(problems), code=code,
+                          params={"missing": missing, "unknown": unknown, "allowed": allowed})
 
 
 def render(template: str, **values: Any) -> str:

@@ -9,23 +9,29 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
+from datetime import tzinfo
 from typing import Any
 
 import streamlit as st
 
+from agent.app import i18n
 from agent.app.i18n import LANGUAGES, t
 from agent.app.jobs import JobRegistry
-from agent.app.settings_edit import pinned_fields, resolve_language
-from agent.app.status import OllamaStatus, ollama_status
+from agent.app.settings_edit import pinned_fields, resolve_language, save_changes
+from agent.app.status import OllamaStatus, chat_model_names, ollama_status
 from agent.chat.engine import ChatEngine
-from agent.chat.llm import Backend, list_models
+from agent.chat.llm import Backend, ModelInfo, find_model, list_models
+from agent.chat.models import PullJob
 from agent.config import Settings, SettingsProblem, load_settings, read_settings
-from agent.errors import AgentError, OllamaUnreachableError
+from agent.errors import AgentError
 from agent.workspace import Workspace
 
-LANG_KEY = "ui_lang"  # the language this browser session chose (sidebar switch or a saved setting)
+LANG_KEY = "ui_lang"  # the language chosen in the sidebar: a plain key, so it survives page changes
+LANG_WIDGET = "_ui_lang_switch"  # the switch itself: Streamlit drops a widget's state on a page change
 ENTRY_KEY = "_entry_point_ran"
 SESSION_KEY = "_session_id"
+OFFER_KEY = "offer_collection"  # a collection just filled with documents that the chat does not search
+REPROBE_SECONDS = 3  # while Ollama is down, its status is re-checked this often (no click needed)
 
 
 def _settings_key(settings: Settings) -> str:
@@ -50,6 +56,23 @@ def _engine(settings: Settings, ollama_up: bool) -> ChatEngine:
     return ChatEngine(base.with_settings(settings))
 
 
+@st.cache_data(show_spinner=False, ttl=5, hash_funcs={Settings: _settings_key})
+def _status(settings: Settings) -> OllamaStatus:
+    return ollama_status(settings)
+
+
+@st.cache_data(show_spinner=False, ttl=30)
+def _models(host: str, settings_json: str) -> list[Any]:
+    return list_models(Settings.model_validate_json(settings_json))
+
+
+@st.cache_resource(show_spinner=False)
+def pull_jobs() -> dict[tuple[str, str], PullJob]:
+    """Model downloads by (host, name), shared by every session: a pull outlives the page
+    that started it, and a second tab sees the same progress instead of starting another."""
+    return {}
+
+
 @st.cache_resource(show_spinner=False)
 def job_registry(data_dir: str) -> JobRegistry:
     """The background jobs (uploads, re-index) of one data directory: they outlive every run
@@ -62,16 +85,6 @@ def session_id() -> str:
     return st.session_state.setdefault(SESSION_KEY, uuid.uuid4().hex)
 
 
-@st.cache_data(show_spinner=False, ttl=5, hash_funcs={Settings: _settings_key})
-def _status(settings: Settings) -> OllamaStatus:
-    return ollama_status(settings)
-
-
-@st.cache_data(show_spinner=False, ttl=30)
-def _models(host: str, settings_json: str) -> list[Any]:
-    return list_models(Settings.model_validate_json(settings_json))
-
-
 @dataclass
 class AppContext:
     """What every page needs for one script run."""
@@ -81,7 +94,8 @@ class AppContext:
     status: OllamaStatus
     engine: ChatEngine
     pinned: dict[str, str] = field(default_factory=dict)
-    problems: list[SettingsProblem] = field(default_factory=list)
+    finished_pulls: frozenset[str] = frozenset()  # downloads already finished when this run started
+    problems: list[SettingsProblem] = field(default_factory=list)  # in settings.json, ignored on loading
 
     @property
     def workspace(self) -> Workspace:
@@ -90,11 +104,26 @@ class AppContext:
     def t(self, key: str, default: str | None = None, **values: Any) -> str:
         return t(key, self.lang, default, **values)
 
+    def md(self, key: str, **values: Any) -> str:
+        """`t` for Markdown elements: the values are shown literally."""
+        return i18n.md(t(key, self.lang), **values)
+
+    def count(self, key: str, n: int) -> str:
+        return i18n.count(key, n, self.lang)
+
+    def error(self, err: BaseException | None = None, **stored: Any) -> str:
+        return i18n.error_text(err, self.lang, **stored)
+
+    @property
+    def zone(self) -> tzinfo:
+        """The browser's time zone: dates are shown in local time, not as stored (UTC)."""
+        return i18n.timezone_of(_context_value("timezone"))
+
     def backend(self) -> Backend:
         """The resolved chat backend (raises AgentError, e.g. model not pulled)."""
         return self.engine.backend()
 
-    def models(self) -> list[Any]:
+    def models(self) -> list[ModelInfo]:
         """Installed Ollama models (raises AgentError when Ollama is unreachable)."""
         return _models(self.settings.ollama_host, self.settings.model_dump_json())
 
@@ -104,7 +133,7 @@ class AppContext:
 
 
 def ui_language(settings: Settings | None = None) -> str:
-    """The UI language for this run: the session's choice, else settings.ui_language / browser."""
+    """The UI language for this run: the sidebar switch, else settings.ui_language / browser."""
     chosen = st.session_state.get(LANG_KEY)
     if chosen in LANGUAGES:
         return chosen
@@ -112,22 +141,29 @@ def ui_language(settings: Settings | None = None) -> str:
         try:
             settings = load_settings()
         except AgentError:
-            return resolve_language("auto", browser_locale())
-    return resolve_language(settings.ui_language, browser_locale())
+            return resolve_language("auto", _context_value("locale"))
+    return resolve_language(settings.ui_language, _context_value("locale"))
+
+
+def forget_language_choice() -> None:
+    """After the language setting was saved: it decides again, not the sidebar's last click."""
+    st.session_state.pop(LANG_KEY, None)
+    st.session_state.pop(LANG_WIDGET, None)
 
 
 def navigation_pages(lang: str) -> list[Any]:
-    # Page icons are emoji on purpose: a Material icon as page (favicon) icon makes the
-    # browser fetch it from fonts.gstatic.com, and this app must not contact the internet.
     return [
-        st.Page("pages/chat.py", title=t("page_chat", lang), icon="💬", url_path="chat", default=True),
-        st.Page("pages/documents.py", title=t("page_documents", lang), icon="📚", url_path="documents"),
-        st.Page("pages/settings.py", title=t("page_settings", lang), icon="⚙️", url_path="settings"),
+        st.Page("pages/chat.py", title=t("page_chat", lang), icon=":material/chat:", url_path="chat", default=True),
+        st.Page("pages/documents.py", title=t("page_documents", lang), icon=":material/library_books:",
+                url_path="documents"),
+        st.Page("pages/settings.py", title=t("page_settings", lang), icon=":material/settings:", url_path="settings"),
     ]
 
 
 def set_page_config() -> None:
-    # emoji, not a Material icon: see navigation_pages
+    # The favicon stays an emoji: a Material icon as favicon is fetched from fonts.gstatic.com,
+    # and this app must not contact the internet. (Nav icons use the bundled icon font; a page's
+    # icon only becomes the favicon if no page_icon was set first, so call this before navigation.)
     st.set_page_config(page_title="PDF Chat", page_icon="📄", layout="wide")
 
 
@@ -136,11 +172,6 @@ def entry_point() -> None:
     set_page_config()
     st.session_state[ENTRY_KEY] = True
     st.navigation(navigation_pages(ui_language())).run()
-
-
-def set_language(lang: str) -> None:
-    """Make `lang` this session's UI language (the sidebar switch follows on the next run)."""
-    st.session_state[LANG_KEY] = lang
 
 
 def build_context() -> AppContext:
@@ -153,18 +184,7 @@ def build_context() -> AppContext:
     lang = ui_language(settings)
     status = _status(settings) if settings.backend != "embedded" else OllamaStatus(False, settings.ollama_host)
     engine = _engine(settings, status.reachable)
-    return AppContext(settings, lang, status, engine, pinned_fields(), problems)
-
-
-def _language_switch(lang: str) -> None:
-    """The sidebar's language switch. Its key names the current language, so a new language
-    draws a new widget: the browser keeps the value it last saw for a widget it is shown
-    again, and sent that stale value back after a saved language change (the page flipped
-    back and the Settings form's next save was lost)."""
-    key = f"{LANG_KEY}-switch-{lang}"
-    st.segmented_control(t("language", lang), options=list(LANGUAGES), format_func=LANGUAGES.get, default=lang,
-                         key=key, required=True, label_visibility="collapsed",
-                         on_change=lambda: set_language(st.session_state[key]))
+    return AppContext(settings, lang, status, engine, pinned_fields(), problems=problems)
 
 
 def _app_test() -> bool:
@@ -190,13 +210,30 @@ def page_setup() -> AppContext:
         # legacy mode for the whole server process, and start over through streamlit_app.py.
         # Nothing is lost: this only happens on a page load, before any widget was drawn.
         if not _app_test():
+            set_page_config()  # before the navigation, or the page's Material icon becomes the favicon
             st.navigation(navigation_pages(ui_language()))
             st.rerun()
     ctx = build_context()
-    with st.sidebar:
-        _language_switch(ctx.lang)
+    ctx.finished_pulls = frozenset(job.name for job in running_pulls(ctx) if job.finished)
+    if ctx.finished_pulls:
+        refresh_models()  # a download ended since the last run: every model list must include it
+    language_switch(ctx.lang)
     sidebar_status(ctx)
     return ctx
+
+
+def language_switch(lang: str) -> None:
+    """The sidebar's English / 中文 switch; the choice is kept under LANG_KEY across pages."""
+    state = st.session_state
+    if state.get(LANG_WIDGET) not in LANGUAGES:
+        state[LANG_WIDGET] = lang
+
+    def chosen() -> None:
+        state[LANG_KEY] = state[LANG_WIDGET]
+
+    with st.sidebar:
+        st.segmented_control(t("language", lang), options=list(LANGUAGES), format_func=LANGUAGES.get,
+                             key=LANG_WIDGET, on_change=chosen, required=True, label_visibility="collapsed")
 
 
 def refresh_models() -> None:
@@ -204,56 +241,252 @@ def refresh_models() -> None:
     _status.clear()
 
 
-def browser_locale() -> str | None:
+def _context_value(name: str) -> str | None:
+    """st.context.locale / .timezone: the browser's, None outside a browser session."""
     try:
-        return st.context.locale
-    except Exception:  # noqa: BLE001 - older Streamlit or no browser context
+        return getattr(st.context, name)
+    except Exception:  # noqa: BLE001 - no browser context (e.g. a bare script run)
         return None
 
 
-def error_text(err: BaseException | str) -> str:
-    if isinstance(err, AgentError):
-        return f"{err.message}  \n{err.fix}" if err.fix else err.message
-    return str(err)
+def show_error(err: BaseException | str, *, where: Any = None, lang: str | None = None) -> None:
+    """An error box with the message and the fix in the UI language, never a traceback."""
+    text = err if isinstance(err, str) else i18n.error_text(err, lang or ui_language())
+    (where or st).error(text, icon=":material/error:")
 
 
-def show_error(err: BaseException | str, *, where: Any = None) -> None:
-    """An error box with the message and the fix, never a traceback."""
-    (where or st).error(error_text(err), icon=":material/error:")
-
-
+# ---- sidebar -----------------------------------------------------------------------------------
 def sidebar_status(ctx: AppContext) -> None:
-    """Ollama reachable or not, chat model and tools, embeddings, collections, embedded notice."""
+    """Ollama reachable or not, chat model and mode in effect, embeddings, collections."""
     s, T = ctx.settings, ctx.t
     with st.sidebar:
-        if s.backend == "embedded":
-            st.caption(T("status_ollama_off_forced"))
-        elif ctx.status.reachable:
-            st.caption(T("status_ollama_ok", host=s.ollama_host, version=ctx.status.version))
-        else:
-            st.error(error_text(AgentError(ctx.status.message or T("status_ollama_down", host=s.ollama_host),
-                                           ctx.status.fix)), icon=":material/power_off:")
+        backend = None
         try:
             backend = ctx.backend()
         except AgentError as err:
-            backend = None
-            said_above = isinstance(err, OllamaUnreachableError) and s.backend != "embedded" and not ctx.status.reachable
-            if not said_above:
-                show_error(err)
+            backend_error: AgentError | None = err
+        else:
+            backend_error = None
+        ollama_line(ctx, answering=backend is not None)
+        if backend_error is not None and backend_error.code != "ollama_unreachable":  # said just above
+            show_error(backend_error, lang=ctx.lang)
         if backend is not None:
-            tools = T("tools_yes") if backend.tools else T("tools_no")
-            st.caption(T("status_model", model=backend.model_name, tools=tools))
-            if backend.notice:
-                st.warning(T("embedded_notice", notice=backend.notice), icon=":material/science:")
-        st.caption(T("status_embedding", model=ctx.workspace.embedding_model))
-        st.caption(T("status_collections", names=", ".join(s.collections)))
+            model_line(ctx, backend)
+        st.caption(ctx.md("status_embedding", model=ctx.workspace.embedding_model))
+        st.caption(ctx.md("status_collections", names=", ".join(s.collections)))
         for problem in ctx.problems:
             st.warning(settings_problem_text(ctx, problem), icon=":material/warning:")
+        if s.backend != "embedded" and not ctx.status.reachable:
+            _watch_ollama()
 
 
 def settings_problem_text(ctx: AppContext, problem: SettingsProblem) -> str:
     """A settings-file problem in the UI language (the error itself comes from validation)."""
     if not problem.field:
-        return ctx.t("settings_file_unreadable", path=str(ctx.settings.settings_path), error=problem.error)
-    return ctx.t("settings_value_dropped", field=problem.field, error=problem.error)
+        return ctx.md("settings_file_unreadable", path=str(ctx.settings.settings_path), error=problem.error)
+    return ctx.md("settings_value_dropped", field=problem.field, error=problem.error)
 
+
+def ollama_line(ctx: AppContext, answering: bool) -> None:
+    """Ollama's state. Down while the offline model answers is a calm notice, not an error:
+    the app works (a first launch without Ollama looks like this)."""
+    s, T = ctx.settings, ctx.t
+    if s.backend == "embedded":
+        st.caption(T("status_ollama_off_forced"))
+    elif ctx.status.reachable:
+        st.caption(ctx.md("status_ollama_ok", host=s.ollama_host, version=ctx.status.version))
+    elif answering:
+        st.info(ctx.md("status_ollama_absent", host=s.ollama_host), icon=":material/cloud_off:")
+    else:
+        reason = ctx.status.error or AgentError("", code="ollama_unreachable", params={"host": s.ollama_host})
+        st.error(ctx.error(reason), icon=":material/power_off:")
+
+
+def model_line(ctx: AppContext, backend: Backend) -> None:
+    """The model that answers and the mode actually in effect (auto resolves per model)."""
+    T = ctx.t
+    try:
+        mode = ctx.engine.mode()
+    except AgentError as err:  # agent mode forced on a model without tools
+        show_error(err, lang=ctx.lang)
+        return
+    st.caption(ctx.md("status_model", model=backend.model_name, mode=T(f"mode_{mode}")))
+    if backend.kind == "embedded" and ctx.settings.backend == "embedded":  # else the Ollama notice said it
+        st.warning(T("demo_notice"), icon=":material/science:")
+
+
+@st.fragment(run_every=REPROBE_SECONDS)
+def _watch_ollama() -> None:
+    """Re-probe Ollama while it is down; when it is back, rerun the page so the status,
+    the model list and the backend all follow (no click needed)."""
+    try:
+        back = ollama_status(load_settings()).reachable
+    except AgentError:  # settings broken meanwhile: the next full run says so
+        return
+    if back:
+        refresh_models()
+        st.rerun()
+
+
+# ---- models: one picker, downloads ---------------------------------------------------------------
+@dataclass(frozen=True)
+class ModelChoices:
+    """The chat-model dropdown: options (the configured one first if not installed), index, labels."""
+
+    options: list[str]
+    index: int
+    labels: dict[str, str]
+    missing: bool  # the configured model is not installed
+
+
+def model_choices(ctx: AppContext, models: list[ModelInfo]) -> ModelChoices:
+    """The one definition of the chat-model picker, used by the sidebar and the Settings page."""
+    T = ctx.t
+    names = chat_model_names(models)
+    current = find_model(models, ctx.settings.chat_model)
+    options = names if current is not None else [ctx.settings.chat_model, *names]
+    by_name = {m.name: m for m in models}
+    labels = {}
+    for name in options:
+        info = by_name.get(name)
+        if info is None:
+            labels[name] = T("model_not_installed", model=name)
+        else:
+            labels[name] = f"{name} · {T('tools_short') if info.tools else T('no_tools_short')}"
+    index = options.index(current.name) if current is not None else 0
+    return ModelChoices(options, index, labels, current is None)
+
+
+def start_pull(ctx: AppContext, name: str) -> PullJob:
+    """Start downloading `name` (or return the download already running for it)."""
+    jobs = pull_jobs()
+    key = (ctx.settings.ollama_host, name.strip())
+    job = jobs.get(key)
+    if job is None or (job.finished and not job.ok):
+        job = jobs[key] = PullJob(ctx.settings, name.strip()).start()
+    return job
+
+
+def running_pulls(ctx: AppContext) -> list[PullJob]:
+    return [job for (host, _), job in pull_jobs().items() if host == ctx.settings.ollama_host]
+
+
+def pull_progress(ctx: AppContext, job: PullJob) -> None:
+    """One download: a progress bar while it runs, then success or the error in plain words."""
+    T = ctx.t
+    if job.error is not None:
+        show_error(job.error, lang=ctx.lang)
+    elif job.cancelled:
+        st.caption(ctx.md("pull_cancelled", model=job.name))
+    elif job.finished:
+        st.success(ctx.md("pull_done", model=job.name), icon=":material/download_done:")
+    else:
+        step = job.progress
+        text = ctx.md("pull_progress", model=job.name, stage=T(f"pull_stage_{step.stage}"),
+                      done=_size(step.completed), total=_size(step.total))
+        st.progress(step.fraction, text=text)
+
+
+def _size(n: int) -> str:
+    return f"{n / 1e9:.1f} GB" if n >= 1e9 else f"{n / 1e6:.0f} MB"
+
+
+def pulls_section(ctx: AppContext) -> None:
+    """The downloads of this Ollama host: live while one runs, then each outcome shown once."""
+    jobs = running_pulls(ctx)
+    if any(job.name not in ctx.finished_pulls for job in jobs):  # running, or ended during this run
+        _pulls_live(ctx)
+        return
+    for job in jobs:
+        pull_progress(ctx, job)
+    registry = pull_jobs()
+    for job in jobs:
+        registry.pop((ctx.settings.ollama_host, job.name), None)
+
+
+@st.fragment(run_every=0.5)
+def _pulls_live(ctx: AppContext) -> None:
+    jobs = running_pulls(ctx)
+    for job in jobs:
+        pull_progress(ctx, job)
+        if not job.finished:
+            st.button(ctx.t("cancel"), key=f"cancel-pull-{job.name}", on_click=job.cancel, type="tertiary",
+                      icon=":material/close:")
+    if all(job.finished for job in jobs):
+        refresh_models()
+        st.rerun()  # the model lists (sidebar picker, Settings table) now include the new model
+
+
+# ---- copy button ----------------------------------------------------------------------------------
+# A components.v2 element (mounted in the page, no iframe): a button that puts the answer's
+# Markdown on the clipboard. The text arrives as data and is only ever written to the
+# clipboard, never into the DOM, so an answer cannot inject anything here.
+_COPY_JS = """
+const ICON = '<svg viewBox="0 0 24 24" width="16" height="16" aria-hidden="true" fill="none" ' +
+  'stroke="currentColor" stroke-width="2" stroke-linecap="round" stroke-linejoin="round">' +
+  '<rect x="9" y="9" width="13" height="13" rx="2"></rect>' +
+  '<path d="M5 15H4a2 2 0 0 1-2-2V4a2 2 0 0 1 2-2h9a2 2 0 0 1 2 2v1"></path></svg>';
+
+export default function(component) {
+  const { data, parentElement } = component;
+  let button = parentElement.querySelector("button");
+  if (!button) {
+    button = document.createElement("button");
+    button.type = "button";
+    button.innerHTML = ICON + "<span></span>";  // a constant: the answer text never goes into the DOM
+    parentElement.appendChild(button);
+  }
+  const show = (label) => { button.querySelector("span").textContent = label; };
+  show(data.label);
+  button.onclick = async () => {
+    try {
+      await navigator.clipboard.writeText(data.text);
+    } catch (err) {
+      const area = document.createElement("textarea");
+      area.value = data.text;
+      document.body.appendChild(area);
+      area.select();
+      document.execCommand("copy");
+      area.remove();
+    }
+    show(data.done);
+    setTimeout(() => show(data.label), 1500);
+  };
+}
+"""
+_COPY_CSS = """
+button { display: inline-flex; align-items: center; gap: 0.35rem; font: inherit; font-size: 0.85rem; color: var(--st-text-color, inherit); opacity: 0.75;
+         background: transparent; border: 1px solid transparent; border-radius: 0.5rem;
+         padding: 0.1rem 0.5rem; cursor: pointer; }
+button:hover { opacity: 1; border-color: var(--st-border-color, rgba(128, 128, 128, 0.4)); }
+"""
+_copy_component = st.components.v2.component("pdfchat_copy_button", js=_COPY_JS, css=_COPY_CSS)
+
+
+def copy_button(ctx: AppContext, text: str, key: str) -> None:
+    """A "Copy" button for an answer (its Markdown source)."""
+    _copy_component(data={"text": text, "label": ctx.t("copy"), "done": ctx.t("copied")}, key=f"copy-{key}",
+                    width="content")
+
+
+# ---- a new collection for the chat ---------------------------------------------------------------
+def offer_collection(ctx: AppContext) -> None:
+    """After an upload into a collection the chat does not search: offer to search it too."""
+    state = st.session_state
+    name = state.get(OFFER_KEY)
+    if not name or name in ctx.settings.collections or "collections" in ctx.pinned:
+        return
+    with st.container(border=True):
+        st.info(ctx.md("offer_collection", name=name), icon=":material/library_add:")
+        left, right = st.columns(2)
+        if left.button(ctx.t("offer_collection_yes"), type="primary", key="offer-yes"):
+            state.pop(OFFER_KEY, None)
+            try:
+                save_changes(ctx.settings, collections=[*ctx.settings.collections, name])
+            except AgentError as err:
+                show_error(err, lang=ctx.lang)
+                return
+            st.rerun()
+        if right.button(ctx.t("offer_collection_no"), key="offer-no"):
+            state.pop(OFFER_KEY, None)
+            st.rerun()

@@ -8,19 +8,30 @@ and Stop ends it cleanly: the partial text is stored, marked incomplete.
 from __future__ import annotations
 
 import zlib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import streamlit as st
 
+from agent.app.i18n import day_label, local_time, md_literal, md_plain, status_text
 from agent.app.jobs import AnswerJob
 from agent.app.settings_edit import save_changes
 from agent.app.sources import excerpt, export_file_name, md_escape, render_page_png, source_pdf
-from agent.app.status import chat_model_names
-from agent.chat.llm import find_model
+from agent.chat.conversations import DEFAULT_TITLE
+from agent.chat.embedded import EMBEDDED_MODEL_NAME
 from agent.errors import AgentError
 from agent.search.retrieval import Source
-from pages import error_text, page_setup, refresh_models, show_error
+from pages import (
+    copy_button,
+    model_choices,
+    offer_collection,
+    page_setup,
+    pulls_section,
+    refresh_models,
+    show_error,
+    start_pull,
+)
 
 ctx = page_setup()
 T = ctx.t
@@ -29,6 +40,7 @@ settings = ctx.settings
 JOB = "answer_job"
 RETRY = "retry_question"
 CONVERSATION = "conversation"
+CONVERSATIONS_SHOWN = 30
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
@@ -41,7 +53,7 @@ def save_setting(**changes: Any) -> bool:
         save_changes(settings, **changes)
         return True
     except AgentError as err:
-        show_error(err)
+        show_error(err, lang=ctx.lang)
         return False
 
 
@@ -56,27 +68,20 @@ def model_picker() -> None:
     try:
         models = ctx.models()
     except AgentError as err:
-        show_error(err)
+        show_error(err, lang=ctx.lang)
         return
-    names = chat_model_names(models)
-    if not names:
-        st.warning(T("no_models", host=settings.ollama_host))
+    choices = model_choices(ctx, models)
+    if not choices.options:
+        st.warning(ctx.md("no_models", host=settings.ollama_host))
         return
-    current = find_model(models, settings.chat_model)
-    options = names if current is not None else [settings.chat_model, *names]
-    index = options.index(current.name) if current is not None else 0
-    by_name = {m.name: m for m in models}
-
-    def label(name: str) -> str:
-        info = by_name.get(name)
-        if info is None:
-            return T("model_not_installed", model=name)
-        return f"{name} · {T('tools_short') if info.tools else T('no_tools_short')}"
-
     pinned = ctx.pinned.get("chat_model")
-    choice = st.selectbox(T("chat_model"), options, index=index, format_func=label, disabled=bool(pinned),
+    choice = st.selectbox(T("chat_model"), choices.options, index=choices.index, format_func=choices.labels.get,
+                          disabled=bool(pinned),
                           help=T("pinned_by", var=pinned) if pinned else T("chat_model_help"))
-    if choice != options[index] and not pinned and save_setting(chat_model=choice):
+    if choices.missing:  # the status above says it is not installed: offer the download here
+        st.button(T("download_model", model=settings.chat_model), icon=":material/download:",
+                  on_click=start_pull, args=(ctx, settings.chat_model), key="pull-missing")
+    if choice != choices.options[choices.index] and not pinned and save_setting(chat_model=choice):
         st.rerun()
     st.button(T("refresh_models"), on_click=refresh_models, type="tertiary", icon=":material/refresh:")
 
@@ -85,7 +90,8 @@ def collection_picker() -> None:
     names = ctx.workspace.collection_names()
     pinned = ctx.pinned.get("collections")
     chosen = st.multiselect(T("chat_collections"), names, default=settings.collections, disabled=bool(pinned),
-                            help=T("pinned_by", var=pinned) if pinned else T("chat_collections_help"))
+                            help=T("pinned_by", var=pinned) if pinned else T("chat_collections_help"),
+                            placeholder=T("choose"))
     if not chosen:
         st.warning(T("need_one_collection"))
     elif chosen != settings.collections and not pinned and save_setting(collections=chosen):
@@ -100,44 +106,76 @@ def rename_conversation(conversation_id: str, key: str) -> None:
     try:
         ctx.workspace.conversations.rename(conversation_id, S.get(key, ""))
     except AgentError as err:
-        S["chat_settings_error"] = error_text(err)
+        S["chat_settings_error"] = ctx.error(err)
 
 
 def delete_conversation(conversation_id: str) -> None:
     try:
         ctx.workspace.conversations.delete(conversation_id)
     except AgentError as err:
-        S["chat_settings_error"] = error_text(err)
+        S["chat_settings_error"] = ctx.error(err)
     if S.get(CONVERSATION) == conversation_id:
         S[CONVERSATION] = None
 
 
 def conversation_list(current: str | None, running: bool) -> None:
+    """The conversations, newest first under day headings, searchable by title."""
     store = ctx.workspace.conversations
     st.subheader(T("conversations"))
     st.button(T("new_conversation"), on_click=select_conversation, args=(None,), icon=":material/add:",
-              disabled=running, use_container_width=True)
+              disabled=running, width="stretch")
     conversations = store.list()
-    shown = conversations if S.get("show_all_conversations") else conversations[:30]
+    if len(conversations) > 1:
+        wanted = st.text_input(T("search_conversations"), key="conversation_search", icon=":material/search:",
+                               placeholder=T("search_conversations"), label_visibility="collapsed")
+        conversations = [c for c in conversations if wanted.strip().lower() in c.title.lower()]
+        if wanted.strip() and not conversations:
+            st.caption(T("no_conversation_found"))
+    shown = conversations if S.get("show_all_conversations") else conversations[:CONVERSATIONS_SHOWN]
+    heading = None
     for conversation in shown:
+        day = day_label(conversation.updated, ctx.zone, ctx.lang)
+        if day != heading:
+            st.caption(day)
+            heading = day
         is_current = conversation.id == current
-        st.button(conversation.title, key=f"conv-{conversation.id}", on_click=select_conversation,
+        title = T("new_conversation") if conversation.title == DEFAULT_TITLE else conversation.title
+        st.button(title, key=f"conv-{conversation.id}", on_click=select_conversation,
                   args=(conversation.id,), type="primary" if is_current else "tertiary",
-                  disabled=running and not is_current, use_container_width=True)
-    if len(conversations) > 30:
+                  help=local_time(conversation.updated, ctx.zone),
+                  disabled=running and not is_current, width="stretch")
+    if len(conversations) > CONVERSATIONS_SHOWN:
         st.checkbox(T("show_all"), key="show_all_conversations")
     if current and store.exists(current):
-        title = next((c.title for c in conversations if c.id == current), "")
-        with st.expander(T("manage_conversation"), icon=":material/edit:"):
-            key = f"rename-{current}-{zlib.crc32(title.encode())}"  # a new title resets the field
-            st.text_input(T("title"), value=title, key=key, max_chars=200)
-            st.button(T("rename"), on_click=rename_conversation, args=(current, key), key=f"do-{key}")
-            st.download_button(T("export_markdown"), data=store.export_markdown(current),
-                               file_name=export_file_name(title, current), mime="text/markdown",
-                               icon=":material/download:")
-            st.caption(T("delete_warning"))
-            st.button(T("delete_conversation"), on_click=delete_conversation, args=(current,),
-                      key=f"delete-{current}", disabled=running, icon=":material/delete:")
+        manage_conversation(store, current, next((c.title for c in store.list() if c.id == current), ""), running)
+
+
+def manage_conversation(store: Any, current: str, title: str, running: bool) -> None:
+    with st.expander(T("manage_conversation"), icon=":material/edit:"):
+        key = f"rename-{current}-{zlib.crc32(title.encode())}"  # a new title resets the field
+        st.text_input(T("title"), value=title, key=key, max_chars=200)
+        st.button(T("rename"), on_click=rename_conversation, args=(current, key), key=f"do-{key}")
+        st.download_button(T("export_markdown"), data=store.export_markdown(current),
+                           file_name=export_file_name(title, current), mime="text/markdown",
+                           icon=":material/download:")
+        st.caption(T("delete_warning"))
+        st.button(T("delete_conversation"), on_click=delete_conversation, args=(current,),
+                  key=f"delete-{current}", disabled=running, icon=":material/delete:")
+
+
+def remembered_conversation() -> str | None:
+    """The open conversation: this session's, else the one in the URL (so a reload reopens it)."""
+    if CONVERSATION not in S:
+        wanted = st.query_params.get("c")
+        S[CONVERSATION] = wanted if wanted and ctx.workspace.conversations.exists(wanted) else None
+    return S[CONVERSATION]
+
+
+def remember_in_url(conversation_id: str | None) -> None:
+    if conversation_id:
+        st.query_params["c"] = conversation_id
+    elif "c" in st.query_params:
+        del st.query_params["c"]
 
 
 # ---- answers ---------------------------------------------------------------------------------
@@ -151,7 +189,7 @@ def chat_collections() -> list[Any]:
 def show_source(source: Source, number: int, key: str) -> None:
     ocr = " · OCR" if source.get("ocr") else ""
     st.markdown(f"**{number}. {md_escape(str(source.get('file', '?')))}** · "
-                f"{T('page_short', page=source.get('page', '?'))} · {T('score')} {float(source.get('score', 0)):.3f}{ocr}")
+                f"{T('page_short', page=source.get('page', '?'))}{ocr}")
     st.text(excerpt(source.get("text", "")))
     if st.toggle(T("show_page"), key=f"page-{key}"):
         pdf = source_pdf(chat_collections(), source)
@@ -159,24 +197,54 @@ def show_source(source: Source, number: int, key: str) -> None:
             st.caption(T("page_unavailable"))
             return
         try:
-            st.image(page_png(str(pdf), Path(pdf).stat().st_mtime, int(source.get("page", 1))), width=520,
+            st.image(page_png(str(pdf), Path(pdf).stat().st_mtime, int(source.get("page", 1))), width="content",
                      caption=f"{source.get('file')} · {T('page_short', page=source.get('page'))}")
         except Exception as exc:  # noqa: BLE001 - a damaged stored PDF must not break the chat
-            st.caption(T("page_render_failed", error=error_text(exc)))
+            st.caption(ctx.md("page_render_failed", error=str(exc)))
 
 
-def answer_footer(text: str, sources: list[Source], model: str, error: str, key: str) -> None:
-    if error:
-        if text:
+def answer_footer(answer: Any, key: str) -> None:
+    """Under an answer (stored turn or finished job): error, notes, sources, model, copy."""
+    if answer.error:
+        error = ctx.error(code=answer.error_code, params=answer.error_params, message=md_plain(answer.error))
+        if answer.answer_text:
             st.warning(T("answer_incomplete", error=error), icon=":material/content_cut:")
         else:
             st.error(error, icon=":material/error:")
-    if sources:
-        with st.expander(T("sources_n", n=len(sources)), icon=":material/menu_book:"):
-            for number, source in enumerate(sources, 1):
+        if answer.error_code == "model_not_found":
+            model = str(answer.error_params.get("model", settings.chat_model))
+            st.button(T("download_model", model=model), icon=":material/download:", on_click=start_pull,
+                      args=(ctx, model), key=f"pull-{key}")
+    for note in answer.notes:
+        st.warning(ctx.md(f"note_{note['code']}", **note["params"]), icon=":material/content_cut:")
+    if answer.model == EMBEDDED_MODEL_NAME:  # said here too: the sidebar is hidden on a phone
+        st.caption(T("demo_answer_note"))
+    if answer.sources:
+        with st.expander(T("sources_n", n=len(answer.sources)), icon=":material/menu_book:"):
+            for number, source in enumerate(answer.sources, 1):
                 show_source(source, number, f"{key}-{number}")
-    if model:
-        st.caption(model)
+    with st.container(horizontal=True, vertical_alignment="center", gap="medium"):
+        if answer.answer_text:
+            copy_button(ctx, answer.answer_text, key)
+        if answer.model:
+            st.caption(md_literal(answer.model), width="content")
+
+
+@dataclass(frozen=True)
+class Shown:
+    """A stored turn or a finished job's answer, as answer_footer reads both."""
+
+    answer_text: str
+    error: str
+    error_code: str
+    error_params: dict[str, Any]
+    notes: list[Any]
+    model: str
+    sources: list[Source]
+
+    @classmethod
+    def of(cls, item: Any, text: str) -> Shown:
+        return cls(text, item.error, item.error_code, item.error_params, item.notes, item.model, item.sources)
 
 
 def show_turn(turn: Any, key: str) -> None:
@@ -185,10 +253,22 @@ def show_turn(turn: Any, key: str) -> None:
     with st.chat_message("assistant"):
         if turn.answer:
             st.markdown(turn.answer)
-        answer_footer(turn.answer, turn.sources, turn.model, turn.error, key)
+        answer_footer(Shown.of(turn, turn.answer), key)
         if turn.incomplete:  # the broken turn is not replayed to the model, so asking again is clean
             st.button(T("ask_again"), key=f"again-{key}", icon=":material/refresh:",
                       on_click=S.__setitem__, args=(RETRY, turn.question))
+
+
+def status_line(job: AnswerJob) -> str:
+    """What the answer is waiting for, with a clock; empty once text streams (the text shows it)."""
+    status = job.current_status
+    if status is not None:
+        what = status_text(status.code, status.params, ctx.lang, status.text)
+    elif not job.text:
+        what = T("thinking")
+    else:
+        return ""
+    return T("waiting", status=what, seconds=int(job.elapsed))
 
 
 def follow_job(job: AnswerJob, input_disabled: bool) -> None:
@@ -205,10 +285,19 @@ def follow_job(job: AnswerJob, input_disabled: bool) -> None:
                       icon=":material/stop_circle:", disabled=job.stopping)
             status = st.empty()
 
-            def idle(j: AnswerJob) -> None:
-                status.caption(T("waiting", status=j.status or T("thinking"), seconds=int(j.elapsed)))
+            def show_status(j: AnswerJob) -> None:
+                line = status_line(j)
+                if line:
+                    status.caption(line)
+                else:
+                    status.empty()
 
-            st.write_stream(job.follow(idle=idle))
+            def pieces() -> Any:
+                for piece in job.follow(idle=show_status):
+                    show_status(job)  # text arrived: the clock goes (a new status, e.g. searching, comes back)
+                    yield piece
+
+            st.write_stream(pieces())
             while not job.done:  # stopped: the engine finishes its current model call, then stores the text
                 status.caption(T("stopping_wait", seconds=int(job.elapsed)))
                 job.wait(0.5)
@@ -219,7 +308,7 @@ def follow_job(job: AnswerJob, input_disabled: bool) -> None:
         answer = job.answer
         if answer.text:
             st.markdown(answer.text)
-        answer_footer(answer.text, answer.sources, answer.model, answer.error, "job")
+        answer_footer(Shown.of(answer, answer.text), "job")
 
 
 # ---- page --------------------------------------------------------------------------------------
@@ -230,7 +319,7 @@ prompt = prompt or S.pop(RETRY, None)
 
 try:
     store = ctx.workspace.conversations
-    current = S.get(CONVERSATION)
+    current = remembered_conversation()
     if prompt and not running:
         current = current or store.create()
         S[CONVERSATION] = current
@@ -240,6 +329,7 @@ try:
         running = True
     elif prompt:
         st.toast(T("busy"))
+    remember_in_url(current)
 
     with st.sidebar:
         model_picker()
@@ -249,10 +339,12 @@ try:
             st.error(S.pop("chat_settings_error"))
 
     st.title(T("page_chat"))
+    pulls_section(ctx)
+    offer_collection(ctx)
     try:
         collections = ctx.workspace.chat_collections()
     except (AgentError, ValueError) as err:  # e.g. built with another embedding model: says how to fix
-        show_error(err)
+        show_error(err, lang=ctx.lang)
         collections = []
     if collections and not any(c.document_infos() for c in collections):
         st.info(T("no_documents"), icon=":material/description:")
@@ -269,4 +361,4 @@ try:
         else:
             follow_job(job, input_disabled=running)
 except AgentError as err:
-    show_error(err)
+    show_error(err, lang=ctx.lang)

@@ -19,9 +19,9 @@ from agent.workspace import Workspace
 from tests.ollama_double import OllamaDouble
 
 ROOT = Path(__file__).resolve().parents[1]
-# shared/ beside the repository (as in CI), else the machine's copy (a worktree sits one level deeper)
-DEVSET = next((p for p in (Path(__file__).resolve().parents[2] / "shared" / "devset", Path("/work/shared/devset"))
-               if p.is_dir()), Path("/work/shared/devset"))
+DEVSET = Path(__file__).resolve().parents[2] / "shared" / "devset"
+if not DEVSET.exists():  # a git worktree (e.g. /work/wt/NAME) is not next to ../shared
+    DEVSET = Path("/work/shared/devset")
 DEVSET_PDFS = DEVSET / "pdfs"
 
 

@@ -182,6 +182,7 @@ class Reply:
     first_token_delay: float | None = None
     chunk_delay: float | None = None
     done_reason: str = "stop"
+    prompt_eval_count: int | None = None  # report this instead of the estimate (e.g. Ollama truncated to num_ctx)
 
 
 @dataclass(frozen=True)
@@ -404,7 +405,7 @@ class OllamaDouble:
     Settings that tests may change at any time: `latency` (seconds before any route
     answers), `first_token_delay` and `chunk_delay` (defaults for chat/generate replies),
     `embed_delay` (seconds per /api/embed batch: a slow embedding model),
-    `default_text` (the default responder's answer text), `default_num_ctx`.
+    `default_text` (the default responder's answer text), `default_num_ctx`, `pull_delay`.
     """
 
     def __init__(
@@ -428,6 +429,7 @@ class OllamaDouble:
         self.default_text = default_text
         self.default_num_ctx = default_num_ctx
         self.version = version
+        self.pull_delay: float | None = None  # seconds between pull progress lines (None: chunk_delay)
         self._host, self._port = host, port
         self._pullable = None if pullable is None else {_key(s.name): s for s in map(ModelSpec.coerce, pullable)}
         self._lock = threading.RLock()
@@ -445,6 +447,7 @@ class OllamaDouble:
             ("POST", "/api/show"): self._show,
             ("GET", "/api/ps"): self._ps,
             ("POST", "/api/pull"): self._pull,
+            ("DELETE", "/api/delete"): self._delete,
             ("POST", "/api/chat"): self._chat,
             ("POST", "/api/generate"): self._generate,
             ("POST", "/api/embed"): self._embed,
@@ -527,11 +530,12 @@ class OllamaDouble:
         first_token_delay: float | None = None,
         chunk_delay: float | None = None,
         done_reason: str = "stop",
+        prompt_eval_count: int | None = None,
     ) -> None:
         """Queue the next chat/generate answer (FIFO). A callable is called per request."""
         self.enqueue(text if callable(text) else Reply(
             text, thinking, tuple(tool_calls), first_token_delay=first_token_delay,
-            chunk_delay=chunk_delay, done_reason=done_reason))
+            chunk_delay=chunk_delay, done_reason=done_reason, prompt_eval_count=prompt_eval_count))
 
     def reply_tool_call(self, name: str, arguments: Mapping[str, Any] | None = None, *, text: str = "",
                         first_token_delay: float | None = None, chunk_delay: float | None = None) -> None:
@@ -740,13 +744,21 @@ class OllamaDouble:
             raise _HTTPError(500, "pull model manifest: file does not exist")
         digest = f"sha256:{spec.digest}"
         for completed in (0, spec.size // 2, spec.size):
-            self._pause(self.chunk_delay)
+            self._pause(self.chunk_delay if self.pull_delay is None else self.pull_delay)
             ex.write_line({"status": f"pulling {spec.digest[:12]}", "digest": digest,
                            "total": spec.size, "completed": completed})
         for status in ("verifying sha256 digest", "writing manifest", "success"):
             ex.write_line({"status": status})
         self.add_model(spec)
         ex.end_stream()
+
+    def _delete(self, ex: _Handler, body: Any) -> None:
+        """`DELETE /api/delete {model}`: 200 with an empty body, or 404 like routes.go's DeleteHandler."""
+        body = _require_body(body)
+        name = body.get("model") or body.get("name") or ""
+        spec = self._model(name, "model '{name}' not found")
+        self.remove_model(spec.name)
+        ex._send(200, "application/json; charset=utf-8", b"")
 
     # ---------------------------------------------------------------- embeddings
 
@@ -877,6 +889,8 @@ class OllamaDouble:
             raise _HTTPError(500, reply.error)
         final = shape(body["model"], {} if streaming else _merge(parts), True) | {"done_reason": done_reason}
         final |= self._metrics(ex, body, prompt, len(parts), first_token) | final_extra
+        if reply.prompt_eval_count is not None:
+            final["prompt_eval_count"] = reply.prompt_eval_count
         if not streaming:
             return ex.send_json(200, final)
         self._pause(delay if parts else 0)

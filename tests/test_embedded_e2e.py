@@ -81,7 +81,8 @@ def test_web_app_answers_offline(offline_env, workspace, monkeypatch):
     for var, value in offline_env.items():
         monkeypatch.setenv(var, value)
     at = run_app()
-    assert "Offline demo model" in "\n".join(str(e.value) for e in [*at.sidebar.warning, *at.sidebar.caption])
+    sidebar = "\n".join(str(e.value) for e in [*at.sidebar.info, *at.sidebar.warning, *at.sidebar.caption])
+    assert "offline demo model answers" in sidebar and not at.sidebar.error  # a calm notice: the app works
     at.chat_input[0].set_value(gold("q014")["question"]).run()
     for _ in range(120):  # the answer runs in a worker thread: rerun until it is stored and shown
         if any("Sources" in e.label for e in at.expander):
@@ -91,3 +92,4 @@ def test_web_app_answers_offline(offline_env, workspace, monkeypatch):
     assert not at.exception, [e.value for e in at.exception]
     assert any("Sources" in e.label for e in at.expander)
     assert not at.main.error, [e.value for e in at.main.error]  # the sidebar rightly says Ollama is down
+    assert any("offline demo model" in c.value for c in at.main.caption), "said next to the answer too"

@@ -92,7 +92,8 @@ class Job(Generic[R]):
             error = err
         except BaseException as exc:  # a worker must always end with a result or an error
             logger.exception("job %s (%s) failed", self.id, self.kind)
-            error = AgentError(f"Unexpected error: {exc}", "Try again; if it persists, report it with the server log.")
+            error = AgentError(f"Unexpected error: {exc}", "Try again; if it persists, report it with the server log.",
+                               code="unexpected", params={"detail": str(exc)})
         with self._cond:
             self.result = result if result is not None else self._fallback(error)
             self.error = error
@@ -131,6 +132,13 @@ class Job(Generic[R]):
     @property
     def stopping(self) -> bool:
         return self.stop_event.is_set() and not self.done
+
+    @property
+    def current_status(self) -> Status | None:
+        """The engine's last status, or None once answer text has arrived after it (then the
+        text itself shows what is happening, and a status line would be stale)."""
+        with self._cond:
+            return self.status if self.status is not None and self._status_at == len(self.parts) else None
 
     @property
     def elapsed(self) -> float:
@@ -199,7 +207,8 @@ class AnswerJob(Job[Answer]):
         self.conversation_id = conversation_id
         self.turns_before = turns_before  # stored turns before this one: tells when it was stored
         self.parts: list[str] = []
-        self.status = ""
+        self.status: Status | None = None
+        self._status_at = 0  # len(parts) when `status` was set: text after it makes it stale
 
     def _stream(self) -> Answer | None:
         answer = None
@@ -208,7 +217,7 @@ class AnswerJob(Job[Answer]):
                 if isinstance(event, Token):
                     self.parts.append(event.text)
                 elif isinstance(event, Status):
-                    self.status = event.text
+                    self.status, self._status_at = event, len(self.parts)
                 elif isinstance(event, Done):
                     answer = event.answer
                 self._cond.notify_all()
@@ -216,13 +225,21 @@ class AnswerJob(Job[Answer]):
 
     def _fallback(self, error: AgentError | None) -> Answer:
         """The stream promises to end with Done; if it did not, the partial text is still an answer."""
-        message = str(error) if error else "The answer ended without a result."
+        failure = error or AgentError("The answer ended without a result.", code="no_result")
         return Answer(text="".join(self.parts), sources=[], model="", conversation=self.conversation_id,
-                      mode="", incomplete=True, error=message)
+                      mode="", incomplete=True, error=failure.message, error_code=failure.code,
+                      error_params=failure.params)
 
     @property
     def answer(self) -> Answer | None:
         return self.result
+
+    @property
+    def current_status(self) -> Status | None:
+        """The engine's last status, or None once answer text has arrived after it (then the
+        text itself shows what is happening, and a status line would be stale)."""
+        with self._cond:
+            return self.status if self.status is not None and self._status_at == len(self.parts) else None
 
     @property
     def text(self) -> str:

@@ -63,12 +63,13 @@ def save_changes(settings: Settings, environ: dict[str, str] | None = None, **ch
     if locked:
         raise SettingsError(f"{', '.join(locked)} is set by the environment variable "
                             f"{', '.join(pinned[f] for f in locked)}.",
-                            "Unset that variable to change it here; nothing was saved.")
+                            "Unset that variable to change it here; nothing was saved.",
+                            code="setting_pinned", params={"vars": ", ".join(pinned[f] for f in locked)})
     try:
         update_settings(settings, **changes)  # the effective result must be valid too
         stored = update_settings(file_settings(settings), **changes)
     except SettingsError as err:
-        raise SettingsError(err.message, "Nothing was saved.") from None
+        raise SettingsError(err.message, "Nothing was saved.", code=err.code, params=err.params) from None
     save_settings(stored)
     return load_settings(settings.data_dir, environ=environ)
 

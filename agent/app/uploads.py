@@ -3,7 +3,7 @@ background job, then discarded) and re-index jobs."""
 
 from __future__ import annotations
 
-import os
+import shutil
 import tempfile
 import time
 from collections.abc import Callable, Container, Mapping
@@ -23,15 +23,15 @@ def uploads_dir(settings: Settings) -> Path:
     return Path(settings.data_dir) / UPLOADS_DIR
 
 
-def save_upload(settings: Settings, data: bytes) -> Path:
-    """Write uploaded bytes to a new temp file under `<data_dir>/uploads` (named by tempfile,
-    never by the upload, so no uploaded name can escape the data directory)."""
+def save_upload(settings: Settings, data: bytes, name: str = "upload.pdf") -> Path:
+    """Write uploaded bytes to `<data_dir>/uploads/upload-XXXX/<name>`: a fresh temp folder per
+    upload, and the cleaned file name inside it (it cannot escape the folder), so every
+    message about the file names the user's file, not a temp name."""
     folder = uploads_dir(settings)
     folder.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix="upload-", suffix=".pdf", dir=folder)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(data)
-    return Path(tmp)
+    path = Path(tempfile.mkdtemp(prefix="upload-", dir=folder)) / safe_file_name(name, default="upload.pdf")
+    path.write_bytes(data)
+    return path
 
 
 def clean_stale_uploads(settings: Settings, max_age: float = 24 * 3600) -> int:
@@ -42,19 +42,30 @@ def clean_stale_uploads(settings: Settings, max_age: float = 24 * 3600) -> int:
     folder = uploads_dir(settings)
     cutoff = time.time() - max_age
     removed = 0
-    for path in folder.glob("upload-*.pdf") if folder.exists() else []:
+    for path in folder.glob("upload-*") if folder.exists() else []:
         try:
-            if path.stat().st_mtime < cutoff:
-                path.unlink()
+            if _last_written(path) < cutoff:
+                shutil.rmtree(path) if path.is_dir() else path.unlink()
                 removed += 1
         except OSError:
             pass
     return removed
 
 
+def _last_written(path: Path) -> float:
+    """When an upload (a temp folder holding the file, or an older bare file) was last written."""
+    files = list(path.iterdir()) if path.is_dir() else []
+    return max((f.stat().st_mtime for f in files), default=path.stat().st_mtime)
+
+
 def discard_upload(path: Path | str | None) -> None:
-    if path:
-        Path(path).unlink(missing_ok=True)
+    """Delete a saved upload and its temp folder."""
+    if not path:
+        return
+    path = Path(path)
+    path.unlink(missing_ok=True)
+    if path.parent.name.startswith("upload-"):
+        shutil.rmtree(path.parent, ignore_errors=True)
 
 
 def ingest_upload(workspace: Workspace, collection_name: str, path: Path, display_name: str, *,

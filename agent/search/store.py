@@ -146,7 +146,9 @@ class Collection:
                     f"Collection {self.name!r} was built with the embedding model {manifest['embedding_model']!r}, "
                     f"but the settings use {self.embedding_model!r}; mixing them would give wrong results.",
                     f"Re-index it with `python -m agent reindex --collection {self.name}`, "
-                    "or switch the embedding setting back.")
+                    "or switch the embedding setting back.", code="embedding_mismatch",
+                    params={"collection": self.name, "built": manifest["embedding_model"],
+                            "configured": self.embedding_model})
             if manifest["generation"] == self.version:
                 return
             self._load_generation(manifest)
