@@ -7,13 +7,15 @@ leaves the previous file intact, never a half-written one.
 
 from __future__ import annotations
 
+import glob
 import os
 import re
 import tempfile
+import time
 import unicodedata
 from pathlib import Path
 
-from agent.errors import StoreError
+from agent.errors import InvalidNameError, StoreError
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -47,6 +49,22 @@ def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
+def remove_stale_temps(path: Path, older_than: float) -> int:
+    """Delete the temp files that writers of `path` killed mid-write left (`.<name>.*.tmp`),
+    if older than `older_than` seconds (a younger one may be another process's live write)."""
+    path = Path(path)
+    cutoff = time.time() - older_than
+    removed = 0
+    for tmp in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        try:
+            if tmp.stat().st_mtime < cutoff:
+                tmp.unlink()
+                removed += 1
+        except OSError:  # gone meanwhile, or not ours to delete: harmless either way
+            pass
+    return removed
+
+
 def _fsync_dir(directory: Path) -> None:
     """Make the rename itself durable (POSIX); harmless where unsupported."""
     try:
@@ -71,10 +89,12 @@ MAX_FILE_NAME_BYTES = 200
 
 
 def check_collection_name(name: str) -> str:
-    """Return the name stripped, or raise ValueError: letters, digits, space, - _ . only."""
+    """Return the name stripped, or raise InvalidNameError: letters, digits, space, - _ . only."""
     name = name.strip()
     if not _COLLECTION_RE.match(name) or name in (".", "..") or name.startswith("."):
-        raise ValueError(f"invalid collection name {name!r}: use 1-64 letters, digits, spaces, - _ .")
+        raise InvalidNameError(f"Invalid collection name {name!r}.",
+                               "Use 1-64 letters, digits, spaces, - _ . (not starting with a dot).",
+                               code="invalid_collection_name", params={"name": name})
     return name
 
 

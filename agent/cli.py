@@ -11,11 +11,12 @@ import json
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
-from agent.config import load_settings, update_settings
-from agent.errors import AgentError
-from agent.ingest.pipeline import ingest_file, reindex, remove_document
+from agent._files import check_collection_name
+from agent.config import Settings, load_settings, update_settings
+from agent.errors import AgentError, SettingsError
+from agent.ingest.pipeline import IngestResult, ingest_file, remove_document
 from agent.search.retrieval import Source
 from agent.workspace import Workspace
 
@@ -37,13 +38,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     except AgentError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
+    except OSError as exc:  # a path the user named cannot be read or written
+        print(f"error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)
         return 130
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with its usage errors on one line, like every other error of the CLI."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"error: {self.prog}: {message} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m agent", description="Chat with your PDFs, locally.")
+    parser = _Parser(prog="python -m agent", description="Chat with your PDFs, locally.")
     sub = parser.add_subparsers(dest="command", required=True)
 
     def command(name: str, func: Callable[[argparse.Namespace], int], help_text: str) -> argparse.ArgumentParser:
@@ -80,6 +91,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--collection")
     p = command("reindex", cmd_reindex, "Rebuild a collection from its stored PDFs with the current settings.")
     p.add_argument("--collection")
+    p.add_argument("--password", help="password for the encrypted PDFs of the collection")
+    p.add_argument("--drop-failed", action="store_true",
+                   help="leave out the documents that fail when their old index cannot be kept")
     p = command("conversations", cmd_conversations, "List, rename, delete or export conversations.")
     p.add_argument("action", nargs="?", default="list", choices=["list", "rename", "delete", "export"])
     p.add_argument("id", nargs="?")
@@ -95,6 +109,23 @@ def build_parser() -> argparse.ArgumentParser:
 def _workspace() -> Workspace:
     settings = load_settings()
     return Workspace(settings)
+
+
+def _collection_name(workspace: Workspace, option: str | None) -> str:
+    """`--collection`, checked (an explicit empty name is an error), else the first chat collection."""
+    return workspace.settings.collections[0] if option is None else check_collection_name(option)
+
+
+def _with_options(settings: Settings, options: dict[str, tuple[str, Any]]) -> Settings:
+    """Settings with command-line overrides ({option: (field, value)}); a bad value names its option."""
+    changes = {field: value for field, value in options.values() if value is not None}
+    try:
+        return update_settings(settings, **changes)
+    except SettingsError as err:
+        named = " / ".join(option for option, (field, value) in options.items()
+                           if value is not None and field in err.message) or "option"
+        why = err.message.removeprefix("Invalid setting: ").rstrip(".")
+        raise AgentError(f"Invalid {named}: {why}.", "See `--help`.") from None
 
 
 def _print_json(data: Any, out: TextIO = sys.stdout) -> None:
@@ -142,10 +173,17 @@ def cmd_chat(args: argparse.Namespace, stdin: TextIO = sys.stdin, out: TextIO = 
     from agent.chat.engine import ChatEngine
 
     workspace = _workspace()
-    workspace.warm_up()  # loads the indexes while the user types the first question
-    engine = ChatEngine(workspace)
+    warm_up = workspace.warm_up()  # loads the indexes while the user types the first question
+    try:
+        return _repl(workspace, ChatEngine(workspace), args.conversation, stdin, out)
+    finally:
+        warm_up.join()  # a daemon thread killed mid-import at exit aborts the process ("FATAL: exception not rethrown")
+
+
+def _repl(workspace: Workspace, engine: ChatEngine, conversation: str | None, stdin: TextIO, out: TextIO) -> int:
+    """The chat loop: one question a line until exit or end of input."""
     backend = engine.backend()
-    conversation = args.conversation or workspace.conversations.create()
+    conversation = conversation or workspace.conversations.create()
     if backend.notice:
         out.write(f"note: {backend.notice}\n")
     out.write(f"Chatting with {backend.model_name} over {', '.join(workspace.settings.collections)} "
@@ -299,7 +337,7 @@ class _ProgressLine:
 
 def cmd_ingest(args: argparse.Namespace) -> int:
     workspace = _workspace()
-    collection = workspace.collection(args.collection)
+    collection = workspace.collection(_collection_name(workspace, args.collection))
     results = []
     for path in args.files:
         bar = _ProgressLine(path.name)
@@ -314,25 +352,22 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     return 0 if all(r.ok for r in results) else 1
 
 
-def _result_line(result: Any) -> str:
-    if not result.ok:
-        return f"{'FAILED':10}{result.file}: {result.message}"
+def _result_line(result: IngestResult) -> str:
+    if result.status in ("failed", "kept", "dropped"):
+        after = {"kept": " (its previous index is kept)", "dropped": " (left out of the index)"}.get(result.status, "")
+        return f"{result.status.upper():10}{result.file}: {result.message}{after}"
     ocr = f", OCR on {len(result.ocr_pages)} pages" if result.ocr_pages else ""
     note = f" ({result.message})" if result.message and result.status != "unchanged" else ""
     return f"{result.status.upper():10}{result.file}: {result.pages} pages, {result.chunks} chunks{ocr}, {result.seconds:.2f} s{note}"
 
 
 def cmd_retrieve(args: argparse.Namespace) -> int:
-    from agent.chat.engine import ChatEngine
+    from agent.chat.engine import ChatEngine, clean_question
 
-    settings = load_settings()
-    changes: dict[str, Any] = {}
-    if args.k is not None:
-        changes["retrieval_k"] = args.k
-    if args.collection:
-        changes["collections"] = args.collection
-    workspace = Workspace(update_settings(settings, **changes) if changes else settings)
-    sources = ChatEngine(workspace).retrieve(args.question)
+    question = clean_question(args.question)
+    settings = _with_options(load_settings(), {"--k": ("retrieval_k", args.k),
+                                               "--collection": ("collections", args.collection)})
+    sources = ChatEngine(Workspace(settings)).retrieve(question)
     if args.json:
         _print_json([{k: s[k] for k in ("file", "page", "text", "score")} for s in sources])
     else:
@@ -343,7 +378,7 @@ def cmd_retrieve(args: argparse.Namespace) -> int:
 
 def cmd_docs(args: argparse.Namespace) -> int:
     workspace = _workspace()
-    infos = workspace.collection(args.collection).document_infos()
+    infos = workspace.collection(_collection_name(workspace, args.collection)).document_infos()
     if args.json:
         _print_json([info.__dict__ for info in infos])
         return 0
@@ -358,17 +393,24 @@ def cmd_docs(args: argparse.Namespace) -> int:
 
 def cmd_remove(args: argparse.Namespace) -> int:
     workspace = _workspace()
-    info = remove_document(workspace.collection(args.collection), args.document)
+    info = remove_document(workspace.collection(_collection_name(workspace, args.collection)), args.document)
     print(f"Removed {info.file} ({info.chunks} chunks).")
     return 0
 
 
 def cmd_reindex(args: argparse.Namespace) -> int:
     workspace = _workspace()
-    name = args.collection or workspace.settings.collections[0]
-    results = reindex(workspace.rebuildable(name), workspace.embeddings, workspace.settings)
+    name = _collection_name(workspace, args.collection)
+    passwords = {doc_id: args.password for doc_id, _ in workspace.rebuildable(name).stored_documents()} \
+        if args.password else None
+    results = workspace.reindex(name, passwords=passwords, drop_failed=args.drop_failed)
     for result in results:
         print(_result_line(result))
+    if not results.committed:
+        raise AgentError(f"Nothing was changed in {name!r}: {sum(r.status == 'failed' for r in results)} document(s) "
+                         "cannot be re-indexed and their old index cannot be kept.",
+                         "Fix them (--password, or the settings that refuse them), or leave them out with "
+                         "--drop-failed.")
     print(f"Re-indexed {sum(r.ok for r in results)} of {len(results)} documents in {name!r}.")
     return 0 if all(r.ok for r in results) else 1
 
@@ -394,6 +436,13 @@ def cmd_conversations(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from agent.evaluate import run_eval_command
+    from agent.evaluate import load_questions, run_eval_command
 
+    if not args.pdfs.is_dir():
+        raise AgentError(f"--pdfs {args.pdfs} is not a folder.", "Give the folder that holds the PDFs.")
+    try:
+        load_questions(args.questions)  # checked first: a bad line must not surface as a traceback mid-run
+    except (ValueError, KeyError, TypeError) as exc:
+        raise AgentError(f"Cannot read the questions in {args.questions}: {exc!r}.",
+                         "Each line must be a JSON object with question, file and page.") from None
     return run_eval_command(args.questions, args.pdfs, load_settings(), as_json=args.json)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlparse
@@ -19,11 +20,12 @@ from urllib.parse import urlparse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from agent import prompts
-from agent._files import atomic_write_text, check_collection_name
+from agent._files import atomic_write_text, check_collection_name, remove_stale_temps
 from agent.errors import SettingsError
 
 SETTINGS_FILE = "settings.json"
 DEFAULT_HOST = "http://127.0.0.1:11434"
+STALE_TEMP_SECONDS = 60.0  # a settings save takes milliseconds: an older temp file is a killed save's
 
 
 class Settings(BaseModel):
@@ -150,59 +152,77 @@ def _parse_env_value(field: str, raw: str) -> Any:
     return raw
 
 
-def _read_file(path: Path) -> tuple[dict[str, Any], list[str]]:
-    """The stored values, and a problem description when the file is unreadable (never raises)."""
+@dataclass(frozen=True)
+class SettingsProblem:
+    """Something in settings.json that was ignored while loading: one value, or the whole file
+    (`field` empty). The UI shows it; the next save rewrites the file without it."""
+
+    field: str
+    error: str
+
+    def __str__(self) -> str:
+        if not self.field:
+            return f"{SETTINGS_FILE} is unreadable ({self.error}); using defaults until you save settings again."
+        return f"{SETTINGS_FILE}: {self.field}: {self.error} (using the default)"
+
+
+def _read_file(path: Path) -> tuple[dict[str, Any], list[SettingsProblem]]:
+    """The stored values, and a problem when the file is unreadable (never raises)."""
     if not path.exists():
         return {}, []
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        return {}, [f"{path} is unreadable ({exc}); using defaults until you save settings again."]
+        return {}, [SettingsProblem("", str(exc))]
     if not isinstance(data, dict):
-        return {}, [f"{path} does not hold a JSON object; using defaults until you save settings again."]
+        return {}, [SettingsProblem("", "it does not hold a JSON object")]
     return data, []
 
 
-def load_settings(data_dir: Path | str | None = None, environ: dict[str, str] | None = None) -> Settings:
-    """Build the settings; a broken file or bad value is reported in `problems`, not fatal.
+def read_settings(data_dir: Path | str | None = None,
+                  environ: dict[str, str] | None = None) -> tuple[Settings, list[SettingsProblem]]:
+    """The settings, and what was wrong with the settings file (those values fell back to defaults).
 
-    A settings file the app cannot read must not stop the app from starting (the user
-    would have no UI to fix it), so bad file values fall back to defaults, one by one.
+    A settings file the app cannot use must not stop the app from starting (the user
+    would have no UI to fix it), so each stored value is kept only if the settings stay
+    valid with it, checked one by one on top of the environment's values: a value that
+    is bad alone or contradicts another (`chunk_overlap` >= `chunk_size`) falls back.
     Bad environment values are the operator's explicit choice and raise SettingsError.
     """
     environ = os.environ if environ is None else environ
     data_dir = Path(data_dir or environ.get("AGENT_DATA_DIR") or "data")
     stored, problems = _read_file(data_dir / SETTINGS_FILE)
-    values: dict[str, Any] = {}
-    for field, raw in stored.items():
-        if field in Settings.model_fields and field != "data_dir":
-            try:
-                Settings(**{field: raw})
-                values[field] = raw
-            except ValidationError as exc:
-                problems.append(f"settings.json: {field}: {_first_error(exc)} (using the default)")
-    pinned = {field: _parse_env_value(field, raw) for field, raw in env_overrides(environ).items()}
+    pinned: dict[str, Any] = {field: _parse_env_value(field, raw) for field, raw in env_overrides(environ).items()}
     pinned["data_dir"] = data_dir
     try:
-        settings = Settings(**{**values, **pinned})
+        settings = Settings(**pinned)
     except ValidationError as exc:
         raise SettingsError(f"Invalid setting from the environment: {_first_error(exc)}",
                             "Fix the environment variable (see README, Settings).") from None
-    object.__setattr__(settings, "_problems", problems)
-    return settings
+    values: dict[str, Any] = {}
+    for field, raw in stored.items():
+        if field not in Settings.model_fields or field == "data_dir" or field in pinned:
+            continue
+        try:
+            settings = Settings(**{**values, field: raw, **pinned})
+            values[field] = raw
+        except ValidationError as exc:
+            problems.append(SettingsProblem(field, _first_error(exc)))
+    return settings, problems
 
 
-def problems(settings: Settings) -> list[str]:
-    """What went wrong while loading (unreadable file, invalid stored values)."""
-    return list(getattr(settings, "_problems", []))
+def load_settings(data_dir: Path | str | None = None, environ: dict[str, str] | None = None) -> Settings:
+    """The settings (see `read_settings`), for callers that do not report the file's problems."""
+    return read_settings(data_dir, environ)[0]
 
 
 def update_settings(settings: Settings, **changes: Any) -> Settings:
-    """Validated copy with `changes` applied; raises SettingsError naming the bad field."""
+    """Validated copy with `changes` applied; raises SettingsError naming the bad field
+    (without a fix: what to do depends on where the value came from)."""
     try:
         return Settings(**{**settings.model_dump(), **changes})
     except ValidationError as exc:
-        raise SettingsError(f"Invalid setting: {_first_error(exc)}", "Nothing was saved.",
+        raise SettingsError(f"Invalid setting: {_first_error(exc)}",
                             code="invalid_setting", params=_error_params(exc, changes)) from None
 
 
@@ -213,6 +233,7 @@ def save_settings(settings: Settings) -> Path:
     changed = {k: v for k, v in current.items() if v != defaults.get(k)}
     path = settings.settings_path
     atomic_write_text(path, json.dumps(changed, ensure_ascii=False, indent=2, sort_keys=True) + "\n")
+    remove_stale_temps(path, older_than=STALE_TEMP_SECONDS)
     return path
 
 

@@ -34,6 +34,9 @@ class SettingsError(AgentError):
     """A settings value is invalid (out of range, malformed URL, bad prompt)."""
 
 
+class InvalidNameError(AgentError, ValueError):
+    """A name that becomes a path (a collection) is not allowed. Also a ValueError, so
+    pydantic validators that check names report it as a validation error."""
 class PromptError(SettingsError, ValueError):
     """An edited prompt is not a valid template (a ValueError too, for the settings validators)."""
 

@@ -10,29 +10,37 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable, Container, Mapping
 from pathlib import Path
 
 from langchain_core.embeddings import Embeddings
 
 from agent.chat.conversations import ConversationStore
 from agent.config import Settings, load_settings
+from agent.errors import AgentError
+from agent.ingest.pipeline import Progress, ReindexResults, reindex
 from agent.search.embeddings import embedding_model_id, make_embeddings
 from agent.search.retrieval import collection_index
 from agent.search.store import Collection, delete_collection, list_collections
 
 logger = logging.getLogger(__name__)
-_EMBEDDERS: dict[tuple[str, str], Embeddings] = {}
+_EMBEDDERS: dict[tuple[object, ...], Embeddings] = {}
 _EMBEDDERS_LOCK = threading.Lock()
 
 
-def _embedder_key(settings: Settings) -> tuple[str, str]:
-    """The embedder's identity: the model, and the server for Ollama-served models."""
+def _embedding_identity(settings: Settings) -> tuple[str, str]:
+    """Which vectors an embedder makes: the model, and the server for Ollama-served models."""
     return settings.embedding, settings.ollama_host if settings.embedding != "local" else ""
 
 
+def _embedder_key(settings: Settings) -> tuple[object, ...]:
+    """The embedder object: its identity plus the client options (the request timeout)."""
+    return (*_embedding_identity(settings), settings.request_timeout if settings.embedding != "local" else 0.0)
+
+
 def _store_key(settings: Settings) -> tuple[object, ...]:
-    """What loaded collections depend on: where they live and which embedder reads them."""
-    return (settings.data_dir, *_embedder_key(settings))
+    """What loaded collections depend on: where they live and which vectors they hold."""
+    return (settings.data_dir, *_embedding_identity(settings))
 
 
 def shared_embeddings(settings: Settings) -> Embeddings:
@@ -97,6 +105,18 @@ class Workspace:
         with self._lock:
             self._collections.pop(name, None)
         return Collection(self.data_dir, name, self.embeddings, self.embedding_model, rebuilding=True)
+
+    def reindex(self, name: str, *, progress: Progress | None = None, passwords: Mapping[str, str] | None = None,
+                only: Container[str] | None = None, drop_failed: bool = False,
+                on_document: Callable[[str, int, int], None] | None = None) -> ReindexResults:
+        """Rebuild a collection from its stored PDFs (see `pipeline.reindex`); the index as it
+        is now, when readable with the current embedder, keeps documents that fail."""
+        try:
+            previous: Collection | None = self.collection(name)
+        except AgentError:  # damaged or built with another embedder: rebuild from the PDFs alone
+            previous = None
+        return reindex(self.rebuildable(name), self.embeddings, self.settings, progress, previous=previous,
+                       passwords=passwords, only=only, drop_failed=drop_failed, on_document=on_document)
 
     def chat_collections(self) -> list[Collection]:
         """The collections the chat searches (settings.collections)."""

@@ -7,6 +7,7 @@ cached per settings value, so a saved change takes effect on the next question.
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass, field
 from datetime import tzinfo
 from typing import Any
@@ -15,18 +16,20 @@ import streamlit as st
 
 from agent.app import i18n
 from agent.app.i18n import LANGUAGES, t
+from agent.app.jobs import JobRegistry
 from agent.app.settings_edit import pinned_fields, resolve_language, save_changes
 from agent.app.status import OllamaStatus, chat_model_names, ollama_status
 from agent.chat.engine import ChatEngine
 from agent.chat.llm import Backend, ModelInfo, find_model, list_models
 from agent.chat.models import PullJob
-from agent.config import Settings, load_settings, problems
+from agent.config import Settings, SettingsProblem, load_settings, read_settings
 from agent.errors import AgentError
 from agent.workspace import Workspace
 
 LANG_KEY = "ui_lang"  # the language chosen in the sidebar: a plain key, so it survives page changes
 LANG_WIDGET = "_ui_lang_switch"  # the switch itself: Streamlit drops a widget's state on a page change
 ENTRY_KEY = "_entry_point_ran"
+SESSION_KEY = "_session_id"
 OFFER_KEY = "offer_collection"  # a collection just filled with documents that the chat does not search
 REPROBE_SECONDS = 3  # while Ollama is down, its status is re-checked this often (no click needed)
 
@@ -70,6 +73,18 @@ def pull_jobs() -> dict[tuple[str, str], PullJob]:
     return {}
 
 
+@st.cache_resource(show_spinner=False)
+def job_registry(data_dir: str) -> JobRegistry:
+    """The background jobs (uploads, re-index) of one data directory: they outlive every run
+    and page change, and any session can follow their progress."""
+    return JobRegistry()
+
+
+def session_id() -> str:
+    """This browser session's id: the owner of the jobs it starts (their results are its to report)."""
+    return st.session_state.setdefault(SESSION_KEY, uuid.uuid4().hex)
+
+
 @dataclass
 class AppContext:
     """What every page needs for one script run."""
@@ -80,6 +95,7 @@ class AppContext:
     engine: ChatEngine
     pinned: dict[str, str] = field(default_factory=dict)
     finished_pulls: frozenset[str] = frozenset()  # downloads already finished when this run started
+    problems: list[SettingsProblem] = field(default_factory=list)  # in settings.json, ignored on loading
 
     @property
     def workspace(self) -> Workspace:
@@ -110,6 +126,10 @@ class AppContext:
     def models(self) -> list[ModelInfo]:
         """Installed Ollama models (raises AgentError when Ollama is unreachable)."""
         return _models(self.settings.ollama_host, self.settings.model_dump_json())
+
+    @property
+    def jobs(self) -> JobRegistry:
+        return job_registry(str(self.settings.data_dir))
 
 
 def ui_language(settings: Settings | None = None) -> str:
@@ -157,14 +177,14 @@ def entry_point() -> None:
 def build_context() -> AppContext:
     """Read the settings from disk and get the cached engine; stop the page on a fatal error."""
     try:
-        settings = load_settings()
+        settings, problems = read_settings()
     except AgentError as err:
         show_error(err)
         st.stop()
     lang = ui_language(settings)
     status = _status(settings) if settings.backend != "embedded" else OllamaStatus(False, settings.ollama_host)
     engine = _engine(settings, status.reachable)
-    return AppContext(settings, lang, status, engine, pinned_fields())
+    return AppContext(settings, lang, status, engine, pinned_fields(), problems=problems)
 
 
 def _app_test() -> bool:
@@ -254,10 +274,17 @@ def sidebar_status(ctx: AppContext) -> None:
             model_line(ctx, backend)
         st.caption(ctx.md("status_embedding", model=ctx.workspace.embedding_model))
         st.caption(ctx.md("status_collections", names=", ".join(s.collections)))
-        for problem in problems(s):
-            st.warning(i18n.md_plain(problem))
+        for problem in ctx.problems:
+            st.warning(settings_problem_text(ctx, problem), icon=":material/warning:")
         if s.backend != "embedded" and not ctx.status.reachable:
             _watch_ollama()
+
+
+def settings_problem_text(ctx: AppContext, problem: SettingsProblem) -> str:
+    """A settings-file problem in the UI language (the error itself comes from validation)."""
+    if not problem.field:
+        return ctx.md("settings_file_unreadable", path=str(ctx.settings.settings_path), error=problem.error)
+    return ctx.md("settings_value_dropped", field=problem.field, error=problem.error)
 
 
 def ollama_line(ctx: AppContext, answering: bool) -> None:

@@ -78,8 +78,7 @@ def model_picker() -> None:
     choice = st.selectbox(T("chat_model"), choices.options, index=choices.index, format_func=choices.labels.get,
                           disabled=bool(pinned),
                           help=T("pinned_by", var=pinned) if pinned else T("chat_model_help"))
-    if choices.missing:
-        st.error(ctx.md("model_missing", model=settings.chat_model), icon=":material/inventory_2:")
+    if choices.missing:  # the status above says it is not installed: offer the download here
         st.button(T("download_model", model=settings.chat_model), icon=":material/download:",
                   on_click=start_pull, args=(ctx, settings.chat_model), key="pull-missing")
     if choice != choices.options[choices.index] and not pinned and save_setting(chat_model=choice):

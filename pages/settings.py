@@ -14,11 +14,20 @@ import streamlit as st
 
 from agent import prompts
 from agent.app.i18n import field_help, join_list, local_time
-from agent.app.settings_edit import reset_to_defaults, save_changes
+from agent.app.settings_edit import field_bounds, field_choices, reset_to_defaults, save_changes
 from agent.chat.llm import find_model
 from agent.chat.models import context_exceeds, delete_model, loaded_models
 from agent.errors import AgentError
-from pages import forget_language_choice, model_choices, page_setup, pulls_section, refresh_models, show_error, start_pull
+from pages import (
+    forget_language_choice,
+    model_choices,
+    page_setup,
+    pulls_section,
+    refresh_models,
+    settings_problem_text,
+    show_error,
+    start_pull,
+)
 
 ctx = page_setup()
 T = ctx.t
@@ -29,6 +38,10 @@ GEN = S["settings_gen"]
 FIELDS = type(settings).model_fields
 NEEDS_REINDEX = {"embedding", "chunk_size", "chunk_overlap"}
 ABILITIES = ("completion", "tools", "thinking", "embedding", "vision")
+#: the +/- step of each number field (its bounds come from the Settings model)
+STEPS: dict[str, float] = {"request_timeout": 10, "temperature": 0.05, "num_ctx": 512, "num_predict": 64,
+                           "repeat_penalty": 0.05, "memory_turns": 1, "retrieval_k": 1, "chunk_size": 50,
+                           "chunk_overlap": 10, "max_upload_mb": 10, "max_pages": 100}
 
 
 def key(field: str) -> str:
@@ -42,16 +55,17 @@ def common(field: str) -> dict[str, Any]:
             "help": T("pinned_by", var=pinned) if pinned else field_help(field, ctx.lang)}
 
 
-def number(field: str, lo: float, hi: float, step: float, fmt: str | None = None) -> Any:
+def number(field: str, fmt: str | None = None) -> Any:
     value = getattr(settings, field)
     kind = float if isinstance(value, float) else int
-    return st.number_input(min_value=kind(lo), max_value=kind(hi), value=value, step=kind(step), format=fmt,
-                           **common(field))
+    low, high = field_bounds(field)
+    return st.number_input(min_value=None if low is None else kind(low), max_value=None if high is None else kind(high),
+                           value=value, step=kind(STEPS[field]), format=fmt, **common(field))
 
 
-def choice(field: str, options: list[str]) -> Any:
+def choice(field: str) -> Any:
     value = getattr(settings, field)
-    options = options if value in options else [value, *options]
+    options = field_choices(field)
     return st.selectbox(options=options, index=options.index(value), format_func=lambda o: T(f"opt_{o}", default=o),
                         **common(field))
 
@@ -180,6 +194,8 @@ def on_delete_model(name: str) -> None:
 
 st.title(T("page_settings"))
 st.caption(T("settings_intro", path=str(settings.settings_path)))
+for problem in ctx.problems:  # also in the sidebar; here it says what the next save does about it
+    st.warning(settings_problem_text(ctx, problem) + T("settings_problem_fix"), icon=":material/warning:")
 if ctx.pinned:
     pinned = join_list([f"{T(f'field_{f}')} ({v})" for f, v in sorted(ctx.pinned.items())], ctx.lang)
     st.info(ctx.md("pinned_note", vars=pinned), icon=":material/push_pin:")
@@ -195,22 +211,22 @@ with st.form("settings_form", border=False):
         left, right = st.columns(2)
         with left:
             values["ollama_host"] = st.text_input(value=settings.ollama_host, **common("ollama_host"))
-            values["backend"] = choice("backend", ["auto", "ollama", "embedded"])
+            values["backend"] = choice("backend")
             values["chat_model"] = chat_model_field()
-            values["mode"] = choice("mode", ["auto", "agent", "always_retrieve"])
+            values["mode"] = choice("mode")
             values["keep_alive"] = st.text_input(value=settings.keep_alive, **common("keep_alive"))
-            values["request_timeout"] = number("request_timeout", 1, 3600, 10, fmt="%.0f")
+            values["request_timeout"] = number("request_timeout", fmt="%.0f")
         with right:
-            values["temperature"] = number("temperature", 0.0, 2.0, 0.05)
-            values["num_ctx"] = number("num_ctx", 512, 1_048_576, 512)
+            values["temperature"] = number("temperature")
+            values["num_ctx"] = number("num_ctx")
             context_warning()
-            values["num_predict"] = number("num_predict", 16, 131_072, 64)
-            values["repeat_penalty"] = number("repeat_penalty", 0.5, 2.5, 0.05)
-            values["memory_turns"] = number("memory_turns", 1, 100, 1)
+            values["num_predict"] = number("num_predict")
+            values["repeat_penalty"] = number("repeat_penalty")
+            values["memory_turns"] = number("memory_turns")
     with tab_retrieval:
         left, right = st.columns(2)
         with left:
-            values["retrieval_k"] = number("retrieval_k", 1, 50, 1)
+            values["retrieval_k"] = number("retrieval_k")
             values["hybrid"] = st.toggle(value=settings.hybrid, **common("hybrid"))
             embeddings = embedding_options()
             values["embedding"] = st.selectbox(options=embeddings, index=embeddings.index(settings.embedding),
@@ -218,17 +234,17 @@ with st.form("settings_form", border=False):
                                                **common("embedding"))
             values["ocr"] = st.toggle(value=settings.ocr, **common("ocr"))
         with right:
-            values["chunk_size"] = number("chunk_size", 100, 8000, 50)
-            values["chunk_overlap"] = number("chunk_overlap", 0, 2000, 10)
-            values["max_upload_mb"] = number("max_upload_mb", 1, 4096, 10)
-            values["max_pages"] = number("max_pages", 1, 100_000, 100)
+            values["chunk_size"] = number("chunk_size")
+            values["chunk_overlap"] = number("chunk_overlap")
+            values["max_upload_mb"] = number("max_upload_mb")
+            values["max_pages"] = number("max_pages")
         st.caption(T("reindex_note"))
     with tab_prompts:
         for field in ("system_prompt", "answer_prompt", "rewrite_prompt"):
             values[field] = prompt_area(field)
     with tab_language:
-        values["answer_language"] = choice("answer_language", ["auto", "zh", "en"])
-        values["ui_language"] = choice("ui_language", ["auto", "zh", "en"])
+        values["answer_language"] = choice("answer_language")
+        values["ui_language"] = choice("ui_language")
     submitted = st.form_submit_button(T("save"), type="primary", icon=":material/save:")
 
 if submitted:

@@ -404,6 +404,7 @@ class OllamaDouble:
 
     Settings that tests may change at any time: `latency` (seconds before any route
     answers), `first_token_delay` and `chunk_delay` (defaults for chat/generate replies),
+    `embed_delay` (seconds per /api/embed batch: a slow embedding model),
     `default_text` (the default responder's answer text), `default_num_ctx`, `pull_delay`.
     """
 
@@ -424,6 +425,7 @@ class OllamaDouble:
         self.latency = latency
         self.first_token_delay = first_token_delay
         self.chunk_delay = chunk_delay
+        self.embed_delay = 0.0
         self.default_text = default_text
         self.default_num_ctx = default_num_ctx
         self.version = version
@@ -766,6 +768,7 @@ class OllamaDouble:
         spec = self._model(body.get("model"), "model {q} not found, try pulling it first")
         self._touch(spec, body)
         started = time.monotonic()
+        self._pause(self.embed_delay)
         max_chars = 4 * min(self._num_ctx(body), spec.context_length)
         if body.get("truncate") is False and any(len(t) > max_chars for t in texts):
             raise _HTTPError(400, "the input length exceeds the context length")

@@ -388,3 +388,25 @@ def test_ollama_absent_is_calm_then_recovers_by_itself_in_dark_mode(tmp_path: Pa
             expect(sidebar.get_by_text("Ollama 0.12.0", exact=False)).to_be_visible(timeout=20_000)
             expect(notice).to_have_count(0)
             expect(sidebar.get_by_text("Chat model: llama3.2", exact=False)).to_be_visible()
+
+
+# ---- an upload goes on while the user is elsewhere (issue 13, item 1) ---------------------------------
+GNUPLOT = DEVSET_PDFS / "gnuplot.pdf"  # 311 pages, 1305 chunks
+
+
+def test_an_upload_finishes_while_the_user_is_on_another_page(tmp_path: Path) -> None:
+    """Leaving the Documents page mid-ingestion used to interrupt it and discard the upload."""
+    from playwright.sync_api import expect
+
+    with OllamaDouble() as double, running_app(tmp_path, double.url) as app, browser_page(app) as page:
+        double.embed_delay = 0.15  # ~6 s of embedding: the user is away for part of it
+        page.goto(f"{app.base}/documents")
+        page.get_by_text("Add PDF files").wait_for()
+        page.locator("input[type=file]").set_input_files(str(GNUPLOT))
+        expect(page.get_by_text("Embedding chunks", exact=False).first).to_be_visible(timeout=60_000)
+        nav(page, "Chat")
+        page.wait_for_timeout(1000)
+        nav(page, "Documents")
+        expect(page.get_by_text("gnuplot.pdf: added, 311 pages", exact=False)).to_be_visible(timeout=90_000)
+        expect(page.get_by_text("Documents in “default” (1)")).to_be_visible()
+        assert not list((tmp_path / "data" / "uploads").rglob("*.pdf")), "the temp upload is removed"

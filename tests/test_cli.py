@@ -87,3 +87,51 @@ def test_ingest_docs_retrieve_remove(env):
     assert 0 < len(hits) <= 3 and set(hits[0]) == {"file", "page", "text", "score"}
     assert run_cli(["remove", "squad_Geology.pdf"], env).returncode == 0
     assert json.loads(run_cli(["docs", "--json"], env).stdout) == []
+
+
+# ---- bad arguments: every command, one clear line, never a traceback (issue 13, item 14) -------------
+BAD_ARGUMENTS = [
+    ["chat", "--conversation"],
+    ["ask"], ["ask", ""],
+    ["models", "--bogus"],
+    ["ingest"], ["ingest", "{tmp}/missing.pdf"], ["ingest", "{tmp}"],
+    ["ingest", "--collection", "../bad", str(DEVSET_PDFS / "squad_Geology.pdf")],
+    ["retrieve", "rocks", "--k", "0"], ["retrieve", "rocks", "--k", "51"], ["retrieve", "rocks", "--k", "abc"],
+    ["retrieve", "rocks", "--collection", "../bad"], ["retrieve", "   "],
+    ["docs", "--collection", "../bad"], ["docs", "--collection", ""], ["docs", "--collection", ".hidden"],
+    ["remove", "nothing-like-this"], ["remove", "x", "--collection", "a/b"],
+    ["reindex", "--collection", "../bad"],
+    ["conversations", "rename", "no-such-id", "Title"], ["conversations", "export"], ["conversations", "bogus"],
+    ["eval", "{tmp}/missing.jsonl", "--pdfs", "{tmp}"], ["eval", "{tmp}/bad.jsonl", "--pdfs", "{tmp}"],
+    ["eval", "{tmp}/bad.jsonl", "--pdfs", "{tmp}/no-such-folder"],
+    ["bogus"], [],
+]
+
+
+@pytest.mark.parametrize("args", BAD_ARGUMENTS, ids=lambda args: " ".join(args) or "(nothing)")
+def test_bad_arguments_are_one_clear_line(env, tmp_path, args):
+    (tmp_path / "bad.jsonl").write_text('{"question": "q", "file": "a.pdf"\n')
+    result = run_cli([a.format(tmp=tmp_path) for a in args], env)
+    said = (result.stderr or result.stdout).strip().splitlines()
+    assert result.returncode != 0, result.stdout
+    assert len(said) == 1 and said[0], result.stderr + result.stdout
+    assert "Traceback" not in result.stderr + result.stdout
+    assert "Nothing was saved" not in said[0]  # a UI message (retrieve --k 0 printed it)
+
+
+def test_every_command_is_audited():
+    from agent.cli import build_parser
+
+    commands = set(build_parser()._subparsers._group_actions[0].choices)
+    assert commands <= {args[0] for args in BAD_ARGUMENTS if args}
+
+
+def test_a_bad_environment_value_is_one_line(env):
+    result = run_cli(["docs"], {**env, "AGENT_RETRIEVAL_K": "-3"})
+    assert result.returncode == 1 and len(result.stderr.strip().splitlines()) == 1
+    assert "AGENT_RETRIEVAL_K" in result.stderr or "retrieval_k" in result.stderr
+
+
+def test_chat_exits_cleanly_before_the_first_question(env):
+    result = run_cli(["chat"], env, stdin="exit\n")  # the index warm-up is still running
+    assert result.returncode == 0 and "FATAL" not in result.stderr, result.stderr

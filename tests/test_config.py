@@ -10,7 +10,7 @@ from agent.config import (
     Settings,
     load_settings,
     normalise_host,
-    problems,
+    read_settings,
     reset_settings,
     save_settings,
     update_settings,
@@ -19,11 +19,11 @@ from agent.errors import SettingsError
 
 
 def test_defaults_work_offline(tmp_path):
-    s = load_settings(tmp_path, environ={})
+    s, problems = read_settings(tmp_path, environ={})
     assert s.ollama_host == "http://127.0.0.1:11434"
     assert s.data_dir == tmp_path
     assert s.memory_turns == 5 and s.backend == "auto" and s.embedding == "local"
-    assert problems(s) == []
+    assert problems == []
 
 
 def test_environment_overrides_file(tmp_path):
@@ -66,17 +66,17 @@ def test_bad_environment_value_is_a_clear_error(tmp_path):
 
 def test_corrupt_settings_file_falls_back_to_defaults_and_says_so(tmp_path):
     (tmp_path / "settings.json").write_text("{not json")
-    s = load_settings(tmp_path, environ={})
+    s, problems = read_settings(tmp_path, environ={})
     assert s.retrieval_k == Settings().retrieval_k
-    assert "unreadable" in problems(s)[0]
+    assert "unreadable" in str(problems[0]) and problems[0].field == ""
     assert (tmp_path / "settings.json").read_text() == "{not json"  # nothing overwritten behind the user's back
 
 
 def test_invalid_stored_value_only_resets_that_field(tmp_path):
     (tmp_path / "settings.json").write_text(json.dumps({"retrieval_k": -5, "temperature": 0.9}))
-    s = load_settings(tmp_path, environ={})
+    s, problems = read_settings(tmp_path, environ={})
     assert s.retrieval_k == 5 and s.temperature == 0.9
-    assert any("retrieval_k" in p for p in problems(s))
+    assert [p.field for p in problems] == ["retrieval_k"]
 
 
 def test_prompt_edits_are_validated_and_resettable(tmp_path):
@@ -99,3 +99,44 @@ def test_every_field_has_an_environment_variable():
     assert ENV_VARS["ollama_host"] == "OLLAMA_HOST"
     assert ENV_VARS["data_dir"] == "AGENT_DATA_DIR"
     assert set(ENV_VARS) == set(Settings.model_fields)
+
+
+def test_contradicting_stored_values_fall_back_instead_of_locking_the_app(tmp_path):
+    # A hand edit: each value is valid alone, together they are not (issue 13, item 4).
+    (tmp_path / "settings.json").write_text(json.dumps({"chunk_size": 200, "chunk_overlap": 300, "temperature": 0.4}))
+    s, problems = read_settings(tmp_path, environ={})  # no SettingsError blaming the environment
+    assert (s.chunk_size, s.chunk_overlap, s.temperature) == (200, 120, 0.4)  # only the offending value dropped
+    assert [p.field for p in problems] == ["chunk_overlap"]
+    assert "chunk_overlap must be smaller than chunk_size" in str(problems[0]) and "default" in str(problems[0])
+
+
+def test_a_stored_value_that_contradicts_the_environment_is_the_one_dropped(tmp_path):
+    (tmp_path / "settings.json").write_text(json.dumps({"chunk_size": 200}))
+    s, problems = read_settings(tmp_path, environ={"AGENT_CHUNK_OVERLAP": "300"})
+    assert (s.chunk_size, s.chunk_overlap) == (800, 300)  # the operator's value stands
+    assert [p.field for p in problems] == ["chunk_size"]
+    with pytest.raises(SettingsError, match="environment"):  # inconsistent environment values are its own fault
+        read_settings(tmp_path, environ={"AGENT_CHUNK_SIZE": "200", "AGENT_CHUNK_OVERLAP": "300"})
+
+
+def test_load_problems_are_returned_not_stuck_on_the_model(tmp_path):
+    (tmp_path / "settings.json").write_text(json.dumps({"retrieval_k": -5}))
+    s, problems = read_settings(tmp_path, environ={})
+    assert problems and not hasattr(s, "_problems") and s.__pydantic_private__ in (None, {})
+    assert "problems" not in s.model_dump()
+
+
+def test_temp_files_of_killed_settings_saves_are_cleaned(tmp_path):
+    import os
+    import time
+
+    stale = tmp_path / ".settings.json.abc123.tmp"
+    live = tmp_path / ".settings.json.def456.tmp"  # another process may be writing this one right now
+    other = tmp_path / ".other.json.abc123.tmp"
+    for path in (stale, live, other):
+        path.write_text("{")
+    os.utime(stale, (time.time() - 3600,) * 2)
+    os.utime(other, (time.time() - 3600,) * 2)
+    save_settings(update_settings(load_settings(tmp_path, environ={}), retrieval_k=7))
+    assert not stale.exists() and live.exists() and other.exists()
+    assert json.loads((tmp_path / "settings.json").read_text()) == {"retrieval_k": 7}

@@ -546,11 +546,11 @@ def test_damaged_settings_file_never_stops_the_app(workspace, ollama, damage):
         path.write_text("[1, 2]")
     else:
         path.write_text(path.read_text()[:5])
-    settings = load_settings(workspace.data_dir, environ=double_environ(ollama))
-    from agent.config import problems
+    from agent.config import read_settings
 
-    assert settings.retrieval_k == 5 and problems(settings)  # defaults, and the UI can say why
-    assert "settings.json" in problems(settings)[0] and "defaults" in problems(settings)[0]
+    settings, problems = read_settings(workspace.data_dir, environ=double_environ(ollama))
+    assert settings.retrieval_k == 5 and problems  # defaults, and the UI can say why
+    assert "settings.json" in str(problems[0]) and "defaults" in str(problems[0])
     add_texts(Workspace(settings), "geology.pdf", GEOLOGY)  # the app works meanwhile
     ollama.reply("Rocks [geology.pdf p.1].")
     assert ChatEngine(Workspace(update_settings(settings, chat_model="gemma:2b"))).ask("Rocks?").text
@@ -561,8 +561,8 @@ def test_damaged_settings_file_never_stops_the_app(workspace, ollama, damage):
         assert path.is_dir()
     else:  # saving from the Settings page replaces the damaged file
         save_settings(update_settings(settings, retrieval_k=8))
-        again = load_settings(workspace.data_dir, environ=double_environ(ollama))
-        assert again.retrieval_k == 8 and problems(again) == []
+        again, problems = read_settings(workspace.data_dir, environ=double_environ(ollama))
+        assert again.retrieval_k == 8 and problems == []
     assert leftovers(workspace.data_dir) == []
 
 

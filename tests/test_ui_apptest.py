@@ -75,6 +75,21 @@ def texts(at: AppTest) -> str:
     return "\n".join(parts)
 
 
+def until(at: AppTest, done, seconds: float = 30) -> AppTest:
+    """Rerun the page (as its job panel does on a timer) until `done(at)`: jobs run in the background."""
+    deadline = time.monotonic() + seconds
+    while not done(at) and time.monotonic() < deadline:
+        time.sleep(0.2)
+        at.run()
+        assert not at.exception, [e.value for e in at.exception]
+    assert done(at), texts(at)
+    return at
+
+
+def succeeded(text: str):
+    return lambda at: any(text in plain(s.value) for s in at.success)
+
+
 def ask(at: AppTest, question: str) -> AppTest:
     at.chat_input[0].set_value(question).run()
     assert not at.exception, [e.value for e in at.exception]
@@ -249,7 +264,7 @@ def test_upload_ingests_and_lists_the_pdf(data_dir: Path, double: OllamaDouble) 
     assert uploader.accept_multiple_files and uploader.allowed_type == [".pdf"]
     uploader.set_value([("squad_Geology.pdf", GEOLOGY.read_bytes(), "application/pdf")]).run()
     assert not at.exception, [e.value for e in at.exception]
-    assert any("squad_Geology.pdf: added, 4 pages" in plain(s.value) for s in at.success), texts(at)
+    until(at, succeeded("squad_Geology.pdf: added, 4 pages"))
     table = at.dataframe[0].value
     assert list(table["File"]) == ["squad_Geology.pdf"]
     assert not list((data_dir / "uploads").glob("*")), "the temp upload is removed"
@@ -261,14 +276,14 @@ def test_upload_ingests_and_lists_the_pdf(data_dir: Path, double: OllamaDouble) 
 def test_encrypted_upload_asks_for_password_and_retries(data_dir: Path, double: OllamaDouble) -> None:
     at = run_app("pages/documents.py")
     at.file_uploader[0].set_value([("locked.pdf", ENCRYPTED.read_bytes(), "application/pdf")]).run()
-    assert any("encrypted" in plain(w.value) for w in at.warning), texts(at)
+    until(at, lambda at: any("encrypted" in plain(w.value) for w in at.warning))
     assert len(list((data_dir / "uploads").rglob("*.pdf"))) == 1, "the upload is kept for the retry"
     at.text_input(key=next(ti.key for ti in at.text_input if ti.key and ti.key.startswith("pw-"))).set_value("wrong")
     next(b for b in at.button if b.label == "Add with this password").click().run()
-    assert any("does not open" in plain(e.value) for e in at.error), texts(at)
+    until(at, lambda at: any("does not open" in plain(e.value) for e in at.error))
     at.text_input(key=next(ti.key for ti in at.text_input if ti.key and ti.key.startswith("pw-"))).set_value("openpassword")
     next(b for b in at.button if b.label == "Add with this password").click().run()
-    assert any("locked.pdf: added" in plain(s.value) for s in at.success), texts(at)
+    until(at, succeeded("locked.pdf: added"))
     assert not list((data_dir / "uploads").rglob("*.pdf"))
 
 
@@ -450,20 +465,14 @@ def test_stale_uploads_are_cleaned_fresh_ones_kept(tmp_path: Path) -> None:
 
 
 def test_ui_helpers(tmp_path: Path) -> None:
+    from agent.app.jobs import stage_fraction
     from agent.app.settings_edit import resolve_language
     from agent.app.sources import md_escape, render_page_png
-    from agent.app.uploads import StageProgress, stage_fraction
 
     assert resolve_language("auto", "zh-TW") == "zh" and resolve_language("auto", None) == "en"
     assert resolve_language("en", "zh-CN") == "en"
     assert stage_fraction("parse", 0, 4) == 0.0 and stage_fraction("index", 1, 1) == 1.0
     assert stage_fraction("embed", 5, 10) == pytest.approx(0.775)
-    seen = []
-    progress = StageProgress(lambda f, *rest: seen.append(f), interval=10)
-    for i in range(100):
-        progress("parse", i, 100)
-    progress("embed", 0, 3)
-    assert len(seen) == 2 and seen == sorted(seen)
     assert md_escape("a_b*c.pdf") == "a\\_b\\*c\\.pdf"
     if GEOLOGY.exists():
         png = render_page_png(GEOLOGY, 1, width=200)
@@ -484,3 +493,134 @@ def test_settings_changes_never_write_env_values(tmp_path: Path) -> None:
     with pytest.raises(SettingsError):
         save_changes(settings, environ=environ, num_ctx=10)
     assert json.loads((tmp_path / "settings.json").read_text()) == {"temperature": 0.5}
+
+
+# ---- nothing a user does loses work (issue 13) ------------------------------------------------------
+GNUPLOT = DEVSET / "gnuplot.pdf"  # 311 pages: its ingestion takes seconds
+
+
+@needs_devset
+def test_upload_goes_on_while_the_user_is_on_another_page(data_dir: Path, double: OllamaDouble) -> None:
+    double.embed_delay = 0.1  # ~4 s of embedding: the user leaves and comes back meanwhile
+    at = run_app("pages/documents.py")
+    at.file_uploader[0].set_value([("gnuplot.pdf", GNUPLOT.read_bytes(), "application/pdf")]).run()
+    assert at.get("progress"), "the running job shows its progress"
+    at.switch_page("pages/chat.py").run()  # a page change reruns the script: the old code lost the upload here
+    assert not at.exception
+    at.switch_page("pages/documents.py").run()
+    assert at.get("progress") or any("gnuplot.pdf: added" in s.value for s in at.success), texts(at)
+    until(at, succeeded("gnuplot.pdf: added, 311 pages"), seconds=90)
+    assert list(at.dataframe[0].value["File"]) == ["gnuplot.pdf"]
+    at.run()
+    assert sum("gnuplot.pdf: added" in s.value for s in at.success) == 1  # reported once, not again per run
+    assert not list((data_dir / "uploads").glob("*"))
+
+
+@needs_devset
+def test_reindex_asks_for_a_password_it_does_not_store(data_dir: Path, double: OllamaDouble,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = load_settings()
+    workspace = Workspace(settings)
+    for pdf, password in ((GEOLOGY, None), (ENCRYPTED, "openpassword")):
+        assert ingest_file(pdf, workspace.collection(), workspace.embeddings, settings, password=password).ok
+    monkeypatch.setenv("AGENT_CHUNK_SIZE", "400")  # a setting that needs a re-index
+    at = run_app("pages/documents.py")
+    at.button(key="reindex-default").click().run()
+    until(at, lambda at: any("kept its previous index" in plain(w.value) for w in at.warning))
+    assert sorted(at.dataframe[0].value["File"]) == [ENCRYPTED.name, "squad_Geology.pdf"]  # nothing dropped
+    field = next(ti for ti in at.text_input if ti.key and ti.key.startswith("reindex-pw-"))
+    field.set_value("openpassword")
+    next(b for b in at.button if b.label.startswith("Re-index") and "with this password" in b.label).click().run()
+    until(at, lambda at: f"{ENCRYPTED.name}: re-indexed" in texts(at))
+    assert "openpassword" not in (data_dir / "collections" / "default" / "manifest.json").read_text()
+    results = at.session_state["reindex_reports"]["default"]["results"]
+    assert [r.file for r in results] == [ENCRYPTED.name] and results[0].seconds > 0  # a real time, not 0.0
+
+
+@needs_devset
+def test_delete_errors_stay_on_screen(data_dir: Path, double: OllamaDouble, monkeypatch: pytest.MonkeyPatch) -> None:
+    from agent.errors import StoreError
+    from agent.ingest import pipeline
+
+    ingest(GEOLOGY)
+    ingest(DEVSET / "squad_Harvard_University.pdf")
+    real = pipeline.remove_document
+
+    def remove(collection, doc):  # one of the two deletions fails
+        info = collection.infos.get(doc)
+        if info is not None and info.file.startswith("squad_Harvard"):
+            raise StoreError("Cannot write to collection 'default': disk full.", "Free some space.")
+        return real(collection, doc)
+
+    monkeypatch.setattr(pipeline, "remove_document", remove)
+    at = run_app("pages/documents.py")
+    both = [info.doc_id for info in Workspace(load_settings()).collection().document_infos()]
+    at.multiselect(key="del-default").set_value(both).run()
+    at.button(key="delete_documents_btn").click().run()
+    assert any("disk full" in plain(e.value) for e in at.error), texts(at)  # was drawn, then wiped by a rerun
+    assert any("Deleted: squad_Geology.pdf" in plain(s.value) for s in at.success), texts(at)
+    assert list(at.dataframe[0].value["File"]) == ["squad_Harvard_University.pdf"]
+
+
+def test_a_second_save_after_saving_the_interface_language_is_kept(data_dir: Path, double: OllamaDouble) -> None:
+    at = run_app("pages/settings.py")
+    switch = at.sidebar.button_group[0]
+    remembered = (switch.id, switch.value)  # what the browser holds for that widget
+    next(s for s in at.selectbox if s.label == "Interface language").set_value("zh")
+    next(b for b in at.button if b.label == "Save").click().run()
+    assert any(title.value == "设置" for title in at.title)
+    for widget in at.sidebar.button_group:
+        # the same widget drawn again without a value set by the app: the browser keeps its own
+        # value and sends it back with the next interaction (what reverted the language)
+        if widget.id == remembered[0] and not widget.proto.set_value:
+            widget.set_value(remembered[1])
+    next(n for n in at.number_input if n.label == "记忆轮数").set_value(9)
+    next(b for b in at.button if b.label == "保存").click().run()
+    assert not at.exception
+    assert json.loads((data_dir / "settings.json").read_text()) == {"ui_language": "zh", "memory_turns": 9}
+    assert any(title.value == "设置" for title in at.title)  # still Chinese
+
+
+def test_a_hand_edited_settings_file_does_not_lock_the_ui(data_dir: Path, double: OllamaDouble) -> None:
+    data_dir.mkdir(parents=True)
+    (data_dir / "settings.json").write_text(json.dumps({"chunk_size": 200, "chunk_overlap": 300}))
+    at = run_app()
+    pages = (("pages/chat.py", "Chat"), ("pages/documents.py", "Documents"), ("pages/settings.py", "Settings"))
+    for page, title in pages:
+        at.switch_page(page).run()
+        assert not at.exception and any(t.value == title for t in at.title), texts(at)
+        assert any("chunk_overlap" in w.value for w in at.sidebar.warning), texts(at)
+        assert not any("environment" in e.value for e in at.error)  # the environment is not blamed
+    assert next(n for n in at.number_input if n.label.startswith("Chunk overlap")).value == 120
+    next(n for n in at.number_input if n.label == "Temperature").set_value(0.7)
+    next(b for b in at.button if b.label == "Save").click().run()
+    assert json.loads((data_dir / "settings.json").read_text()) == {"chunk_size": 200, "temperature": 0.7}
+    assert not at.sidebar.warning
+
+
+def test_a_failed_first_question_is_kept_and_can_be_asked_again(data_dir: Path, double: OllamaDouble,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AGENT_CHAT_MODEL", "mistral-nonexistent")
+    at = ask(run_app(), "What do geologists study?")
+    at.run()
+    shown = [e.value for e in at.main.error if "not installed" in e.value]
+    assert len(shown) == 1, shown  # once in the conversation (the sidebar status says it once as well)
+    assert len([e for e in at.sidebar.error if "not installed" in e.value]) == 1
+    assert any(b.label == "Ask again" for b in at.button)
+    reloaded = run_app()  # a reload is a new session
+    titles = [b.label for b in reloaded.sidebar.button]
+    assert "What do geologists study?" in titles, titles
+
+
+def test_settings_page_takes_bounds_and_choices_from_the_model(data_dir: Path, double: OllamaDouble) -> None:
+    from agent.app.settings_edit import field_bounds, field_choices
+
+    at = run_app("pages/settings.py")
+    numbers = {n.key.split("-")[1]: n for n in at.number_input}
+    assert len(numbers) == 11
+    for field, widget in numbers.items():
+        low, high = field_bounds(field)
+        assert (widget.min, widget.max) == (low, high), field
+    choices = {s.key.split("-")[1]: s for s in at.selectbox if s.key and s.key.startswith("set-")}
+    for field in ("backend", "mode", "answer_language", "ui_language"):
+        assert choices[field].options == [t(f"opt_{o}", "en") for o in field_choices(field)], field

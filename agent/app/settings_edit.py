@@ -3,7 +3,7 @@ never the ones pinned by environment variables (those fields are read-only)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal, get_args, get_origin
 
 from agent.config import (
     ENV_VARS,
@@ -17,12 +17,29 @@ from agent.config import (
 from agent.errors import SettingsError
 
 
+def field_bounds(field: str) -> tuple[float | None, float | None]:
+    """(lowest, highest) value the Settings model allows for a number field. An exclusive
+    bound (`gt`) is returned as is: the UI offers it and saving refuses it with the reason."""
+    low = high = None
+    for rule in Settings.model_fields[field].metadata:
+        low = getattr(rule, "ge", getattr(rule, "gt", low))
+        high = getattr(rule, "le", getattr(rule, "lt", high))
+    return low, high
+
+
+def field_choices(field: str) -> list[str]:
+    """The values a `Literal[...]` settings field accepts, in their declared order."""
+    annotation = Settings.model_fields[field].annotation
+    if get_origin(annotation) is not Literal:
+        raise ValueError(f"{field} is not a choice field")
+    return [str(option) for option in get_args(annotation)]
+
+
 def resolve_language(preference: str, locale: str | None = None) -> str:
     """"zh" or "en": the preference, or for "auto" the browser's locale (English if unknown)."""
     if preference in ("zh", "en"):
         return preference
     return "zh" if (locale or "").lower().startswith("zh") else "en"
-
 
 
 def pinned_fields(environ: dict[str, str] | None = None) -> dict[str, str]:
@@ -48,8 +65,11 @@ def save_changes(settings: Settings, environ: dict[str, str] | None = None, **ch
                             f"{', '.join(pinned[f] for f in locked)}.",
                             "Unset that variable to change it here; nothing was saved.",
                             code="setting_pinned", params={"vars": ", ".join(pinned[f] for f in locked)})
-    update_settings(settings, **changes)  # the effective result must be valid too
-    stored = update_settings(file_settings(settings), **changes)
+    try:
+        update_settings(settings, **changes)  # the effective result must be valid too
+        stored = update_settings(file_settings(settings), **changes)
+    except SettingsError as err:
+        raise SettingsError(err.message, "Nothing was saved.", code=err.code, params=err.params) from None
     save_settings(stored)
     return load_settings(settings.data_dir, environ=environ)
 

@@ -1,56 +1,22 @@
-"""Uploads: saved under `<data_dir>/uploads`, ingested with a progress bar, then discarded."""
+"""The Documents page's work: uploads (saved under `<data_dir>/uploads`, ingested by a
+background job, then discarded) and re-index jobs."""
 
 from __future__ import annotations
 
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Container, Mapping
 from pathlib import Path
-from typing import Any
 
 from agent._files import check_collection_name, safe_file_name
+from agent.app.jobs import Job
 from agent.config import Settings
 from agent.errors import AgentError
+from agent.ingest.pipeline import IngestResult, ReindexResults, ingest_file
+from agent.workspace import Workspace
 
 UPLOADS_DIR = "uploads"
-
-
-#: share of the progress bar for each ingestion stage (parse, OCR, embed, index).
-STAGE_SPANS: dict[str, tuple[float, float]] = {
-    "parse": (0.0, 0.3), "ocr": (0.3, 0.6), "embed": (0.6, 0.95), "index": (0.95, 1.0)}
-
-
-def stage_fraction(stage: str, done: int, total: int) -> float:
-    """Overall progress (0..1) of one file from the ingest progress callback."""
-    start, end = STAGE_SPANS.get(stage, (0.0, 0.95))
-    part = min(max(done / total, 0.0), 1.0) if total > 0 else 0.0
-    return round(start + (end - start) * part, 4)
-
-
-class StageProgress:
-    """Progress callback for `ingest_file` that reports to `show(fraction, stage, done, total)`.
-
-    Updates are throttled (a 3000-page PDF reports every page) except stage changes and ends.
-    """
-
-    def __init__(self, show: Callable[[float, str, int, int], None], interval: float = 0.1) -> None:
-        self.show = show
-        self.interval = interval
-        self.stages: list[str] = []
-        self._last = 0.0
-        self._fraction = 0.0
-
-    def __call__(self, stage: str, done: int, total: int) -> None:
-        now = time.monotonic()
-        new_stage = not self.stages or self.stages[-1] != stage
-        if new_stage:
-            self.stages.append(stage)
-        if not (new_stage or done >= total or now - self._last >= self.interval):
-            return
-        self._last = now
-        self._fraction = max(self._fraction, stage_fraction(stage, done, total))  # never goes back
-        self.show(self._fraction, stage, done, total)
 
 
 def uploads_dir(settings: Settings) -> Path:
@@ -102,11 +68,9 @@ def discard_upload(path: Path | str | None) -> None:
         shutil.rmtree(path.parent, ignore_errors=True)
 
 
-def ingest_upload(workspace: Any, collection_name: str, path: Path, display_name: str, *,
-                  password: str | None = None, progress: Callable[[str, int, int], None] | None = None) -> Any:
+def ingest_upload(workspace: Workspace, collection_name: str, path: Path, display_name: str, *,
+                  password: str | None = None, progress: Callable[[str, int, int], None] | None = None) -> IngestResult:
     """Ingest one saved upload into a collection (IngestResult; never raises for a bad PDF)."""
-    from agent.ingest.pipeline import IngestResult, ingest_file
-
     name = safe_file_name(display_name)
     try:
         collection = workspace.collection(collection_name)
@@ -116,8 +80,40 @@ def ingest_upload(workspace: Any, collection_name: str, path: Path, display_name
                        display_name=name, progress=progress)
 
 
-def create_collection(workspace: Any, name: str) -> str:
-    """Create an empty collection (raises ValueError for an invalid name)."""
+def ingest_job(workspace: Workspace, collection_name: str, path: Path, display_name: str, *,
+               password: str | None = None, owner: str = "") -> Job[IngestResult]:
+    """A job (not started) that ingests a saved upload, then deletes it unless a password is
+    needed (the upload waits for the retry). Stopped, it deletes the upload and adds nothing."""
+    name = safe_file_name(display_name)
+
+    def work(job: Job[IngestResult]) -> IngestResult:
+        keep = False
+        try:
+            result = ingest_upload(workspace, collection_name, path, name, password=password, progress=job.report)
+            keep = result.needs_password
+            if result.status in ("added", "replaced"):
+                workspace.warm_up()  # the next question finds the new keyword index ready
+            return result
+        finally:
+            if not keep:
+                discard_upload(path)
+
+    return Job(work, kind="ingest", label=name, scope=collection_name, owner=owner)
+
+
+def reindex_job(workspace: Workspace, collection_name: str, *, owner: str = "",
+                passwords: Mapping[str, str] | None = None, only: Container[str] | None = None,
+                drop_failed: bool = False) -> Job[ReindexResults]:
+    """A job (not started) that re-indexes a collection (see `Workspace.reindex`)."""
+    def work(job: Job[ReindexResults]) -> ReindexResults:
+        return workspace.reindex(collection_name, progress=job.report, on_document=job.begin_item,
+                                 passwords=passwords, only=only, drop_failed=drop_failed)
+
+    return Job(work, kind="reindex", label=collection_name, scope=collection_name, owner=owner)
+
+
+def create_collection(workspace: Workspace, name: str) -> str:
+    """Create an empty collection (raises InvalidNameError for an invalid name)."""
     name = check_collection_name(name)
     collection = workspace.collection(name)
     collection.path.mkdir(parents=True, exist_ok=True)

@@ -167,8 +167,10 @@ class ChatEngine:
         """Stream one answer; always ends with exactly one Done event."""
         conversation_id = conversation_id or uuid.uuid4().hex[:12]
         run = _Run(question=question, conversation=conversation_id)
+        asked = False
         try:
             run.question = clean_question(question)
+            asked = True  # from here on the turn is stored, failed or not (model missing, server down)
             run.mode = self.mode()
             run.model = self.backend().model_name
             run.notice = self.backend().notice
@@ -181,7 +183,7 @@ class ChatEngine:
             run.error = translate_error(exc, self.settings, run.model or None)
         self._check_truncation(run)
         answer = run.finish()
-        if answer.mode and (answer.text or answer.error):  # a valid question reached a model
+        if asked and (answer.text or answer.error):  # a valid question: kept even if no model answered
             try:
                 self._store(answer, run.question)
             except AgentError as err:  # a damaged or full conversation database must not end the

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Container, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -40,7 +40,7 @@ class IngestResult:
     """The outcome for one file, as the CLI's result line and the UI's table show it."""
 
     file: str
-    status: str  # added | replaced | unchanged | failed
+    status: str  # added | replaced | unchanged | failed; re-index also: kept | dropped (see `reindex`)
     doc_id: str = ""
     pages: int = 0
     chunks: int = 0
@@ -53,7 +53,7 @@ class IngestResult:
 
     @property
     def ok(self) -> bool:
-        return self.status != "failed"
+        return self.status not in ("failed", "kept", "dropped")
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -168,28 +168,105 @@ def remove_document(collection: Collection, file_or_hash: str) -> DocumentInfo:
         return collection.remove(find_document(collection, file_or_hash).doc_id)
 
 
+class ReindexResults(list[IngestResult]):
+    """The per-document results of a re-index, and whether the new index was committed."""
+
+    def __init__(self, results: list[IngestResult], committed: bool) -> None:
+        super().__init__(results)
+        self.committed = committed
+
+
+Entry = tuple[DocumentInfo, list[Document], np.ndarray]
+
+
 def reindex(collection: Collection, embeddings: Embeddings, settings: Settings,
-            progress: Progress | None = None) -> list[IngestResult]:
-    """Rebuild the whole collection from its stored PDFs with the current settings.
+            progress: Progress | None = None, *, previous: Collection | None = None,
+            passwords: Mapping[str, str] | None = None, only: Container[str] | None = None,
+            drop_failed: bool = False, on_document: Callable[[str, int, int], None] | None = None) -> ReindexResults:
+    """Rebuild the whole collection from its stored PDFs with the current settings, in one commit.
 
     Used after a change of embedding model or chunk size, or when the index is damaged.
-    The new index replaces the old one in a single atomic save.
+    A document that fails now (a lowered page limit, a password not given) is never
+    dropped silently: it keeps its chunks and vectors from `previous` (the index as loaded
+    before, when it is readable with the current embedder) and its result says "kept";
+    without them nothing is committed ("failed") unless `drop_failed` ("dropped").
+    `only`: re-process just these documents and reuse the others from `previous`.
+    `on_document(name, index, total)` is called before each document is processed.
     """
-    progress = progress or _noop
-    entries, results = [], []
-    known = collection.recorded_infos()
+    progress, passwords = progress or _noop, passwords or {}
+    results: list[IngestResult] = []
+    entries: list[Entry] = []
     with collection.writing():
-        for doc_id, pdf in collection.stored_documents():
+        old = _OldIndex.of(previous)
+        known = {**collection.recorded_infos(), **old.infos}
+        stored = collection.stored_documents()
+        todo = [(d, pdf) for d, pdf in stored if only is None or d not in old.infos or d in only]
+        redo = {d for d, _ in todo}
+        entries += [old.entry(d) for d, _ in stored if d not in redo]
+        for index, (doc_id, pdf) in enumerate(todo):
             name = known[doc_id].file if doc_id in known else pdf.name
-            try:
-                info, chunks, vectors = prepare(pdf, name, doc_id, embeddings, settings, None, progress)
-            except AgentError as err:
-                results.append(IngestResult(name, "failed", doc_id, message=str(err)))
-                continue
-            if doc_id in known:
-                info.added = known[doc_id].added
-            entries.append((info, chunks, vectors))
-            results.append(IngestResult(name, "added", doc_id, info.pages, info.chunks, info.ocr_pages))
-        dimension = next((v.shape[1] for _, c, v in entries if len(c)), len(embeddings.embed_query("dimension")))
+            if on_document is not None:
+                on_document(name, index, len(todo))
+            entry, result = _rebuild_one(pdf, name, doc_id, known.get(doc_id), old, embeddings, settings,
+                                         passwords.get(doc_id), progress, drop_failed)
+            entries += [entry] if entry is not None else []
+            results.append(result)
+        if any(r.status == "failed" for r in results):
+            for result in results:
+                if result.status != "failed":
+                    result.status, result.message = "unchanged", "nothing was committed"
+            return ReindexResults(results, committed=False)
+        dimension = next((v.shape[1] for _, c, v in entries if len(c)), 0) or len(embeddings.embed_query("dimension"))
         collection.replace_all(entries, dimension)
-    return results
+    return ReindexResults(results, committed=True)
+
+
+def _rebuild_one(pdf: Path, name: str, doc_id: str, known: DocumentInfo | None, old: _OldIndex,
+                 embeddings: Embeddings, settings: Settings, password: str | None, progress: Progress,
+                 drop_failed: bool) -> tuple[Entry | None, IngestResult]:
+    """One document re-processed (or its old entry kept on failure), and its timed result."""
+    started = time.perf_counter()
+    try:
+        info, chunks, vectors = prepare(pdf, name, doc_id, embeddings, settings, password, progress)
+    except AgentError as err:
+        entry = old.entry(doc_id) if doc_id in old.infos else None
+        status = "kept" if entry is not None else "dropped" if drop_failed else "failed"
+        info = entry[0] if entry is not None else known
+        result = IngestResult(name, status, doc_id, info.pages if info else 0, info.chunks if info else 0,
+                              info.ocr_pages if info else [], message=str(err),
+                              needs_password=isinstance(err, EncryptedPDFError))
+        result.seconds = round(time.perf_counter() - started, 3)
+        return entry, result
+    if known is not None:
+        info.added = known.added
+    result = IngestResult(name, "added", doc_id, info.pages, info.chunks, info.ocr_pages, "; ".join(info.warnings))
+    result.seconds = round(time.perf_counter() - started, 3)
+    return (info, chunks, vectors), result
+
+
+@dataclass
+class _OldIndex:
+    """The documents, chunks and vectors of the index before a re-index (empty if unreadable)."""
+
+    infos: dict[str, DocumentInfo]
+    chunks: list[Document]
+    index: Any
+    positions: dict[str, list[int]]
+
+    @classmethod
+    def of(cls, previous: Collection | None) -> _OldIndex:
+        if previous is not None:
+            try:
+                previous.reload()  # under the rebuild's lock: what is on disk now
+                positions: dict[str, list[int]] = {}
+                for position, chunk in enumerate(previous.documents):
+                    positions.setdefault(chunk.metadata.get("doc_id", ""), []).append(position)
+                return cls(dict(previous.infos), list(previous.documents), previous.vectorstore.index, positions)
+            except AgentError:  # damaged, or built with another embedder: nothing to keep
+                pass
+        return cls({}, [], None, {})
+
+    def entry(self, doc_id: str) -> Entry:
+        keys = np.asarray(self.positions.get(doc_id, []), dtype=np.int64)
+        vectors = self.index.reconstruct_batch(keys) if len(keys) else np.zeros((0, self.index.d), np.float32)
+        return self.infos[doc_id], [self.chunks[i] for i in keys], vectors
