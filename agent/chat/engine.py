@@ -26,14 +26,33 @@ from langchain.agents import create_agent
 from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.embeddings import Embeddings
 from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import AIMessageChunk, BaseMessage, HumanMessage, SystemMessage, ToolMessage
+from langchain_core.messages import (
+    AIMessageChunk,
+    BaseMessage,
+    HumanMessage,
+    SystemMessage,
+    ToolMessage,
+)
 from langchain_core.tools import BaseTool, tool
 
 from agent import prompts
 from agent.chat.conversations import ConversationStore, Note, Turn
-from agent.chat.llm import Backend, build_chat_model, context_window, resolve_backend, translate_error
+from agent.chat.llm import (
+    Backend,
+    build_chat_model,
+    context_window,
+    resolve_backend,
+    translate_error,
+)
+from agent.chat.memory import (
+    WindowMiddleware,
+    approx_tokens,
+    budget_for,
+    fit_messages,
+    message_tokens,
+    window,
+)
 from agent.chat.models import prompt_truncated
-from agent.chat.memory import WindowMiddleware, approx_tokens, budget_for, fit_messages, message_tokens, window
 from agent.config import Settings
 from agent.errors import AgentError, ModelCapabilityError
 from agent.search.retrieval import Source, search

@@ -219,7 +219,9 @@ def resolve_backend(settings: Settings) -> Backend:
 
 
 def _embedded_backend(problems: list[str]) -> Backend:
-    from agent.chat import embedded  # imported lazily: llama_cpp is optional and slow to import
+    from agent.chat import (
+        embedded,  # imported lazily: llama_cpp is optional and slow to import
+    )
 
     if not embedded.embedded_available():
         raise OllamaUnreachableError(

@@ -20,12 +20,18 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from langchain.agents.middleware import AgentMiddleware, ModelRequest, ModelResponse
-from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage, ToolMessage
+from langchain_core.messages import (
+    BaseMessage,
+    HumanMessage,
+    SystemMessage,
+    ToolMessage,
+)
 
+from agent._cjk import DENSE_SCRIPTS
 from agent.errors import AgentError
 
 TokenCounter = Callable[[str], int]
-_CJK_RE = re.compile(r"[\u3000-\u9fff\uac00-\ud7af\uf900-\ufaff\uff00-\uffef]")
+_CJK_RE = re.compile(f"[{DENSE_SCRIPTS}]")
 MESSAGE_OVERHEAD = 8  # role markers and separators a chat template adds per message
 MIN_TOOL_TEXT = 200  # characters of a tool result kept when shrinking it
 

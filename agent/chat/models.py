@@ -14,7 +14,13 @@ from datetime import datetime
 
 import ollama
 
-from agent.chat.llm import ModelInfo, model_not_found, ollama_client, translate_error, with_retry
+from agent.chat.llm import (
+    ModelInfo,
+    model_not_found,
+    ollama_client,
+    translate_error,
+    with_retry,
+)
 from agent.config import Settings
 from agent.errors import AgentError, ModelNotFoundError
 

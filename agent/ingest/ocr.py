@@ -11,7 +11,7 @@ find a system library such as libGL), `OCRUnavailable` is raised with the reason
 the parser turns that into a warning and keeps the page empty rather than failing.
 
 Rendering is done by the caller (agent.parse) because PDFium is not thread-safe and
-its calls must hold `agent.parse.PDFIUM_LOCK`; this module only sees PIL images.
+its calls must hold `agent.ingest._pdf_open.PDFIUM_LOCK`; this module only sees PIL images.
 """
 
 from __future__ import annotations
@@ -21,6 +21,8 @@ import time
 from typing import Any, Sequence
 
 from PIL import Image
+
+from agent._cjk import is_cjk
 
 # Target resolution for rendering a page for OCR. At 200 dpi PP-OCR keeps the spaces
 # between English words; at 160 dpi it dropped ~20% of them (measured on a devset
@@ -60,7 +62,9 @@ def get_engine() -> Any:
         if _engine_error is not None:
             raise OCRUnavailable(_engine_error)
         try:
-            from rapidocr_onnxruntime import RapidOCR  # heavy import: onnxruntime + opencv
+            from rapidocr_onnxruntime import (
+                RapidOCR,  # heavy import: onnxruntime + opencv
+            )
 
             _engine = RapidOCR(**ENGINE_KWARGS)
         except Exception as exc:  # ImportError, OSError (libGL), onnxruntime errors...
@@ -107,18 +111,12 @@ def timed_ocr_image(image: Image.Image) -> tuple[str, float]:
     return text, time.perf_counter() - start
 
 
-def _is_cjk(ch: str) -> bool:
-    code = ord(ch)
-    return (0x2E80 <= code <= 0x9FFF or 0xF900 <= code <= 0xFAFF or 0xFF00 <= code <= 0xFF60
-            or 0x20000 <= code <= 0x3FFFF)
-
-
 def _join_words(left: str, right: str) -> str:
     if not left:
         return right
     if not right:
         return left
-    if _is_cjk(left[-1]) and _is_cjk(right[0]):
+    if is_cjk(left[-1]) and is_cjk(right[0]):
         return left + right
     return f"{left} {right}"
 

@@ -29,16 +29,18 @@ from pathlib import Path
 import numpy as np
 from langchain_core.documents import Document
 
+from agent._cjk import IDEOGRAPHS
+
 logger = logging.getLogger(__name__)
 
 #: Bump when `tokenize` changes what it returns: persisted counts of an older tokenizer are
 #: then ignored (and rebuilt) instead of silently mismatching the query's terms.
-TOKENIZER_VERSION = 1
+TOKENIZER_VERSION = 2
 BM25_K1 = 1.2
 BM25_B = 0.75
 _TF_MAX = np.iinfo(np.uint16).max
 
-_CJK = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002ffff"
+_CJK = IDEOGRAPHS
 _CJK_RUN = re.compile(f"[{_CJK}]+")
 _CJK_GAP = re.compile(f"(?<=[{_CJK}])\\s+(?=[{_CJK}])")
 _OPERATOR = r"\+\+|--|->|::|<=|>=|!=|==|\*\*|\+=|-=|&&|\|\|"
