@@ -33,7 +33,6 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import (
-    DEVSET_PDFS,
     Goal,
     Run,
     blas_threads,
@@ -43,6 +42,7 @@ from bench.common import (
     set_blas_threads,
     summarize,
 )
+from tests.support import DEVSET_PDFS
 
 NAME = "chat_overhead"
 FILES = ["squad_Geology.pdf", "squad_Harvard_University.pdf", "cmrc2018_DEV_1011.pdf"]

@@ -18,7 +18,6 @@ import math
 import os
 import platform
 import resource
-import socket
 import statistics
 import subprocess
 import sys
@@ -30,22 +29,22 @@ from pathlib import Path
 from typing import Any
 
 from agent.evaluate import percentile
+from tests.support import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 RESULTS_DIR = ROOT / "bench" / "results"
 
 
-def _devset() -> Path:
-    """The devset: $BENCH_DEVSET, else shared/ beside the repository (as in CI), else /work/shared."""
-    candidates = [Path(os.environ["BENCH_DEVSET"])] if os.environ.get("BENCH_DEVSET") else []
-    candidates += [ROOT.parent / "shared" / "devset", Path("/work/shared/devset")]
-    return next((c for c in candidates if (c / "pdfs").is_dir()), candidates[0])
-
-
-DEVSET = _devset()
-DEVSET_PDFS = DEVSET / "pdfs"
 RESULT_KEYS = ("bench", "quick", "command", "started", "seconds", "machine", "params", "results", "goals", "tables")
 WORKER_MARK = "BENCH-RESULT "
+
+
+# ------------------------------------------------------------------ devset text
+
+def page_texts(pdf: Path) -> list[str]:
+    """Cleaned text of each page of a devset PDF, without OCR; raises DocumentError if unreadable."""
+    from agent.ingest.parse import parse_pdf
+
+    return [page.text for page in parse_pdf(pdf, max_bytes=1 << 30, max_pages=100_000, ocr=False).pages]
 
 
 # ------------------------------------------------------------------ statistics
@@ -206,30 +205,9 @@ def machine_info() -> dict[str, Any]:
     return info
 
 
-def _proc_status_kb(field: str) -> float:
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith(field + ":"):
-                return float(line.split()[1])
-    except OSError:
-        pass
-    return math.nan
-
-
-def rss_mb() -> float:
-    """Current resident memory of this process (MB)."""
-    return _proc_status_kb("VmRSS") / 1024
-
-
 def peak_rss_mb() -> float:
     """Peak resident memory of this process so far (MB; ru_maxrss is in KB on Linux)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 # ------------------------------------------------------------------ worker subprocesses

@@ -30,8 +30,6 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import (
-    DEVSET_PDFS,
-    ROOT,
     Goal,
     Run,
     clean_env,
@@ -42,11 +40,11 @@ from bench.common import (
     peak_rss_mb,
     rate,
     ratio,
-    rss_mb,
     run_worker,
     speedup,
     worker_output,
 )
+from tests.support import DEVSET_PDFS, ROOT, rss_mb
 
 NAME = "ingest"
 HANDFUL = ["squad_Apollo_program.pdf", "squad_Steam_engine.pdf", "cmrc2018_wiki_zh_sample.pdf", "health.pdf",

@@ -24,8 +24,6 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import (
-    DEVSET,
-    DEVSET_PDFS,
     Goal,
     Run,
     blas_threads,
@@ -33,6 +31,7 @@ from bench.common import (
     parser,
     set_blas_threads,
 )
+from tests.support import DEVSET, DEVSET_PDFS
 
 NAME = "quality"
 QUICK_FILES = ["squad_Geology.pdf", "health.pdf"]

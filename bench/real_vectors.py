@@ -27,7 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.common import DEVSET, DEVSET_PDFS, ROOT
+from bench.common import page_texts
+from tests.support import DEVSET, DEVSET_PDFS, ROOT
 
 CACHE_DIR = ROOT / "bench" / "results" / "cache"  # git-ignored
 CHUNK_SIZE, CHUNK_OVERLAP = 800, 120
@@ -35,17 +36,16 @@ MIN_CHARS = 80
 
 
 def _devset_chunks() -> Iterator[str]:
-    from agent.evaluate import extract_pages
     from agent.ingest.chunking import make_splitter
 
     splitter = make_splitter(CHUNK_SIZE, CHUNK_OVERLAP)
     for pdf in sorted(DEVSET_PDFS.glob("*.pdf")):
         try:
-            pages = extract_pages(pdf)
+            pages = page_texts(pdf)
         except Exception:  # noqa: BLE001, S112 - broken/encrypted devset files are not text sources
             continue
         for page in pages:
-            yield from splitter.split_text(page.text)
+            yield from splitter.split_text(page)
 
 
 def _docstring_chunks() -> Iterator[str]:

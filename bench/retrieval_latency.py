@@ -49,23 +49,23 @@ from typing import Any
 
 import numpy as np
 
+from agent.search.vector_index import use_one_thread
 from bench.common import (
-    DEVSET,
-    DEVSET_PDFS,
     Goal,
     Run,
     blas_threads,
     clean_env,
     markdown_table,
     median,
+    page_texts,
     parser,
     peak_rss_mb,
-    rss_mb,
     run_worker,
     set_blas_threads,
     summarize,
     worker_output,
 )
+from tests.support import DEVSET, DEVSET_PDFS, rss_mb
 
 NAME = "retrieval_latency"
 DIM = 512
@@ -81,18 +81,17 @@ FETCH_K = 100  # what search() asks FAISS for (max(_MIN_FETCH, 4k))
 
 def sentence_pool() -> dict[str, list[str]]:
     """Sentences of the devset PDFs' text (PDFium), by language."""
-    from agent.evaluate import extract_pages
 
     pool: dict[str, list[str]] = {"en": [], "zh": []}
     for pdf in sorted(DEVSET_PDFS.glob("*.pdf")):
         if pdf.name in SKIP_PDFS:
             continue
         try:
-            pages = extract_pages(pdf)
+            pages = page_texts(pdf)
         except Exception:  # noqa: BLE001, S112 - unreadable (invalid, encrypted): not a sentence source
             continue
         for page in pages:
-            text = re.sub(r"\s+", " ", page.text.replace("\r", " ")).strip()
+            text = re.sub(r"\s+", " ", page.replace("\r", " ")).strip()
             for sentence in re.split(r"(?<=[.!?。！？])\s*", text):
                 sentence = sentence.strip()
                 if 20 <= len(sentence) <= 400:
@@ -385,6 +384,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.worker:
         spec = json.loads(args.worker)
+        use_one_thread()
         worker_output({"build": worker_build, "measure": worker_measure, "ann": worker_ann}[spec["kind"]](spec))
         return 0
 

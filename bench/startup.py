@@ -21,42 +21,32 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
-from bench.common import (
+from bench.common import Run, clean_env, markdown_table, parser, summarize
+from tests.support import (
+    CHROMIUM_ARGS,
     DEVSET_PDFS,
     ROOT,
-    Run,
-    clean_env,
     free_port,
-    markdown_table,
-    parser,
-    summarize,
+    streamlit_server,
+    wait_for_http,
 )
 
 NAME = "startup"
 PDF = "squad_Geology.pdf"
 QUESTION = "What do petrologists use electron microprobes in the laboratory for?"
 ANSWER = "Petrologists use electron microprobes to identify rocks [squad_Geology.pdf p.3]."
-CHROMIUM_ARGS = ["--no-sandbox", "--headless", "--disable-background-networking", "--disable-gpu", "--no-first-run",
-                 "--disable-component-update", "--disable-sync"]
 RENDERED = "[data-testid=stChatInput] textarea"  # the chat page's input box: the page has rendered
 
 
-def wait_http(url: str, deadline: float, proc: subprocess.Popen) -> float | None:
-    """Seconds (perf_counter) when url first answered 200, or None at the deadline / process exit."""
-    while time.perf_counter() < deadline:
-        if proc.poll() is not None:
-            return None
-        try:
-            with urllib.request.urlopen(url, timeout=1) as response:
-                if response.status == 200:
-                    return time.perf_counter()
-        except OSError:
-            time.sleep(0.02)
-    return None
+def health_time(base: str, proc: subprocess.Popen) -> float | None:
+    """When (perf_counter) the server first answered its health check, or None if it never did."""
+    try:
+        return wait_for_http(f"{base}/_stcore/health", 120, proc, poll=0.02)
+    except (TimeoutError, RuntimeError):
+        return None
 
 
 def streamlit_once(env: dict[str, str], browser: Any, log_path: Path) -> dict[str, Any]:
@@ -67,36 +57,29 @@ def streamlit_once(env: dict[str, str], browser: Any, log_path: Path) -> dict[st
         context = browser.new_context(viewport={"width": 1280, "height": 800}, locale="en-US")
         page = context.new_page()
         page.set_default_timeout(120_000)
-    with open(log_path, "ab") as log:
-        t0 = time.perf_counter()
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.port", str(port),
-             "--server.headless", "true", "--server.address", "127.0.0.1", "--server.fileWatcherType", "none",
-             "--browser.gatherUsageStats", "false"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    t0 = time.perf_counter()
     try:
-        health_at = wait_http(f"{base}/_stcore/health", t0 + 120, proc)
-        out: dict[str, Any] = {"health_s": None if health_at is None else health_at - t0}
-        if page is not None and health_at is not None:
-            g0 = time.perf_counter()
-            page.goto(base)
-            page.locator(RENDERED).first.wait_for(state="visible")
-            done = time.perf_counter()
-            out["render_s"] = done - t0
-            out["render_after_health_s"] = done - g0
-            g1 = time.perf_counter()  # a second visit: the script is imported and cached resources warm
-            page.reload()
-            page.locator(RENDERED).first.wait_for(state="visible")
-            out["second_render_s"] = time.perf_counter() - g1
-        return out
+        with open(log_path, "ab") as log, streamlit_server(env, port, log) as proc:
+            health_at = health_time(base, proc)
+            out: dict[str, Any] = {"health_s": None if health_at is None else health_at - t0}
+            if page is not None and health_at is not None:
+                out.update(render_times(page, base, t0))
+            return out
     finally:
         if page is not None:
             page.context.close()
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+
+
+def render_times(page: Any, base: str, t0: float) -> dict[str, float]:
+    """First render after start and after health, then a warm reload."""
+    g0 = time.perf_counter()
+    page.goto(base)
+    page.locator(RENDERED).first.wait_for(state="visible")
+    done = time.perf_counter()
+    g1 = time.perf_counter()  # a second visit: the script is imported and cached resources warm
+    page.reload()
+    page.locator(RENDERED).first.wait_for(state="visible")
+    return {"render_s": done - t0, "render_after_health_s": done - g0, "second_render_s": time.perf_counter() - g1}
 
 
 def ask_once(env: dict[str, str]) -> dict[str, Any]:

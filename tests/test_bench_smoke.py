@@ -14,7 +14,6 @@ import pytest
 
 from bench import common
 from bench.common import (
-    DEVSET_PDFS,
     Goal,
     markdown_table,
     median,
@@ -23,6 +22,7 @@ from bench.common import (
     speedup,
     summarize,
 )
+from tests.support import DEVSET_PDFS
 
 ROOT = Path(__file__).resolve().parents[1]
 

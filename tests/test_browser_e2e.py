@@ -14,11 +14,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
-import subprocess
-import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -29,19 +24,21 @@ from urllib.parse import urlsplit
 import pytest
 
 from agent.config import ENV_VARS
-from bench.common import free_port
-from tests.conftest import DEVSET_PDFS
 from tests.ollama_double import OllamaDouble
+from tests.support import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    DEVSET_PDFS,
+    free_port,
+    streamlit_server,
+    wait_for_http,
+)
 
-ROOT = Path(__file__).resolve().parents[1]
 GEOLOGY = DEVSET_PDFS / "squad_Geology.pdf"
-CHROMIUM = shutil.which("chromium")
 QUESTION = "What do petrologists use electron microprobes in the laboratory for?"  # devset q014, gold page 3
 ANSWER = ("Petrologists use electron microprobes in the laboratory to identify rocks: they measure the "
           "chemistry of the minerals in a sample [squad_Geology.pdf p.3]. <script>window.pwned = 1</script>")
 ANSWER_ZH = "岩石学家在实验室里用电子探针鉴定岩石：测量样品中矿物的化学成分 [squad_Geology.pdf p.3]。"
-CHROMIUM_ARGS = ["--no-sandbox", "--headless", "--disable-background-networking", "--disable-gpu", "--no-first-run",
-                 "--disable-component-update", "--disable-sync"]
 # The texts a user reads, per block: visible, not an icon ligature (translate="no"), not code, not
 # the document's own text.
 VISIBLE_TEXT_JS = """() => {
@@ -77,18 +74,6 @@ def screenshot_dir(tmp_path: Path) -> Path:
     return folder
 
 
-def wait_for_http(url: str, seconds: float) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(url, timeout=2) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.3)
-    raise TimeoutError(f"{url} did not answer within {seconds} s")
-
-
 @dataclass
 class App:
     """A running `streamlit run` and what the tests check after it ends."""
@@ -108,21 +93,9 @@ def running_app(tmp_path: Path, ollama_url: str, **extra_env: str) -> Iterator[A
     env.update(OLLAMA_HOST=ollama_url, AGENT_DATA_DIR=str(tmp_path / "data"), AGENT_EMBEDDING="ollama:nomic-embed-text",
                STREAMLIT_BROWSER_GATHER_USAGE_STATS="false", **extra_env)
     app = App(f"http://127.0.0.1:{port}", tmp_path / "streamlit.log")
-    with open(app.log_path, "wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.port", str(port),
-             "--server.headless", "true", "--server.address", "127.0.0.1", "--server.fileWatcherType", "none"],
-            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    try:
-        wait_for_http(f"{app.base}/_stcore/health", 40)
+    with open(app.log_path, "wb") as log, streamlit_server(env, port, log) as process:
+        wait_for_http(f"{app.base}/_stcore/health", 40, process)
         yield app
-    finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(5)
     assert not app.outside, f"requests outside 127.0.0.1: {app.outside}"
     log = app.log()
     assert "Traceback" not in log, log[-3000:]

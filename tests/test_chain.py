@@ -5,7 +5,7 @@ import pytest
 from agent.chat.engine import ChatEngine, Done, Token
 from agent.config import load_settings, update_settings
 from agent.workspace import Workspace
-from tests.conftest import add_texts, double_environ
+from tests.support import add_texts, double_environ
 
 GEOLOGY = ["Geology is the study of the solid Earth and the rocks of which it is composed.",
            "Igneous rocks form from magma. Sedimentary rocks form from deposited sediment.",

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from tests.conftest import DEVSET_PDFS, double_environ, run_cli
+from tests.support import DEVSET_PDFS, double_environ, run_cli
 
 
 @pytest.fixture

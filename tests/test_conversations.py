@@ -67,3 +67,32 @@ def test_write_ahead_log_is_on_and_workspaces_share_one_store(settings):
     assert other.conversations is base.conversations  # one store, one lock for the data directory
     with closing(sqlite3.connect(base.conversations.path)) as db:
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"  # readers never block the writer
+
+
+def test_a_database_from_before_versioning_is_migrated_and_keeps_its_turns(tmp_path):
+    import sqlite3
+
+    from agent.chat.conversations import DB_FILE, MIGRATIONS
+    from agent.errors import StoreError
+
+    with sqlite3.connect(tmp_path / DB_FILE) as db:  # the schema as first released: no meta, version 0
+        db.executescript("""
+            CREATE TABLE conversations (id TEXT PRIMARY KEY, title TEXT NOT NULL, created TEXT NOT NULL,
+                                        updated TEXT NOT NULL);
+            CREATE TABLE turns (id INTEGER PRIMARY KEY AUTOINCREMENT, conversation_id TEXT NOT NULL,
+                question TEXT NOT NULL, answer TEXT NOT NULL, sources TEXT NOT NULL, model TEXT NOT NULL,
+                incomplete INTEGER NOT NULL DEFAULT 0, error TEXT NOT NULL DEFAULT '', created TEXT NOT NULL);
+            INSERT INTO conversations VALUES ('c1', 'Old one', '2025-01-01', '2025-01-01');
+            INSERT INTO turns (conversation_id, question, answer, sources, model, created)
+                VALUES ('c1', 'Q?', 'A.', '[]', 'm', '2025-01-01');
+        """)
+    store = ConversationStore(tmp_path)
+    old = store.get("c1")
+    assert old.title == "Old one" and old.turns[0].answer == "A." and old.turns[0].notes == []
+    store.append_turn("c1", Turn("Q2?", "A2.", [], "m", error_code="timeout"))
+    assert ConversationStore(tmp_path).get("c1").turns[1].error_code == "timeout"  # reopening changes nothing
+    with sqlite3.connect(tmp_path / DB_FILE) as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
+        db.execute(f"PRAGMA user_version = {len(MIGRATIONS) + 1}")  # as a newer app would leave it
+    with pytest.raises(StoreError, match="newer than this app"):
+        ConversationStore(tmp_path)

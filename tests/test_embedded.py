@@ -63,7 +63,7 @@ def _require_embedded() -> None:
 def model() -> EmbeddedChatModel:
     _require_embedded()
     m = EmbeddedChatModel(temperature=0.0, seed=1234, max_tokens=48)
-    m.load()
+    m.count_tokens("warm up")  # loads the model once for the module
     return m
 
 

@@ -14,8 +14,7 @@ from agent.chat.engine import ChatEngine, Done, Token
 from agent.config import load_settings
 from agent.ingest.pipeline import ingest_file
 from agent.workspace import Workspace
-from tests.conftest import DEVSET, DEVSET_PDFS
-from tests.test_cli import run_cli
+from tests.support import DEVSET, DEVSET_PDFS, run_cli
 
 pytest.importorskip("llama_cpp", reason="embedded model not installed (scripts/setup.sh installs it)")
 pytestmark = pytest.mark.slow
@@ -74,7 +73,7 @@ def test_cli_chat_works_offline(offline_env, workspace):
 def test_web_app_answers_offline(offline_env, workspace, monkeypatch):
     """The Chat page answers with the embedded model when no Ollama runs (AppTest)."""
     from agent.config import ENV_VARS
-    from tests.test_ui_apptest import run_app
+    from tests.support import run_app
 
     for var in ENV_VARS.values():
         monkeypatch.delenv(var, raising=False)

@@ -4,7 +4,15 @@ import math
 import pytest
 from langchain_core.documents import Document
 
-from agent.evaluate import Question, evaluate, format_table, hit_at_k, load_questions, percentile, reciprocal_rank
+from agent.evaluate import (
+    Question,
+    evaluate,
+    format_table,
+    hit_at_k,
+    load_questions,
+    percentile,
+    reciprocal_rank,
+)
 
 
 def test_hit_at_k():

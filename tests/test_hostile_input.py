@@ -36,7 +36,7 @@ from agent.config import load_settings, read_settings, update_settings
 from agent.errors import SettingsError
 from agent.ingest.pipeline import ingest_file
 from agent.workspace import Workspace
-from tests.conftest import add_texts, build_pdf, double_environ, run_cli
+from tests.support import add_texts, build_pdf, double_environ, run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 

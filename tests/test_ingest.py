@@ -10,7 +10,7 @@ from pypdf import PdfReader, PdfWriter
 from agent.config import update_settings
 from agent.ingest.pipeline import find_document, ingest_file, reindex, remove_document
 from agent.workspace import Workspace
-from tests.conftest import DEVSET_PDFS
+from tests.support import DEVSET_PDFS
 
 GEOLOGY = DEVSET_PDFS / "squad_Geology.pdf"
 HARVARD = DEVSET_PDFS / "squad_Harvard_University.pdf"

@@ -11,7 +11,7 @@ import pytest
 from agent.app.jobs import Job, JobRegistry, JobStopped
 from agent.app.uploads import ingest_job, reindex_job, save_upload
 from agent.errors import DocumentError
-from tests.conftest import DEVSET_PDFS
+from tests.support import DEVSET_PDFS
 
 GNUPLOT = DEVSET_PDFS / "gnuplot.pdf"  # 311 pages, 1305 chunks: long enough to stop half-way
 GEOLOGY = DEVSET_PDFS / "squad_Geology.pdf"

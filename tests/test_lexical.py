@@ -8,7 +8,7 @@ from langchain_core.documents import Document
 
 from agent.search import lexical, retrieval
 from agent.search.lexical import BM25Index, Lexicon, Vocabulary, tokenize
-from tests.test_store import add, open_collection
+from tests.support import add, open_collection
 
 PAGES_A = ["The fit command appends to the log file.", "Contours are drawn with set contour.",
            "统计 命令 计算 平均值"]
@@ -164,7 +164,7 @@ def test_vocabulary_counts_and_caps():
 
 def test_warm_up_builds_the_keyword_index_before_the_first_question(settings, monkeypatch):
     from agent.workspace import Workspace
-    from tests.conftest import add_texts
+    from tests.support import add_texts
 
     add_texts(Workspace(settings), "manual.pdf", ["The fit command appends to the log file.", "Contours."])
     retrieval.clear_cache()
@@ -179,7 +179,7 @@ def test_warm_up_builds_the_keyword_index_before_the_first_question(settings, mo
 def test_warm_up_of_a_damaged_collection_leaves_the_error_to_the_chat(settings):
     from agent.errors import StoreError
     from agent.workspace import Workspace
-    from tests.conftest import add_texts
+    from tests.support import add_texts
 
     add_texts(Workspace(settings), "manual.pdf", ["Some text."])
     manifest = settings.data_dir / "collections" / "default" / "manifest.json"

@@ -14,8 +14,13 @@ from agent.chat.llm import (
     with_retry,
 )
 from agent.config import load_settings
-from agent.errors import ModelNotFoundError, OllamaBusyError, OllamaTimeoutError, OllamaUnreachableError
-from tests.conftest import double_environ
+from agent.errors import (
+    ModelNotFoundError,
+    OllamaBusyError,
+    OllamaTimeoutError,
+    OllamaUnreachableError,
+)
+from tests.support import double_environ
 
 
 def closed_port_url() -> str:

@@ -3,7 +3,13 @@
 import pytest
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, ToolMessage
 
-from agent.chat.memory import approx_tokens, budget_for, fit_messages, split_turns, window
+from agent.chat.memory import (
+    approx_tokens,
+    budget_for,
+    fit_messages,
+    split_turns,
+    window,
+)
 from agent.errors import AgentError
 
 

@@ -21,8 +21,8 @@ from agent.chat.models import (
 from agent.cli import _PullBar
 from agent.config import Settings, load_settings
 from agent.errors import AgentError, ModelNotFoundError, OllamaUnreachableError
-from tests.conftest import double_environ, run_cli
 from tests.ollama_double import OllamaDouble
+from tests.support import double_environ, run_cli
 
 
 def names(settings: Settings) -> set[str]:

@@ -25,7 +25,7 @@ import agent.ingest.parse as parse_mod
 from agent.errors import DocumentError, EncryptedPDFError
 from agent.ingest import ocr as ocr_mod
 from agent.ingest.parse import clean_text, inspect_pdf, is_garbled, parse_pdf
-from tests.conftest import build_pdf
+from tests.support import build_pdf
 
 _HERE = Path(__file__).resolve()
 PDFS = next((p for p in (_HERE.parents[2] / "shared" / "devset" / "pdfs", Path("/work/shared/devset/pdfs"))

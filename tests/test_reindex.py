@@ -16,7 +16,7 @@ from agent.config import update_settings
 from agent.ingest.pipeline import ingest_file
 from agent.search.retrieval import search
 from agent.workspace import Workspace
-from tests.conftest import DEVSET_PDFS, double_environ, run_cli
+from tests.support import DEVSET_PDFS, double_environ, run_cli
 
 APOLLO = DEVSET_PDFS / "squad_Apollo_program.pdf"  # 8 pages
 VICTORIA = DEVSET_PDFS / "squad_Victoria_Australia.pdf"  # 3 pages

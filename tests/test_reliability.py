@@ -37,7 +37,7 @@ from agent.config import load_settings, save_settings, update_settings
 from agent.errors import StoreError
 from agent.ingest.pipeline import file_sha256, ingest_file, reindex
 from agent.workspace import Workspace
-from tests.conftest import DEVSET_PDFS, add_texts, double_environ
+from tests.support import DEVSET_PDFS, add_texts, assert_consistent, double_environ
 
 ROOT = Path(__file__).resolve().parents[1]
 GEOLOGY_PDF = DEVSET_PDFS / "squad_Geology.pdf"
@@ -274,24 +274,6 @@ def first_line(child: subprocess.Popen, timeout: float = 90.0) -> str:
 def child_env(ollama, data_dir: Path) -> dict[str, str]:
     base = {k: v for k, v in os.environ.items() if not k.startswith(("AGENT_", "OLLAMA_"))}
     return {**base, **double_environ(ollama, AGENT_DATA_DIR=str(data_dir))}
-
-
-def assert_consistent(collection) -> None:
-    """Document infos, chunks, vectors and stored PDFs all agree."""
-    per_doc: dict[str, int] = {}
-    for chunk in collection.documents:
-        per_doc[chunk.metadata["doc_id"]] = per_doc.get(chunk.metadata["doc_id"], 0) + 1
-    assert per_doc == {doc_id: info.chunks for doc_id, info in collection.infos.items()}
-    assert collection.vectorstore.index.ntotal == len(collection.documents)
-    if collection.version:  # a saved generation has its keyword counts, in step with its chunks
-        assert collection.lexicon is not None and collection.lexicon.fits(collection.documents)
-    store = collection.vectorstore  # every vector position leads to its own chunk
-    assert [store.docstore.search(store.index_to_docstore_id[i]).metadata["chunk_id"]
-            for i in range(len(collection.documents))] == [d.metadata["chunk_id"] for d in collection.documents]
-    for doc_id, info in collection.infos.items():
-        stored = collection.stored_file(doc_id)
-        assert stored is not None and stored.name == info.file, (stored, info.file)
-        assert file_sha256(stored) == doc_id  # the stored copy is complete
 
 
 def snapshot(collection) -> dict[str, list[tuple[str, str]]]:

@@ -9,8 +9,20 @@ from langchain_core.documents import Document
 from langchain_core.embeddings import Embeddings
 
 from agent.search import retrieval
-from agent.search.embeddings import LOCAL_MODEL_ID, LocalEmbeddings, embedding_model_id, make_embeddings
-from agent.search.retrieval import BM25Index, Hit, HybridRetriever, SearchableCollection, search, tokenize
+from agent.search.embeddings import (
+    LOCAL_MODEL_ID,
+    LocalEmbeddings,
+    embedding_model_id,
+    make_embeddings,
+)
+from agent.search.retrieval import (
+    BM25Index,
+    Hit,
+    HybridRetriever,
+    SearchableCollection,
+    search,
+    tokenize,
+)
 
 
 class ConstantEmbeddings(Embeddings):

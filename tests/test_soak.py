@@ -16,9 +16,7 @@ from agent.chat.engine import ChatEngine, Done
 from agent.config import update_settings
 from agent.ingest.pipeline import ingest_file, remove_document
 from agent.workspace import Workspace
-from bench.common import rss_mb
-from tests.conftest import DEVSET_PDFS
-from tests.test_reliability import assert_consistent
+from tests.support import DEVSET_PDFS, assert_consistent, rss_mb
 
 WORKERS = 6
 ROUNDS = 25  # conversations per worker

@@ -6,47 +6,14 @@ import sys
 import textwrap
 from pathlib import Path
 
-import numpy as np
 import pytest
-from langchain_core.documents import Document
-from langchain_core.embeddings import Embeddings
 
 from agent.errors import EmbeddingMismatchError, StoreError
-from agent.search.store import Collection, DocumentInfo, delete_collection, list_collections
-
-
-class TinyEmbeddings(Embeddings):
-    """Deterministic 8-d bag-of-letters vectors: enough to test storage, not quality."""
-
-    def _vec(self, text: str) -> list[float]:
-        v = np.zeros(8, dtype=np.float32)
-        for ch in text.lower():
-            v[ord(ch) % 8] += 1
-        return (v / (np.linalg.norm(v) or 1)).tolist()
-
-    def embed_documents(self, texts):
-        return [self._vec(t) for t in texts]
-
-    def embed_query(self, text):
-        return self._vec(text)
-
-
-def make_doc(doc_id: str, texts: list[str]):
-    chunks = [Document(t, id=f"{doc_id}:{i + 1}:0", metadata={"file": f"{doc_id}.pdf", "page": i + 1,
-                                                              "doc_id": doc_id, "chunk_id": f"{doc_id}:{i + 1}:0"})
-              for i, t in enumerate(texts)]
-    info = DocumentInfo(doc_id, f"{doc_id}.pdf", len(texts), len(texts), 10, "2026-01-01")
-    return info, chunks, np.array(TinyEmbeddings().embed_documents(texts), dtype=np.float32)
-
-
-def open_collection(tmp_path, model="tiny-v1", **kw):
-    return Collection(tmp_path, "docs", TinyEmbeddings(), model, **kw)
-
-
-def add(collection, doc_id, texts):
-    info, chunks, vectors = make_doc(doc_id, texts)
-    with collection.writing():
-        collection.add(info, chunks, vectors, None)
+from agent.search.store import (
+    delete_collection,
+    list_collections,
+)
+from tests.support import add, make_doc, open_collection
 
 
 def test_add_persist_reload_search(tmp_path):
@@ -131,7 +98,7 @@ def test_two_processes_adding_at_once_both_land(tmp_path):
         import sys
         from pathlib import Path
         sys.path.insert(0, {str(root)!r})
-        from tests.test_store import open_collection, add
+        from tests.support import open_collection, add
         add(open_collection(Path({str(tmp_path)!r})), sys.argv[1], ["text of " + sys.argv[1]] * 20)
     """)
     procs = [subprocess.Popen([sys.executable, "-c", script, name]) for name in ("p1", "p2", "p3")]

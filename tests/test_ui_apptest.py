@@ -16,84 +16,26 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from agent.app.i18n import STRINGS, t
-from agent.config import ENV_VARS, load_settings
+from agent.config import load_settings
 from agent.ingest.pipeline import ingest_file
 from agent.workspace import Workspace
 from tests.ollama_double import OllamaDouble
-
-ROOT = Path(__file__).resolve().parents[1]
-APP = ROOT / "streamlit_app.py"
-DEVSET = Path("/work/shared/devset/pdfs")
-GEOLOGY = DEVSET / "squad_Geology.pdf"
-ENCRYPTED = DEVSET / "libreoffice-writer-password.pdf"
-TIMEOUT = 60
-
-needs_devset = pytest.mark.skipif(not GEOLOGY.exists(), reason="devset PDFs not found at /work/shared/devset")
-
-
-@pytest.fixture
-def double():
-    with OllamaDouble() as server:
-        yield server
-
-
-@pytest.fixture
-def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, double: OllamaDouble) -> Path:
-    for var in ENV_VARS.values():
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("OLLAMA_HOST", double.url)
-    monkeypatch.setenv("AGENT_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("AGENT_EMBEDDING", "ollama:nomic-embed-text")
-    return tmp_path / "data"
-
-
-def run_app(page: str | None = None) -> AppTest:
-    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT).run()
-    if page:
-        at.switch_page(page).run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
-
-
-def ingest(path: Path) -> None:
-    settings = load_settings()
-    workspace = Workspace(settings)
-    result = ingest_file(path, workspace.collection(), workspace.embeddings, settings)
-    assert result.ok, result.message
-
-
-def plain(markdown: str) -> str:
-    """Markdown source as the user reads it: backslash escapes removed."""
-    return re.sub(r"\\(.)", r"\1", markdown)
-
-
-def texts(at: AppTest) -> str:
-    """All visible text of the run (markdown, captions, text, alerts), one element per line."""
-    parts = []
-    for kind in ("markdown", "caption", "text", "error", "warning", "success", "info"):
-        parts += [plain(str(e.value)) for e in getattr(at, kind)]
-    return "\n".join(parts)
-
-
-def until(at: AppTest, done, seconds: float = 30) -> AppTest:
-    """Rerun the page (as its job panel does on a timer) until `done(at)`: jobs run in the background."""
-    deadline = time.monotonic() + seconds
-    while not done(at) and time.monotonic() < deadline:
-        time.sleep(0.2)
-        at.run()
-        assert not at.exception, [e.value for e in at.exception]
-    assert done(at), texts(at)
-    return at
-
-
-def succeeded(text: str):
-    return lambda at: any(text in plain(s.value) for s in at.success)
-
-
-def ask(at: AppTest, question: str) -> AppTest:
-    at.chat_input[0].set_value(question).run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
+from tests.support import (
+    APP,
+    DEVSET_PDFS,
+    ENCRYPTED,
+    GEOLOGY,
+    ROOT,
+    TIMEOUT,
+    ask,
+    ingest,
+    needs_devset,
+    plain,
+    run_app,
+    succeeded,
+    texts,
+    until,
+)
 
 
 # ---- chat ------------------------------------------------------------------------------------
@@ -496,7 +438,7 @@ def test_settings_changes_never_write_env_values(tmp_path: Path) -> None:
 
 
 # ---- nothing a user does loses work (issue 13) ------------------------------------------------------
-GNUPLOT = DEVSET / "gnuplot.pdf"  # 311 pages: its ingestion takes seconds
+GNUPLOT = DEVSET_PDFS / "gnuplot.pdf"  # 311 pages: its ingestion takes seconds
 
 
 @needs_devset
@@ -543,7 +485,7 @@ def test_delete_errors_stay_on_screen(data_dir: Path, double: OllamaDouble, monk
     from agent.ingest import pipeline
 
     ingest(GEOLOGY)
-    ingest(DEVSET / "squad_Harvard_University.pdf")
+    ingest(DEVSET_PDFS / "squad_Harvard_University.pdf")
     real = pipeline.remove_document
 
     def remove(collection, doc):  # one of the two deletions fails

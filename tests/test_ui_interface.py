@@ -20,12 +20,10 @@ from agent.chat.embedded import EMBEDDED_MODEL_NAME
 from agent.config import load_settings
 from agent.workspace import Workspace
 from tests.ollama_double import OllamaDouble
-from tests.test_ui_apptest import (
+from tests.support import (
     GEOLOGY,
     ROOT,
     ask,
-    data_dir,
-    double,
     ingest,
     needs_devset,
     plain,
@@ -33,8 +31,6 @@ from tests.test_ui_apptest import (
     texts,
     until,
 )
-
-__all__ = ["data_dir", "double"]  # fixtures used by the tests below
 
 ENGLISH_WORD = re.compile(r"[A-Za-z][A-Za-z_]{2,}")
 NAMES = {"Ollama", "OLLAMA_HOST", "PDF", "OCR", "num_ctx", "num_predict", "keep_alive", "llama3", "qwen3",

@@ -6,7 +6,7 @@ from langchain_core.documents import Document
 
 from agent.search import vector_index
 from agent.search.store import Collection, DocumentInfo
-from tests.test_store import TinyEmbeddings
+from tests.support import TinyEmbeddings
 
 DIM = 32
 
