@@ -16,7 +16,7 @@ import json
 import sqlite3
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -31,19 +31,42 @@ from agent.search.retrieval import Source
 DB_FILE = "conversations.sqlite3"
 DEFAULT_TITLE = "New conversation"  # until the first question names it (the UI shows its own words)
 TITLE_LENGTH = 60
-_SCHEMA = """
+_TABLES = """
 CREATE TABLE IF NOT EXISTS conversations (
     id TEXT PRIMARY KEY, title TEXT NOT NULL, created TEXT NOT NULL, updated TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS turns (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     conversation_id TEXT NOT NULL REFERENCES conversations(id) ON DELETE CASCADE,
     question TEXT NOT NULL, answer TEXT NOT NULL, sources TEXT NOT NULL, model TEXT NOT NULL,
-    incomplete INTEGER NOT NULL DEFAULT 0, error TEXT NOT NULL DEFAULT '', created TEXT NOT NULL,
-    meta TEXT NOT NULL DEFAULT '{}');
+    incomplete INTEGER NOT NULL DEFAULT 0, error TEXT NOT NULL DEFAULT '', created TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS turns_by_conversation ON turns(conversation_id, id);
 """
-# Databases written before the `meta` column existed get it on open (older rows read as {}).
-_MIGRATIONS = {"meta": "ALTER TABLE turns ADD COLUMN meta TEXT NOT NULL DEFAULT '{}'"}
+
+
+def _create_tables(db: sqlite3.Connection) -> None:
+    db.executescript(_TABLES)
+
+
+def _add_meta(db: sqlite3.Connection) -> None:
+    """Error codes and notes per turn (older rows read as {})."""
+    if "meta" not in {row[1] for row in db.execute("PRAGMA table_info(turns)")}:
+        db.execute("ALTER TABLE turns ADD COLUMN meta TEXT NOT NULL DEFAULT '{}'")
+
+
+#: Schema changes in order; PRAGMA user_version counts those applied. Append, never edit: a
+#: file from before versioning (version 0) may already have some of them, so each is idempotent.
+MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_create_tables, _add_meta)
+
+
+def migrate(db: sqlite3.Connection) -> None:
+    """Bring the database to the current schema version, in the caller's transaction."""
+    version = db.execute("PRAGMA user_version").fetchone()[0]
+    if version > len(MIGRATIONS):
+        raise StoreError(f"The conversation database is schema version {version}, newer than this app "
+                         f"({len(MIGRATIONS)}).", "Update the app, or point it at another data directory.")
+    for step in MIGRATIONS[version:]:
+        step(db)
+    db.execute(f"PRAGMA user_version = {len(MIGRATIONS)}")
 
 
 class Note(TypedDict):
@@ -93,11 +116,7 @@ class ConversationStore:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with self._connect() as db:
-                db.executescript(_SCHEMA)
-                columns = {row[1] for row in db.execute("PRAGMA table_info(turns)")}
-                for column, statement in _MIGRATIONS.items():
-                    if column not in columns:
-                        db.execute(statement)
+                migrate(db)
             with closing(sqlite3.connect(self.path, timeout=30)) as db:
                 db.execute("PRAGMA journal_mode = WAL")  # a property of the file: set once, not per call
         except (OSError, sqlite3.Error) as exc:
