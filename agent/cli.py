@@ -18,6 +18,7 @@ from agent.config import Settings, load_settings, update_settings
 from agent.errors import AgentError, SettingsError
 from agent.ingest.pipeline import IngestResult, ingest_file, remove_document
 from agent.search.retrieval import Source
+from agent.search.vector_index import use_one_thread
 from agent.workspace import Workspace
 
 if TYPE_CHECKING:  # the chat engine imports LangChain's agent stack (~1 s): only chat commands load it
@@ -33,6 +34,7 @@ REPL_HELP = """Commands:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    use_one_thread()
     try:
         return args.func(args)
     except AgentError as err:

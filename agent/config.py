@@ -88,9 +88,7 @@ class Settings(BaseModel):
     @field_validator("embedding")
     @classmethod
     def _check_embedding(cls, value: str) -> str:
-        if value != "local" and not (value.startswith("ollama:") and len(value) > len("ollama:")):
-            raise ValueError("embedding must be 'local' or 'ollama:<model>'")
-        return value
+        return check_embedding_spec(value)
 
     @field_validator("collections")
     @classmethod
@@ -122,6 +120,14 @@ class Settings(BaseModel):
 #: Environment variable for each settings field. OLLAMA_HOST is Ollama's own name.
 ENV_VARS: dict[str, str] = {name: f"AGENT_{name.upper()}" for name in Settings.model_fields}
 ENV_VARS["ollama_host"] = "OLLAMA_HOST"
+
+
+def check_embedding_spec(value: str) -> str:
+    """`local` or `ollama:<model>`, stripped; anything else raises ValueError."""
+    value = value.strip()
+    if value != "local" and not (value.startswith("ollama:") and len(value) > len("ollama:")):
+        raise ValueError(f"unknown embedding {value!r}: use 'local' or 'ollama:<model>'")
+    return value
 
 
 def normalise_host(value: str) -> str:

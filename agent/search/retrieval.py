@@ -30,13 +30,11 @@ search of a collection version and cached per (collection, `.version`).
 from __future__ import annotations
 
 import math
-import re
 import threading
 import weakref
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import PurePath
 from typing import Any, Literal, Protocol, TypedDict, runtime_checkable
 
 import numpy as np
@@ -47,7 +45,14 @@ from langchain_core.retrievers import BaseRetriever
 from langchain_core.vectorstores import VectorStore
 from pydantic import ConfigDict
 
-from agent.search.lexical import BM25Index, Lexicon, page_groups, page_key, tokenize
+from agent.search.lexical import (
+    BM25Index,
+    Lexicon,
+    file_title,
+    page_groups,
+    page_key,
+    tokenize,
+)
 
 Mode = Literal["hybrid", "vector", "bm25"]
 
@@ -114,8 +119,8 @@ class CollectionIndex:
         self.chunk_page = np.empty(len(self.documents), dtype=np.int64)
         for p, rows in enumerate(members):
             self.chunk_page[rows] = p
-        # chunks grouped by page, for per-page maxima with np.maximum.reduceat (ufunc.at
-        # took 100 ms per call at 1M chunks); None when chunks already come page by page
+        # chunks grouped by page, for per-page maxima with np.maximum.reduceat (ufunc.at is
+        # far slower); None when chunks already come page by page
         order = np.argsort(self.chunk_page, kind="stable")
         self.page_order = None if np.array_equal(order, np.arange(len(order))) else order
         self.page_starts = np.searchsorted(self.chunk_page[order], np.arange(len(self.pages)))
@@ -236,8 +241,7 @@ def _zscore(values: np.ndarray, top: int = _Z_TOP) -> np.ndarray:
     if values.size == 0:
         return values.astype(np.float64)
     # The top values without a full sort. Partition only what lies above the minimum: these
-    # arrays are mostly one value (BM25 zeros, the vector floor), where np.partition degrades
-    # (15 ms a call at 100k vs 0.2 ms this way).
+    # arrays are mostly one value (BM25 zeros, the vector floor), where np.partition degrades.
     floor = values.min()
     above = values[values > floor]
     if above.size >= top:
@@ -269,7 +273,7 @@ def _vector_hits(store: VectorStore, query: str, qvec: list[float] | None, k: in
 
 
 def file_title_terms(file: str) -> set[str]:
-    return set(tokenize(re.sub(r"[_\-.]+", " ", PurePath(file).stem)))
+    return set(tokenize(file_title(file)))
 
 
 def search(query: str, collections: Sequence[SearchableCollection], *, embeddings: Embeddings | None,
@@ -361,8 +365,8 @@ def _best_pages(fused: np.ndarray, signals: dict[str, np.ndarray], found: np.nda
         evidence |= signals["bm25_chunk"] > 0
     if "vector" in signals:
         evidence |= view.page_max(found)
-    # Only the k best pages' chunks are ranked: a Python pass over every chunk cost ~80 ms
-    # per query at 100k chunks. Ties keep page / chunk order (stable sorts on ascending ids).
+    # Only the k best pages' chunks are ranked (a Python pass over every chunk is too slow).
+    # Ties keep page / chunk order (stable sorts on ascending ids).
     candidates = np.flatnonzero(evidence)
     chosen = candidates[np.argsort(-fused[candidates], kind="stable")][:k]
     is_chosen = np.zeros(view.pages, dtype=bool)

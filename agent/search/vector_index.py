@@ -24,21 +24,18 @@ import numpy as np
 ANN_MIN_VECTORS = 200_000
 #: k-means cells per sqrt(chunk): nlist = NLIST_PER_SQRT * sqrt(n).
 NLIST_PER_SQRT = 2.0
-#: Share of the cells a query reads (nprobe = ceil(PROBE_SHARE * nlist), at least MIN_NPROBE).
-#: Real embeddings need far more than the textbook 1/16: questions sit between the topic
-#: clusters of the chunks. On 87k real chunks with devset questions, recall@10 was 0.82-0.91
-#: reading 1/16 of the cells (nlist sqrt(n) to 4 sqrt(n)), 0.96 with these settings, 2.6x
-#: faster than exact; uniform and clustered synthetic vectors are reported in the bench.
+#: Share of the cells a query reads (nprobe = ceil(PROBE_SHARE * nlist), at least MIN_NPROBE):
+#: far more than the textbook 1/16, as questions sit between the chunks' topic clusters.
 PROBE_SHARE = 0.3
 MIN_NPROBE = 16
 #: Training points per cell (k-means on a sample; more costs time and gains little).
 TRAIN_PER_CELL = 40
 _SEED = 1234
 
-# One query is searched at a time per request; FAISS's OpenMP threads then only wait on each
-# other, badly so when the other core is busy (embedding, another user): 100k-chunk hybrid
-# search p50 91 ms with the default threads vs 42 ms with one, measured with a busy core.
-faiss.omp_set_num_threads(1)
+def use_one_thread() -> None:
+    """Pin FAISS to one OpenMP thread: one query is searched at a time per request, and its threads
+    only wait on each other when the other core is busy. Entry points call it; importing does not."""
+    faiss.omp_set_num_threads(1)
 
 
 def is_approximate(index: Any) -> bool:
