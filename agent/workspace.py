@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Container, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from langchain_core.embeddings import Embeddings
@@ -53,14 +54,22 @@ def shared_embeddings(settings: Settings) -> Embeddings:
         return _EMBEDDERS[key]
 
 
+@dataclass
+class _OpenStores:
+    """The loaded collections and conversation store of one data directory, and their lock:
+    shared whole by the workspaces of that directory."""
+
+    collections: dict[str, Collection] = field(default_factory=dict)
+    conversations: ConversationStore | None = None
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
 class Workspace:
     """Settings, embedder, collections and conversations of one data directory."""
 
     def __init__(self, settings: Settings | None = None) -> None:
         self.settings = settings or load_settings()
-        self._collections: dict[str, Collection] = {}
-        self._lock = threading.Lock()
-        self._conversations: ConversationStore | None = None
+        self._open = _OpenStores()
 
     @property
     def data_dir(self) -> Path:
@@ -76,34 +85,32 @@ class Workspace:
 
     @property
     def conversations(self) -> ConversationStore:
-        if self._conversations is None:
-            self._conversations = ConversationStore(self.data_dir)
-        return self._conversations
+        with self._open.lock:  # one store per data dir: two made side by side race on the SQLite file
+            if self._open.conversations is None:
+                self._open.conversations = ConversationStore(self.data_dir)
+            return self._open.conversations
 
     def with_settings(self, settings: Settings) -> Workspace:
         """A workspace for new settings that keeps the loaded collections when still valid."""
         fresh = Workspace(settings)
         if _store_key(settings) == _store_key(self.settings):
-            fresh._collections = self._collections
-            # created here if needed, so every workspace of this data dir shares one store and its
-            # lock (two stores made lazily side by side raced on the SQLite file in the soak test)
-            fresh._conversations = self.conversations
+            fresh._open = self._open  # the same collections, conversations and the lock guarding them
         return fresh
 
     def collection(self, name: str | None = None) -> Collection:
         """An open collection (created empty on first use), refreshed if another process wrote it."""
         name = name or self.settings.collections[0]
-        with self._lock:
-            if name not in self._collections:
-                self._collections[name] = Collection(self.data_dir, name, self.embeddings, self.embedding_model)
-            collection = self._collections[name]
+        with self._open.lock:
+            if name not in self._open.collections:
+                self._open.collections[name] = Collection(self.data_dir, name, self.embeddings, self.embedding_model)
+            collection = self._open.collections[name]
         collection.reload()
         return collection
 
     def rebuildable(self, name: str) -> Collection:
         """A collection opened for re-indexing (tolerates a damaged or other-model index)."""
-        with self._lock:
-            self._collections.pop(name, None)
+        with self._open.lock:
+            self._open.collections.pop(name, None)
         return Collection(self.data_dir, name, self.embeddings, self.embedding_model, rebuilding=True)
 
     def reindex(self, name: str, *, progress: Progress | None = None, passwords: Mapping[str, str] | None = None,
@@ -124,9 +131,8 @@ class Workspace:
 
     def warm_up(self) -> threading.Thread:
         """Load the chat collections and their keyword indexes in a background thread, so
-        the first question does not wait for them (bench: 3.2 s load + 3.2 s index at
-        100k chunks, 42 s + 64 s at 1M). A search arriving meanwhile waits for the same
-        build instead of starting another. Errors are left for the chat to report."""
+        the first question does not wait for them. A search arriving meanwhile waits for the
+        same build instead of starting another. Errors are left for the chat to report."""
         def run() -> None:
             try:
                 for collection in self.chat_collections():
@@ -142,6 +148,7 @@ class Workspace:
         return sorted(set(list_collections(self.data_dir)) | set(self.settings.collections))
 
     def delete_collection(self, name: str) -> None:
-        with self._lock:
-            self._collections.pop(name, None)
+        """Delete a collection (refused while it is being written); other workspaces forget it too."""
         delete_collection(self.data_dir, name)
+        with self._open.lock:
+            self._open.collections.pop(name, None)

@@ -23,6 +23,7 @@ from agent.search.retrieval import (
     search,
     tokenize,
 )
+from agent.search.store import Snapshot
 
 
 class ConstantEmbeddings(Embeddings):
@@ -56,6 +57,7 @@ class Collection:
     embeddings: Embeddings
     version: int = 1
     store: FAISS | None = field(default=None, repr=False)
+    _snap: Snapshot | None = field(default=None, repr=False)
 
     def __post_init__(self):
         self.rebuild()
@@ -67,9 +69,11 @@ class Collection:
             metadatas=[d.metadata for d in self.docs], ids=[d.metadata["chunk_id"] for d in self.docs],
             distance_strategy=DistanceStrategy.MAX_INNER_PRODUCT)
 
-    @property
-    def vectorstore(self):
-        return self.store
+    def snapshot(self) -> Snapshot:
+        """A store snapshot of the current docs, one per version (as agent.search.store publishes)."""
+        if self._snap is None or self._snap.version != self.version:
+            self._snap = Snapshot(self.version, None, {}, self.docs, None, self.store)
+        return self._snap
 
     @property
     def documents(self):

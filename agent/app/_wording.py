@@ -31,6 +31,10 @@ ERRORS: dict[str, dict[str, tuple[str, str]]] = {
     "ollama_unexpected": {
         "en": ("Unexpected error talking to Ollama: {detail}", "Check the Ollama server log."),
         "zh": ("与 Ollama 通信时出现意外错误：{detail}", "请查看 Ollama 服务日志。")},
+    "collection_busy": {
+        "en": ("Collection “{collection}” is being written (an upload or a re-index).",
+               "Try again when it has finished; nothing was deleted."),
+        "zh": ("文档集“{collection}”正在写入（上传或重建索引）。", "请在完成后重试；没有删除任何内容。")},
     "model_not_found": {
         "en": ("The model `{model}` is not installed in Ollama.",
                "Download it (Settings, or `ollama pull {model}`), or pick an installed model."),

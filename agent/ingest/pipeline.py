@@ -104,11 +104,8 @@ def _ingest(path: Path, name: str, collection: Collection, embeddings: Embedding
         if doc_id in collection.infos:  # the same file finished meanwhile in another process
             return _unchanged(collection.infos[doc_id])
         replaced = [i.doc_id for i in collection.infos.values() if i.file == name]
-        # Add the new version before removing the old one: if the add fails (disk full), the
-        # old version must still be there, not gone with nothing in its place.
-        collection.add(info, chunks, vectors, path)
-        for old in replaced:
-            collection.remove(old)
+        # One commit: a crash leaves either the old version or the new one, never both or none.
+        collection.add(info, chunks, vectors, path, replacing=replaced)
     progress("index", 1, 1)
     status = "replaced" if replaced else "added"
     message = "; ".join(info.warnings)

@@ -23,17 +23,16 @@ and the z-scores are summed with weights (see `WEIGHTS`; chosen on the devset an
 reported with neighbouring settings in the evaluation notes). `mode="bm25"` uses only
 the lexical signals, `mode="vector"` only the vector one.
 
-Tokenisation and BM25 live in agent.lexical. The BM25 indexes are built on the first
-search of a collection version and cached per (collection, `.version`).
+Tokenisation and BM25 live in agent.search.lexical. The BM25 indexes are built on the first
+search of a collection version and kept on that version (its snapshot).
 """
 
 from __future__ import annotations
 
 import math
 import threading
-import weakref
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, TypedDict, runtime_checkable
 
@@ -62,13 +61,11 @@ _Z_TOP = 100          # a signal is normalised by the mean/std of its best _Z_TO
 _MIN_FETCH = 100      # chunks asked of the vector store (at least)
 
 
-@runtime_checkable
-class SearchableCollection(Protocol):
-    """What search needs from a stored collection (agent.store provides it).
+class CollectionVersion(Protocol):
+    """One version of a collection, as search reads it (agent.search.store.Snapshot is one).
 
-    `documents` must be the same list object until the collection changes (the keyword
-    index is cached on it); an optional `lexicon` (agent.lexical.Lexicon for those
-    documents) spares tokenising them."""
+    An optional `lexicon` (agent.search.lexical.Lexicon for these documents) spares tokenising
+    them; `keyword_index(build)` returns `build(self)`, computed once per version."""
 
     @property
     def vectorstore(self) -> VectorStore: ...
@@ -78,6 +75,18 @@ class SearchableCollection(Protocol):
 
     @property
     def version(self) -> int: ...
+
+    @property
+    def lexicon(self) -> Lexicon | None: ...
+
+    def keyword_index(self, build: Callable[[Any], Any]) -> Any: ...
+
+
+@runtime_checkable
+class SearchableCollection(Protocol):
+    """What search needs from a stored collection: its current version, whole."""
+
+    def snapshot(self) -> CollectionVersion: ...
 
 
 @dataclass
@@ -128,6 +137,7 @@ class CollectionIndex:
             lexicon = Lexicon.build(self.documents)
         self.chunk_bm25 = BM25Index.from_counts(lexicon.chunks, lexicon.vocabulary)
         self.page_bm25 = BM25Index.from_counts(lexicon.pages, lexicon.vocabulary)
+        self.own_view: _Merged | None = None  # this index alone seen as a merged view (see `_merged`)
 
     @staticmethod
     def chunk_key(doc: Document) -> Any:
@@ -135,38 +145,16 @@ class CollectionIndex:
         return cid if cid is not None else (page_key(doc), doc.page_content)
 
 
-_CACHE: weakref.WeakKeyDictionary[Any, tuple[int, Any, CollectionIndex]] = weakref.WeakKeyDictionary()
-_CACHE_BY_ID: dict[int, tuple[int, Any, CollectionIndex]] = {}
 _MERGED: dict[tuple[int, ...], _Merged] = {}  # views of several indexes, by their ids
-_CACHE_LOCK = threading.Lock()
+_MERGED_MAX = 4
+_MERGED_LOCK = threading.Lock()
 
 
-def collection_index(collection: SearchableCollection) -> CollectionIndex:
-    """The lexical index of a collection, rebuilt when `.version` or the `.documents` list
-    object changes. (Not size: an index keyed by `id()` and size was once served for a
-    new collection that reused a dead one's id and had as many chunks.)"""
-    version = int(collection.version)
-    with _CACHE_LOCK:
-        try:
-            cached = _CACHE.get(collection)
-            weak = True
-        except TypeError:  # not weak-referenceable
-            cached, weak = _CACHE_BY_ID.get(id(collection)), False
-        docs = collection.documents
-        if cached is not None and cached[0] == version and cached[1] is docs:
-            return cached[2]
-        if cached is not None:  # a stale index: let go of the merged views that hold it
-            for key in [key for key, view in _MERGED.items() if cached[2] in view.indexes]:
-                del _MERGED[key]
-        index = CollectionIndex(docs, getattr(collection, "lexicon", None))
-        entry = (version, docs, index)
-        if weak:
-            _CACHE[collection] = entry
-        else:
-            if len(_CACHE_BY_ID) > 32:
-                _CACHE_BY_ID.clear()
-            _CACHE_BY_ID[id(collection)] = entry
-        return index
+def collection_index(collection: SearchableCollection | CollectionVersion) -> CollectionIndex:
+    """The keyword index of a collection's current version (or of that version), built once per
+    version and kept on it, without a global lock."""
+    version = collection.snapshot() if isinstance(collection, SearchableCollection) else collection
+    return version.keyword_index(lambda v: CollectionIndex(v.documents, v.lexicon))
 
 
 class _Merged:
@@ -218,20 +206,26 @@ def _cat(arrays: list[np.ndarray], dtype: Any) -> np.ndarray:
 
 
 def _merged(indexes: Sequence[CollectionIndex]) -> _Merged:
+    """The view of one index lives on it (and goes with its version); views of several are
+    kept for the last few combinations only, so old versions are not held in memory."""
+    if len(indexes) == 1:
+        if indexes[0].own_view is None:
+            indexes[0].own_view = _Merged(indexes)
+        return indexes[0].own_view
     key = tuple(id(ix) for ix in indexes)
-    with _CACHE_LOCK:
+    with _MERGED_LOCK:
         found = _MERGED.get(key)
-        if found is None or any(a is not b for a, b in zip(found.indexes, indexes)):
-            if len(_MERGED) >= 8:
+    if found is None or any(a is not b for a, b in zip(found.indexes, indexes)):
+        found = _Merged(indexes)
+        with _MERGED_LOCK:
+            if len(_MERGED) >= _MERGED_MAX:
                 _MERGED.clear()
-            found = _MERGED[key] = _Merged(indexes)
-        return found
+            _MERGED[key] = found
+    return found
 
 
 def clear_cache() -> None:
-    with _CACHE_LOCK:
-        _CACHE.clear()
-        _CACHE_BY_ID.clear()
+    with _MERGED_LOCK:
         _MERGED.clear()
 
 
@@ -294,7 +288,8 @@ def search(query: str, collections: Sequence[SearchableCollection], *, embedding
     elif not use_vector:
         w.pop("vector", None)
 
-    indexes = [collection_index(c) for c in collections]
+    versions = [c.snapshot() for c in collections]  # one version of each, whole
+    indexes = [collection_index(v) for v in versions]
     view = _merged(indexes)
     if view.pages == 0:
         return []
@@ -314,7 +309,7 @@ def search(query: str, collections: Sequence[SearchableCollection], *, embedding
     found = np.zeros(view.chunks, dtype=bool)
     if use_vector:
         assert embeddings is not None
-        sims = _vector_similarities(query, embeddings.embed_query(query), collections, indexes, view,
+        sims = _vector_similarities(query, embeddings.embed_query(query), versions, indexes, view,
                                     fetch=max(_MIN_FETCH, 4 * k))
         found = ~np.isnan(sims)
         if found.any():
@@ -327,7 +322,7 @@ def search(query: str, collections: Sequence[SearchableCollection], *, embedding
     return _best_pages(_fuse(signals, w, mode), signals, found, chunk_signal, view, k)
 
 
-def _vector_similarities(query: str, qvec: list[float], collections: Sequence[SearchableCollection],
+def _vector_similarities(query: str, qvec: list[float], collections: Sequence[CollectionVersion],
                          indexes: Sequence[CollectionIndex], view: _Merged, fetch: int) -> np.ndarray:
     """Per chunk: its similarity if the vector store returned it in its top `fetch`, else NaN."""
     sims = np.full(view.chunks, np.nan)

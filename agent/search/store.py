@@ -25,11 +25,11 @@ from __future__ import annotations
 import json
 import shutil
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Container, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import faiss
 import numpy as np
@@ -47,6 +47,9 @@ from agent.search.lexical import Lexicon
 
 FORMAT = 1
 LOCK_TIMEOUT = 600.0  # seconds a writer waits for another process's ingestion to finish
+DELETE_WAIT = 2.0  # seconds a delete waits for a writer before telling the user to retry
+LOAD_ATTEMPTS = 5  # a reader retries when a writer commits between its reading the manifest and the files
+T = TypeVar("T")
 
 
 @dataclass
@@ -64,6 +67,29 @@ class DocumentInfo:
     warnings: list[str] = field(default_factory=list)
 
 
+@dataclass(frozen=True, eq=False)
+class Snapshot:
+    """One committed version of a collection, published whole: a search reads one snapshot, so
+    it never pairs the chunks of one version with the vectors of another."""
+
+    version: int
+    dimension: int | None
+    infos: Mapping[str, DocumentInfo]
+    documents: list[Document]
+    lexicon: Lexicon | None
+    vectorstore: FAISS
+    _keyword_index: list[Any] = field(default_factory=list, repr=False)
+    _index_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def keyword_index(self, build: Callable[[Snapshot], T]) -> T:
+        """The keyword index of this version, built once; the lock is this snapshot's alone, so a
+        build never makes searches of other collections or versions wait."""
+        with self._index_lock:
+            if not self._keyword_index:
+                self._keyword_index.append(build(self))
+            return self._keyword_index[0]
+
+
 def collections_root(data_dir: Path) -> Path:
     return Path(data_dir) / "collections"
 
@@ -76,8 +102,19 @@ def list_collections(data_dir: Path) -> list[str]:
 def delete_collection(data_dir: Path, name: str) -> None:
     """Remove a collection, its index and its stored PDF copies (the user's originals are elsewhere)."""
     path = collections_root(data_dir) / check_collection_name(name)
-    if path.exists():
+    if not path.exists():
+        return
+    lock = FileLock(str(path / ".lock"), timeout=DELETE_WAIT)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise StoreError(f"Collection {name!r} is being written (an upload or a re-index).",
+                         "Try again when it has finished; nothing was deleted.", code="collection_busy",
+                         params={"collection": name}) from None
+    try:
         shutil.rmtree(path)
+    finally:
+        lock.release()
 
 
 class Collection:
@@ -95,13 +132,39 @@ class Collection:
         self.embeddings = embeddings
         self.embedding_model = embedding_model
         self._mutex = threading.RLock()
-        self.version = 0
-        self.dimension: int | None = None
-        self.infos: dict[str, DocumentInfo] = {}
-        self.documents: list[Document] = []
-        self.lexicon: Lexicon | None = None
-        self.vectorstore = self._empty_vectorstore(1)
+        self._snap = self._empty_snapshot()
         self.reload()
+
+    def snapshot(self) -> Snapshot:
+        """The current version, whole (one attribute read: safe while a writer publishes the next)."""
+        return self._snap
+
+    @property
+    def version(self) -> int:
+        return self._snap.version
+
+    @property
+    def dimension(self) -> int | None:
+        return self._snap.dimension
+
+    @property
+    def infos(self) -> Mapping[str, DocumentInfo]:
+        return self._snap.infos
+
+    @property
+    def documents(self) -> list[Document]:
+        return self._snap.documents
+
+    @property
+    def lexicon(self) -> Lexicon | None:
+        return self._snap.lexicon
+
+    @property
+    def vectorstore(self) -> FAISS:
+        return self._snap.vectorstore
+
+    def _empty_snapshot(self, version: int = 0) -> Snapshot:
+        return Snapshot(version, None, {}, [], None, self._wrap(faiss.IndexFlatIP(1), []))
 
     # ---- reading -------------------------------------------------------------------------
     @property
@@ -136,22 +199,36 @@ class Collection:
         """Load the current generation from disk if it changed (cheap when it did not)."""
         with self._mutex:
             if self._rebuilding:
-                self.version = max(self.version, self._newest_generation_on_disk())
+                self._snap = self._empty_snapshot(max(self.version, self._newest_generation_on_disk()))
                 return
-            manifest = self._read_manifest()
-            if manifest is None:
-                return
-            if manifest["embedding_model"] != self.embedding_model:
-                raise EmbeddingMismatchError(
-                    f"Collection {self.name!r} was built with the embedding model {manifest['embedding_model']!r}, "
-                    f"but the settings use {self.embedding_model!r}; mixing them would give wrong results.",
-                    f"Re-index it with `python -m agent reindex --collection {self.name}`, "
-                    "or switch the embedding setting back.", code="embedding_mismatch",
-                    params={"collection": self.name, "built": manifest["embedding_model"],
-                            "configured": self.embedding_model})
-            if manifest["generation"] == self.version:
-                return
-            self._load_generation(manifest)
+            for attempt in range(LOAD_ATTEMPTS):
+                manifest = self._read_manifest()
+                if manifest is None:  # never written, or deleted (by another process): nothing to search
+                    if self.version:
+                        self._snap = self._empty_snapshot()
+                    return
+                self._check_model(manifest)
+                if manifest["generation"] == self.version:
+                    return
+                try:
+                    self._snap = self._load_generation(manifest)
+                    return
+                except StoreError:
+                    # A writer may have committed and removed this generation's files meanwhile:
+                    # damaged only if the manifest still names it.
+                    latest = self._read_manifest()
+                    if attempt == LOAD_ATTEMPTS - 1 or latest is None or latest["generation"] == manifest["generation"]:
+                        raise
+
+    def _check_model(self, manifest: dict[str, Any]) -> None:
+        if manifest["embedding_model"] != self.embedding_model:
+            raise EmbeddingMismatchError(
+                f"Collection {self.name!r} was built with the embedding model {manifest['embedding_model']!r}, "
+                f"but the settings use {self.embedding_model!r}; mixing them would give wrong results.",
+                f"Re-index it with `python -m agent reindex --collection {self.name}`, "
+                "or switch the embedding setting back.", code="embedding_mismatch",
+                params={"collection": self.name, "built": manifest["embedding_model"],
+                        "configured": self.embedding_model})
 
     def _newest_generation_on_disk(self) -> int:
         numbers = [int(p.stem.rsplit("-", 1)[-1]) for p in self.path.glob("index-*.faiss")
@@ -163,16 +240,20 @@ class Collection:
         return max(numbers, default=0)
 
     def stored_documents(self) -> list[tuple[str, Path]]:
-        """(doc_id, stored PDF) for every stored copy: the raw material of a rebuild.
+        """(doc_id, stored PDF) for every document of the manifest: the raw material of a rebuild.
 
-        Read from the files themselves, not the manifest, so a damaged manifest loses nothing.
+        When the manifest is unreadable, every stored copy, so a damaged manifest loses nothing.
         """
         folder = self.path / "files"
         found = [(d.name, f) for d in sorted(folder.iterdir()) if d.is_dir() for f in _stored_pdfs(d)[:1]] \
             if folder.exists() else []
-        return found
+        try:
+            manifest = self._read_manifest()
+        except StoreError:
+            return found
+        return found if manifest is None else [(d, f) for d, f in found if d in manifest["documents"]]
 
-    def _load_generation(self, manifest: dict[str, Any]) -> None:
+    def _load_generation(self, manifest: dict[str, Any]) -> Snapshot:
         gen = manifest["generation"]
         try:
             index = vector_index.prepare(faiss.deserialize_index(
@@ -185,20 +266,13 @@ class Collection:
         if index.ntotal != len(documents):
             raise self._corrupt(f"the index holds {index.ntotal} vectors for {len(documents)} chunks")
         lexicon = Lexicon.load(self.path / f"lexicon-{gen}.npz")
-        self.dimension = manifest["dimension"]
-        self.infos = infos
-        self.documents = documents
-        self.lexicon = lexicon if lexicon is not None and lexicon.fits(documents) else None
-        self.vectorstore = self._wrap(index, documents)
-        self.version = gen
+        return Snapshot(gen, manifest["dimension"], infos, documents,
+                        lexicon if lexicon is not None and lexicon.fits(documents) else None, self._wrap(index, documents))
 
     @staticmethod
     def _chunk_from_json(line: str) -> Document:
         data = json.loads(line)
         return Document(page_content=data["text"], metadata=data["metadata"], id=data["id"])
-
-    def _empty_vectorstore(self, dimension: int) -> FAISS:
-        return self._wrap(faiss.IndexFlatIP(dimension), [])
 
     def _wrap(self, index: Any, documents: list[Document]) -> FAISS:
         docstore = InMemoryDocstore({d.id: d for d in documents})
@@ -247,8 +321,10 @@ class Collection:
         finally:
             lock.release()
 
-    def add(self, info: DocumentInfo, chunks: list[Document], vectors: np.ndarray, pdf: Path | None) -> None:
-        """Add one document's chunks and vectors (call inside `writing()`)."""
+    def add(self, info: DocumentInfo, chunks: list[Document], vectors: np.ndarray, pdf: Path | None,
+            *, replacing: Sequence[str] = ()) -> None:
+        """Add one document's chunks and vectors, and drop the documents in `replacing` (its older
+        versions), in one commit (call inside `writing()`)."""
         if len({c.id for c in chunks}) != len(chunks) or any(not c.id for c in chunks):
             # the docstore is keyed by Document.id: without unique ids, search returns one chunk for all
             raise ValueError("every chunk needs a unique id (chunking.chunk_pages sets it)")
@@ -262,12 +338,12 @@ class Collection:
         try:
             if pdf is not None:
                 atomic_write_bytes(folder / info.file, Path(pdf).read_bytes())
-            index = self._index_copy(vectors.shape[1])
+            keep, index = self._without(set(replacing), vectors.shape[1])
             if len(chunks):
                 index.add(vectors)
             index = vector_index.fit(index, ann_min=self.ann_min_vectors)
-            infos = {**self.infos, info.doc_id: info}
-            self._save(index, self.documents + list(chunks), infos, vectors.shape[1])
+            infos = {k: v for k, v in self.infos.items() if k not in replacing} | {info.doc_id: info}
+            self._save(index, [self.documents[i] for i in keep] + list(chunks), infos, vectors.shape[1])
         except Exception:
             # Not committed (`_save` only raises before the manifest switch): drop the PDF copy,
             # or the failed document would hold disk space and reappear on the next re-index.
@@ -278,14 +354,22 @@ class Collection:
     def remove(self, doc_id: str) -> DocumentInfo:
         """Remove a document's vectors, chunks and stored PDF (call inside `writing()`)."""
         info = self.infos[doc_id]
-        keep = [i for i, d in enumerate(self.documents) if d.metadata.get("doc_id") != doc_id]
-        current = self.vectorstore.index
-        index = current if current.ntotal else faiss.IndexFlatIP(self.dimension or 1)
-        index = vector_index.subset(index, keep, ann_min=self.ann_min_vectors)
+        keep, index = self._without({doc_id}, self.dimension or 1)
         infos = {k: v for k, v in self.infos.items() if k != doc_id}
-        self._save(index, [self.documents[i] for i in keep], infos, self.dimension or 1)
-        shutil.rmtree(self.path / "files" / doc_id, ignore_errors=True)
+        self._save(vector_index.fit(index, ann_min=self.ann_min_vectors), [self.documents[i] for i in keep], infos,
+                   self.dimension or 1)
         return info
+
+    def _without(self, doc_ids: set[str], dimension: int) -> tuple[list[int], Any]:
+        """Positions of the chunks not in `doc_ids`, and a new index holding their vectors only
+        (a copy: a failed save leaves the published snapshot unchanged)."""
+        current = self.vectorstore.index
+        if current.ntotal == 0:
+            return [], faiss.IndexFlatIP(dimension)
+        if not doc_ids:
+            return list(range(len(self.documents))), faiss.deserialize_index(faiss.serialize_index(current))
+        keep = [i for i, d in enumerate(self.documents) if d.metadata.get("doc_id") not in doc_ids]
+        return keep, vector_index.subset(current, keep)
 
     def replace_all(self, entries: list[tuple[DocumentInfo, list[Document], np.ndarray]], dimension: int) -> None:
         """Swap in a complete rebuilt index in one generation (re-index; call inside `writing()`)."""
@@ -295,13 +379,6 @@ class Collection:
                                    ann_min=self.ann_min_vectors)
         self._save(index, documents, {info.doc_id: info for info, _, _ in entries}, dimension)
         self._rebuilding = False
-
-    def _index_copy(self, dimension: int) -> Any:
-        """A copy of the current index to modify, so a failed save leaves memory unchanged."""
-        current = self.vectorstore.index
-        if current.ntotal == 0:
-            return faiss.IndexFlatIP(dimension)
-        return faiss.deserialize_index(faiss.serialize_index(current))
 
     def _save(self, index: Any, documents: list[Document], infos: dict[str, DocumentInfo], dimension: int) -> None:
         gen = self.version + 1
@@ -322,13 +399,13 @@ class Collection:
             for path in new_files:
                 path.unlink(missing_ok=True)
             raise
-        self._drop_old_generations(keep=gen)
-        self.dimension, self.infos, self.documents, self.version = dimension, infos, documents, gen
-        self.lexicon = lexicon
-        self.vectorstore = self._wrap(index, documents)
+        self._snap = Snapshot(gen, dimension, infos, documents, lexicon, self._wrap(index, documents))
+        self._drop_old_generations(keep=gen, documents=infos)
 
-    def _drop_old_generations(self, keep: int) -> None:
-        """Best-effort cleanup after a commit: it must not raise, the save already succeeded."""
+    def _drop_old_generations(self, keep: int, documents: Container[str]) -> None:
+        """Best-effort cleanup after a commit: it must not raise, the save already succeeded.
+        Stored copies of documents the manifest no longer names go too (a writer killed between
+        its commit and deleting them left them behind)."""
         old = [p for pattern in ("index-*.faiss", "chunks-*.jsonl", "lexicon-*.npz") for p in self.path.glob(pattern)
                if p.stem.rsplit("-", 1)[-1] != str(keep)]
         # Temp files of a writer that was killed mid-write (atomic_write_bytes names them
@@ -340,6 +417,10 @@ class Collection:
                 path.unlink(missing_ok=True)
             except OSError:
                 pass
+        files = self.path / "files"
+        for folder in files.iterdir() if files.is_dir() else []:
+            if folder.is_dir() and folder.name not in documents:
+                shutil.rmtree(folder, ignore_errors=True)
 
 
 def _stored_pdfs(folder: Path) -> list[Path]:

@@ -108,13 +108,14 @@ def fit(index: Any, *, ann_min: int = ANN_MIN_VECTORS) -> Any:
     return prepare(index)
 
 
-def subset(index: Any, keep: list[int], *, ann_min: int = ANN_MIN_VECTORS) -> Any:
-    """The index without the vectors not in `keep` (positions, ascending): removal."""
+def subset(index: Any, keep: list[int]) -> Any:
+    """A new index of the same kind holding only the vectors at `keep` (positions, ascending);
+    the caller `fit`s it once its other changes are made."""
     kept = all_vectors(index)[keep] if keep else np.zeros((0, index.d), dtype=np.float32)
     fresh = empty_like(index)
     if len(kept):
         fresh.add(kept)
-    return fit(fresh, ann_min=ann_min)
+    return fresh
 
 
 def _nlist(n: int) -> int:
