@@ -235,13 +235,6 @@ class AnswerJob(Job[Answer]):
         return self.result
 
     @property
-    def current_status(self) -> Status | None:
-        """The engine's last status, or None once answer text has arrived after it (then the
-        text itself shows what is happening, and a status line would be stale)."""
-        with self._cond:
-            return self.status if self.status is not None and self._status_at == len(self.parts) else None
-
-    @property
     def text(self) -> str:
         with self._cond:
             return "".join(self.parts)
