@@ -22,7 +22,7 @@ from agent.search.vector_index import use_one_thread
 from agent.workspace import Workspace
 
 if TYPE_CHECKING:  # the chat engine imports LangChain's agent stack (~1 s): only chat commands load it
-    from agent.chat.engine import ChatEngine
+    from agent.chat.engine import Answer, ChatEngine
 
 REPL_HELP = """Commands:
   /reset      start a new conversation
@@ -153,21 +153,29 @@ def cmd_ask(args: argparse.Namespace) -> int:
         sys.stdout.write("\n")
         _print_sources(answer.sources)
     sys.stdout.flush()  # keep the answer and the notes below it in order on a terminal
-    if answer.notice:
-        print(f"note: {answer.notice}", file=sys.stderr)
+    for note in ([answer.notice] if answer.notice else []) + _notes(answer):
+        print(f"note: {note}", file=sys.stderr)
     if answer.error:
         print(f"error: {answer.error}", file=sys.stderr)
         return 1
     return 0
 
 
+def _notes(answer: Answer) -> list[str]:
+    """The answer's notes (invented citations, nothing found, a cut prompt) worded for a terminal."""
+    from agent.app.i18n import t
+
+    return [t(f"note_{note['code']}", "en", **note["params"]) for note in answer.notes]
+
+
 def _print_sources(sources: list[Source], out: TextIO = sys.stdout) -> None:
     if not sources:
         return
     out.write("\nSources:\n")
-    for s in sources:
+    for i, s in enumerate(sources, 1):
         excerpt = " ".join(s["text"].split())[:160]
-        out.write(f"  [{s['file']} p.{s['page']}] ({s['score']:.3f}) {excerpt}\n")
+        cited = " cited" if s.get("cited") else ""
+        out.write(f"  [{s.get('number', i)}] {s['file']} p.{s['page']}{cited} ({s['score']:.3f}) {excerpt}\n")
 
 
 def cmd_chat(args: argparse.Namespace, stdin: TextIO = sys.stdin, out: TextIO = sys.stdout) -> int:
@@ -227,6 +235,7 @@ def _stream_answer(engine: ChatEngine, question: str, conversation: str, out: Te
             if event.answer.error:
                 out.write(f"[answer incomplete] {event.answer.error}\n" if event.answer.text
                           else f"error: {event.answer.error}\n")
+            out.writelines(f"note: {note}\n" for note in _notes(event.answer))
             if event.answer.sources:
                 out.write(f"({len(event.answer.sources)} sources: /sources)\n")
             return event.answer.sources

@@ -17,7 +17,15 @@ import streamlit as st
 from agent.app.i18n import day_label, local_time, md_literal, md_plain, status_text
 from agent.app.jobs import AnswerJob
 from agent.app.settings_edit import save_changes
-from agent.app.sources import excerpt, export_file_name, md_escape, render_page_png, source_pdf
+from agent.app.sources import (
+    excerpt,
+    export_file_name,
+    link_citations,
+    md_escape,
+    render_page_png,
+    source_anchor,
+    source_pdf,
+)
 from agent.chat.conversations import DEFAULT_TITLE
 from agent.chat.embedded import EMBEDDED_MODEL_NAME
 from agent.errors import AgentError
@@ -188,10 +196,12 @@ def chat_collections() -> list[Any]:
 
 def show_source(source: Source, number: int, key: str) -> None:
     ocr = " · OCR" if source.get("ocr") else ""
-    st.markdown(f"**{number}. {md_escape(str(source.get('file', '?')))}** · "
-                f"{T('page_short', page=source.get('page', '?'))}{ocr}")
+    cited = f" :green-badge[{T('cited')}]" if source.get("cited") else ""
+    st.html(f'<span id="{source_anchor(key, number)}"></span>')  # where the answer's [n] links jump
+    st.markdown(f"**[{number}] {md_escape(str(source.get('file', '?')))}** · "
+                f"{T('page_short', page=source.get('page', '?'))}{ocr}{cited}")
     st.text(excerpt(source.get("text", "")))
-    if st.toggle(T("show_page"), key=f"page-{key}"):
+    if st.toggle(T("show_page"), key=f"page-{key}-{number}"):
         pdf = source_pdf(chat_collections(), source)
         if pdf is None:
             st.caption(T("page_unavailable"))
@@ -216,13 +226,13 @@ def answer_footer(answer: Any, key: str) -> None:
             st.button(T("download_model", model=model), icon=":material/download:", on_click=start_pull,
                       args=(ctx, model), key=f"pull-{key}")
     for note in answer.notes:
-        st.warning(ctx.md(f"note_{note['code']}", **note["params"]), icon=":material/content_cut:")
+        st.warning(ctx.md(f"note_{note['code']}", **note["params"]), icon=":material/warning:")
     if answer.model == EMBEDDED_MODEL_NAME:  # said here too: the sidebar is hidden on a phone
         st.caption(T("demo_answer_note"))
     if answer.sources:
         with st.expander(T("sources_n", n=len(answer.sources)), icon=":material/menu_book:"):
             for number, source in enumerate(answer.sources, 1):
-                show_source(source, number, f"{key}-{number}")
+                show_source(source, source.get("number", number), key)
     with st.container(horizontal=True, vertical_alignment="center", gap="medium"):
         if answer.answer_text:
             copy_button(ctx, answer.answer_text, key)
@@ -252,7 +262,7 @@ def show_turn(turn: Any, key: str) -> None:
         st.markdown(turn.question)
     with st.chat_message("assistant"):
         if turn.answer:
-            st.markdown(turn.answer)
+            st.markdown(link_citations(turn.answer, turn.sources, key))
         answer_footer(Shown.of(turn, turn.answer), key)
         if turn.incomplete:  # the broken turn is not replayed to the model, so asking again is clean
             st.button(T("ask_again"), key=f"again-{key}", icon=":material/refresh:",
@@ -307,7 +317,7 @@ def follow_job(job: AnswerJob, input_disabled: bool) -> None:
             st.rerun()
         answer = job.answer
         if answer.text:
-            st.markdown(answer.text)
+            st.markdown(link_citations(answer.text, answer.sources, "job"))
         answer_footer(Shown.of(answer, answer.text), "job")
 
 

@@ -79,7 +79,17 @@ def test_nothing_found_is_said_when_the_collections_are_empty(workspace, ollama)
     assert "no matching excerpts" in user_messages(ollama.last_chat())[-1]
     ollama.reply("Magma [1].")
     grounded = engine_for(indexed(workspace)).ask("How do igneous rocks form?")
-    assert not any(n["code"] == "nothing_found" for n in grounded.notes)
+    assert not any(n["code"] in ("nothing_found", "weak_match") for n in grounded.notes)
+
+
+def test_excerpts_that_share_no_word_with_the_question_are_flagged_as_a_weak_match(workspace, ollama):
+    ollama.reply("I do not know.")
+    answer = engine_for(indexed(workspace)).ask("What is the boiling temperature of mercury?")
+    assert answer.sources, "the vector search always returns its nearest excerpts"
+    assert {"code": "weak_match", "params": {}} in answer.notes
+    ollama.reply("不知道。")
+    answer = engine_for(indexed(workspace)).ask("水银的沸点是多少？")
+    assert {"code": "weak_match", "params": {}} in answer.notes
 
 
 def test_ask_json_numbers_the_sources_and_says_which_were_cited(tmp_path, ollama):
@@ -115,3 +125,15 @@ def test_look_alike_closing_tags_are_neutralised():
         inner = context.split(">\n", 1)[1].rsplit("\n</document>", 1)[0]
         assert prompts._TAG_RE.search(prompts._fold(inner)) is None, (hostile, inner)
     assert "a < b" in prompts.quote_untrusted("a < b")  # ordinary text is left alone
+
+
+def test_ask_on_a_terminal_prints_numbered_sources_and_the_invented_marker_note(tmp_path, ollama):
+    env = double_environ(ollama, AGENT_DATA_DIR=str(tmp_path / "data"))
+    add_texts(Workspace(load_settings_for(env)), "geology.pdf", GEOLOGY)
+    ollama.reply("Magma [1], and the Moon [7].")
+    result = run_cli(["ask", "How do igneous rocks form?"], env)
+    assert result.returncode == 0, result.stderr
+    listed = [line.split()[0] for line in result.stdout.split("Sources:\n")[1].splitlines()]
+    assert listed == [f"[{n}]" for n in range(1, len(listed) + 1)] and len(listed) < 7
+    assert "[1] geology.pdf p.2 cited (" in result.stdout and result.stdout.count(" cited (") == 1
+    assert "note: The answer cites [7], but no excerpt has that number" in result.stderr

@@ -43,7 +43,7 @@ from tests.support import (
 def test_chat_turn_streams_and_shows_sources(data_dir: Path, double: OllamaDouble) -> None:
     ingest(GEOLOGY)
     double.reply_tool_call("search_documents", {"query": "what do geologists study"})
-    double.reply("Geologists study the **solid Earth** and its history [squad_Geology.pdf p.1].", chunk_delay=0.01)
+    double.reply("Geologists study the **solid Earth** and its history [1]. Also the Moon [9].", chunk_delay=0.01)
     at = run_app()
     ask(at, "What do geologists study?")
 
@@ -52,11 +52,17 @@ def test_chat_turn_streams_and_shows_sources(data_dir: Path, double: OllamaDoubl
     answer = [m for m in at.chat_message if m.name == "assistant"]
     assert answer, "no assistant message"
     body = "\n".join(md.value for md in answer[-1].markdown)
-    assert "solid Earth" in body and "[squad_Geology.pdf p.1]" in body
+    link = re.search(r'\[\\\[1\\\]\]\(#(source-[\w-]+-1) "squad_Geology\.pdf p\. \d+"\)', body)
+    assert "solid Earth" in body and link, body  # [1] links to source 1, its file and page on hover
+    assert "~~\\[9\\]~~" in body and "(#source-" not in body.split("Moon")[1]  # invented: struck, no link
+    assert any("[9]" in plain(w.value) and "no excerpt" in w.value for w in answer[-1].warning)
     expander = [e for e in at.expander if e.label.startswith("Sources")]
     assert expander, [e.label for e in at.expander]
     sources = "\n".join(md.value for md in expander[0].markdown)
     assert "squad\\_Geology\\.pdf" in sources and "p. " in sources
+    assert re.search(r"\*\*\[1\] squad.*:green-badge\[cited\]", sources)
+    assert sources.count(":green-badge[cited]") == 1
+    assert f'id="{link.group(1)}"' in expander[0].get("html")[0].proto.body  # the link's target
     assert expander[0].text, "excerpts are shown as plain text"
     # the turn is stored: the conversation is listed in the sidebar and survives a rerun
     at.run()

@@ -102,6 +102,16 @@ STRINGS: dict[str, dict[str, str]] = {
                                     "context window (num_ctx) or lower the excerpts per question in Settings.",
                               "zh": "Ollama 为了放进上下文长度（{window} 个词元）截掉了提示词的开头：模型可能没有读到指令或"
                                     "前面的摘录。请在设置中调大上下文长度（num_ctx），或减少每个问题的检索片段数。"},
+    "note_invalid_citations": {"en": "The answer cites {markers}, but no excerpt has that number: it is not a "
+                                     "citation. Check the claim against the sources below.",
+                               "zh": "回答引用了 {markers}，但没有这个编号的摘录：它不是有效的引用。请对照下方来源核实该说法。"},
+    "note_nothing_found": {"en": "Nothing relevant was found in the documents the chat searches, so this answer is "
+                                 "not grounded in them. Add documents on the Documents page or rephrase the question.",
+                           "zh": "在对话检索的文档中没有找到相关内容，因此这个回答没有文档依据。请在“文档”页添加文档，或换个说法提问。"},
+    "note_weak_match": {"en": "The excerpts found share no word with the question: they may not answer it. Check "
+                              "the sources, or rephrase the question with words the documents use.",
+                        "zh": "找到的摘录与问题没有共同的词：它们可能并不能回答这个问题。请核对来源，或用文档中的说法重新提问。"},
+    "cited": {"en": "cited", "zh": "已引用"},
     "status_rewrite": {"en": "Rewriting the question with the conversation", "zh": "结合上下文改写问题"},
     "status_search": {"en": "Searching the documents", "zh": "正在检索文档"},
     "status_read_one": {"en": "The model is reading {n} excerpt", "zh": "模型正在阅读 {n} 段摘录"},

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from agent._files import safe_file_name
+from agent.chat.citations import MARKER_RE, marker_numbers
 from agent.errors import AgentError
 from agent.search.retrieval import Source
 
@@ -57,6 +58,26 @@ _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$])")
 def md_escape(text: str) -> str:
     """Text shown literally inside Markdown (file names in source headers)."""
     return _MD_SPECIAL.sub(r"\\\1", text)
+
+
+def source_anchor(key: str, number: int) -> str:
+    """The HTML id of source `number` under the answer `key` (what a [n] link jumps to)."""
+    return f"source-{safe_file_name(key, default='answer')}-{number}".replace(".", "-")
+
+
+def link_citations(text: str, sources: list[Source], key: str) -> str:
+    """Answer Markdown whose [n] markers link to their sources (file and page on hover); a marker
+    that matches no excerpt is struck through, so it never reads as a citation."""
+    by_number = {s["number"]: s for s in sources if "number" in s}
+
+    def one(number: int) -> str:
+        source = by_number.get(number)
+        if source is None:
+            return f"~~\\[{number}\\]~~"
+        hover = f"{source.get('file', '')} p. {source.get('page', '')}".replace('"', "'")
+        return f'[\\[{number}\\]](#{source_anchor(key, number)} "{hover}")'
+
+    return MARKER_RE.sub(lambda m: "".join(one(n) for n in marker_numbers(m)), text)
 
 
 def excerpt(text: str, limit: int = 700) -> str:

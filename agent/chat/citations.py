@@ -30,12 +30,17 @@ def number_new(known: list[Source], found: Iterable[Source]) -> list[Source]:
     return out
 
 
+def marker_numbers(match: re.Match[str]) -> list[int]:
+    """The numbers in one marker: [2, 3] gives 2 and 3."""
+    return [int(part) for part in re.split(r"\s*[,，、]\s*", match.group(1))]
+
+
 def cited_numbers(text: str) -> list[int]:
     """The numbers an answer cites, in order of first mention."""
     seen: dict[int, None] = {}
     for match in MARKER_RE.finditer(text):
-        for part in re.split(r"\s*[,，、]\s*", match.group(1)):
-            seen.setdefault(int(part), None)
+        for number in marker_numbers(match):
+            seen.setdefault(number, None)
     return list(seen)
 
 

@@ -44,6 +44,7 @@ from agent.chat.memory import WindowMiddleware, approx_tokens, budget_for, fit_m
 from agent.chat.models import prompt_truncated
 from agent.config import Settings
 from agent.errors import AgentError, ModelCapabilityError
+from agent.search.lexical import shares_terms
 from agent.search.retrieval import Source, search
 from agent.search.store import Collection
 
@@ -463,6 +464,8 @@ class _Run:
             self.notes.append(Note(code="invalid_citations", params={"markers": " ".join(f"[{n}]" for n in invented)}))
         if self.searched and not sources:
             self.notes.append(Note(code="nothing_found", params={}))
+        elif self.searched and self.query and not shares_terms(self.query, (s["text"] for s in sources)):
+            self.notes.append(Note(code="weak_match", params={}))
         return Answer(text=text, sources=sources, model=self.model, invalid_citations=invented,
                       conversation=self.conversation, mode=self.mode, query=self.query,
                       incomplete=bool(error), error=error, notice=self.notice, error_code=code,

@@ -21,7 +21,7 @@ import logging
 import re
 import unicodedata
 from collections import Counter
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path, PurePath
@@ -96,6 +96,13 @@ def tokenize(text: str) -> list[str]:
             terms = _word_terms(tok)
         out.extend(terms)
     return out
+
+
+def shares_terms(query: str, texts: Iterable[str]) -> bool:
+    """Whether any index term of `query` occurs in `texts`: a search whose excerpts share no
+    term with the question found them by vector similarity alone, which is weak evidence."""
+    wanted = set(tokenize(query))
+    return any(wanted.intersection(tokenize(text)) for text in texts)
 
 
 def _word_terms(tok: str) -> tuple[str, ...]:
