@@ -37,8 +37,8 @@ from tests.support import (
 GEOLOGY = DEVSET_PDFS / "squad_Geology.pdf"
 QUESTION = "What do petrologists use electron microprobes in the laboratory for?"  # devset q014, gold page 3
 ANSWER = ("Petrologists use electron microprobes in the laboratory to identify rocks: they measure the "
-          "chemistry of the minerals in a sample [squad_Geology.pdf p.3]. <script>window.pwned = 1</script>")
-ANSWER_ZH = "岩石学家在实验室里用电子探针鉴定岩石：测量样品中矿物的化学成分 [squad_Geology.pdf p.3]。"
+          "chemistry of the minerals in a sample [1]. <script>window.pwned = 1</script>")
+ANSWER_ZH = "岩石学家在实验室里用电子探针鉴定岩石：测量样品中矿物的化学成分【1】。"
 # The texts a user reads, per block: visible, not an icon ligature (translate="no"), not code, not
 # the document's own text.
 VISIBLE_TEXT_JS = """() => {
@@ -202,11 +202,19 @@ def ask_and_watch_the_status(page: Any, double: OllamaDouble, expect: Any) -> No
     stop = message.get_by_role("button", name="Stop", exact=True)
     expect(stop).to_be_visible()  # still streaming (32 words at 0.15 s each) ...
     assert not message.get_by_text(re.compile(r"… \d+ s")).count()  # ... and the clock is gone
-    expect(page.get_by_text("[squad_Geology.pdf p.3]", exact=False)).to_be_visible()
+    link = message.get_by_role("link", name="[1]")
+    expect(link).to_be_visible()
+    assert re.fullmatch(r"squad_Geology\.pdf p\. \d", link.get_attribute("title") or "")
     expect(page.locator("[data-testid=stChatMessage]").get_by_role("button", name="Stop")).to_have_count(0)
     page.get_by_text("Sources (", exact=False).last.click()
     expect(page.get_by_text("squad_Geology.pdf · p. 3", exact=False).first).to_be_visible()
     assert not page.get_by_text(re.compile(r"score \d")).count(), "no raw retrieval scores"
+    target = (link.get_attribute("href") or "").split("#")[-1]
+    page.mouse.wheel(0, -5000)
+    link.click()  # the [1] in the answer jumps to source 1 in the list
+    expect(page.locator(f"[id='{target}']")).to_be_in_viewport()
+    assert page.url.endswith(f"#{target}")
+    expect(page.get_by_text(re.compile(r"\[1\] squad_Geology\.pdf · p\. \d"))).to_be_in_viewport()
     page.get_by_text("Show the page").first.click()
     expect(page.locator("[data-testid=stImage] img").first).to_be_visible()
     assert page.evaluate("() => window.pwned") is None, "model output ran as HTML"

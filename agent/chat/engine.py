@@ -462,14 +462,22 @@ class _Run:
         sources, invented = check_citations(text, self.sources)
         if invented:
             self.notes.append(Note(code="invalid_citations", params={"markers": " ".join(f"[{n}]" for n in invented)}))
-        if self.searched and not sources:
-            self.notes.append(Note(code="nothing_found", params={}))
-        elif self.searched and self.query and not shares_terms(self.query, (s["text"] for s in sources)):
-            self.notes.append(Note(code="weak_match", params={}))
+        self.notes += self._grounding_notes(sources)
         return Answer(text=text, sources=sources, model=self.model, invalid_citations=invented,
                       conversation=self.conversation, mode=self.mode, query=self.query,
                       incomplete=bool(error), error=error, notice=self.notice, error_code=code,
                       error_params=self.error.params if self.error else {}, notes=self.notes)
+
+
+    def _grounding_notes(self, sources: list[Source]) -> list[Note]:
+        """Said of an answer that searched and did not fail: nothing found, or only weak matches."""
+        if self.error or not self.searched:
+            return []
+        if not sources:
+            return [Note(code="nothing_found", params={})]
+        if not shares_terms(self.query, (s["text"] for s in sources)):
+            return [Note(code="weak_match", params={})]
+        return []
 
 
 def _text(content: Any) -> str:
