@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pypdfium2
 
+# The test split: whole documents that no tuning ever sees (weights are chosen on the other files only).
+TEST_FILES = frozenset({"bzip2.pdf", "shared-mime-info-spec.pdf", "install-latex-guide-zh-cn.pdf"})
 _SPACE = re.compile(r"\s+")
 _TOC_LEADERS = re.compile(r"(?:\. ?){6}")
 
@@ -46,6 +48,7 @@ def build(pdf_dir: Path, source: Path, out: Path) -> list[str]:
             missing.append(row["id"])
             continue
         row["page"], row["alt_pages"] = found[0], found[1:]
+        row["kind"], row["split"] = "manual", "test" if row["file"] in TEST_FILES else "tune"
         rows.append(json.dumps(row, ensure_ascii=False))
     out.write_text("\n".join(rows) + "\n", encoding="utf-8")
     return missing
