@@ -110,7 +110,8 @@ def main(argv: list[str] | None = None) -> int:
     names = args.files.split(",") if args.files else (QUICK_FILES if args.quick else None)
     pdfs, questions = _question_set(args.qset, args.split, names, load_questions)
     set_blas_threads(1)  # same vectors, several times faster on this shared 2-core machine (see bench/README.md)
-    run.params = {"set": args.qset, "split": args.split, "files": [p.name for p in pdfs], "questions": len(questions), "modes": list(MODES),
+    run.params = {"set": args.qset, "split": args.split, "files": [p.name for p in pdfs],
+                  "questions": len(questions), "modes": list(MODES),
                   "k": [1, 5], "mrr_depth": 10, "settings": "product defaults (chunk 800/120, OCR on, hybrid weights "
                   "from agent.retrieval)", "blas_threads": blas_threads(),
                   "backends": {"local": "measured", "ollama:<model>": "not measured: no Ollama embedding model offline"}}
