@@ -41,8 +41,9 @@ def test_agent_mode_calls_the_tool_and_answers_with_sources(indexed, ollama):
     assert ("geology.pdf", 2) in [(s["file"], s["page"]) for s in answer.sources]
     first, second = ollama.chat_requests()
     assert [t["function"]["name"] for t in first["tools"]] == ["search_documents"]
+    assert "magma" in user_messages(first)[-1]  # searched before the first model call
     tool_msg = [m for m in second["messages"] if m["role"] == "tool"][0]
-    assert '<document source="geology.pdf p.2">' in tool_msg["content"] and "magma" in tool_msg["content"]
+    assert 'source="geology.pdf p.2"' in tool_msg["content"] and "magma" in tool_msg["content"]
 
 
 def test_seventh_turn_carries_only_the_last_five_turns(indexed, ollama):

@@ -21,21 +21,25 @@ def ingested(env):
 
 def test_ask_json_shape(ingested, ollama):
     ollama.reply_tool_call("search_documents", {"query": "what geology studies"})
-    ollama.reply("Geology studies rocks [squad_Geology.pdf p.1].")
+    ollama.reply("Geology studies rocks [1]. It also studies planets [7].")
     result = run_cli(["ask", "What does geology study?", "--json"], ingested)
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout)
-    assert set(data) == {"answer", "sources", "model", "conversation"}
-    assert data["answer"] == "Geology studies rocks [squad_Geology.pdf p.1]."
+    assert set(data) == {"answer", "sources", "model", "conversation", "invalid_citations", "nothing_found"}
+    assert data["answer"] == "Geology studies rocks [1]. It also studies planets [7]."
     assert data["model"] == "llama3.2" and isinstance(data["conversation"], str)
-    assert data["sources"] and set(data["sources"][0]) == {"file", "page", "text", "score"}
+    assert data["sources"] and set(data["sources"][0]) == {"number", "cited", "file", "page", "text", "score"}
     assert data["sources"][0]["file"] == "squad_Geology.pdf" and isinstance(data["sources"][0]["page"], int)
+    assert [s["number"] for s in data["sources"]] == list(range(1, len(data["sources"]) + 1))
+    assert [s["cited"] for s in data["sources"]] == [True] + [False] * (len(data["sources"]) - 1)
+    assert len(data["sources"]) < 7 and data["invalid_citations"] == [7] and data["nothing_found"] is False
 
 
 def test_conversation_survives_a_restart(ingested, ollama):
     ollama.reply("First answer.")
     first = run_cli(["ask", "First question about geology?", "--json", "--conversation", "keep1"], ingested)
     assert first.returncode == 0, first.stderr
+    ollama.reply("What else does geology study?")  # the follow-up rewritten into a search query
     ollama.reply("Second answer.")
     second = run_cli(["ask", "And then?", "--conversation", "keep1"], ingested)
     assert second.returncode == 0, second.stderr

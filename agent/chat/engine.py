@@ -1,16 +1,16 @@
-"""The conversational chain: one question in, a streamed, cited answer out.
+"""The conversational chain: one question in, a streamed answer with numbered citations out.
 
-Two modes, chosen per model (settings.mode = auto) or forced:
-- agent: `create_agent` gives a tools-capable model the `search_documents` tool and it
-  decides when to search; `WindowMiddleware` windows and budgets every model call.
-- always_retrieve: for models without tool calling (and the embedded model): a
-  follow-up is first rewritten into a standalone query from the history, then the
-  documents are searched once, then the model answers from the quoted excerpts.
+Every answer starts grounded: a follow-up is first rewritten into a standalone query, the
+documents are searched, and the numbered excerpts are in the first model call's prompt. Then,
+by model (settings.mode = auto) or forced:
+- agent: `create_agent` also gives a tools-capable model `search_documents` for further
+  searches (numbers continue); `WindowMiddleware` windows and budgets every model call;
+- always_retrieve (models without tools, the embedded model): the model answers from them.
+After the answer, its [n] markers are checked against the excerpts (`agent.chat.citations`).
 
 `ChatEngine.stream` yields `Token`/`Status` events and ends with one `Done` carrying the
-`Answer` (text, sources, model, conversation). Errors never escape as exceptions from
-the stream: the partial answer is kept, marked incomplete, stored, and the error is
-reported in `Done`, so the UI and CLI can show it and the next question still works.
+`Answer`. Errors never escape the stream: the partial answer is kept, marked incomplete,
+stored, and the error is reported in `Done`, so the UI and CLI can show it.
 """
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ from __future__ import annotations
 import re
 import threading
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -36,22 +37,10 @@ from langchain_core.messages import (
 from langchain_core.tools import BaseTool, tool
 
 from agent import prompts
+from agent.chat.citations import check_citations, number_new, source_key
 from agent.chat.conversations import ConversationStore, Note, Turn
-from agent.chat.llm import (
-    Backend,
-    build_chat_model,
-    context_window,
-    resolve_backend,
-    translate_error,
-)
-from agent.chat.memory import (
-    WindowMiddleware,
-    approx_tokens,
-    budget_for,
-    fit_messages,
-    message_tokens,
-    window,
-)
+from agent.chat.llm import Backend, build_chat_model, context_window, resolve_backend, translate_error
+from agent.chat.memory import WindowMiddleware, approx_tokens, budget_for, fit_messages, message_tokens, window
 from agent.chat.models import prompt_truncated
 from agent.config import Settings
 from agent.errors import AgentError, ModelCapabilityError
@@ -82,11 +71,15 @@ class Answer:
     error_code: str = ""  # AgentError.code of `error` ("stopped" for Stop), for the UI's own wording
     error_params: dict[str, Any] = field(default_factory=dict)
     notes: list[Note] = field(default_factory=list)  # e.g. prompt_truncated: Ollama cut the prompt
+    invalid_citations: list[int] = field(default_factory=list)  # [n] markers that match no excerpt
 
     def as_json(self) -> dict[str, Any]:
         """The documented `ask --json` shape."""
+        keys = ("number", "cited", "file", "page", "text", "score")
         return {"answer": self.text, "model": self.model, "conversation": self.conversation,
-                "sources": [{k: s[k] for k in ("file", "page", "text", "score")} for s in self.sources]}
+                "sources": [{k: s[k] for k in keys if k in s} for s in self.sources],
+                "invalid_citations": self.invalid_citations,
+                "nothing_found": any(n["code"] == "nothing_found" for n in self.notes)}
 
 
 @dataclass
@@ -225,13 +218,18 @@ class ChatEngine:
             return self._agent
 
     def _agent_stream(self, run: _Run, history: list[BaseMessage], stop: threading.Event | None) -> Iterator[Event]:
+        """Search first (the excerpts are in the first model call), then let the model search more."""
+        messages = yield from self._search_first(run, history, reserve=TOOL_OVERHEAD_TOKENS)
         agent = self.agent()
-        inputs = {"messages": [*history, HumanMessage(run.question)]}
+        inputs = {"messages": messages[1:]}  # create_agent adds the system prompt itself
         config = {"callbacks": [_StopOnRequest(stop)]} if stop is not None else {}
+        token = _CURRENT_RUN.set(run)
         try:
             yield from self._agent_events(run, agent.stream(inputs, config, stream_mode="messages"), stop)
         except _StopRequested:
             run.stopped()
+        finally:
+            _CURRENT_RUN.reset(token)
 
     def _agent_events(self, run: _Run, stream: Iterator[Any], stop: threading.Event | None) -> Iterator[Event]:
         """Turn the agent's message stream into our events, collecting the tool's sources."""
@@ -241,7 +239,7 @@ class ChatEngine:
             if stop is not None and stop.is_set():  # e.g. pressed while the tool was searching
                 raise _StopRequested()
             if isinstance(message, ToolMessage):
-                run.add_sources(message.artifact or [])
+                run.add_found(message.artifact or [])
                 announced = False
                 yield _reading(len(message.artifact or []))
             elif isinstance(message, AIMessageChunk) and meta.get("langgraph_node") == "model":
@@ -263,26 +261,19 @@ class ChatEngine:
 
         @tool(TOOL_NAME, response_format="content_and_artifact")
         def search_documents(query: str) -> tuple[str, list[Source]]:
-            """Search the user's documents (PDFs) and return the most relevant excerpts with their
-            file name and page. Use it for any question that the documents may answer; write the
+            """Search the user's documents again (other wording, another document) and return more
+            numbered excerpts with their file name and page; cite them by their numbers. Write the
             query in the language of the documents' likely wording."""
-            sources = engine.retrieve(query)
-            return prompts.format_context(sources), sources
+            run = _CURRENT_RUN.get(None)
+            found = engine.retrieve(query)
+            numbered = run.add_found(found) if run is not None else number_new([], found)
+            return prompts.format_context(numbered), numbered
 
         return search_documents
 
     # ---- always-retrieve mode --------------------------------------------------------------
     def _retrieve_stream(self, run: _Run, history: list[BaseMessage], stop: threading.Event | None) -> Iterator[Event]:
-        if history:
-            yield Status("Rewriting the question with the conversation", "rewrite")
-            run.query = self.rewrite(history, run.question)
-        else:
-            run.query = run.question
-        yield SEARCHING
-        sources = self.retrieve(run.query)
-        messages, used = self._answer_messages(history, run.question, sources)
-        run.add_sources(used)
-        yield _reading(len(used))  # the model reads its prompt now: seconds on a CPU, before any token
+        messages = yield from self._search_first(run, history)
         for chunk in self.model().stream(messages):
             if stop is not None and stop.is_set():
                 run.stopped()
@@ -292,6 +283,23 @@ class ChatEngine:
             if text:
                 run.parts.append(text)
                 yield Token(text)
+
+    def _search_first(self, run: _Run, history: list[BaseMessage],
+                      reserve: int = 0) -> Generator[Event, None, list[BaseMessage]]:
+        """Rewrite a follow-up into a query, search, and return the first model call's messages
+        with as many numbered excerpts as fit (every answer starts grounded, whatever the mode)."""
+        if history:
+            yield Status("Rewriting the question with the conversation", "rewrite")
+            run.query = self.rewrite(history, run.question)
+        else:
+            run.query = run.question
+        yield SEARCHING
+        found = number_new([], self.retrieve(run.query))
+        run.searched = True
+        messages, used = self._answer_messages(history, run.question, found, reserve)
+        run.add_found(used)
+        yield _reading(len(used))  # the model reads its prompt now: seconds on a CPU, before any token
+        return messages
 
     def rewrite(self, history: Sequence[BaseMessage], question: str) -> str:
         """A standalone search query for a follow-up question (one short model call).
@@ -327,8 +335,8 @@ class ChatEngine:
                 self._rewrite_model = build_chat_model(short, self.backend())
             return self._rewrite_model
 
-    def _answer_messages(self, history: list[BaseMessage], question: str,
-                         sources: list[Source]) -> tuple[list[BaseMessage], list[Source]]:
+    def _answer_messages(self, history: list[BaseMessage], question: str, sources: list[Source],
+                         reserve: int = 0) -> tuple[list[BaseMessage], list[Source]]:
         """System + budgeted history + question with as many excerpts as fit the context.
 
         Excerpts outrank old history: history is dropped first, then the weakest excerpts."""
@@ -338,7 +346,7 @@ class ChatEngine:
                                                 question=question, language=self._language()))
             try:
                 messages = fit_messages(system, [*history, human], turns=self.settings.memory_turns,
-                                        budget=self._budget(), count=self._counter())
+                                        budget=self._budget() - reserve, count=self._counter())
             except AgentError:
                 if size == 0:
                     raise
@@ -382,6 +390,7 @@ class ChatEngine:
 
 
 SEARCHING = Status("Searching the documents", "search")
+_CURRENT_RUN: ContextVar[_Run] = ContextVar("current_run")  # the answer a search tool call belongs to
 
 
 def _reading(n: int) -> Status:
@@ -426,19 +435,21 @@ class _Run:
     was_stopped: bool = False
     prompt_tokens: int | None = None  # Ollama's prompt_eval_count of the last model call
     notes: list[Note] = field(default_factory=list)
+    searched: bool = False
+    lock: threading.Lock = field(default_factory=threading.Lock)
 
     def saw_usage(self, chunk: Any) -> None:
         usage = getattr(chunk, "usage_metadata", None)
         if usage and usage.get("input_tokens"):
             self.prompt_tokens = int(usage["input_tokens"])
 
-    def add_sources(self, sources: list[Source]) -> None:
-        seen = {s.get("chunk_id") or (s["file"], s["page"], s["text"]) for s in self.sources}
-        for source in sources:
-            key = source.get("chunk_id") or (source["file"], source["page"], source["text"])
-            if key not in seen:
-                seen.add(key)
-                self.sources.append(source)
+    def add_found(self, found: list[Source]) -> list[Source]:
+        """Number what a search found (continuing this answer's numbers) and keep the new ones."""
+        with self.lock:  # the model may run two searches at once
+            numbered = number_new(self.sources, found)
+            known = {source_key(s) for s in self.sources}
+            self.sources += [s for s in numbered if source_key(s) not in known]
+            return numbered
 
     def stopped(self) -> None:
         self.was_stopped = True
@@ -446,7 +457,13 @@ class _Run:
     def finish(self) -> Answer:
         error = str(self.error) if self.error else ("Stopped by the user." if self.was_stopped else "")
         code = self.error.code if self.error else ("stopped" if self.was_stopped else "")
-        return Answer(text="".join(self.parts), sources=self.sources, model=self.model,
+        text = "".join(self.parts)
+        sources, invented = check_citations(text, self.sources)
+        if invented:
+            self.notes.append(Note(code="invalid_citations", params={"markers": " ".join(f"[{n}]" for n in invented)}))
+        if self.searched and not sources:
+            self.notes.append(Note(code="nothing_found", params={}))
+        return Answer(text=text, sources=sources, model=self.model, invalid_citations=invented,
                       conversation=self.conversation, mode=self.mode, query=self.query,
                       incomplete=bool(error), error=error, notice=self.notice, error_code=code,
                       error_params=self.error.params if self.error else {}, notes=self.notes)

@@ -34,7 +34,7 @@ import threading
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol, TypedDict, runtime_checkable
+from typing import Any, Literal, NotRequired, Protocol, TypedDict, runtime_checkable
 
 import numpy as np
 from langchain_core.callbacks import CallbackManagerForRetrieverRun
@@ -112,6 +112,8 @@ class Source(TypedDict):
     chunk_id: str  # "<doc_id>:<page>:<n>"
     doc_id: str  # SHA-256 of the document's bytes
     ocr: bool
+    number: NotRequired[int]  # its [n] in the answer's prompt (agent.chat.citations)
+    cited: NotRequired[bool]  # whether the answer cites it
 
 
 class CollectionIndex:
