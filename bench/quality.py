@@ -33,7 +33,7 @@ from bench.common import (
     parser,
     set_blas_threads,
 )
-from bench.evalset.fetch import fetch
+from bench.evalset.fetch import ensure
 from tests.support import DEVSET, DEVSET_PDFS
 
 EVALSET = Path(__file__).parent / "evalset"
@@ -84,13 +84,10 @@ def _question_set(qset: str, split: str, names: list[str] | None, load: Any) -> 
     if qset == "devset":
         pdfs = sorted(DEVSET_PDFS.glob("*.pdf")) if names is None else [DEVSET_PDFS / n for n in names]
         return pdfs, [q for q in load(DEVSET / "questions.jsonl") if q.file in {p.name for p in pdfs}]
-    pdf_dir = EVALSET / "pdfs"
-    if not pdf_dir.is_dir():
-        fetch(pdf_dir)
     rows = [json.loads(line) for line in (EVALSET / "questions.jsonl").read_text(encoding="utf-8").splitlines()]
     keep = {r["id"] for r in rows if split == "all" or r["split"] == split}
     questions = [q for q in load(EVALSET / "questions.jsonl") if q.id in keep and (names is None or q.file in names)]
-    return sorted({pdf_dir / q.file for q in questions}), questions
+    return sorted(ensure({q.file for q in questions})), questions
 
 
 def main(argv: list[str] | None = None) -> int:
