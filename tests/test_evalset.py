@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-
 from bench.evalset.build import TEST_FILES, _pages, gold_pages
 from bench.evalset.fetch import SOURCES, ensure
 
