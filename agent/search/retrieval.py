@@ -272,6 +272,44 @@ def file_title_terms(file: str) -> set[str]:
     return set(tokenize(file_title(file)))
 
 
+@dataclass
+class PageSignals:
+    """A query's raw signals: per page (`pages`, for the fusion) and per chunk (`chunks`, to pick a
+    page's excerpt), over one merged view of the collections; `found`: chunks the vector store returned."""
+
+    view: _Merged
+    pages: dict[str, np.ndarray]
+    chunks: dict[str, np.ndarray]
+    found: np.ndarray
+
+
+def page_signals(query: str, collections: Sequence[SearchableCollection], *, embeddings: Embeddings | None,
+                 lexical: bool, vector: bool, title: bool = True, fetch: int = _MIN_FETCH) -> PageSignals | None:
+    """Every signal of `query` over the collections' current versions (None when they hold no page)."""
+    versions = [c.snapshot() for c in collections]  # one version of each, whole
+    indexes = [collection_index(v) for v in versions]
+    view = _merged(indexes)
+    if view.pages == 0:
+        return None
+    out = PageSignals(view, {}, {}, np.zeros(view.chunks, dtype=bool))
+    terms = tokenize(query)
+    if lexical:
+        out.chunks["bm25_chunk"] = _cat([ix.chunk_bm25.scores(terms) for ix in indexes], np.float32)
+        out.pages["bm25_chunk"] = view.page_max(out.chunks["bm25_chunk"]).astype(np.float64)
+        out.pages["bm25_page"] = _cat([ix.page_bm25.scores(terms) for ix in indexes], np.float32).astype(np.float64)
+        bonus = view.title_bonus(terms) if title else None
+        if bonus is not None:
+            out.pages["title"] = bonus
+    if vector and embeddings is not None:
+        sims = _vector_similarities(query, embeddings.embed_query(query), versions, indexes, view, fetch=fetch)
+        out.found = ~np.isnan(sims)
+        if out.found.any():
+            sims[~out.found] = float(np.nanmin(sims)) - 1e-3  # chunks FAISS did not return: below all it did
+            out.pages["vector"] = view.page_max(sims)
+            out.chunks["vector"] = sims
+    return out
+
+
 def search(query: str, collections: Sequence[SearchableCollection], *, embeddings: Embeddings | None,
            k: int, hybrid: bool = True, mode: Mode | None = None,
            weights: dict[str, float] | None = None) -> list[Hit]:
@@ -289,39 +327,14 @@ def search(query: str, collections: Sequence[SearchableCollection], *, embedding
         w = {"vector": 1.0}
     elif not use_vector:
         w.pop("vector", None)
-
-    versions = [c.snapshot() for c in collections]  # one version of each, whole
-    indexes = [collection_index(v) for v in versions]
-    view = _merged(indexes)
-    if view.pages == 0:
+    ps = page_signals(query, collections, embeddings=embeddings, lexical=use_lexical, vector=use_vector,
+                      title=bool(w.get("title")), fetch=max(_MIN_FETCH, 4 * k))
+    if ps is None or not ps.pages:
         return []
-    signals: dict[str, np.ndarray] = {}
-    chunk_signal = np.zeros(view.chunks, dtype=np.float64)  # to pick each page's best chunk
-    terms = tokenize(query)
-
-    if use_lexical:
-        chunk_scores = _cat([ix.chunk_bm25.scores(terms) for ix in indexes], np.float32)
-        signals["bm25_chunk"] = view.page_max(chunk_scores).astype(np.float64)
-        signals["bm25_page"] = _cat([ix.page_bm25.scores(terms) for ix in indexes], np.float32).astype(np.float64)
-        chunk_signal += w.get("bm25_chunk", 0) * _zscore(chunk_scores)
-        title = view.title_bonus(terms) if w.get("title") else None
-        if title is not None:
-            signals["title"] = title
-
-    found = np.zeros(view.chunks, dtype=bool)
-    if use_vector:
-        assert embeddings is not None
-        sims = _vector_similarities(query, embeddings.embed_query(query), versions, indexes, view,
-                                    fetch=max(_MIN_FETCH, 4 * k))
-        found = ~np.isnan(sims)
-        if found.any():
-            sims[~found] = float(np.nanmin(sims)) - 1e-3  # chunks FAISS did not return: below all it did
-            signals["vector"] = view.page_max(sims)
-            chunk_signal += w.get("vector", 0) * _zscore(sims)
-
-    if not signals:
-        return []
-    return _best_pages(_fuse(signals, w, mode), signals, found, chunk_signal, view, k)
+    chunk_signal = np.zeros(ps.view.chunks, dtype=np.float64)  # to pick each page's best chunk
+    for name, values in ps.chunks.items():
+        chunk_signal += w.get(name, 0) * _zscore(values)
+    return _best_pages(_fuse(ps.pages, w, mode), ps.pages, ps.found, chunk_signal, ps.view, k)
 
 
 def _vector_similarities(query: str, qvec: list[float], collections: Sequence[CollectionVersion],
