@@ -9,7 +9,7 @@ from bench.cv_sweep import SIGNALS, cross_validate, hits
 
 def _row(file: str, z_gold: list[float], z_other: list[list[float]]) -> dict:
     """One question: the gold page's signals first, then the other candidates'."""
-    pad = lambda v: v + [0.0] * (len(SIGNALS) - len(v))  # noqa: E731
+    pad = lambda v: v + [0.0] * (len(SIGNALS) - len(v))
     z = np.array([pad(z_gold)] + [pad(v) for v in z_other])
     return {"file": file, "lang": "en", "terms": 3, "z": z, "gold": np.array([True] + [False] * len(z_other))}
 
