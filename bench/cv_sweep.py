@@ -10,7 +10,8 @@ beats the held-out figure of the product's weights.
 
 Signals (z-normalised over the top pages, as in the product; title is a raw idf bonus):
 bm25_chunk, bm25_page, vector, title (the product's); first: idf-weighted query terms whose
-first page in the document is this page ("what is X" overview pages); prf: page BM25 of the
+first page in the document is this page ("what is X" overview pages); contents: the share of
+table-of-contents lines on the page (a raw penalty, as in the product); prf: page BM25 of the
 10 best terms of the product ranking's top 3 pages (pseudo-relevance feedback). Query-length
 weighting: a separate vector weight for queries of at most 3 terms.
 
@@ -35,7 +36,7 @@ from bench.common import Run, markdown_table, parser, set_blas_threads
 from bench.quality import _question_set, ingest_all
 
 NAME = "cv_sweep"
-SIGNALS = ("bm25_chunk", "bm25_page", "vector", "title", "first", "prf", "vector_short")
+SIGNALS = ("bm25_chunk", "bm25_page", "vector", "title", "first", "prf", "vector_short", "contents")
 SHORT_TERMS = 3  # a query of at most this many index terms is "short"
 PRF_PAGES, PRF_TERMS = 3, 10
 
@@ -44,7 +45,11 @@ GRID_BASE = {"bm25_chunk": (0.0, 0.2, 0.4, 0.6), "bm25_page": (0.0, 0.2, 0.4, 0.
 #: idea -> the extra signal's weights (tried on top of the whole base grid)
 #: 0 is always on the grid, so cross-validation may also find that an idea does not help.
 IDEAS = {"weights": {}, "first": {"first": (0.0, 0.05, 0.1, 0.2)}, "prf": {"prf": (0.0, 0.1, 0.2, 0.4)},
-         "query length": {"vector_short": (-0.2, 0.0, 0.2, 0.4)}}
+         "query length": {"vector_short": (-0.2, 0.0, 0.2, 0.4)},
+         "contents": {"contents": (0.0, -0.5, -1.0, -2.0, -4.0)},
+         "contents, product weights": {"contents": (0.0, -0.5, -1.0, -2.0, -4.0, -8.0)}}
+#: families that keep the product's WEIGHTS and fit only their own signal (less to fit, less variance)
+ON_PRODUCT = {"contents, product weights"}
 
 
 def _first_mention(ix: Any, terms: Sequence[str]) -> np.ndarray:
@@ -77,7 +82,7 @@ def _prf(ix: Any, lexicon: Any, fused: np.ndarray, terms: Sequence[str]) -> np.n
 def collect(questions: Sequence[Any], collection: Any, emb: Any, run: Run) -> list[dict[str, Any]]:
     """Per question: z-scored signals of its candidate pages (pages with any evidence), gold mask."""
     from agent.search.lexical import Lexicon, tokenize
-    from agent.search.retrieval import WEIGHTS, _fuse, _zscore, collection_index, page_signals
+    from agent.search.retrieval import _RAW, WEIGHTS, _fuse, _zscore, collection_index, page_signals
 
     ix = collection_index(collection)
     snap = collection.snapshot()
@@ -89,9 +94,10 @@ def collect(questions: Sequence[Any], collection: Any, emb: Any, run: Run) -> li
         assert ps is not None
         terms = tokenize(q.question)
         raw = dict(ps.pages)
-        raw.setdefault("title", np.zeros(ps.view.pages))
+        for name in ("title", "contents"):
+            raw.setdefault(name, np.zeros(ps.view.pages))
         product = _fuse(ps.pages, WEIGHTS, "hybrid")
-        z = {name: (v if name == "title" else _zscore(v)) for name, v in raw.items()}
+        z = {name: (v if name in _RAW else _zscore(v)) for name, v in raw.items()}
         z["first"] = _zscore(_first_mention(ix, terms))
         z["prf"] = _zscore(_prf(ix, lexicon, product, terms))
         z["vector_short"] = z["vector"] if len(terms) <= SHORT_TERMS else np.zeros(ps.view.pages)
@@ -106,7 +112,10 @@ def collect(questions: Sequence[Any], collection: Any, emb: Any, run: Run) -> li
 
 def grid(idea: str) -> np.ndarray:
     """Weight vectors (one per row, in SIGNALS order) of an idea's family."""
-    axes = {**GRID_BASE, **IDEAS[idea]}
+    from agent.search.retrieval import WEIGHTS
+
+    base = {k: (WEIGHTS.get(k, 0.0),) for k in GRID_BASE} if idea in ON_PRODUCT else GRID_BASE
+    axes = {**base, **IDEAS[idea]}
     names = list(axes)
     out = []
     for combo in itertools.product(*(axes[n] for n in names)):

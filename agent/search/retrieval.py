@@ -15,12 +15,15 @@ collection persisted them, its chunks' term counts `.lexicon`):
   coarser view of the same page;
 - title: query words that occur in a document's file name (e.g. "gnuplot",
   "Asymptote") favour that document's pages, weighted by how rare the word is among
-  the file names searched, like a title field in BM25F.
+  the file names searched, like a title field in BM25F;
+- contents: the share of the page's lines that are table-of-contents entries
+  (`lexical.contents_share`), a penalty: a contents page lists every heading, so it matches
+  questions better than the pages it points to.
 
 Fusion: each signal is z-normalised against its own top `_Z_TOP` pages for this
 query (so a confident, peaked signal counts more than a flat one, unlike rank-only RRF)
-and the z-scores are summed with weights (see `WEIGHTS`; chosen on the devset and
-reported with neighbouring settings in the evaluation notes). `mode="bm25"` uses only
+and the z-scores are summed with weights (see `WEIGHTS`; the first four chosen on the devset,
+`contents` by leave-one-document-out on the evalset's tune split, bench/cv_sweep.py). `mode="bm25"` uses only
 the lexical signals, `mode="vector"` only the vector one.
 
 Tokenisation and BM25 live in agent.search.lexical. The BM25 indexes are built on the first
@@ -47,6 +50,7 @@ from pydantic import ConfigDict
 from agent.search.lexical import (
     BM25Index,
     Lexicon,
+    contents_share,
     file_title,
     page_groups,
     page_key,
@@ -56,7 +60,8 @@ from agent.search.lexical import (
 Mode = Literal["hybrid", "vector", "bm25"]
 
 #: Weights of the z-normalised page signals in hybrid mode (bm25 mode drops "vector").
-WEIGHTS: dict[str, float] = {"bm25_chunk": 0.4, "bm25_page": 0.4, "vector": 0.2, "title": 0.5}
+WEIGHTS: dict[str, float] = {"bm25_chunk": 0.4, "bm25_page": 0.4, "vector": 0.2, "title": 0.5, "contents": -4.0}
+_RAW = ("title", "contents")  # title: a bonus in idf units; contents: a share of lines (0..1)
 _Z_TOP = 100          # a signal is normalised by the mean/std of its best _Z_TOP pages
 _MIN_FETCH = 100      # chunks asked of the vector store (at least)
 
@@ -127,6 +132,7 @@ class CollectionIndex:
         self.documents = list(documents)
         self.chunk_ids = {self.chunk_key(d): i for i, d in enumerate(self.documents)}
         self.pages, members = page_groups(self.documents)
+        self.contents = contents_share(self.documents, members)
         self.chunk_page = np.empty(len(self.documents), dtype=np.int64)
         for p, rows in enumerate(members):
             self.chunk_page[rows] = p
@@ -179,6 +185,7 @@ class _Merged:
         file_pos = {f: i for i, f in enumerate(self.files)}
         self.page_file = np.fromiter((file_pos[f] for ix in indexes for f, _ in ix.pages), np.int64, self.pages)
         self.title_terms = [file_title_terms(f) for f in self.files]
+        self.contents = _cat([ix.contents for ix in indexes], np.float64)
 
     def page_max(self, chunk_values: np.ndarray) -> np.ndarray:
         """The maximum of each page's chunk values."""
@@ -300,6 +307,8 @@ def page_signals(query: str, collections: Sequence[SearchableCollection], *, emb
         bonus = view.title_bonus(terms) if title else None
         if bonus is not None:
             out.pages["title"] = bonus
+        if view.contents.any():
+            out.pages["contents"] = view.contents
     if vector and embeddings is not None:
         sims = _vector_similarities(query, embeddings.embed_query(query), versions, indexes, view, fetch=fetch)
         out.found = ~np.isnan(sims)
@@ -352,15 +361,15 @@ def _vector_similarities(query: str, qvec: list[float], collections: Sequence[Co
 
 
 def _fuse(signals: dict[str, np.ndarray], w: dict[str, float], mode: Mode) -> np.ndarray:
-    """One score per page: the weighted sum of the signals' z-scores (title: a raw bonus)."""
+    """One score per page: the weighted sum of the signals' z-scores (title, contents: raw, in their own units)."""
     if mode == "vector" or list(signals) == ["vector"]:
         return signals["vector"]
     if len(signals) == 1:
         return next(iter(signals.values()))
     fused = np.zeros(len(next(iter(signals.values()))), dtype=np.float64)
     for name, values in signals.items():
-        if name == "title":
-            fused += w.get("title", 0) * values  # a bonus in idf units, not normalised
+        if name in _RAW:
+            fused += w.get(name, 0) * values
         else:
             fused += w.get(name, 0) * _zscore(values)
     return fused
