@@ -12,7 +12,8 @@ Signals (z-normalised over the top pages, as in the product; title is a raw idf 
 bm25_chunk, bm25_page, vector, title (the product's); first: idf-weighted query terms whose
 first page in the document is this page ("what is X" overview pages); contents: the share of
 table-of-contents lines on the page (a raw penalty, as in the product); prf: page BM25 of the
-10 best terms of the product ranking's top 3 pages (pseudo-relevance feedback). Query-length
+10 best terms of the product ranking's top 3 pages (pseudo-relevance feedback); heading: the share of the
+query's idf found in the titles of the PDF outline entries pointing to the page (raw, as in the product). Query-length
 weighting: a separate vector weight for queries of at most 3 terms.
 
     python -m bench.cv_sweep --set evalset --split tune   # the only split tuning may see
@@ -36,7 +37,7 @@ from bench.common import Run, markdown_table, parser, set_blas_threads
 from bench.quality import _question_set, ingest_all
 
 NAME = "cv_sweep"
-SIGNALS = ("bm25_chunk", "bm25_page", "vector", "title", "first", "prf", "vector_short", "contents")
+SIGNALS = ("bm25_chunk", "bm25_page", "vector", "title", "first", "prf", "vector_short", "contents", "heading")
 SHORT_TERMS = 3  # a query of at most this many index terms is "short"
 PRF_PAGES, PRF_TERMS = 3, 10
 
@@ -47,9 +48,12 @@ GRID_BASE = {"bm25_chunk": (0.0, 0.2, 0.4, 0.6), "bm25_page": (0.0, 0.2, 0.4, 0.
 IDEAS = {"weights": {}, "first": {"first": (0.0, 0.05, 0.1, 0.2)}, "prf": {"prf": (0.0, 0.1, 0.2, 0.4)},
          "query length": {"vector_short": (-0.2, 0.0, 0.2, 0.4)},
          "contents": {"contents": (0.0, -0.5, -1.0, -2.0, -4.0)},
-         "contents, product weights": {"contents": (0.0, -0.5, -1.0, -2.0, -4.0, -8.0)}}
-#: families that keep the product's WEIGHTS and fit only their own signal (less to fit, less variance)
-ON_PRODUCT = {"contents, product weights"}
+         "contents, product weights": {"contents": (0.0, -0.5, -1.0, -2.0, -4.0, -8.0)},
+         "heading, product weights": {"heading": (0.0, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0)},
+         "contents + heading, product weights": {"contents": (0.0, -1.0, -2.0, -4.0, -8.0),
+                                                 "heading": (0.0, 1.0, 2.0, 4.0, 8.0, 16.0)}}
+#: families that keep the product's WEIGHTS (all of them) and fit only their own signal (less variance)
+ON_PRODUCT = {"contents, product weights", "heading, product weights", "contents + heading, product weights"}
 
 
 def _first_mention(ix: Any, terms: Sequence[str]) -> np.ndarray:
@@ -94,7 +98,7 @@ def collect(questions: Sequence[Any], collection: Any, emb: Any, run: Run) -> li
         assert ps is not None
         terms = tokenize(q.question)
         raw = dict(ps.pages)
-        for name in ("title", "contents"):
+        for name in _RAW:
             raw.setdefault(name, np.zeros(ps.view.pages))
         product = _fuse(ps.pages, WEIGHTS, "hybrid")
         z = {name: (v if name in _RAW else _zscore(v)) for name, v in raw.items()}
@@ -114,7 +118,7 @@ def grid(idea: str) -> np.ndarray:
     """Weight vectors (one per row, in SIGNALS order) of an idea's family."""
     from agent.search.retrieval import WEIGHTS
 
-    base = {k: (WEIGHTS.get(k, 0.0),) for k in GRID_BASE} if idea in ON_PRODUCT else GRID_BASE
+    base = {k: (v,) for k, v in WEIGHTS.items()} if idea in ON_PRODUCT else GRID_BASE
     axes = {**base, **IDEAS[idea]}
     names = list(axes)
     out = []

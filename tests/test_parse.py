@@ -536,3 +536,23 @@ def test_garbled_lshort_pages_are_ocrd(tmp_path, monkeypatch):
     assert "致谢" in second.text
     assert not CJK_SPACE_CJK.search(first.text + second.text)
     assert any("garbled" in w for w in parsed.warnings)
+
+
+def test_outline_titles_are_kept_per_page(tmp_path):
+    """PDF bookmarks name the sections that start on a page; search uses them (chunk metadata `outline`)."""
+    reader = pypdf.PdfReader(io.BytesIO(_text_pdf_bytes("Some words on a page")))
+    writer = pypdf.PdfWriter()
+    for _ in range(3):
+        writer.add_page(reader.pages[0])
+    chapter = writer.add_outline_item("2  Installing\nthe tools", 1)
+    writer.add_outline_item("2.1 Unpacking", 1, parent=chapter)
+    writer.add_outline_item("3 Usage", 2)
+    path = tmp_path / "outline.pdf"
+    with open(path, "wb") as f:
+        writer.write(f)
+    parsed = parse_pdf(path, **LIMITS)
+    assert [p.outline for p in parsed.pages] == [(), ("2 Installing the tools", "2.1 Unpacking"), ("3 Usage",)]
+    from agent.ingest.chunking import chunk_pages
+    chunks = chunk_pages(parsed.pages, file="outline.pdf", doc_id="d", chunk_size=800, chunk_overlap=100)
+    assert [c.metadata.get("outline") for c in chunks] == [None, ["2 Installing the tools", "2.1 Unpacking"],
+                                                           ["3 Usage"]]

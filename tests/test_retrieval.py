@@ -239,3 +239,14 @@ def test_contents_page_ranks_below_the_page_it_points_to():
     assert without[0].document.metadata["page"] == 3  # the heading list matches the query words best
     hits = search("illegal frees", [coll], embeddings=coll.embeddings, k=2)
     assert [h.document.metadata["page"] for h in hits] == [12, 3]  # still found, below the body page
+
+
+def test_page_where_the_named_section_starts_ranks_first():
+    text = "Memcheck reports errors with a stack trace; the options below change what it reports and how."
+    docs = [doc(text + " Memcheck error reports list each error.", page=4), doc(text, page=9)]
+    docs[1].metadata["outline"] = ["4.2 Memcheck error reports"]
+    coll = Collection(docs, ConstantEmbeddings())
+    assert search("memcheck error reports", [coll], embeddings=coll.embeddings, k=2,
+                  weights={**retrieval.WEIGHTS, "heading": 0.0})[0].document.metadata["page"] == 4
+    hits = search("memcheck error reports", [coll], embeddings=coll.embeddings, k=2)
+    assert [h.document.metadata["page"] for h in hits] == [9, 4]
