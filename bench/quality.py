@@ -13,10 +13,12 @@ it is listed as not measured.
 
     python -m bench.quality            # all 26 PDFs, 390 questions: ~5-10 min (embedding gnuplot, OCR)
     python -m bench.quality --quick    # two small PDFs and their questions
+    python -m bench.quality --set evalset --split test   # bench/evalset (PDFs from bench.evalset.fetch)
 """
 
 from __future__ import annotations
 
+import json
 import sys
 import tempfile
 import time
@@ -31,7 +33,10 @@ from bench.common import (
     parser,
     set_blas_threads,
 )
+from bench.evalset.fetch import ensure
 from tests.support import DEVSET, DEVSET_PDFS
+
+EVALSET = Path(__file__).parent / "evalset"
 
 NAME = "quality"
 QUICK_FILES = ["squad_Geology.pdf", "health.pdf"]
@@ -74,20 +79,36 @@ def pivot_table(report: Any) -> str:
     return markdown_table(head, [[f"{c:.3f}" if isinstance(c, float) else c for c in row] for row in rows])
 
 
+def _question_set(qset: str, split: str, names: list[str] | None, load: Any) -> tuple[list[Path], list[Any]]:
+    """The PDFs and questions to measure: the devset, or one split of bench/evalset."""
+    if qset == "devset":
+        pdfs = sorted(DEVSET_PDFS.glob("*.pdf")) if names is None else [DEVSET_PDFS / n for n in names]
+        return pdfs, [q for q in load(DEVSET / "questions.jsonl") if q.file in {p.name for p in pdfs}]
+    rows = [json.loads(line) for line in (EVALSET / "questions.jsonl").read_text(encoding="utf-8").splitlines()]
+    keep = {r["id"] for r in rows if split == "all" or r["split"] == split}
+    questions = [q for q in load(EVALSET / "questions.jsonl") if q.id in keep and (names is None or q.file in names)]
+    return sorted(ensure({q.file for q in questions})), questions
+
+
 def main(argv: list[str] | None = None) -> int:
     p = parser(__doc__.split("\n\n")[0])
     p.add_argument("--files", default=None, help="comma-separated PDF names (default: all; quick: two small)")
+    p.add_argument("--set", dest="qset", choices=("devset", "evalset"), default="devset",
+                   help="devset (/work/shared/devset) or bench/evalset (Debian documentation PDFs)")
+    p.add_argument("--split", choices=("all", "tune", "test"), default="all",
+                   help="evalset only: tune = files tuning may see, test = held-out files")
     args = p.parse_args(argv)
     from agent.evaluate import MODES, evaluate, format_table, load_questions
     from agent.search.embeddings import LocalEmbeddings
     from agent.search.retrieval import search
 
-    run = Run(NAME, args, argv if argv is not None else sys.argv[1:])
+    name = NAME if args.qset == "devset" else f"{NAME}-evalset-{args.split}"
+    run = Run(name, args, argv if argv is not None else sys.argv[1:])
     names = args.files.split(",") if args.files else (QUICK_FILES if args.quick else None)
-    pdfs = sorted(DEVSET_PDFS.glob("*.pdf")) if names is None else [DEVSET_PDFS / n for n in names]
-    questions = [q for q in load_questions(DEVSET / "questions.jsonl") if q.file in {p.name for p in pdfs}]
+    pdfs, questions = _question_set(args.qset, args.split, names, load_questions)
     set_blas_threads(1)  # same vectors, several times faster on this shared 2-core machine (see bench/README.md)
-    run.params = {"files": [p.name for p in pdfs], "questions": len(questions), "modes": list(MODES),
+    run.params = {"set": args.qset, "split": args.split, "files": [p.name for p in pdfs],
+                  "questions": len(questions), "modes": list(MODES),
                   "k": [1, 5], "mrr_depth": 10, "settings": "product defaults (chunk 800/120, OCR on, hybrid weights "
                   "from agent.retrieval)", "blas_threads": blas_threads(),
                   "backends": {"local": "measured", "ollama:<model>": "not measured: no Ollama embedding model offline"}}

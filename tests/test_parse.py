@@ -536,3 +536,44 @@ def test_garbled_lshort_pages_are_ocrd(tmp_path, monkeypatch):
     assert "致谢" in second.text
     assert not CJK_SPACE_CJK.search(first.text + second.text)
     assert any("garbled" in w for w in parsed.warnings)
+
+
+def test_outline_titles_are_kept_per_page(tmp_path):
+    """PDF bookmarks name the sections that start on a page; search uses them (chunk metadata `outline`)."""
+    reader = pypdf.PdfReader(io.BytesIO(_text_pdf_bytes("Some words on a page")))
+    writer = pypdf.PdfWriter()
+    for _ in range(3):
+        writer.add_page(reader.pages[0])
+    chapter = writer.add_outline_item(title="2  Installing\nthe tools", page_number=1)
+    writer.add_outline_item(title="2.1 Unpacking", page_number=1, parent=chapter)
+    writer.add_outline_item(title="3 Usage", page_number=2)
+    path = tmp_path / "outline.pdf"
+    with open(path, "wb") as f:
+        writer.write(f)
+    parsed = parse_pdf(path, **LIMITS)
+    assert [p.outline for p in parsed.pages] == [(), ("2 Installing the tools", "2.1 Unpacking"), ("3 Usage",)]
+    from agent.ingest.chunking import chunk_pages
+    chunks = chunk_pages(parsed.pages, file="outline.pdf", doc_id="d", chunk_size=800, chunk_overlap=100)
+    assert [c.metadata.get("outline") for c in chunks] == [None, ["2 Installing the tools", "2.1 Unpacking"],
+                                                           ["3 Usage"]]
+
+
+def test_circular_outline_does_not_hang_the_parse(tmp_path):
+    """A bookmark that is its own next sibling (and child): read once, the parse completes."""
+    stream = b"BT /F1 18 Tf 40 150 Td (Looping bookmarks) Tj ET"
+    objects = [
+        b"<< /Type /Catalog /Pages 2 0 R /Outlines 6 0 R >>",
+        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        (b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 400 300] /Resources << /Font << /F1 5 0 R >> >> "
+         b"/Contents 4 0 R >>"),
+        b"<< /Length %d >>\nstream\n" % len(stream) + stream + b"\nendstream",
+        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+        b"<< /Type /Outlines /First 7 0 R /Last 7 0 R /Count 1 >>",
+        b"<< /Title (Loop) /Parent 6 0 R /Next 7 0 R /First 7 0 R /Last 7 0 R /Count 1 /Dest [3 0 R /Fit] >>",
+    ]
+    path = tmp_path / "loop.pdf"
+    path.write_bytes(build_pdf(objects))
+    t0 = time.perf_counter()
+    parsed = parse_pdf(path, **LIMITS)
+    assert time.perf_counter() - t0 < 10
+    assert parsed.pages[0].text == "Looping bookmarks" and set(parsed.pages[0].outline) == {"Loop"}

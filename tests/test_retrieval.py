@@ -224,3 +224,29 @@ def test_pages_whose_chunks_are_not_adjacent_across_collections():
         split = search(query, [a, b], embeddings=a.embeddings, k=4, mode="vector")
         joined = search(query, [one], embeddings=one.embeddings, k=4, mode="vector")
         assert [(h.document.id, round(h.score, 6)) for h in split] == [(h.document.id, round(h.score, 6)) for h in joined]
+
+
+def test_contents_page_ranks_below_the_page_it_points_to():
+    contents = "\n".join(f"{n}.{i} {title} ... {10 + i}" for n, (i, title) in enumerate(
+        [(1, "Illegal read and write errors"), (2, "Use of uninitialised values"), (3, "Illegal frees")], start=4))
+    body = ("When a program releases a block of memory twice, or a block it never allocated, Memcheck prints an "
+            "error report with the stack of both calls; the report names the free and the allocation sites.")
+    docs = [doc(contents, page=3), doc(body, page=12)]
+    coll = Collection(docs, ConstantEmbeddings())
+    assert retrieval.contents_share(docs, [[0], [1]]).tolist() == [1.0, 0.0]
+    without = search("illegal frees", [coll], embeddings=coll.embeddings, k=2,
+                     weights={**retrieval.WEIGHTS, "contents": 0.0})
+    assert without[0].document.metadata["page"] == 3  # the heading list matches the query words best
+    hits = search("illegal frees", [coll], embeddings=coll.embeddings, k=2)
+    assert [h.document.metadata["page"] for h in hits] == [12, 3]  # still found, below the body page
+
+
+def test_page_where_the_named_section_starts_ranks_first():
+    text = "Memcheck reports errors with a stack trace; the options below change what it reports and how."
+    docs = [doc(text + " Memcheck error reports list each error.", page=4), doc(text, page=9)]
+    docs[1].metadata["outline"] = ["4.2 Memcheck error reports"]
+    coll = Collection(docs, ConstantEmbeddings())
+    assert search("memcheck error reports", [coll], embeddings=coll.embeddings, k=2,
+                  weights={**retrieval.WEIGHTS, "heading": 0.0})[0].document.metadata["page"] == 4
+    hits = search("memcheck error reports", [coll], embeddings=coll.embeddings, k=2)
+    assert [h.document.metadata["page"] for h in hits] == [9, 4]

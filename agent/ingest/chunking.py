@@ -9,7 +9,8 @@ Rules:
 - every chunk carries `file`, `page`, `doc_id`, `chunk_id` (f"{doc_id}:{page}:{i}",
   stable for the same text and settings), `ocr`, plus `heading` (the page's first
   line: in most manuals the running header, i.e. the section title) and `start`
-  (character offset of the chunk in the normalised page text).
+  (character offset of the chunk in the normalised page text), and `outline` when PDF
+  bookmarks point to the page (their titles: sections that start there).
 
 `embedding_text(doc)` gives the text to embed for a chunk: the chunk plus a short
 context line (file title and page heading), since a manual's chunks often do not say
@@ -114,6 +115,7 @@ def chunk_pages(pages: Iterable[PageLike], *, file: str, doc_id: str, chunk_size
                     "ocr": bool(getattr(page, "ocr", False)),
                     "heading": heading,
                     "start": max(start, 0),
+                    **({"outline": list(page.outline)} if getattr(page, "outline", ()) else {}),
                 },
             ))
     return docs

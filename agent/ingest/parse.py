@@ -53,6 +53,7 @@ class ParsedPage:
     number: int  # 1-based physical page index
     text: str  # cleaned text ("" if nothing usable)
     ocr: bool  # True if the text came from OCR
+    outline: tuple[str, ...] = ()  # titles of the PDF outline entries (bookmarks) that point to this page
 
 
 @dataclass
@@ -224,8 +225,10 @@ def parse_pdf(
         warnings = list(source.warnings) + _reader_warnings(scans)
         run = _ocr_pass(source, scans, ocr, max_ocr_pages, progress)
         warnings += _ocr_warnings(scans, run, ocr, max_ocr_pages)
+        outline = _outline(source)
         result = ParsedPDF(
-            pages=[ParsedPage(number=s.number, text=s.text, ocr=s.number in run.done) for s in scans],
+            pages=[ParsedPage(number=s.number, text=s.text, ocr=s.number in run.done,
+                              outline=outline.get(s.number, ())) for s in scans],
             page_count=source.page_count,
             ocr_pages=sorted(run.done),
             empty_pages=[s.number for s in scans if not s.text],
@@ -236,6 +239,31 @@ def parse_pdf(
         return result
     finally:
         source.close()
+
+
+_OUTLINE_MAX = 5000  # entries read: a hostile outline may be huge (cycles are cut by pypdfium2)
+
+
+def _outline(source: _Source) -> dict[int, tuple[str, ...]]:
+    """Outline (bookmark) titles per 1-based page they point to: search favours the page where a
+    section named by the question starts. A missing or broken outline gives {}: it is optional."""
+    if source.pdfium is None:
+        return {}
+    import pypdfium2 as pdfium  # loaded with the document, as in _pdf_open
+
+    found: dict[int, list[str]] = {}
+    try:
+        with PDFIUM_LOCK:
+            for n, mark in enumerate(source.pdfium.get_toc()):
+                if n >= _OUTLINE_MAX:
+                    break
+                dest = mark.get_dest()
+                index = dest.get_index() if dest is not None else None
+                if index is not None and 0 <= index < source.page_count:
+                    found.setdefault(index + 1, []).append(" ".join(mark.get_title().split())[:200])
+    except (pdfium.PdfiumError, ValueError, UnicodeError):
+        return {}
+    return {page: tuple(titles) for page, titles in found.items()}
 
 
 def _page_indices(source: _Source, pages: Iterable[int] | None) -> list[int]:

@@ -161,6 +161,22 @@ def page_text(chunks: Sequence[Document]) -> str:
     return "\n".join(c.page_content for c in chunks)
 
 
+#: a table-of-contents line once cleaned: its leader dots shortened to "..." (agent.ingest._text), then a page number
+_CONTENTS_LINE = re.compile(r"\.\.\.[ \t]*[0-9ivxlc]+[ \t]*$", re.MULTILINE)
+
+
+def contents_share(documents: Sequence[Document], members: Sequence[Sequence[int]]) -> np.ndarray:
+    """Per page: the share of its non-blank lines that are table-of-contents entries. A contents page
+    lists every heading of a chapter, so it matches most queries better than the page it points to."""
+    out = np.zeros(len(members), dtype=np.float64)
+    for p, rows in enumerate(members):
+        text = page_text([documents[i] for i in rows])
+        entries = len(_CONTENTS_LINE.findall(text))
+        if entries:
+            out[p] = entries / max(1, sum(1 for line in text.splitlines() if line.strip()))
+    return out
+
+
 # ---------------------------------------------------------------- term counts
 
 @dataclass

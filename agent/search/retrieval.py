@@ -15,12 +15,17 @@ collection persisted them, its chunks' term counts `.lexicon`):
   coarser view of the same page;
 - title: query words that occur in a document's file name (e.g. "gnuplot",
   "Asymptote") favour that document's pages, weighted by how rare the word is among
-  the file names searched, like a title field in BM25F.
+  the file names searched, like a title field in BM25F;
+- contents: the share of the page's lines that are table-of-contents entries
+  (`lexical.contents_share`), a penalty: a contents page lists every heading, so it matches
+  questions better than the pages it points to;
+- heading: the share of the query's idf found in the titles of the PDF outline entries
+  (bookmarks) that point to the page, i.e. sections that start there (chunk metadata `outline`).
 
 Fusion: each signal is z-normalised against its own top `_Z_TOP` pages for this
 query (so a confident, peaked signal counts more than a flat one, unlike rank-only RRF)
-and the z-scores are summed with weights (see `WEIGHTS`; chosen on the devset and
-reported with neighbouring settings in the evaluation notes). `mode="bm25"` uses only
+and the z-scores are summed with weights (see `WEIGHTS`; the first four chosen on the devset,
+`contents` and `heading` by leave-one-document-out on the evalset's tune split, bench/cv_sweep.py). `mode="bm25"` uses only
 the lexical signals, `mode="vector"` only the vector one.
 
 Tokenisation and BM25 live in agent.search.lexical. The BM25 indexes are built on the first
@@ -47,6 +52,7 @@ from pydantic import ConfigDict
 from agent.search.lexical import (
     BM25Index,
     Lexicon,
+    contents_share,
     file_title,
     page_groups,
     page_key,
@@ -56,7 +62,9 @@ from agent.search.lexical import (
 Mode = Literal["hybrid", "vector", "bm25"]
 
 #: Weights of the z-normalised page signals in hybrid mode (bm25 mode drops "vector").
-WEIGHTS: dict[str, float] = {"bm25_chunk": 0.4, "bm25_page": 0.4, "vector": 0.2, "title": 0.5}
+WEIGHTS: dict[str, float] = {"bm25_chunk": 0.4, "bm25_page": 0.4, "vector": 0.2, "title": 0.5, "contents": -4.0,
+                             "heading": 2.0}
+_RAW = ("title", "contents", "heading")  # title: a bonus in idf units; contents, heading: shares (0..1)
 _Z_TOP = 100          # a signal is normalised by the mean/std of its best _Z_TOP pages
 _MIN_FETCH = 100      # chunks asked of the vector store (at least)
 
@@ -127,6 +135,8 @@ class CollectionIndex:
         self.documents = list(documents)
         self.chunk_ids = {self.chunk_key(d): i for i, d in enumerate(self.documents)}
         self.pages, members = page_groups(self.documents)
+        self.contents = contents_share(self.documents, members)
+        self.outline = _outline_postings([self.documents[rows[0]] for rows in members])
         self.chunk_page = np.empty(len(self.documents), dtype=np.int64)
         for p, rows in enumerate(members):
             self.chunk_page[rows] = p
@@ -141,10 +151,32 @@ class CollectionIndex:
         self.page_bm25 = BM25Index.from_counts(lexicon.pages, lexicon.vocabulary)
         self.own_view: _Merged | None = None  # this index alone seen as a merged view (see `_merged`)
 
+    def heading_share(self, terms: Sequence[str]) -> np.ndarray:
+        """Per page: the share of the query's idf found in the titles of the sections starting on it
+        (a share, not a sum: common Chinese characters match many titles but weigh little)."""
+        ids = self.page_bm25.vocabulary.ids
+        idf = {t: float(self.page_bm25.idf[ids[t]]) for t in set(terms) if t in ids}
+        total = sum(idf.values())
+        out = np.zeros(len(self.pages), dtype=np.float64)
+        for t, v in idf.items():
+            if t in self.outline:
+                out[self.outline[t]] += v / total
+        return out
+
     @staticmethod
     def chunk_key(doc: Document) -> Any:
         cid = doc.metadata.get("chunk_id")
         return cid if cid is not None else (page_key(doc), doc.page_content)
+
+
+def _outline_postings(first_chunks: Sequence[Document]) -> dict[str, np.ndarray]:
+    """Term -> pages whose outline titles hold it (each chunk carries its page's titles, `outline`)."""
+    postings: dict[str, list[int]] = {}
+    for p, doc in enumerate(first_chunks):
+        titles = doc.metadata.get("outline")
+        for term in set(tokenize(" ".join(titles))) if titles else ():
+            postings.setdefault(term, []).append(p)
+    return {t: np.array(pages, dtype=np.int64) for t, pages in postings.items()}
 
 
 _MERGED: dict[tuple[int, ...], _Merged] = {}  # views of several indexes, by their ids
@@ -179,6 +211,7 @@ class _Merged:
         file_pos = {f: i for i, f in enumerate(self.files)}
         self.page_file = np.fromiter((file_pos[f] for ix in indexes for f, _ in ix.pages), np.int64, self.pages)
         self.title_terms = [file_title_terms(f) for f in self.files]
+        self.contents = _cat([ix.contents for ix in indexes], np.float64)
 
     def page_max(self, chunk_values: np.ndarray) -> np.ndarray:
         """The maximum of each page's chunk values."""
@@ -272,6 +305,49 @@ def file_title_terms(file: str) -> set[str]:
     return set(tokenize(file_title(file)))
 
 
+@dataclass
+class PageSignals:
+    """A query's raw signals: per page (`pages`, for the fusion) and per chunk (`chunks`, to pick a
+    page's excerpt), over one merged view of the collections; `found`: chunks the vector store returned."""
+
+    view: _Merged
+    pages: dict[str, np.ndarray]
+    chunks: dict[str, np.ndarray]
+    found: np.ndarray
+
+
+def page_signals(query: str, collections: Sequence[SearchableCollection], *, embeddings: Embeddings | None,
+                 lexical: bool, vector: bool, title: bool = True, fetch: int = _MIN_FETCH) -> PageSignals | None:
+    """Every signal of `query` over the collections' current versions (None when they hold no page)."""
+    versions = [c.snapshot() for c in collections]  # one version of each, whole
+    indexes = [collection_index(v) for v in versions]
+    view = _merged(indexes)
+    if view.pages == 0:
+        return None
+    out = PageSignals(view, {}, {}, np.zeros(view.chunks, dtype=bool))
+    terms = tokenize(query)
+    if lexical:
+        out.chunks["bm25_chunk"] = _cat([ix.chunk_bm25.scores(terms) for ix in indexes], np.float32)
+        out.pages["bm25_chunk"] = view.page_max(out.chunks["bm25_chunk"]).astype(np.float64)
+        out.pages["bm25_page"] = _cat([ix.page_bm25.scores(terms) for ix in indexes], np.float32).astype(np.float64)
+        bonus = view.title_bonus(terms) if title else None
+        if bonus is not None:
+            out.pages["title"] = bonus
+        if view.contents.any():
+            out.pages["contents"] = view.contents
+        heading = _cat([ix.heading_share(terms) for ix in indexes], np.float64)
+        if heading.any():
+            out.pages["heading"] = heading
+    if vector and embeddings is not None:
+        sims = _vector_similarities(query, embeddings.embed_query(query), versions, indexes, view, fetch=fetch)
+        out.found = ~np.isnan(sims)
+        if out.found.any():
+            sims[~out.found] = float(np.nanmin(sims)) - 1e-3  # chunks FAISS did not return: below all it did
+            out.pages["vector"] = view.page_max(sims)
+            out.chunks["vector"] = sims
+    return out
+
+
 def search(query: str, collections: Sequence[SearchableCollection], *, embeddings: Embeddings | None,
            k: int, hybrid: bool = True, mode: Mode | None = None,
            weights: dict[str, float] | None = None) -> list[Hit]:
@@ -289,39 +365,14 @@ def search(query: str, collections: Sequence[SearchableCollection], *, embedding
         w = {"vector": 1.0}
     elif not use_vector:
         w.pop("vector", None)
-
-    versions = [c.snapshot() for c in collections]  # one version of each, whole
-    indexes = [collection_index(v) for v in versions]
-    view = _merged(indexes)
-    if view.pages == 0:
+    ps = page_signals(query, collections, embeddings=embeddings, lexical=use_lexical, vector=use_vector,
+                      title=bool(w.get("title")), fetch=max(_MIN_FETCH, 4 * k))
+    if ps is None or not ps.pages:
         return []
-    signals: dict[str, np.ndarray] = {}
-    chunk_signal = np.zeros(view.chunks, dtype=np.float64)  # to pick each page's best chunk
-    terms = tokenize(query)
-
-    if use_lexical:
-        chunk_scores = _cat([ix.chunk_bm25.scores(terms) for ix in indexes], np.float32)
-        signals["bm25_chunk"] = view.page_max(chunk_scores).astype(np.float64)
-        signals["bm25_page"] = _cat([ix.page_bm25.scores(terms) for ix in indexes], np.float32).astype(np.float64)
-        chunk_signal += w.get("bm25_chunk", 0) * _zscore(chunk_scores)
-        title = view.title_bonus(terms) if w.get("title") else None
-        if title is not None:
-            signals["title"] = title
-
-    found = np.zeros(view.chunks, dtype=bool)
-    if use_vector:
-        assert embeddings is not None
-        sims = _vector_similarities(query, embeddings.embed_query(query), versions, indexes, view,
-                                    fetch=max(_MIN_FETCH, 4 * k))
-        found = ~np.isnan(sims)
-        if found.any():
-            sims[~found] = float(np.nanmin(sims)) - 1e-3  # chunks FAISS did not return: below all it did
-            signals["vector"] = view.page_max(sims)
-            chunk_signal += w.get("vector", 0) * _zscore(sims)
-
-    if not signals:
-        return []
-    return _best_pages(_fuse(signals, w, mode), signals, found, chunk_signal, view, k)
+    chunk_signal = np.zeros(ps.view.chunks, dtype=np.float64)  # to pick each page's best chunk
+    for name, values in ps.chunks.items():
+        chunk_signal += w.get(name, 0) * _zscore(values)
+    return _best_pages(_fuse(ps.pages, w, mode), ps.pages, ps.found, chunk_signal, ps.view, k)
 
 
 def _vector_similarities(query: str, qvec: list[float], collections: Sequence[CollectionVersion],
@@ -339,15 +390,15 @@ def _vector_similarities(query: str, qvec: list[float], collections: Sequence[Co
 
 
 def _fuse(signals: dict[str, np.ndarray], w: dict[str, float], mode: Mode) -> np.ndarray:
-    """One score per page: the weighted sum of the signals' z-scores (title: a raw bonus)."""
+    """One score per page: the weighted sum of the signals' z-scores (title, contents: raw, in their own units)."""
     if mode == "vector" or list(signals) == ["vector"]:
         return signals["vector"]
     if len(signals) == 1:
         return next(iter(signals.values()))
     fused = np.zeros(len(next(iter(signals.values()))), dtype=np.float64)
     for name, values in signals.items():
-        if name == "title":
-            fused += w.get("title", 0) * values  # a bonus in idf units, not normalised
+        if name in _RAW:
+            fused += w.get(name, 0) * values
         else:
             fused += w.get(name, 0) * _zscore(values)
     return fused

@@ -1,0 +1,227 @@
+"""Cross-validated sweep of the hybrid fusion and of the issue-16 ideas, by document (leave one document out).
+
+Every page signal of every question is computed once with the product's pipeline
+(`agent.search.retrieval.page_signals` over a collection built by `agent.ingest`); a
+configuration is then only a weighted sum of z-scores, so thousands are scored in seconds.
+For each family of ideas the grid's best configuration is chosen on all documents but one
+and scored on that one's questions (held-out); the in-sample figure is the best configuration
+chosen and scored on all questions. A family is worth keeping only if its held-out figure
+beats the held-out figure of the product's weights.
+
+Signals (z-normalised over the top pages, as in the product; title is a raw idf bonus):
+bm25_chunk, bm25_page, vector, title (the product's); first: idf-weighted query terms whose
+first page in the document is this page ("what is X" overview pages); contents: the share of
+table-of-contents lines on the page (a raw penalty, as in the product); prf: page BM25 of the
+10 best terms of the product ranking's top 3 pages (pseudo-relevance feedback); heading: the share of the
+query's idf found in the titles of the PDF outline entries pointing to the page (raw, as in the product). Query-length
+weighting: a separate vector weight for queries of at most 3 terms.
+
+    python -m bench.cv_sweep --set evalset --split tune   # the only split tuning may see
+    python -m bench.cv_sweep --set devset                 # check: does the devset agree?
+"""
+
+from __future__ import annotations
+
+import itertools
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench.common import Run, markdown_table, parser, set_blas_threads
+from bench.quality import _question_set, ingest_all
+
+NAME = "cv_sweep"
+SIGNALS = ("bm25_chunk", "bm25_page", "vector", "title", "first", "prf", "vector_short", "contents", "heading")
+SHORT_TERMS = 3  # a query of at most this many index terms is "short"
+PRF_PAGES, PRF_TERMS = 3, 10
+
+GRID_BASE = {"bm25_chunk": (0.0, 0.2, 0.4, 0.6), "bm25_page": (0.0, 0.2, 0.4, 0.6),
+             "vector": (0.2, 0.4, 0.6, 0.8), "title": (0.0, 0.25, 0.5, 1.0)}
+#: idea -> the extra signal's weights (tried on top of the whole base grid)
+#: 0 is always on the grid, so cross-validation may also find that an idea does not help.
+IDEAS = {"weights": {}, "first": {"first": (0.0, 0.05, 0.1, 0.2)}, "prf": {"prf": (0.0, 0.1, 0.2, 0.4)},
+         "query length": {"vector_short": (-0.2, 0.0, 0.2, 0.4)},
+         "contents": {"contents": (0.0, -0.5, -1.0, -2.0, -4.0)},
+         "contents, product weights": {"contents": (0.0, -0.5, -1.0, -2.0, -4.0, -8.0)},
+         "heading, product weights": {"heading": (0.0, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0)},
+         "contents + heading, product weights": {"contents": (0.0, -1.0, -2.0, -4.0, -8.0),
+                                                 "heading": (0.0, 1.0, 2.0, 4.0, 8.0, 16.0)}}
+#: families that keep the product's WEIGHTS (all of them) and fit only their own signal (less variance)
+ON_PRODUCT = {"contents, product weights", "heading, product weights", "contents + heading, product weights"}
+
+
+def _first_mention(ix: Any, terms: Sequence[str]) -> np.ndarray:
+    """Per page: sum of idf of the query terms whose first page in the page's file is this page."""
+    bm = ix.page_bm25
+    out = np.zeros(len(ix.pages), dtype=np.float64)
+    for t in bm.vocabulary.lookup(terms):
+        first: dict[str, int] = {}
+        for row in bm.post_rows[bm.term_ptr[t]:bm.term_ptr[t + 1]]:
+            f, page = ix.pages[int(row)]
+            if f not in first or page < ix.pages[first[f]][1]:
+                first[f] = int(row)
+        out[list(first.values())] += bm.idf[t]
+    return out
+
+
+def _prf(ix: Any, lexicon: Any, fused: np.ndarray, terms: Sequence[str]) -> np.ndarray:
+    """Page BM25 of the best tf*idf terms of the top pages of `fused` (query terms excluded)."""
+    bm = ix.page_bm25
+    weight: Counter[int] = Counter()
+    for row in np.argsort(-fused)[:PRF_PAGES]:
+        ids, counts = lexicon.pages.row(int(row))
+        for t, c in zip(ids.tolist(), counts.tolist()):
+            weight[t] += c * float(bm.idf[t])
+    own = set(bm.vocabulary.lookup(terms))
+    best = [bm.vocabulary.terms[t] for t, _ in weight.most_common(PRF_TERMS + len(own)) if t not in own][:PRF_TERMS]
+    return bm.scores(best).astype(np.float64)
+
+
+def collect(questions: Sequence[Any], collection: Any, emb: Any, run: Run) -> list[dict[str, Any]]:
+    """Per question: z-scored signals of its candidate pages (pages with any evidence), gold mask."""
+    from agent.search.lexical import Lexicon, tokenize
+    from agent.search.retrieval import _RAW, WEIGHTS, _fuse, _zscore, collection_index, page_signals
+
+    ix = collection_index(collection)
+    snap = collection.snapshot()
+    lexicon = snap.lexicon if snap.lexicon is not None and snap.lexicon.fits(ix.documents, len(ix.pages)) \
+        else Lexicon.build(ix.documents)
+    rows = []
+    for i, q in enumerate(questions):
+        ps = page_signals(q.question, [collection], embeddings=emb, lexical=True, vector=True)
+        assert ps is not None
+        terms = tokenize(q.question)
+        raw = dict(ps.pages)
+        for name in _RAW:
+            raw.setdefault(name, np.zeros(ps.view.pages))
+        product = _fuse(ps.pages, WEIGHTS, "hybrid")
+        z = {name: (v if name in _RAW else _zscore(v)) for name, v in raw.items()}
+        z["first"] = _zscore(_first_mention(ix, terms))
+        z["prf"] = _zscore(_prf(ix, lexicon, product, terms))
+        z["vector_short"] = z["vector"] if len(terms) <= SHORT_TERMS else np.zeros(ps.view.pages)
+        cand = np.flatnonzero((raw["bm25_chunk"] > 0) | ps.view.page_max(ps.found))
+        gold = np.array([ix.pages[int(p)] in q.gold for p in cand])
+        rows.append({"id": q.id, "file": q.file, "lang": q.lang, "terms": len(terms),
+                     "z": np.stack([z[s][cand] for s in SIGNALS], axis=1), "gold": gold})
+        if i % 25 == 0:
+            run.log(f"signals {i + 1}/{len(questions)}")
+    return rows
+
+
+def grid(idea: str) -> np.ndarray:
+    """Weight vectors (one per row, in SIGNALS order) of an idea's family."""
+    from agent.search.retrieval import WEIGHTS
+
+    base = {k: (v,) for k, v in WEIGHTS.items()} if idea in ON_PRODUCT else GRID_BASE
+    axes = {**base, **IDEAS[idea]}
+    names = list(axes)
+    out = []
+    for combo in itertools.product(*(axes[n] for n in names)):
+        w = dict(zip(names, combo))
+        out.append([w.get(s, 0.0) for s in SIGNALS])
+    return np.array(out)
+
+
+def hits(rows: Sequence[dict[str, Any]], weights: np.ndarray) -> np.ndarray:
+    """(questions, configs, 2): hit@1 and hit@5 of every question under every weight vector."""
+    out = np.zeros((len(rows), len(weights), 2))
+    for i, r in enumerate(rows):
+        if not r["gold"].any():
+            continue
+        scores = r["z"] @ weights.T  # (candidates, configs)
+        best_gold = scores[r["gold"]].max(axis=0)
+        above = (scores[~r["gold"]] > best_gold).sum(axis=0)  # ties go to the gold page
+        out[i, :, 0] = above < 1
+        out[i, :, 1] = above < 5
+    return out
+
+
+def cross_validate(rows: Sequence[dict[str, Any]], weights: np.ndarray) -> dict[str, Any]:
+    """Leave-one-document-out: per fold, the config best on the other documents, scored on this one."""
+    h = hits(rows, weights)
+    objective = h.mean(axis=2)  # per question, (hit@1 + hit@5) / 2
+    files = np.array([r["file"] for r in rows])
+    held = np.zeros((len(rows), 2))
+    chosen = {}
+    for f in sorted(set(files)):
+        train = files != f
+        best = int(np.argmax(objective[train].mean(axis=0)))
+        held[~train] = h[~train, best]
+        chosen[f] = weights[best]
+    in_best = int(np.argmax(objective.mean(axis=0)))
+    return {"held": held, "in": h[:, in_best], "in_weights": weights[in_best], "chosen": chosen}
+
+
+def _w(vec: np.ndarray) -> str:
+    return " ".join(f"{s}={v:g}" for s, v in zip(SIGNALS, vec) if v)
+
+
+def report(rows: list[dict[str, Any]], run: Run, fixed: dict[str, dict[str, float]]) -> dict[str, Any]:
+    """The fixed weight sets as they are, then every idea family cross-validated."""
+    langs = np.array([r["lang"] for r in rows])
+    table, results = [], {}
+    for label, weights in fixed.items():
+        vec = np.array([[weights.get(s, 0.0) for s in SIGNALS]])
+        h = hits(rows, vec)[:, 0]
+        results[label] = {"weights": _w(vec[0]), "hit1": h[:, 0].mean(), "hit5": h[:, 1].mean()}
+        table.append([f"{label} (fixed)", "-", "-", f"{h[:, 0].mean():.3f}", f"{h[:, 1].mean():.3f}",
+                      *(f"{h[langs == lg, 0].mean():.3f}/{h[langs == lg, 1].mean():.3f}" for lg in ("en", "zh")),
+                      _w(vec[0])])
+    for idea in IDEAS:
+        cv = cross_validate(rows, grid(idea))
+        held, ins = cv["held"], cv["in"]
+        results[idea] = {"in_hit1": ins[:, 0].mean(), "in_hit5": ins[:, 1].mean(), "held_hit1": held[:, 0].mean(),
+                         "held_hit5": held[:, 1].mean(), "in_weights": _w(cv["in_weights"]),
+                         "folds": {f: _w(w) for f, w in cv["chosen"].items()}}
+        table.append([idea, f"{ins[:, 0].mean():.3f}", f"{ins[:, 1].mean():.3f}", f"{held[:, 0].mean():.3f}",
+                      f"{held[:, 1].mean():.3f}",
+                      *(f"{held[langs == lg, 0].mean():.3f}/{held[langs == lg, 1].mean():.3f}" for lg in ("en", "zh")),
+                      _w(cv["in_weights"])])
+        run.log(f"{idea}: folds chose " + "; ".join(f"{f}: {_w(w)}" for f, w in cv["chosen"].items()))
+    run.table("Leave-one-document-out: in-sample vs held-out hybrid hit@1 / hit@5", markdown_table(
+        ["family", "in-sample hit@1", "in-sample hit@5", "held-out hit@1", "held-out hit@5",
+         "held-out en @1/@5", "held-out zh @1/@5", "in-sample best weights"], table))
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = parser(__doc__.split("\n\n")[0])
+    p.add_argument("--set", dest="qset", choices=("devset", "evalset"), default="evalset")
+    p.add_argument("--split", choices=("all", "tune", "test"), default="tune")
+    p.add_argument("--check", default=None, metavar="NAME=W,...",
+                   help="also score these fixed weights as they are, e.g. bm25_chunk=0.6,vector=0.4")
+    args = p.parse_args(argv)
+    from agent.search.retrieval import WEIGHTS
+
+    fixed = {"product WEIGHTS": dict(WEIGHTS)}
+    if args.check:
+        fixed["--check"] = {k: float(v) for k, v in (kv.split("=") for kv in args.check.split(","))}
+    from agent.evaluate import load_questions
+    from agent.search.embeddings import LocalEmbeddings
+
+    name = f"{NAME}-{args.qset}" + (f"-{args.split}" if args.qset == "evalset" else "")
+    run = Run(name, args, argv if argv is not None else sys.argv[1:])
+    pdfs, questions = _question_set(args.qset, args.split, None, load_questions)
+    set_blas_threads(1)
+    run.params = {"fixed": fixed, "set": args.qset, "split": args.split, "files": [p.name for p in pdfs], "questions": len(questions),
+                  "grid": GRID_BASE, "ideas": IDEAS, "short_terms": SHORT_TERMS, "prf": [PRF_PAGES, PRF_TERMS],
+                  "objective": "(hit@1 + hit@5) / 2, leave one document out"}
+    emb = LocalEmbeddings()
+    with tempfile.TemporaryDirectory(prefix="bench-cv-") as tmp:
+        t0 = time.perf_counter()
+        collection, _ = ingest_all(pdfs, Path(tmp) / "data", emb, run)
+        run.log(f"ingested in {time.perf_counter() - t0:.0f} s")
+        rows = collect(questions, collection, emb, run)
+    run.results = report(rows, run, fixed)
+    run.finish()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

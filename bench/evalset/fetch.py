@@ -1,0 +1,90 @@
+"""Fetch the evalset PDFs from Debian packages (too large to commit); usage: python -m bench.evalset.fetch [DEST].
+
+Each file is checked against its SHA-256: gold pages were resolved on these exact bytes, so a
+different package version must fail loudly rather than shift every figure."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+
+DEFAULT_DEST = Path(__file__).parent / "pdfs"
+
+# name -> (Debian package, path the package installs, SHA-256 of the decompressed PDF)
+SOURCES: dict[str, tuple[str, str, str]] = {
+    "bzip2.pdf": ("bzip2", "/usr/share/doc/bzip2/manual.pdf.gz",
+                  "1dd1f12b3dcb0894481708881ed8d052c769f3820c06839c702c8cfad973d7d3"),
+    "crc-doc.pdf": ("zlib1g-dev", "/usr/share/doc/zlib1g-dev/crc-doc.1.0.pdf.gz",
+                    "064f9252d6e2e15ea56c2bd18e160e5c9c84bcd137c11a7af497aaa511ace998"),
+    "nettle.pdf": ("nettle-dev", "/usr/share/doc/nettle-dev/nettle.pdf.gz",
+                   "fa0c6394acde69113eb33202a4c9ba33a4858429f2d735bc2707d41112da98f5"),
+    "fontconfig-user.pdf": ("fontconfig", "/usr/share/doc/fontconfig/fontconfig-user.pdf.gz",
+                            "8851a84c668b22261828d36a10f9c46dac3faadf78122995dd92842f9f51747f"),
+    "valgrind_manual.pdf": ("valgrind", "/usr/share/doc/valgrind/valgrind_manual.pdf.gz",
+                            "63d1bf4d27c78a5dd6a142d5e7311138b15e8cffc3e9f8839a27eede28b1984e"),
+    "libtasn1.pdf": ("libtasn1-doc", "/usr/share/doc/libtasn1-doc/libtasn1.pdf",
+                     "3917eb460d87e275f9792b3597029873fd77890ed3ccebe40bbc5a3a7ee516d3"),
+    "shared-mime-info-spec.pdf": ("shared-mime-info", "/usr/share/doc/shared-mime-info/shared-mime-info-spec.pdf",
+                                  "4d9666c46b4d367a12e2922f4f3b114396c377106c57bbc934d03320e6888002"),
+    "ctex-faq.pdf": ("texlive-lang-chinese", "/usr/share/doc/texlive-doc/latex/ctex-faq/ctex-faq.pdf",
+                     "99a72a3158ced551d516d926fa27c69606a1b02366aeaa79d376a8d60fae3fb2"),
+    "install-latex-guide-zh-cn.pdf": (
+        "texlive-lang-chinese",
+        "/usr/share/doc/texlive-doc/latex/install-latex-guide-zh-cn/install-latex-guide-zh-cn.pdf",
+        "a841ed237fb074f65b1eb3c1e71dc6243deb133931f997ea8bf2c21e97b506a3"),
+    "zhnumber.pdf": ("texlive-lang-chinese", "/usr/share/doc/texlive-doc/latex/zhnumber/zhnumber.pdf",
+                     "fbe0c7dbc7c6a1e6e58b8de1fdf68b1a0c2327d9470654ee670aef5771280809"),
+}
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _from_deb(package: str, path: str, work: Path) -> Path:
+    """Extract one file from the package's .deb without installing it (texlive-lang-chinese is 98 MB installed)."""
+    debs = list(work.glob(f"{package}_*.deb"))
+    if not debs:
+        subprocess.run(["apt-get", "download", package], cwd=work, check=True)
+        debs = list(work.glob(f"{package}_*.deb"))
+    tar = subprocess.Popen(["dpkg-deb", "--fsys-tarfile", str(debs[0])], stdout=subprocess.PIPE)
+    subprocess.run(["tar", "-x", "-C", str(work), "." + path], stdin=tar.stdout, check=True)
+    tar.wait()
+    return work / path.lstrip("/")
+
+
+def ensure(names: Iterable[str] | None = None, dest: Path = DEFAULT_DEST) -> list[Path]:
+    """The named PDFs (default: all) in dest, fetching only those missing or with other bytes.
+
+    Raises RuntimeError when a file cannot be fetched or differs from the one the questions were
+    written on: a quality figure must never come from a silently missing or changed document."""
+    names = list(SOURCES if names is None else names)
+    dest.mkdir(parents=True, exist_ok=True)
+    wanted = [n for n in names if not (dest / n).is_file() or _sha256(dest / n) != SOURCES[n][2]]
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in wanted:
+            package, path, sha = SOURCES[name]
+            src = Path(path) if Path(path).exists() else _from_deb(package, path, Path(tmp))
+            opener = gzip.open if src.suffix == ".gz" else open
+            with opener(src, "rb") as fin, open(dest / f".{name}.part", "wb") as fout:
+                shutil.copyfileobj(fin, fout)
+            got = _sha256(dest / f".{name}.part")
+            if got != sha:
+                (dest / f".{name}.part").unlink()
+                raise RuntimeError(f"{name} from {package} has SHA-256 {got}, not {sha}: the package changed; "
+                                   "rebuild bench/evalset (build.py) and the committed figures")
+            (dest / f".{name}.part").replace(dest / name)
+    return [dest / n for n in names]
+
+
+if __name__ == "__main__":
+    try:
+        ensure(dest=Path(sys.argv[1]) if len(sys.argv) > 1 else DEFAULT_DEST)
+    except (RuntimeError, subprocess.CalledProcessError, OSError) as exc:
+        raise SystemExit(f"bench.evalset.fetch: {exc}") from None

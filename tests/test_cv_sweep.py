@@ -1,0 +1,32 @@
+"""bench.cv_sweep scoring: hits under a weight vector, and a leave-one-document-out choice that never sees its fold."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from bench.cv_sweep import SIGNALS, cross_validate, hits
+
+
+def _row(file: str, z_gold: list[float], z_other: list[list[float]]) -> dict:
+    """One question: the gold page's signals first, then the other candidates'."""
+    pad = lambda v: v + [0.0] * (len(SIGNALS) - len(v))
+    z = np.array([pad(z_gold)] + [pad(v) for v in z_other])
+    return {"file": file, "lang": "en", "terms": 3, "z": z, "gold": np.array([True] + [False] * len(z_other))}
+
+
+def test_hits_rank_the_gold_page_among_the_candidates() -> None:
+    row = _row("a.pdf", [1.0, 0.0], [[0.0, 2.0], [0.5, 0.5]] + [[0.0, 1.5]] * 4)
+    chunk_only, page_only = np.eye(len(SIGNALS))[:2]
+    h = hits([row], np.array([chunk_only, page_only]))
+    assert h[0, 0].tolist() == [1.0, 1.0]  # by bm25_chunk the gold page is first
+    assert h[0, 1].tolist() == [0.0, 0.0]  # by bm25_page five pages beat it
+
+
+def test_each_fold_is_chosen_without_its_own_questions() -> None:
+    # documents a and b prefer signal 0; document c prefers signal 1
+    rows = [_row(f, g, [o]) for f, g, o in (("a", [1, 0], [0, 1]), ("b", [1, 0], [0, 1]), ("c", [0, 1], [1, 0]))]
+    weights = np.eye(len(SIGNALS))[:2]
+    cv = cross_validate(rows, weights)
+    assert cv["chosen"]["c"].tolist() == weights[0].tolist()  # chosen on a and b only
+    assert cv["held"][:, 0].tolist() == [1.0, 1.0, 0.0]  # so held-out c misses
+    assert cv["in"][:, 0].sum() == 2.0
