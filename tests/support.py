@@ -16,7 +16,7 @@ import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import numpy as np
 import pytest
@@ -258,3 +258,32 @@ def ask(at: AppTest, question: str) -> AppTest:
     at.chat_input[0].set_value(question).run()
     assert not at.exception, [e.value for e in at.exception]
     return at
+
+
+# ---- a small two-document library for chat tests -------------------------------------------------
+GEOLOGY_TEXTS = ["Geology is the study of the solid Earth and the rocks of which it is composed.",
+                 "Igneous rocks form from magma. Sedimentary rocks form from deposited sediment.",
+                 "Plate tectonics explains earthquakes and mountain building."]
+COOKING_TEXTS = ["A risotto needs arborio rice, stock and patience.",
+                 "Bread rises because yeast produces carbon dioxide."]
+
+
+def add_library(workspace: Any) -> Any:
+    """geology.pdf (3 pages) and cooking.pdf (2 pages) in the workspace's collection."""
+    add_texts(workspace, "geology.pdf", GEOLOGY_TEXTS)
+    add_texts(workspace, "cooking.pdf", COOKING_TEXTS)
+    return workspace
+
+
+def engine_for(workspace: Any, **changes: Any) -> Any:
+    """A chat engine on `workspace` with some settings changed."""
+    from agent.chat.engine import ChatEngine
+    from agent.config import update_settings
+
+    settings = update_settings(workspace.settings, **changes) if changes else workspace.settings
+    return ChatEngine(workspace.with_settings(settings))
+
+
+def user_messages(body: dict[str, Any]) -> list[str]:
+    """The user messages of one recorded /api/chat request."""
+    return [m["content"] for m in body["messages"] if m["role"] == "user"]

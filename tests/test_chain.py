@@ -3,31 +3,14 @@
 import pytest
 
 from agent.chat.engine import ChatEngine, Done, Token
-from agent.config import load_settings, update_settings
+from agent.config import load_settings
 from agent.workspace import Workspace
-from tests.support import add_texts, double_environ
-
-GEOLOGY = ["Geology is the study of the solid Earth and the rocks of which it is composed.",
-           "Igneous rocks form from magma. Sedimentary rocks form from deposited sediment.",
-           "Plate tectonics explains earthquakes and mountain building."]
-COOKING = ["A risotto needs arborio rice, stock and patience.",
-           "Bread rises because yeast produces carbon dioxide."]
-
-
-def engine_for(workspace, **changes) -> ChatEngine:
-    settings = update_settings(workspace.settings, **changes) if changes else workspace.settings
-    return ChatEngine(workspace.with_settings(settings))
+from tests.support import add_library, double_environ, engine_for, user_messages
 
 
 @pytest.fixture
 def indexed(workspace):
-    add_texts(workspace, "geology.pdf", GEOLOGY)
-    add_texts(workspace, "cooking.pdf", COOKING)
-    return workspace
-
-
-def user_messages(body):
-    return [m["content"] for m in body["messages"] if m["role"] == "user"]
+    return add_library(workspace)
 
 
 def test_agent_mode_calls_the_tool_and_answers_with_sources(indexed, ollama):

@@ -5,30 +5,12 @@ import json
 
 from agent import prompts
 from agent.chat.citations import check_citations, cited_numbers, number_new
-from agent.chat.engine import ChatEngine
-from agent.config import update_settings
 from agent.workspace import Workspace
-from tests.support import add_texts, double_environ, run_cli
-
-GEOLOGY = ["Geology is the study of the solid Earth and the rocks of which it is composed.",
-           "Igneous rocks form from magma. Sedimentary rocks form from deposited sediment.",
-           "Plate tectonics explains earthquakes and mountain building."]
-COOKING = ["A risotto needs arborio rice, stock and patience.",
-           "Bread rises because yeast produces carbon dioxide."]
-
-
-def engine_for(workspace, **changes) -> ChatEngine:
-    return ChatEngine(workspace.with_settings(update_settings(workspace.settings, **changes)))
-
+from tests.support import GEOLOGY_TEXTS as GEOLOGY
+from tests.support import add_library, add_texts, double_environ, engine_for, run_cli, user_messages
 
 def indexed(workspace):
-    add_texts(workspace, "geology.pdf", GEOLOGY)
-    add_texts(workspace, "cooking.pdf", COOKING)
-    return workspace
-
-
-def user_messages(body):
-    return [m["content"] for m in body["messages"] if m["role"] == "user"]
+    return add_library(workspace)
 
 
 def test_a_tools_model_that_skips_the_tool_still_answers_from_the_excerpts(workspace, ollama):
