@@ -175,7 +175,8 @@ def _print_sources(sources: list[Source], out: TextIO = sys.stdout) -> None:
     for i, s in enumerate(sources, 1):
         excerpt = " ".join(s["text"].split())[:160]
         cited = " cited" if s.get("cited") else ""
-        out.write(f"  [{s.get('number', i)}] {s['file']} p.{s['page']}{cited} ({s['score']:.3f}) {excerpt}\n")
+        page = f"p.{s['page_label']} (PDF page {s['page']})" if s.get("page_label") else f"p.{s['page']}"
+        out.write(f"  [{s.get('number', i)}] {s['file']} {page}{cited} ({s['score']:.3f}) {excerpt}\n")
 
 
 def cmd_chat(args: argparse.Namespace, stdin: TextIO = sys.stdin, out: TextIO = sys.stdout) -> int:

@@ -22,6 +22,7 @@ from agent.app.sources import (
     export_file_name,
     link_citations,
     md_escape,
+    page_label,
     render_page_png,
     source_anchor,
     source_pdf,
@@ -52,8 +53,8 @@ CONVERSATIONS_SHOWN = 30
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
-def page_png(pdf: str, mtime: float, page: int) -> bytes:
-    return render_page_png(pdf, page)
+def page_png(pdf: str, mtime: float, page: int, highlight: str) -> bytes:
+    return render_page_png(pdf, page, highlight=highlight)
 
 
 def save_setting(**changes: Any) -> bool:
@@ -199,7 +200,7 @@ def show_source(source: Source, number: int, key: str) -> None:
     cited = f" :green-badge[{T('cited')}]" if source.get("cited") else ""
     st.html(f'<span id="{source_anchor(key, number)}"></span>')  # where the answer's [n] links jump
     st.markdown(f"**[{number}] {md_escape(str(source.get('file', '?')))}** · "
-                f"{T('page_short', page=source.get('page', '?'))}{ocr}{cited}")
+                f"{page_label(source, ctx.lang)}{ocr}{cited}")
     st.text(excerpt(source.get("text", "")))
     if st.toggle(T("show_page"), key=f"page-{key}-{number}"):
         pdf = source_pdf(chat_collections(), source)
@@ -207,8 +208,8 @@ def show_source(source: Source, number: int, key: str) -> None:
             st.caption(T("page_unavailable"))
             return
         try:
-            st.image(page_png(str(pdf), Path(pdf).stat().st_mtime, int(source.get("page", 1))), width="content",
-                     caption=f"{source.get('file')} · {T('page_short', page=source.get('page'))}")
+            st.image(page_png(str(pdf), Path(pdf).stat().st_mtime, int(source.get("page", 1)), source.get("text", "")),
+                     width="content", caption=f"{source.get('file')} · {page_label(source, ctx.lang)}")
         except Exception as exc:  # noqa: BLE001 - a damaged stored PDF must not break the chat
             st.caption(ctx.md("page_render_failed", error=str(exc)))
 

@@ -577,3 +577,29 @@ def test_circular_outline_does_not_hang_the_parse(tmp_path):
     parsed = parse_pdf(path, **LIMITS)
     assert time.perf_counter() - t0 < 10
     assert parsed.pages[0].text == "Looping bookmarks" and set(parsed.pages[0].outline) == {"Loop"}
+
+
+def test_page_labels_are_read_where_they_differ_from_the_physical_number(tmp_path):
+    """Front matter numbered i, ii and the body from 21: citations show what is printed on the page."""
+    from pypdf.constants import PageLabelStyle
+
+    from agent.ingest.chunking import chunk_pages
+
+    reader = pypdf.PdfReader(io.BytesIO(_text_pdf_bytes("Some words on a page")))
+    writer = pypdf.PdfWriter()
+    for _ in range(4):
+        writer.add_page(reader.pages[0])
+    writer.set_page_label(0, 1, style=PageLabelStyle.LOWERCASE_ROMAN)
+    writer.set_page_label(2, 3, style=PageLabelStyle.DECIMAL, start=21)
+    labelled = tmp_path / "labelled.pdf"
+    with open(labelled, "wb") as f:
+        writer.write(f)
+    parsed = parse_pdf(labelled, **LIMITS)
+    assert [(p.number, p.label) for p in parsed.pages] == [(1, "i"), (2, "ii"), (3, "21"), (4, "22")]
+    chunks = chunk_pages(parsed.pages, file="labelled.pdf", doc_id="d", chunk_size=200, chunk_overlap=0)
+    assert {(c.metadata["page"], c.metadata["page_label"]) for c in chunks} == {(1, "i"), (2, "ii"), (3, "21"), (4, "22")}
+    plain = tmp_path / "plain.pdf"
+    plain.write_bytes(_text_pdf_bytes("Some words on a page"))
+    page = parse_pdf(plain, **LIMITS).pages[0]
+    assert page.label == ""  # no labels: the physical number is the printed one
+    assert "page_label" not in chunk_pages([page], file="p.pdf", doc_id="d", chunk_size=200, chunk_overlap=0)[0].metadata

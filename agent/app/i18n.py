@@ -136,6 +136,7 @@ STRINGS: dict[str, dict[str, str]] = {
     "answer_incomplete": {"en": "Incomplete answer: {error}", "zh": "回答不完整：{error}"},
     "sources_n": {"en": "Sources ({n})", "zh": "来源（{n}）"},
     "page_short": {"en": "p. {page}", "zh": "第 {page} 页"},
+    "page_labelled": {"en": "p. {label} (PDF page {page})", "zh": "第 {label} 页（PDF 第 {page} 页）"},
     "show_page": {"en": "Show the page", "zh": "显示该页"},
     "page_unavailable": {"en": "The stored PDF is no longer in the collection.", "zh": "文档集中已没有该 PDF。"},
     "page_render_failed": {"en": "Cannot render the page: {error}", "zh": "无法渲染该页：{error}"},

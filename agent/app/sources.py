@@ -7,8 +7,10 @@ from pathlib import Path
 from typing import Any
 
 from agent._files import safe_file_name
+from agent.app.i18n import t
 from agent.chat.citations import MARKER_RE, marker_numbers
 from agent.errors import AgentError
+from agent.ingest._pdf_open import PDFIUM_LOCK
 from agent.search.retrieval import Source
 
 PAGE_IMAGE_WIDTH = 900
@@ -32,24 +34,88 @@ def source_pdf(collections: list[Any], source: Source) -> Path | None:
     return None
 
 
-def render_page_png(pdf: Path | str, page: int, width: int = PAGE_IMAGE_WIDTH) -> bytes:
-    """PNG of one page (1-based number) rendered with pypdfium2, `width` pixels wide."""
+Box = tuple[float, float, float, float]  # left, top, right, bottom in PDF points from the top-left
+
+
+def page_label(source: Source, lang: str = "en") -> str:
+    """"p. 22 (PDF page 26)" where the PDF prints another number on the page, else "p. 26"."""
+    page = source.get("page", "?")
+    label = source.get("page_label")
+    return t("page_labelled", lang, label=label, page=page) if label else t("page_short", lang, page=page)
+
+
+def highlight_boxes(pdf_page: Any, text: str) -> list[Box]:
+    """Rectangles (one per line) covering `text` on a PDFium page: where the chunk's characters
+    are in the page's text layer. Whitespace is ignored on both sides; [] when not found (OCR)."""
+    textpage = pdf_page.get_textpage()
+    try:
+        chars = textpage.get_text_range()
+        kept = [i for i, ch in enumerate(chars) if not ch.isspace()]
+        squeezed = "".join(chars[i] for i in kept)
+        start, end = _span(squeezed, "".join(text.split()))
+        if start < 0:
+            return []
+        height = pdf_page.get_height()
+        boxes = [textpage.get_charbox(i) for i in kept[start:end]]
+    finally:
+        textpage.close()
+    return _lines([(left, height - top, right, height - bottom) for left, bottom, right, top in boxes])
+
+
+def _span(page: str, wanted: str, ends: int = 40) -> tuple[int, int]:
+    """Where `wanted` is in `page` (both without whitespace): exactly, or from its first to its
+    last `ends` characters when cleaning changed something in between; (-1, -1) if not."""
+    start = page.find(wanted) if wanted else -1
+    if start >= 0:
+        return start, start + len(wanted)
+    start = page.find(wanted[:ends])
+    end = page.find(wanted[-ends:], max(start, 0)) + len(wanted[-ends:])
+    if start < 0 or end < start + len(wanted) // 2 or end - start > 2 * len(wanted):
+        return -1, -1
+    return start, end
+
+
+def _lines(boxes: list[Box]) -> list[Box]:
+    """Character boxes merged into one rectangle per run on the same line."""
+    out: list[list[float]] = []
+    for left, top, right, bottom in boxes:
+        last = out[-1] if out else None
+        if last and abs(top - last[1]) < (bottom - top) / 2 and left >= last[0] - 1:
+            last[1], last[2], last[3] = min(last[1], top), max(last[2], right), max(last[3], bottom)
+        else:
+            out.append([left, top, right, bottom])
+    return [(a, b, c, d) for a, b, c, d in out]
+
+
+def render_page_png(pdf: Path | str, page: int, width: int = PAGE_IMAGE_WIDTH, highlight: str = "") -> bytes:
+    """PNG of one page (1-based number) rendered with pypdfium2, `width` pixels wide, with the
+    lines holding `highlight` (a chunk's text) marked by a translucent yellow fill."""
     import io
 
     import pypdfium2 as pdfium
+    from PIL import Image, ImageDraw
 
-    document = pdfium.PdfDocument(str(pdf))
-    try:
-        if not 1 <= page <= len(document):
-            raise AgentError(f"Page {page} is not in {Path(pdf).name} ({len(document)} pages).")
-        pdf_page = document[page - 1]
-        scale = width / max(pdf_page.get_width(), 1.0)
-        image = pdf_page.render(scale=scale).to_pil()
-        buffer = io.BytesIO()
-        image.save(buffer, format="PNG")
-        return buffer.getvalue()
-    finally:
-        document.close()
+    with PDFIUM_LOCK:
+        document = pdfium.PdfDocument(str(pdf))
+        try:
+            if not 1 <= page <= len(document):
+                raise AgentError(f"Page {page} is not in {Path(pdf).name} ({len(document)} pages).")
+            pdf_page = document[page - 1]
+            scale = width / max(pdf_page.get_width(), 1.0)
+            image = pdf_page.render(scale=scale).to_pil().convert("RGBA")
+            boxes = highlight_boxes(pdf_page, highlight) if highlight else []
+        finally:
+            document.close()
+    if boxes:
+        overlay = Image.new("RGBA", image.size, (0, 0, 0, 0))
+        draw = ImageDraw.Draw(overlay)
+        for left, top, right, bottom in boxes:
+            draw.rectangle([left * scale - 2, top * scale - 2, right * scale + 2, bottom * scale + 2],
+                           fill=(255, 214, 0, 90))
+        image = Image.alpha_composite(image, overlay)
+    buffer = io.BytesIO()
+    image.convert("RGB").save(buffer, format="PNG")
+    return buffer.getvalue()
 
 
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$])")

@@ -76,7 +76,7 @@ class Answer:
 
     def as_json(self) -> dict[str, Any]:
         """The documented `ask --json` shape."""
-        keys = ("number", "cited", "file", "page", "text", "score")
+        keys = ("number", "cited", "file", "page", "page_label", "text", "score")
         return {"answer": self.text, "model": self.model, "conversation": self.conversation,
                 "sources": [{k: s[k] for k in keys if k in s} for s in self.sources],
                 "invalid_citations": self.invalid_citations,

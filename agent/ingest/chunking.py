@@ -116,6 +116,7 @@ def chunk_pages(pages: Iterable[PageLike], *, file: str, doc_id: str, chunk_size
                     "heading": heading,
                     "start": max(start, 0),
                     **({"outline": list(page.outline)} if getattr(page, "outline", ()) else {}),
+                    **({"page_label": page.label} if getattr(page, "label", "") else {}),
                 },
             ))
     return docs

@@ -54,6 +54,7 @@ class ParsedPage:
     text: str  # cleaned text ("" if nothing usable)
     ocr: bool  # True if the text came from OCR
     outline: tuple[str, ...] = ()  # titles of the PDF outline entries (bookmarks) that point to this page
+    label: str = ""  # the printed page number from the PDF's page labels, when it differs from `number`
 
 
 @dataclass
@@ -225,10 +226,10 @@ def parse_pdf(
         warnings = list(source.warnings) + _reader_warnings(scans)
         run = _ocr_pass(source, scans, ocr, max_ocr_pages, progress)
         warnings += _ocr_warnings(scans, run, ocr, max_ocr_pages)
-        outline = _outline(source)
+        outline, labels = _outline(source), _labels(source)
         result = ParsedPDF(
             pages=[ParsedPage(number=s.number, text=s.text, ocr=s.number in run.done,
-                              outline=outline.get(s.number, ())) for s in scans],
+                              outline=outline.get(s.number, ()), label=labels.get(s.number, "")) for s in scans],
             page_count=source.page_count,
             ocr_pages=sorted(run.done),
             empty_pages=[s.number for s in scans if not s.text],
@@ -264,6 +265,25 @@ def _outline(source: _Source) -> dict[int, tuple[str, ...]]:
     except (pdfium.PdfiumError, ValueError, UnicodeError):
         return {}
     return {page: tuple(titles) for page, titles in found.items()}
+
+
+def _labels(source: _Source) -> dict[int, str]:
+    """Printed page numbers (PDF page labels: "iv", "22") per 1-based page where they differ
+    from the physical number, so a citation matches what the reader sees on the page."""
+    if source.pdfium is None:
+        return {}
+    import pypdfium2 as pdfium
+
+    labels: dict[int, str] = {}
+    try:
+        with PDFIUM_LOCK:
+            for index in range(source.page_count):
+                label = " ".join(source.pdfium.get_page_label(index).split())[:40]
+                if label and label != str(index + 1):
+                    labels[index + 1] = label
+    except (pdfium.PdfiumError, ValueError, UnicodeError):
+        return {}
+    return labels
 
 
 def _page_indices(source: _Source, pages: Iterable[int] | None) -> list[int]:

@@ -107,7 +107,8 @@ class Hit:
         meta = self.document.metadata
         return Source(file=meta.get("file", "?"), page=int(meta.get("page", 0)), text=self.document.page_content,
                       score=round(float(self.score), 4), chunk_id=meta.get("chunk_id", ""),
-                      doc_id=meta.get("doc_id", ""), ocr=bool(meta.get("ocr")))
+                      doc_id=meta.get("doc_id", ""), ocr=bool(meta.get("ocr")),
+                      **({"page_label": str(meta["page_label"])} if meta.get("page_label") else {}))
 
 
 class Source(TypedDict):
@@ -120,6 +121,7 @@ class Source(TypedDict):
     chunk_id: str  # "<doc_id>:<page>:<n>"
     doc_id: str  # SHA-256 of the document's bytes
     ocr: bool
+    page_label: NotRequired[str]  # the printed page number, when the PDF's page labels differ from `page`
     number: NotRequired[int]  # its [n] in the answer's prompt (agent.chat.citations)
     cited: NotRequired[bool]  # whether the answer cites it
 
