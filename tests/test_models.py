@@ -103,12 +103,13 @@ def test_engine_notes_when_ollama_truncated_the_prompt(workspace, ollama: Ollama
     ollama.reply_tool_call("search_documents", {"query": "x"})
     ollama.reply("An answer.", prompt_eval_count=workspace.settings.num_ctx)
     answer = ChatEngine(workspace).ask("Question?")
-    assert answer.notes == [{"code": "prompt_truncated", "params": {"evaluated": 8192, "window": 8192}}]
+    nothing = {"code": "nothing_found", "params": {}}  # the workspace holds no documents
+    assert answer.notes == [{"code": "prompt_truncated", "params": {"evaluated": 8192, "window": 8192}}, nothing]
     stored = workspace.conversations.get(answer.conversation).turns[-1]
     assert stored.notes == answer.notes, "kept with the turn"
     ollama.reply_tool_call("search_documents", {"query": "y"})
     ollama.reply("Another answer.")
-    assert ChatEngine(workspace).ask("Question?").notes == []
+    assert ChatEngine(workspace).ask("Question?").notes == [nothing]
 
 
 def test_cli_models_pull_rm_ps(tmp_path: Path, ollama: OllamaDouble) -> None:
