@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import zlib
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,7 @@ from agent.app.sources import (
     source_anchor,
     source_pdf,
 )
-from agent.chat.conversations import DEFAULT_TITLE
+from agent.chat.conversations import DEFAULT_TITLE, RecentTurns
 from agent.chat.embedded import EMBEDDED_MODEL_NAME
 from agent.errors import AgentError
 from agent.search.retrieval import Source
@@ -50,6 +51,8 @@ JOB = "answer_job"
 RETRY = "retry_question"
 CONVERSATION = "conversation"
 CONVERSATIONS_SHOWN = 30
+TURNS_SHOWN = "turns_shown"  # per conversation: how many of its last turns are drawn
+RECENT_TURNS = 20  # a conversation opens with its last 20 turns; "load earlier" adds 20 more
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
@@ -164,7 +167,7 @@ def manage_conversation(store: Any, current: str, title: str, running: bool) -> 
         key = f"rename-{current}-{zlib.crc32(title.encode())}"  # a new title resets the field
         st.text_input(T("title"), value=title, key=key, max_chars=200)
         st.button(T("rename"), on_click=rename_conversation, args=(current, key), key=f"do-{key}")
-        st.download_button(T("export_markdown"), data=store.export_markdown(current),
+        st.download_button(T("export_markdown"), data=partial(store.export_markdown, current),  # read on click
                            file_name=export_file_name(title, current), mime="text/markdown",
                            icon=":material/download:")
         st.caption(T("delete_warning"))
@@ -334,7 +337,7 @@ try:
     if prompt and not running:
         current = current or store.create()
         S[CONVERSATION] = current
-        turns_before = len(store.get(current).turns)
+        turns_before = store.count_turns(current)
         job = AnswerJob(ctx.engine, prompt, current, turns_before).start()
         S[JOB] = job
         running = True
@@ -361,11 +364,14 @@ try:
         st.info(T("no_documents"), icon=":material/description:")
         st.page_link("pages/documents.py", label=T("go_documents"), icon=":material/library_books:")
 
-    turns = store.get(current).turns if current and store.exists(current) else []
-    for index, turn in enumerate(turns):
+    shown = store.recent(current, S.get(f"{TURNS_SHOWN}-{current}", RECENT_TURNS)) if current else RecentTurns(0, [])
+    if shown.first:  # a long conversation opens at its end: earlier turns on request
+        st.button(T("load_earlier", n=shown.first), icon=":material/expand_less:", key=f"earlier-{current}",
+                  on_click=S.__setitem__, args=(f"{TURNS_SHOWN}-{current}", len(shown.turns) + RECENT_TURNS))
+    for index, turn in enumerate(shown.turns, shown.first):
         show_turn(turn, f"{current}-{index}")
     if job is not None and job.conversation_id == current:
-        if job.done and len(turns) > job.turns_before:
+        if job.done and shown.total > job.turns_before:
             S[JOB] = None  # stored: it is part of the history above
             if running:  # the chat box was drawn disabled while it ran: draw it enabled
                 st.rerun()

@@ -9,12 +9,13 @@ import os
 import re
 import shutil
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
 import urllib.request
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import IO, Any
 
@@ -24,6 +25,7 @@ from langchain_core.documents import Document
 from langchain_core.embeddings import Embeddings
 from streamlit.testing.v1 import AppTest
 
+from agent.chat.conversations import ConversationStore
 from agent.config import load_settings
 from agent.ingest.pipeline import embed_chunks, file_sha256, ingest_file
 from agent.search.store import Collection, DocumentInfo
@@ -118,6 +120,38 @@ def run_cli(args: list[str], env: dict[str, str], stdin: str | None = None,
     full_env = {**{k: v for k, v in os.environ.items() if not k.startswith(("AGENT_", "OLLAMA_"))}, **env}
     return subprocess.run([sys.executable, "-m", "agent", *args], cwd=ROOT, env=full_env, input=stdin,
                           capture_output=True, text=True, timeout=timeout)
+
+
+def seed_turns(store: ConversationStore, conversation_id: str, n: int) -> None:
+    """`n` finished turns in one transaction (appending them one by one takes minutes at 10k)."""
+    store.create(conversation_id=conversation_id)
+    rows = [(conversation_id, f"Question {i}?", f"Answer {i}.", "[]", "llama3.2", "2026-01-01T00:00:00+00:00")
+            for i in range(n)]
+    with closing(sqlite3.connect(store.path)) as db, db:
+        db.executemany("INSERT INTO turns (conversation_id, question, answer, sources, model, created) "
+                       "VALUES (?, ?, ?, ?, ?, ?)", rows)
+
+
+@contextmanager
+def rows_read() -> Iterator[list[int]]:
+    """Counts the rows every new SQLite connection fetches while inside (the count is `[0]`)."""
+    count = [0]
+    connect = sqlite3.connect
+
+    def counted(cursor: sqlite3.Cursor, row: tuple) -> tuple:
+        count[0] += 1
+        return row
+
+    def counting(*args, **kwargs) -> sqlite3.Connection:
+        db = connect(*args, **kwargs)
+        db.row_factory = counted
+        return db
+
+    sqlite3.connect = counting
+    try:
+        yield count
+    finally:
+        sqlite3.connect = connect
 
 
 def add_texts(workspace: Workspace, file: str, pages: list[str], collection: str | None = None) -> None:

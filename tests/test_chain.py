@@ -5,7 +5,7 @@ import pytest
 from agent.chat.engine import ChatEngine, Done, Token
 from agent.config import load_settings
 from agent.workspace import Workspace
-from tests.support import add_library, double_environ, engine_for, user_messages
+from tests.support import add_library, double_environ, engine_for, rows_read, seed_turns, user_messages
 
 
 @pytest.fixture
@@ -42,6 +42,17 @@ def test_seventh_turn_carries_only_the_last_five_turns(indexed, ollama):
     assert users[0] == "question 2" and "question 7" in users[-1]
     assert body["messages"][0]["role"] == "system"
     assert [m["content"] for m in body["messages"] if m["role"] == "assistant"] == [f"answer {i}" for i in range(2, 7)]
+
+
+def test_ask_in_a_long_conversation_reads_only_the_memory_window(indexed, ollama):
+    seed_turns(indexed.conversations, "long", 3000)
+    ollama.reply("rocks")  # the rewrite of the follow-up
+    ollama.reply("The answer.")
+    with rows_read() as rows:
+        assert engine_for(indexed, chat_model="gemma:2b").ask("And then?", "long").text == "The answer."
+    users = user_messages(ollama.last_chat())
+    assert users[0] == "Question 2995?" and len(users) == 6  # memory_turns = 5, then the question
+    assert rows[0] < 50, rows  # the whole history was 3000 rows
 
 
 def test_token_budget_trims_history_but_keeps_the_system_prompt(indexed, ollama):

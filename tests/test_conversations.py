@@ -8,6 +8,7 @@ from langchain_core.messages import AIMessage, HumanMessage
 
 from agent.chat.conversations import ConversationStore, Turn
 from agent.errors import ConversationNotFoundError
+from tests.support import rows_read, seed_turns
 
 
 def test_turns_persist_and_history_skips_incomplete(tmp_path):
@@ -96,3 +97,28 @@ def test_a_database_from_before_versioning_is_migrated_and_keeps_its_turns(tmp_p
         db.execute(f"PRAGMA user_version = {len(MIGRATIONS) + 1}")  # as a newer app would leave it
     with pytest.raises(StoreError, match="newer than this app"):
         ConversationStore(tmp_path)
+
+
+def test_history_reads_only_the_memory_window(tmp_path):
+    store = ConversationStore(tmp_path)
+    seed_turns(store, "long", 3000)
+    store.append_turn("long", Turn("Cut short?", "Par", incomplete=True, error="stopped"))
+    with rows_read() as rows:
+        history = store.history("long", turns=5)
+    assert history[0] == HumanMessage("Question 2995?") and history[-1] == AIMessage("Answer 2999.")
+    assert len(history) == 10  # the incomplete last turn is not part of the memory
+    assert rows[0] < 20, rows  # was every row of the conversation (3001)
+    assert len(store.history("long")) == 6000
+
+
+def test_recent_turns_are_the_end_of_the_conversation(tmp_path):
+    store = ConversationStore(tmp_path)
+    seed_turns(store, "long", 3000)
+    with rows_read() as rows:
+        recent = store.recent("long", 20)
+    assert recent.total == 3000 and recent.first == 2980 and rows[0] < 30, rows
+    assert [t.question for t in recent.turns[:2]] == ["Question 2980?", "Question 2981?"]
+    assert recent.turns[-1].answer == "Answer 2999." and store.count_turns("long") == 3000
+    short = store.recent("long", 5000)
+    assert short.first == 0 and len(short.turns) == 3000
+    assert store.recent("unknown", 20).total == 0 and store.count_turns("unknown") == 0

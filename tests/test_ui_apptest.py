@@ -31,7 +31,9 @@ from tests.support import (
     ingest,
     needs_devset,
     plain,
+    rows_read,
     run_app,
+    seed_turns,
     succeeded,
     texts,
     until,
@@ -202,6 +204,23 @@ def test_conversation_rename_export_delete(data_dir: Path, double: OllamaDouble)
     next(b for b in at.sidebar.button if b.label == "Delete conversation").click().run()
     assert not any(b.label == "Renamed chat" for b in at.sidebar.button)
     assert Workspace(load_settings()).conversations.list() == []
+
+
+def test_long_conversation_opens_at_its_end_and_loads_earlier_turns(data_dir: Path, double: OllamaDouble) -> None:
+    seed_turns(Workspace(load_settings()).conversations, "long", 2000)
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
+    at.query_params["c"] = "long"  # a reload of the conversation's URL
+    with rows_read() as rows:
+        at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    questions = [m.markdown[0].value for m in at.chat_message if m.name == "user"]
+    assert len(questions) == 20 and questions[-1] == "Question 1999?" and questions[0] == "Question 1980?"
+    assert rows[0] < 200, rows  # the page read 2000 turns before
+    earlier = next(b for b in at.button if b.label.startswith("Load earlier"))
+    assert earlier.label == "Load earlier turns (1980 more)"
+    earlier.click().run()
+    questions = [m.markdown[0].value for m in at.chat_message if m.name == "user"]
+    assert len(questions) == 40 and questions[0] == "Question 1960?" and questions[-1] == "Question 1999?"
 
 
 # ---- documents -------------------------------------------------------------------------------

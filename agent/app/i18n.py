@@ -188,6 +188,7 @@ STRINGS: dict[str, dict[str, str]] = {
                        "zh": "{file} 已加密：请输入密码后再添加。"},
     "password": {"en": "PDF password", "zh": "PDF 密码"},
     "ask_again": {"en": "Ask again", "zh": "重新提问"},
+    "load_earlier": {"en": "Load earlier turns ({n} more)", "zh": "加载更早的对话（还有 {n} 轮）"},
     "retry_password": {"en": "Add with this password", "zh": "使用此密码添加"},
     "wrong_password": {"en": "That password does not open the PDF.", "zh": "该密码无法打开此 PDF。"},
     "clear_results": {"en": "Clear the list", "zh": "清空列表"},

@@ -103,6 +103,19 @@ class Conversation:
     turns: list[Turn] = field(default_factory=list)
 
 
+@dataclass
+class RecentTurns:
+    """The end of a conversation: its last turns, oldest first, out of `total`."""
+
+    total: int
+    turns: list[Turn]
+
+    @property
+    def first(self) -> int:
+        """Index (from 0) of the first turn shown in the whole conversation."""
+        return self.total - len(self.turns)
+
+
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="microseconds")
 
@@ -164,12 +177,25 @@ class ConversationStore:
             if row is None:
                 raise ConversationNotFoundError(f"No conversation with id {conversation_id!r}.",
                                                 "List them with `python -m agent conversations`.")
-            turns = db.execute("SELECT question, answer, sources, model, incomplete, error, created, meta "
-                               "FROM turns WHERE conversation_id = ? ORDER BY id", (conversation_id,)).fetchall()
+            turns = db.execute(f"SELECT {_TURN_COLUMNS} FROM turns WHERE conversation_id = ? ORDER BY id",
+                               (conversation_id,)).fetchall()
         conversation = Conversation(*row)
-        conversation.turns = [Turn(q, a, json.loads(s), m, bool(i), e, c, **_meta(meta))
-                              for q, a, s, m, i, e, c, meta in turns]
+        conversation.turns = [_turn(row) for row in turns]
         return conversation
+
+    def recent(self, conversation_id: str, limit: int) -> RecentTurns:
+        """The last `limit` turns, oldest first, and how many there are: a long conversation is
+        shown from its end without reading all of it (an unknown id has none)."""
+        with self._connect() as db:
+            total = db.execute(_COUNT_TURNS, (conversation_id,)).fetchone()[0]
+            rows = db.execute(f"SELECT {_TURN_COLUMNS} FROM turns WHERE conversation_id = ? ORDER BY id DESC LIMIT ?",
+                              (conversation_id, max(limit, 0))).fetchall()
+        return RecentTurns(total=total, turns=[_turn(row) for row in reversed(rows)])
+
+    def count_turns(self, conversation_id: str) -> int:
+        """How many turns are stored (0 for an unknown id)."""
+        with self._connect() as db:
+            return db.execute(_COUNT_TURNS, (conversation_id,)).fetchone()[0]
 
     def rename(self, conversation_id: str, title: str) -> None:
         title = " ".join(title.split())[:200] or "Untitled"
@@ -198,15 +224,15 @@ class ConversationStore:
                        (conversation_id, turn.question, turn.answer, json.dumps(turn.sources, ensure_ascii=False),
                         turn.model, int(turn.incomplete), turn.error, now, turn.meta_json()))
 
-    def history(self, conversation_id: str) -> list[BaseMessage]:
-        """The complete turns as chat messages, oldest first (incomplete turns are left out)."""
-        if not self.exists(conversation_id):
-            return []
-        messages: list[BaseMessage] = []
-        for turn in self.get(conversation_id).turns:
-            if not turn.incomplete:
-                messages += [HumanMessage(turn.question), AIMessage(turn.answer)]
-        return messages
+    def history(self, conversation_id: str, turns: int | None = None) -> list[BaseMessage]:
+        """The last `turns` complete turns (all if None) as chat messages, oldest first.
+
+        Incomplete turns are left out; only the rows asked for are read, so the model's
+        memory window costs the same at 10 turns and at 10,000."""
+        with self._connect() as db:
+            rows = db.execute("SELECT question, answer FROM turns WHERE conversation_id = ? AND incomplete = 0 "
+                              "ORDER BY id DESC LIMIT ?", (conversation_id, -1 if turns is None else turns)).fetchall()
+        return [message for question, answer in reversed(rows) for message in (HumanMessage(question), AIMessage(answer))]
 
     def export_markdown(self, conversation_id: str) -> str:
         """The conversation as Markdown, with each answer's sources."""
@@ -221,6 +247,15 @@ class ConversationStore:
                 lines += [f"- {s['file']} p.{s['page']}" for s in turn.sources]
                 lines.append("")
         return "\n".join(lines)
+
+
+_COUNT_TURNS = "SELECT COUNT(*) FROM turns WHERE conversation_id = ?"
+_TURN_COLUMNS = "question, answer, sources, model, incomplete, error, created, meta"
+
+
+def _turn(row: tuple[Any, ...]) -> Turn:
+    question, answer, sources, model, incomplete, error, created, meta = row
+    return Turn(question, answer, json.loads(sources), model, bool(incomplete), error, created, **_meta(meta))
 
 
 def _meta(raw: str) -> dict[str, Any]:

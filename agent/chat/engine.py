@@ -187,7 +187,7 @@ class ChatEngine:
             run.mode = self.mode()
             run.model = self.backend().model_name
             run.notice = self.backend().notice
-            history = self.workspace.conversations.history(conversation_id)
+            history = self.workspace.conversations.history(conversation_id, turns=self.settings.memory_turns)
             if run.mode == "agent":
                 yield from self._agent_stream(run, history, stop)
             else:
