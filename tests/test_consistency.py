@@ -76,6 +76,7 @@ READER = textwrap.dedent("""
             c = open_collection(data)
             assert len(c.documents) == sum(i.chunks for i in c.infos.values())
             loads += 1
+            (data.parent / "reading").touch()  # the writer starts once the reader is loading
         except Exception as exc:
             errors += 1
             print("ERROR", type(exc).__name__, exc, flush=True)
@@ -92,6 +93,9 @@ def test_fresh_loads_in_another_process_never_fail_while_a_writer_commits(tmp_pa
     reader = subprocess.Popen([sys.executable, "-c", READER, str(data), str(stop)], cwd=ROOT,
                               stdout=subprocess.PIPE, text=True)
     try:
+        deadline = time.monotonic() + 60
+        while not (tmp_path / "reading").exists() and time.monotonic() < deadline:  # its imports take seconds
+            time.sleep(0.05)
         for n in range(60):  # bounded: 60 commits (adds and removes) while the reader loads
             add(writer, f"d{n}", [f"text {n} " * 40] * 20)
             if n % 3 == 2:
