@@ -159,7 +159,7 @@ def test_english_walk_upload_ask_copy_reload_phone(tmp_path: Path) -> None:
         nav(page, "Chat")
         ask_and_watch_the_status(page, double, expect)
         page.set_viewport_size({"width": 1360, "height": 1500})
-        page.locator("[data-testid=stChatMessage]").first.scroll_into_view_if_needed()
+        page.locator("[data-testid=stChatMessage]").last.evaluate("e => e.scrollIntoView({block: 'start'})")
         settle(page, 800)
         page.screenshot(path=str(shots / "chat.png"))
         page.set_viewport_size({"width": 1360, "height": 900})
