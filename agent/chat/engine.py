@@ -20,11 +20,9 @@ import threading
 import uuid
 from collections.abc import Generator, Iterator, Sequence
 from contextvars import ContextVar
-from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from langchain.agents import create_agent
-from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.embeddings import Embeddings
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import (
@@ -37,14 +35,14 @@ from langchain_core.messages import (
 from langchain_core.tools import BaseTool, tool
 
 from agent import prompts
-from agent.chat.citations import check_citations, number_new, source_key
+from agent.chat.answer import Answer, Done, Event, Run, Status, StopOnRequest, StopRequested, Token
+from agent.chat.citations import number_new
 from agent.chat.conversations import ConversationStore, Note, Turn
 from agent.chat.llm import Backend, build_chat_model, context_window, resolve_backend, translate_error
 from agent.chat.memory import WindowMiddleware, approx_tokens, budget_for, fit_messages, message_tokens, window
 from agent.chat.models import prompt_truncated
 from agent.config import Settings
 from agent.errors import AgentError, ModelCapabilityError
-from agent.search.lexical import shares_terms
 from agent.search.retrieval import Source, search
 from agent.search.store import Collection
 
@@ -54,56 +52,6 @@ REWRITE_MAX_TOKENS = 96
 HISTORY_ANSWER_CHARS = 600  # of each past answer shown to the rewrite prompt
 MAX_QUERY_CHARS = 500
 _CONTROL_RE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")  # C0 and C1 controls but tab and newlines
-
-
-@dataclass
-class Answer:
-    """A finished (or cut-short) answer with everything the UI and CLI show under it."""
-
-    text: str
-    sources: list[Source]
-    model: str
-    conversation: str
-    mode: str
-    query: str = ""
-    incomplete: bool = False
-    error: str = ""
-    notice: str = ""
-    error_code: str = ""  # AgentError.code of `error` ("stopped" for Stop), for the UI's own wording
-    error_params: dict[str, Any] = field(default_factory=dict)
-    notes: list[Note] = field(default_factory=list)  # e.g. prompt_truncated: Ollama cut the prompt
-    invalid_citations: list[int] = field(default_factory=list)  # [n] markers that match no excerpt
-
-    def as_json(self) -> dict[str, Any]:
-        """The documented `ask --json` shape."""
-        keys = ("number", "cited", "file", "page", "page_label", "text", "score")
-        return {"answer": self.text, "model": self.model, "conversation": self.conversation,
-                "sources": [{k: s[k] for k in keys if k in s} for s in self.sources],
-                "invalid_citations": self.invalid_citations,
-                "nothing_found": any(n["code"] == "nothing_found" for n in self.notes)}
-
-
-@dataclass
-class Token:
-    text: str
-
-
-@dataclass
-class Status:
-    """What the engine is doing: `text` for the CLI, `code` and `params` for the UI to word
-    (rewrite, search, read {n}). The text has no trailing ellipsis: whoever shows it adds one."""
-
-    text: str
-    code: str = ""
-    params: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class Done:
-    answer: Answer
-
-
-Event = Token | Status | Done
 
 
 def clean_question(question: str) -> str:
@@ -179,7 +127,7 @@ class ChatEngine:
                stop: threading.Event | None = None) -> Iterator[Event]:
         """Stream one answer; always ends with exactly one Done event."""
         conversation_id = conversation_id or uuid.uuid4().hex[:12]
-        run = _Run(question=question, conversation=conversation_id)
+        run = Run(question=question, conversation=conversation_id)
         asked = False
         try:
             run.question = clean_question(question)
@@ -218,27 +166,27 @@ class ChatEngine:
                                                  count=self._counter())])
             return self._agent
 
-    def _agent_stream(self, run: _Run, history: list[BaseMessage], stop: threading.Event | None) -> Iterator[Event]:
+    def _agent_stream(self, run: Run, history: list[BaseMessage], stop: threading.Event | None) -> Iterator[Event]:
         """Search first (the excerpts are in the first model call), then let the model search more."""
         messages = yield from self._search_first(run, history, reserve=TOOL_OVERHEAD_TOKENS)
         agent = self.agent()
         inputs = {"messages": messages[1:]}  # create_agent adds the system prompt itself
-        config = {"callbacks": [_StopOnRequest(stop)]} if stop is not None else {}
+        config = {"callbacks": [StopOnRequest(stop)]} if stop is not None else {}
         token = _CURRENT_RUN.set(run)
         try:
             yield from self._agent_events(run, agent.stream(inputs, config, stream_mode="messages"), stop)
-        except _StopRequested:
+        except StopRequested:
             run.stopped()
         finally:
             _CURRENT_RUN.reset(token)
 
-    def _agent_events(self, run: _Run, stream: Iterator[Any], stop: threading.Event | None) -> Iterator[Event]:
+    def _agent_events(self, run: Run, stream: Iterator[Any], stop: threading.Event | None) -> Iterator[Event]:
         """Turn the agent's message stream into our events, collecting the tool's sources."""
         last_id = None
         announced = False
         for message, meta in stream:
             if stop is not None and stop.is_set():  # e.g. pressed while the tool was searching
-                raise _StopRequested()
+                raise StopRequested()
             if isinstance(message, ToolMessage):
                 run.add_found(message.artifact or [])
                 announced = False
@@ -273,7 +221,7 @@ class ChatEngine:
         return search_documents
 
     # ---- always-retrieve mode --------------------------------------------------------------
-    def _retrieve_stream(self, run: _Run, history: list[BaseMessage], stop: threading.Event | None) -> Iterator[Event]:
+    def _retrieve_stream(self, run: Run, history: list[BaseMessage], stop: threading.Event | None) -> Iterator[Event]:
         messages = yield from self._search_first(run, history)
         for chunk in self.model().stream(messages):
             if stop is not None and stop.is_set():
@@ -285,7 +233,7 @@ class ChatEngine:
                 run.parts.append(text)
                 yield Token(text)
 
-    def _search_first(self, run: _Run, history: list[BaseMessage],
+    def _search_first(self, run: Run, history: list[BaseMessage],
                       reserve: int = 0) -> Generator[Event, None, list[BaseMessage]]:
         """Rewrite a follow-up into a query, search, and return the first model call's messages
         with as many numbered excerpts as fit (every answer starts grounded, whatever the mode)."""
@@ -375,7 +323,7 @@ class ChatEngine:
         counter = getattr(self.model(), "count_tokens", None)
         return counter if callable(counter) else approx_tokens
 
-    def _check_truncation(self, run: _Run) -> None:
+    def _check_truncation(self, run: Run) -> None:
         """Say so when Ollama's prompt_eval_count shows it cut the prompt to fit num_ctx."""
         if run.prompt_tokens is None or not run.model:
             return
@@ -391,93 +339,11 @@ class ChatEngine:
 
 
 SEARCHING = Status("Searching the documents", "search")
-_CURRENT_RUN: ContextVar[_Run] = ContextVar("current_run")  # the answer a search tool call belongs to
+_CURRENT_RUN: ContextVar[Run] = ContextVar("current_run")  # the answer a search tool call belongs to
 
 
 def _reading(n: int) -> Status:
     return Status(f"The model is reading {n} excerpts", "read", {"n": n})
-
-
-class _StopRequested(Exception):
-    """Raised inside the model call when the user pressed stop."""
-
-
-class _StopOnRequest(BaseCallbackHandler):
-    """Stops an agent-mode answer at the next token.
-
-    Closing the agent's stream only takes effect after the running model call has
-    finished (seconds of tokens on a CPU); raising from the token callback ends the
-    call itself. `raise_error` makes LangChain propagate instead of logging it.
-    """
-
-    raise_error = True
-
-    def __init__(self, stop: threading.Event) -> None:
-        self.stop = stop
-
-    def on_llm_new_token(self, token: str, **kwargs: Any) -> None:
-        if self.stop.is_set():
-            raise _StopRequested()
-
-
-@dataclass
-class _Run:
-    """Mutable state of one answer while it streams."""
-
-    question: str
-    conversation: str
-    mode: str = ""
-    model: str = ""
-    query: str = ""
-    notice: str = ""
-    parts: list[str] = field(default_factory=list)
-    sources: list[Source] = field(default_factory=list)
-    error: AgentError | None = None
-    was_stopped: bool = False
-    prompt_tokens: int | None = None  # Ollama's prompt_eval_count of the last model call
-    notes: list[Note] = field(default_factory=list)
-    searched: bool = False
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def saw_usage(self, chunk: Any) -> None:
-        usage = getattr(chunk, "usage_metadata", None)
-        if usage and usage.get("input_tokens"):
-            self.prompt_tokens = int(usage["input_tokens"])
-
-    def add_found(self, found: list[Source]) -> list[Source]:
-        """Number what a search found (continuing this answer's numbers) and keep the new ones."""
-        with self.lock:  # the model may run two searches at once
-            numbered = number_new(self.sources, found)
-            known = {source_key(s) for s in self.sources}
-            self.sources += [s for s in numbered if source_key(s) not in known]
-            return numbered
-
-    def stopped(self) -> None:
-        self.was_stopped = True
-
-    def finish(self) -> Answer:
-        error = str(self.error) if self.error else ("Stopped by the user." if self.was_stopped else "")
-        code = self.error.code if self.error else ("stopped" if self.was_stopped else "")
-        text = "".join(self.parts)
-        sources, invented = check_citations(text, self.sources)
-        if invented:
-            self.notes.append(Note(code="invalid_citations", params={"markers": " ".join(f"[{n}]" for n in invented)}))
-        self.notes += self._grounding_notes(sources)
-        return Answer(text=text, sources=sources, model=self.model, invalid_citations=invented,
-                      conversation=self.conversation, mode=self.mode, query=self.query,
-                      incomplete=bool(error), error=error, notice=self.notice, error_code=code,
-                      error_params=self.error.params if self.error else {}, notes=self.notes)
-
-
-    def _grounding_notes(self, sources: list[Source]) -> list[Note]:
-        """Said of an answer that searched and did not fail: nothing found, or only weak matches."""
-        if self.error or not self.searched:
-            return []
-        if not sources:
-            return [Note(code="nothing_found", params={})]
-        if not shares_terms(self.query, (s["text"] for s in sources)):
-            return [Note(code="weak_match", params={})]
-        return []
 
 
 def _text(content: Any) -> str:
