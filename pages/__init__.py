@@ -18,9 +18,9 @@ from agent.app import i18n
 from agent.app.i18n import LANGUAGES, t
 from agent.app.jobs import JobRegistry
 from agent.app.settings_edit import pinned_fields, resolve_language, save_changes
-from agent.app.status import OllamaStatus, chat_model_names, ollama_status
+from agent.app.status import OllamaStatus, ollama_status
 from agent.chat.engine import ChatEngine
-from agent.chat.llm import Backend, ModelInfo, find_model, list_models
+from agent.chat.llm import Backend, ModelInfo, list_models
 from agent.chat.models import PullJob
 from agent.config import Settings, SettingsProblem, load_settings, read_settings
 from agent.errors import AgentError
@@ -72,6 +72,10 @@ def pull_jobs() -> dict[tuple[str, str], PullJob]:
     """Model downloads by (host, name), shared by every session: a pull outlives the page
     that started it, and a second tab sees the same progress instead of starting another."""
     return {}
+
+
+def running_pulls(ctx: AppContext) -> list[PullJob]:
+    return [job for (host, _), job in pull_jobs().items() if host == ctx.settings.ollama_host]
 
 
 @st.cache_resource(show_spinner=False)
@@ -328,147 +332,6 @@ def _watch_ollama() -> None:
     if back:
         refresh_models()
         st.rerun()
-
-
-# ---- models: one picker, downloads ---------------------------------------------------------------
-@dataclass(frozen=True)
-class ModelChoices:
-    """The chat-model dropdown: options (the configured one first if not installed), index, labels."""
-
-    options: list[str]
-    index: int
-    labels: dict[str, str]
-    missing: bool  # the configured model is not installed
-
-
-def model_choices(ctx: AppContext, models: list[ModelInfo]) -> ModelChoices:
-    """The one definition of the chat-model picker, used by the sidebar and the Settings page."""
-    T = ctx.t
-    names = chat_model_names(models)
-    current = find_model(models, ctx.settings.chat_model)
-    options = names if current is not None else [ctx.settings.chat_model, *names]
-    by_name = {m.name: m for m in models}
-    labels = {}
-    for name in options:
-        info = by_name.get(name)
-        if info is None:
-            labels[name] = T("model_not_installed", model=name)
-        else:
-            labels[name] = f"{name} · {T('tools_short') if info.tools else T('no_tools_short')}"
-    index = options.index(current.name) if current is not None else 0
-    return ModelChoices(options, index, labels, current is None)
-
-
-def start_pull(ctx: AppContext, name: str) -> PullJob:
-    """Start downloading `name` (or return the download already running for it)."""
-    jobs = pull_jobs()
-    key = (ctx.settings.ollama_host, name.strip())
-    job = jobs.get(key)
-    if job is None or (job.finished and not job.ok):
-        job = jobs[key] = PullJob(ctx.settings, name.strip()).start()
-    return job
-
-
-def running_pulls(ctx: AppContext) -> list[PullJob]:
-    return [job for (host, _), job in pull_jobs().items() if host == ctx.settings.ollama_host]
-
-
-def pull_progress(ctx: AppContext, job: PullJob) -> None:
-    """One download: a progress bar while it runs, then success or the error in plain words."""
-    T = ctx.t
-    if job.error is not None:
-        show_error(job.error, lang=ctx.lang)
-    elif job.cancelled:
-        st.caption(ctx.md("pull_cancelled", model=job.name))
-    elif job.finished:
-        st.success(ctx.md("pull_done", model=job.name), icon=":material/download_done:")
-    else:
-        step = job.progress
-        text = ctx.md("pull_progress", model=job.name, stage=T(f"pull_stage_{step.stage}"),
-                      done=_size(step.completed), total=_size(step.total))
-        st.progress(step.fraction, text=text)
-
-
-def _size(n: int) -> str:
-    return f"{n / 1e9:.1f} GB" if n >= 1e9 else f"{n / 1e6:.0f} MB"
-
-
-def pulls_section(ctx: AppContext) -> None:
-    """The downloads of this Ollama host: live while one runs, then each outcome shown once."""
-    jobs = running_pulls(ctx)
-    if any(job.name not in ctx.finished_pulls for job in jobs):  # running, or ended during this run
-        _pulls_live(ctx)
-        return
-    for job in jobs:
-        pull_progress(ctx, job)
-    registry = pull_jobs()
-    for job in jobs:
-        registry.pop((ctx.settings.ollama_host, job.name), None)
-
-
-@st.fragment(run_every=0.5)
-def _pulls_live(ctx: AppContext) -> None:
-    jobs = running_pulls(ctx)
-    for job in jobs:
-        pull_progress(ctx, job)
-        if not job.finished:
-            st.button(ctx.t("cancel"), key=f"cancel-pull-{job.name}", on_click=job.cancel, type="tertiary",
-                      icon=":material/close:")
-    if all(job.finished for job in jobs):
-        refresh_models()
-        st.rerun()  # the model lists (sidebar picker, Settings table) now include the new model
-
-
-# ---- copy button ----------------------------------------------------------------------------------
-# A components.v2 element (mounted in the page, no iframe): a button that puts the answer's
-# Markdown on the clipboard. The text arrives as data and is only ever written to the
-# clipboard, never into the DOM, so an answer cannot inject anything here.
-_COPY_JS = """
-const ICON = '<svg viewBox="0 0 24 24" width="16" height="16" aria-hidden="true" fill="none" ' +
-  'stroke="currentColor" stroke-width="2" stroke-linecap="round" stroke-linejoin="round">' +
-  '<rect x="9" y="9" width="13" height="13" rx="2"></rect>' +
-  '<path d="M5 15H4a2 2 0 0 1-2-2V4a2 2 0 0 1 2-2h9a2 2 0 0 1 2 2v1"></path></svg>';
-
-export default function(component) {
-  const { data, parentElement } = component;
-  let button = parentElement.querySelector("button");
-  if (!button) {
-    button = document.createElement("button");
-    button.type = "button";
-    button.innerHTML = ICON + "<span></span>";  // a constant: the answer text never goes into the DOM
-    parentElement.appendChild(button);
-  }
-  const show = (label) => { button.querySelector("span").textContent = label; };
-  show(data.label);
-  button.onclick = async () => {
-    try {
-      await navigator.clipboard.writeText(data.text);
-    } catch (err) {
-      const area = document.createElement("textarea");
-      area.value = data.text;
-      document.body.appendChild(area);
-      area.select();
-      document.execCommand("copy");
-      area.remove();
-    }
-    show(data.done);
-    setTimeout(() => show(data.label), 1500);
-  };
-}
-"""
-_COPY_CSS = """
-button { display: inline-flex; align-items: center; gap: 0.35rem; font: inherit; font-size: 0.85rem; color: var(--st-text-color, inherit); opacity: 0.75;
-         background: transparent; border: 1px solid transparent; border-radius: 0.5rem;
-         padding: 0.1rem 0.5rem; cursor: pointer; }
-button:hover { opacity: 1; border-color: var(--st-border-color, rgba(128, 128, 128, 0.4)); }
-"""
-_copy_component = st.components.v2.component("pdfchat_copy_button", js=_COPY_JS, css=_COPY_CSS)
-
-
-def copy_button(ctx: AppContext, text: str, key: str) -> None:
-    """A "Copy" button for an answer (its Markdown source)."""
-    _copy_component(data={"text": text, "label": ctx.t("copy"), "done": ctx.t("copied")}, key=f"copy-{key}",
-                    width="content")
 
 
 # ---- a new collection for the chat ---------------------------------------------------------------

@@ -33,15 +33,13 @@ from agent.chat.embedded import EMBEDDED_MODEL_NAME
 from agent.errors import AgentError
 from agent.search.retrieval import Source
 from pages import (
-    copy_button,
-    model_choices,
     offer_collection,
     page_setup,
-    pulls_section,
     refresh_models,
     show_error,
-    start_pull,
 )
+from pages._copy import copy_button
+from pages._model_picker import model_choices, pulls_section, start_pull
 
 ctx = page_setup()
 T = ctx.t

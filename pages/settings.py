@@ -20,14 +20,12 @@ from agent.chat.models import context_exceeds, delete_model, loaded_models
 from agent.errors import AgentError
 from pages import (
     forget_language_choice,
-    model_choices,
     page_setup,
-    pulls_section,
     refresh_models,
     settings_problem_text,
     show_error,
-    start_pull,
 )
+from pages._model_picker import model_choices, pulls_section, start_pull
 
 ctx = page_setup()
 T = ctx.t
