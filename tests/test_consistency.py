@@ -59,7 +59,7 @@ def test_a_reader_retries_when_a_writer_commits_between_manifest_and_files(tmp_p
 def test_a_damaged_generation_is_still_reported(tmp_path):
     data = tmp_path / "data"
     add(open_collection(data), "aaa", ["alpha"])
-    (data / "collections" / "docs" / "chunks-1.jsonl").unlink()
+    (data / "collections" / "docs" / "chunks-1.npy").unlink()
     with pytest.raises(StoreError, match="damaged"):
         open_collection(data)
 

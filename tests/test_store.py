@@ -6,6 +6,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from agent.errors import EmbeddingMismatchError, StoreError
@@ -26,7 +27,8 @@ def test_add_persist_reload_search(tmp_path):
     hits = reopened.vectorstore.similarity_search_with_score("gamma", k=1)
     assert hits[0][0].metadata["doc_id"] == "bbb"
     files = sorted(p.name for p in reopened.path.iterdir())
-    assert files == [".lock", "chunks-2.jsonl", "index-2.faiss", "lexicon-2.npz", "manifest.json"]  # old generation removed
+    assert files == [".lock", "chunk-offsets-2.npy", "chunks-2.npy", "index-2.faiss", "lexicon-2.npz",
+                     "manifest.json"]  # old generation removed
 
 
 def test_remove_drops_vectors_and_chunks(tmp_path):
@@ -114,8 +116,11 @@ def test_list_and_delete_collections(tmp_path):
     assert list_collections(tmp_path) == []
 
 
-def test_chunks_file_is_json_not_pickle(tmp_path):
+def test_chunk_files_are_plain_arrays_not_pickles(tmp_path):
     c = open_collection(tmp_path)
     add(c, "aaa", ["alpha"])
-    line = (c.path / "chunks-1.jsonl").read_text().splitlines()[0]
-    assert json.loads(line)["metadata"]["page"] == 1
+    data = np.load(c.path / "chunks-1.npy", allow_pickle=False)
+    offsets = np.load(c.path / "chunk-offsets-1.npy", allow_pickle=False)
+    assert data[offsets[0, 0]:offsets[1, 0]].tobytes() == b"alpha"
+    doc_id, metadata = json.loads(data[offsets[0, 1]:offsets[1, 1]].tobytes())
+    assert doc_id == "aaa:1:0" and metadata["page"] == 1

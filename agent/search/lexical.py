@@ -254,15 +254,20 @@ class Lexicon:
         """Counts for `documents`, reusing `previous` (made for `previous_documents`) for
         every chunk with the same id and every page with the same chunks: adding a document
         tokenises only that document."""
-        # a copy: `previous` may be serving searches in another thread while this one grows
-        vocab = Vocabulary(previous.vocabulary.terms if previous is not None else ())
         if previous is None or previous.chunks.rows != len(previous_documents):
-            return cls._counted(documents, vocab)
+            return cls._counted(documents, Vocabulary())
         n = len(previous_documents)
         if _appends_new_files(documents, previous_documents):  # the common case: one more document
-            tail = cls._counted(documents[n:], vocab)
-            return cls(vocab, previous.chunks.concat(tail.chunks), previous.pages.concat(tail.pages))
-        return cls._counted(documents, vocab, previous, previous_documents)
+            return previous.appended(documents[n:])
+        # a copy: `previous` may be serving searches in another thread while this one grows
+        return cls._counted(documents, Vocabulary(previous.vocabulary.terms), previous, previous_documents)
+
+    def appended(self, added: Sequence[Document]) -> Lexicon:
+        """These counts followed by those of `added`, whose pages must all be new (files these
+        counts do not have): only `added` is tokenised."""
+        vocab = Vocabulary(self.vocabulary.terms)  # a copy, as in `build`
+        tail = self._counted(added, vocab)
+        return Lexicon(vocab, self.chunks.concat(tail.chunks), self.pages.concat(tail.pages))
 
     @classmethod
     def _counted(cls, documents: Sequence[Document], vocab: Vocabulary, previous: Lexicon | None = None,

@@ -4,7 +4,9 @@ Layout under `<data_dir>/collections/<name>/`:
     manifest.json          the commit point: embedding model, dimension, documents,
                            and which generation of the files below is current
     index-<gen>.faiss      the FAISS index (faiss' own binary format, never a pickle)
-    chunks-<gen>.jsonl     chunk text + metadata, in index order
+    chunks-<gen>.npy       chunk texts, then each chunk's [id, metadata] as JSON, in index
+    chunk-offsets-<gen>.npy   order, and where each starts (agent.search.chunk_table; memory-
+                           mapped; format 1 kept them in chunks-<gen>.jsonl, still read)
     lexicon-<gen>.npz      the chunks' and pages' term counts for keyword search
                            (numpy arrays, loaded without pickle; optional: recounted
                            from the chunks when missing or damaged)
@@ -15,8 +17,8 @@ deletes the old generation. A crash at any point leaves a manifest that names co
 files. Writers hold a file lock, so two processes ingesting into one collection queue
 up instead of overwriting each other; each writer reloads the latest generation first.
 
-Readers see a `langchain_core` `VectorStore` (`vectorstore`) plus the chunk list
-(`documents`) and term counts (`lexicon`) that keyword search needs; `version` changes
+Readers see a `langchain_core` `VectorStore` (`vectorstore`) plus the chunk sequence
+(`documents`, a `ChunkTable`: `Document`s are made on access) and term counts (`lexicon`) that keyword search needs; `version` changes
 on every write, so caches built from `documents` know when to rebuild.
 """
 
@@ -34,7 +36,6 @@ from typing import Any, TypeVar
 import faiss
 import numpy as np
 from filelock import FileLock, Timeout
-from langchain_community.docstore.in_memory import InMemoryDocstore
 from langchain_community.vectorstores import FAISS
 from langchain_community.vectorstores.utils import DistanceStrategy
 from langchain_core.documents import Document
@@ -43,9 +44,11 @@ from langchain_core.embeddings import Embeddings
 from agent._files import atomic_write_bytes, atomic_write_text, check_collection_name
 from agent.errors import EmbeddingMismatchError, StoreError
 from agent.search import vector_index
+from agent.search.chunk_table import ChunkTable, PositionKeys, TableDocstore
 from agent.search.lexical import Lexicon
 
-FORMAT = 1
+FORMAT = 2
+READABLE_FORMATS = (1, 2)  # 1: chunks in chunks-<gen>.jsonl, converted on load, rewritten by the next save
 LOCK_TIMEOUT = 600.0  # seconds a writer waits for another process's ingestion to finish
 DELETE_WAIT = 2.0  # seconds a delete waits for a writer before telling the user to retry
 LOAD_ATTEMPTS = 5  # a reader retries when a writer commits between its reading the manifest and the files
@@ -75,7 +78,7 @@ class Snapshot:
     version: int
     dimension: int | None
     infos: Mapping[str, DocumentInfo]
-    documents: list[Document]
+    documents: ChunkTable
     lexicon: Lexicon | None
     vectorstore: FAISS
     _keyword_index: list[Any] = field(default_factory=list, repr=False)
@@ -152,7 +155,7 @@ class Collection:
         return self._snap.infos
 
     @property
-    def documents(self) -> list[Document]:
+    def documents(self) -> ChunkTable:
         return self._snap.documents
 
     @property
@@ -164,7 +167,8 @@ class Collection:
         return self._snap.vectorstore
 
     def _empty_snapshot(self, version: int = 0) -> Snapshot:
-        return Snapshot(version, None, {}, [], None, self._wrap(faiss.IndexFlatIP(1), []))
+        empty = ChunkTable.from_documents([])
+        return Snapshot(version, None, {}, empty, None, self._wrap(faiss.IndexFlatIP(1), empty))
 
     # ---- reading -------------------------------------------------------------------------
     @property
@@ -178,7 +182,7 @@ class Collection:
             manifest = json.loads(self.manifest_path.read_text(encoding="utf-8"))
             if not isinstance(manifest, dict):
                 raise ValueError("it is not a JSON object")
-            if manifest.get("format") != FORMAT:
+            if manifest.get("format") not in READABLE_FORMATS:
                 raise ValueError(f"unknown format {manifest.get('format')!r}")
             # Checked here so a damaged manifest is reported with the reindex fix, not as a
             # KeyError/TypeError traceback from the code that reads these fields.
@@ -258,8 +262,7 @@ class Collection:
         try:
             index = vector_index.prepare(faiss.deserialize_index(
                 np.frombuffer((self.path / f"index-{gen}.faiss").read_bytes(), np.uint8)))
-            lines = (self.path / f"chunks-{gen}.jsonl").read_text(encoding="utf-8").splitlines()
-            documents = [self._chunk_from_json(line) for line in lines if line.strip()]
+            documents = self._load_chunks(manifest)
             infos = {k: DocumentInfo(**v) for k, v in manifest["documents"].items()}
         except (OSError, RuntimeError, ValueError, KeyError, TypeError) as exc:  # TypeError: malformed entries
             raise self._corrupt(f"generation {gen} is damaged ({exc})") from exc
@@ -269,14 +272,24 @@ class Collection:
         return Snapshot(gen, manifest["dimension"], infos, documents,
                         lexicon if lexicon is not None and lexicon.fits(documents) else None, self._wrap(index, documents))
 
-    @staticmethod
-    def _chunk_from_json(line: str) -> Document:
-        data = json.loads(line)
-        return Document(page_content=data["text"], metadata=data["metadata"], id=data["id"])
+    def _load_chunks(self, manifest: dict[str, Any]) -> ChunkTable:
+        """The chunk columns of a generation, memory-mapped; a format-1 generation's JSON lines
+        are read into a table in memory (migration: the next save writes columns)."""
+        gen = manifest["generation"]
+        if manifest["format"] == 1:
+            lines = (self.path / f"chunks-{gen}.jsonl").read_text(encoding="utf-8").splitlines()
+            return ChunkTable.from_documents([_chunk_from_json(line) for line in lines if line.strip()])
+        checksums = manifest.get("chunks")
+        if not isinstance(checksums, dict):
+            raise ValueError("the manifest has no chunk checksums")
+        return ChunkTable.load(*self._chunk_files(gen), checksums=checksums)
 
-    def _wrap(self, index: Any, documents: list[Document]) -> FAISS:
-        docstore = InMemoryDocstore({d.id: d for d in documents})
-        return FAISS(self.embeddings, index, docstore, {i: d.id for i, d in enumerate(documents)},
+    def _chunk_files(self, gen: int) -> tuple[Path, Path]:
+        return self.path / f"chunks-{gen}.npy", self.path / f"chunk-offsets-{gen}.npy"
+
+    def _wrap(self, index: Any, documents: ChunkTable) -> FAISS:
+        """The vector store over a table: its docstore makes a `Document` per hit, not per chunk."""
+        return FAISS(self.embeddings, index, TableDocstore(documents), PositionKeys(len(documents)),
                      distance_strategy=DistanceStrategy.MAX_INNER_PRODUCT)
 
     def recorded_infos(self) -> dict[str, DocumentInfo]:
@@ -343,7 +356,9 @@ class Collection:
                 index.add(vectors)
             index = vector_index.fit(index, ann_min=self.ann_min_vectors)
             infos = {k: v for k, v in self.infos.items() if k not in replacing} | {info.doc_id: info}
-            self._save(index, [self.documents[i] for i in keep] + list(chunks), infos, vectors.shape[1])
+            added = ChunkTable.from_documents(chunks)
+            documents = ChunkTable.concat([(self.documents, keep), (added, None)])
+            self._save(index, documents, infos, vectors.shape[1], self._lexicon_after(keep, added))
         except Exception:
             # Not committed (`_save` only raises before the manifest switch): drop the PDF copy,
             # or the failed document would hold disk space and reappear on the next re-index.
@@ -356,49 +371,62 @@ class Collection:
         info = self.infos[doc_id]
         keep, index = self._without({doc_id}, self.dimension or 1)
         infos = {k: v for k, v in self.infos.items() if k != doc_id}
-        self._save(vector_index.fit(index, ann_min=self.ann_min_vectors), [self.documents[i] for i in keep], infos,
-                   self.dimension or 1)
+        documents = ChunkTable.concat([(self.documents, keep)])
+        self._save(vector_index.fit(index, ann_min=self.ann_min_vectors), documents, infos, self.dimension or 1)
         return info
 
-    def _without(self, doc_ids: set[str], dimension: int) -> tuple[list[int], Any]:
-        """Positions of the chunks not in `doc_ids`, and a new index holding their vectors only
-        (a copy: a failed save leaves the published snapshot unchanged)."""
+    def _without(self, doc_ids: set[str], dimension: int) -> tuple[np.ndarray | None, Any]:
+        """Positions of the chunks not in `doc_ids` (None: all of them), and a new index holding
+        their vectors only (a copy: a failed save leaves the published snapshot unchanged)."""
         current = self.vectorstore.index
         if current.ntotal == 0:
-            return [], faiss.IndexFlatIP(dimension)
-        if not doc_ids:
-            return list(range(len(self.documents))), faiss.deserialize_index(faiss.serialize_index(current))
-        keep = [i for i, d in enumerate(self.documents) if d.metadata.get("doc_id") not in doc_ids]
-        return keep, vector_index.subset(current, keep)
+            return np.zeros(0, np.int64), faiss.IndexFlatIP(dimension)
+        dropped = self.documents.rows_with("doc_id", doc_ids) if doc_ids else np.zeros(0, np.int64)
+        if not len(dropped):
+            return None, faiss.deserialize_index(faiss.serialize_index(current))
+        keep = np.setdiff1d(np.arange(len(self.documents)), dropped)
+        return keep, vector_index.subset(current, keep.tolist())
+
+    def _lexicon_after(self, keep: np.ndarray | None, added: ChunkTable) -> Lexicon | None:
+        """The term counts after appending `added` to all current chunks, reusing the current counts
+        as they are when no page of `added` continues a current one; None: let `_save` recount."""
+        if keep is not None or self.lexicon is None or not self.lexicon.fits(self.documents, self.lexicon.pages.rows):
+            return None
+        files = {str(d.metadata.get("file", "")) for d in added}
+        if len(self.documents.rows_with("file", files)):
+            return None
+        return self.lexicon.appended(added)
 
     def replace_all(self, entries: list[tuple[DocumentInfo, list[Document], np.ndarray]], dimension: int) -> None:
         """Swap in a complete rebuilt index in one generation (re-index; call inside `writing()`)."""
-        documents = [c for _, chunks, _ in entries for c in chunks]
+        documents = ChunkTable.from_documents([c for _, chunks, _ in entries for c in chunks])
         parts = [np.asarray(v, dtype=np.float32).reshape(len(c), -1) for _, c, v in entries if len(c)]
         index = vector_index.build(np.vstack(parts) if parts else np.zeros((0, dimension), np.float32), dimension,
                                    ann_min=self.ann_min_vectors)
         self._save(index, documents, {info.doc_id: info for info, _, _ in entries}, dimension)
         self._rebuilding = False
 
-    def _save(self, index: Any, documents: list[Document], infos: dict[str, DocumentInfo], dimension: int) -> None:
+    def _save(self, index: Any, documents: ChunkTable, infos: dict[str, DocumentInfo], dimension: int,
+              lexicon: Lexicon | None = None) -> None:
         gen = self.version + 1
-        chunks = "".join(json.dumps({"id": d.id, "text": d.page_content, "metadata": d.metadata},
-                                    ensure_ascii=False) + "\n" for d in documents)
+        columns = documents.files_bytes()
         # only the changed chunks are tokenised (the rest is carried over from the last save)
-        lexicon = Lexicon.build(documents, self.lexicon, self.documents)
-        new_files = [self.path / f"index-{gen}.faiss", self.path / f"chunks-{gen}.jsonl",
-                     self.path / f"lexicon-{gen}.npz"]
+        lexicon = lexicon or Lexicon.build(documents, self.lexicon, self.documents)
+        new_files = [self.path / f"index-{gen}.faiss", *self._chunk_files(gen), self.path / f"lexicon-{gen}.npz"]
         try:
             atomic_write_bytes(new_files[0], faiss.serialize_index(index).tobytes())
-            atomic_write_text(new_files[1], chunks)
-            atomic_write_bytes(new_files[2], lexicon.to_bytes())
+            atomic_write_bytes(new_files[1], columns[0])
+            atomic_write_bytes(new_files[2], columns[1])
+            atomic_write_bytes(new_files[3], lexicon.to_bytes())
             manifest = {"format": FORMAT, "generation": gen, "embedding_model": self.embedding_model,
-                        "dimension": dimension, "documents": {k: asdict(v) for k, v in infos.items()}}
+                        "dimension": dimension, "documents": {k: asdict(v) for k, v in infos.items()},
+                        "chunks": ChunkTable.checksums(columns)}
             atomic_write_text(self.manifest_path, json.dumps(manifest, ensure_ascii=False, indent=1))
         except Exception:  # the manifest still names the previous generation: this one is debris
             for path in new_files:
                 path.unlink(missing_ok=True)
             raise
+        documents = ChunkTable.load(*self._chunk_files(gen))  # mapped: the copy in memory goes
         self._snap = Snapshot(gen, dimension, infos, documents, lexicon, self._wrap(index, documents))
         self._drop_old_generations(keep=gen, documents=infos)
 
@@ -406,7 +434,8 @@ class Collection:
         """Best-effort cleanup after a commit: it must not raise, the save already succeeded.
         Stored copies of documents the manifest no longer names go too (a writer killed between
         its commit and deleting them left them behind)."""
-        old = [p for pattern in ("index-*.faiss", "chunks-*.jsonl", "lexicon-*.npz") for p in self.path.glob(pattern)
+        old = [p for pattern in ("index-*.faiss", "chunks-*.jsonl", "chunks-*.npy", "chunk-offsets-*.npy", "lexicon-*.npz")
+               for p in self.path.glob(pattern)
                if p.stem.rsplit("-", 1)[-1] != str(keep)]
         # Temp files of a writer that was killed mid-write (atomic_write_bytes names them
         # ".<name>.<random>.tmp"). Writers hold the lock, so none of these is in use: without
@@ -421,6 +450,12 @@ class Collection:
         for folder in files.iterdir() if files.is_dir() else []:
             if folder.is_dir() and folder.name not in documents:
                 shutil.rmtree(folder, ignore_errors=True)
+
+
+def _chunk_from_json(line: str) -> Document:
+    """One chunk of a format-1 chunks file."""
+    data = json.loads(line)
+    return Document(page_content=data["text"], metadata=data["metadata"], id=data["id"])
 
 
 def _stored_pdfs(folder: Path) -> list[Path]:
