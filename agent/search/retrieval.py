@@ -134,12 +134,13 @@ class CollectionIndex:
     per 1,000 chunks)."""
 
     def __init__(self, documents: Sequence[Document], lexicon: Lexicon | None = None) -> None:
-        self.documents = list(documents)
-        self.chunk_ids = {self.chunk_key(d): i for i, d in enumerate(self.documents)}
-        self.pages, members = page_groups(self.documents)
-        self.contents = contents_share(self.documents, members)
-        self.outline = _outline_postings([self.documents[rows[0]] for rows in members])
-        self.chunk_page = np.empty(len(self.documents), dtype=np.int64)
+        self.documents = documents  # a collection's ChunkTable stays columnar: `Document`s per hit only
+        docs = list(documents)  # made once for the build, then dropped
+        self.chunk_ids = {self.chunk_key(d): i for i, d in enumerate(docs)}
+        self.pages, members = page_groups(docs)
+        self.contents = contents_share(docs, members)
+        self.outline = _outline_postings([docs[rows[0]] for rows in members])
+        self.chunk_page = np.empty(len(docs), dtype=np.int64)
         for p, rows in enumerate(members):
             self.chunk_page[rows] = p
         # chunks grouped by page, for per-page maxima with np.maximum.reduceat (ufunc.at is
@@ -147,8 +148,8 @@ class CollectionIndex:
         order = np.argsort(self.chunk_page, kind="stable")
         self.page_order = None if np.array_equal(order, np.arange(len(order))) else order
         self.page_starts = np.searchsorted(self.chunk_page[order], np.arange(len(self.pages)))
-        if lexicon is None or not lexicon.fits(self.documents, len(self.pages)):
-            lexicon = Lexicon.build(self.documents)
+        if lexicon is None or not lexicon.fits(docs, len(self.pages)):
+            lexicon = Lexicon.build(docs)
         self.chunk_bm25 = BM25Index.from_counts(lexicon.chunks, lexicon.vocabulary)
         self.page_bm25 = BM25Index.from_counts(lexicon.pages, lexicon.vocabulary)
         self.own_view: _Merged | None = None  # this index alone seen as a merged view (see `_merged`)
