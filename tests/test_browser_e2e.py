@@ -12,6 +12,7 @@ browser makes outside 127.0.0.1 is blocked and fails the test.
 
 from __future__ import annotations
 
+import io
 import os
 import re
 from collections.abc import Iterator
@@ -216,9 +217,21 @@ def ask_and_watch_the_status(page: Any, double: OllamaDouble, expect: Any) -> No
                           ".nextElementSibling.innerText", target)
     assert re.match(r"\[1\] squad_Geology\.pdf · p\. \d", after), after
     page.get_by_text("Show the page").first.click()
-    expect(page.locator("[data-testid=stImage] img").first).to_be_visible()
+    image = page.locator("[data-testid=stImage] img").first
+    expect(image).to_be_visible()
+    assert highlighted_pixels(page, image.get_attribute("src") or "") > 2_000, "the cited passage is highlighted"
     assert page.evaluate("() => window.pwned") is None, "model output ran as HTML"
     expect(page.get_by_text("<script>window.pwned = 1</script>", exact=False)).to_be_visible()
+
+
+def highlighted_pixels(page: Any, src: str) -> int:
+    """Pixels of the page image under the translucent yellow fill (white paper seen through it)."""
+    import numpy as np
+    from PIL import Image
+
+    png = page.request.get(src).body()
+    r, g, b = np.asarray(Image.open(io.BytesIO(png)).convert("RGB")).astype(int).transpose(2, 0, 1)
+    return int(((r > 240) & (g > 225) & (g < 250) & (b > 140) & (b < 190)).sum())
 
 
 def copy_and_reload(page: Any, expect: Any) -> None:
