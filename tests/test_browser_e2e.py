@@ -305,6 +305,7 @@ def test_chinese_walk_upload_chat_settings_pull_has_no_english(tmp_path: Path) -
         zh_chat(page, double, expect)
         assert not english_left(page), english_left(page)
         page.set_viewport_size({"width": 1360, "height": 1500})
+        page.locator("[data-testid=stChatMessage]").last.evaluate("e => e.scrollIntoView({block: 'start'})")
         settle(page, 800)
         page.screenshot(path=str(shots / "chat-zh.png"))
         page.set_viewport_size({"width": 1360, "height": 900})
@@ -341,6 +342,11 @@ def zh_chat(page: Any, double: OllamaDouble, expect: Any) -> None:
     expect(page.locator("[data-testid=stChatMessage]").get_by_role("button", name="停止")).to_have_count(0)
     page.get_by_text("来源（", exact=False).last.click()
     expect(page.get_by_text("squad_Geology.pdf · 第 3 页", exact=False).first).to_be_visible()
+    expect(page.locator("[data-testid=stChatMessage]").last.get_by_role("link", name="[1]")).to_be_visible()
+    page.get_by_text("显示该页").first.click()
+    image = page.locator("[data-testid=stImage] img").first
+    expect(image).to_be_visible()
+    assert highlighted_pixels(page, image.get_attribute("src") or "") > 2_000, "the cited passage is highlighted"
     settle(page)
 
 

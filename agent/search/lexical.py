@@ -100,9 +100,22 @@ def tokenize(text: str) -> list[str]:
 
 def shares_terms(query: str, texts: Iterable[str]) -> bool:
     """Whether any index term of `query` occurs in `texts`: a search whose excerpts share no
-    term with the question found them by vector similarity alone, which is weak evidence."""
+    term with the question found them by vector similarity alone, which is weak evidence.
+    Across scripts (a Chinese question over English excerpts) no word can match, so the
+    question is given the benefit of the doubt."""
+    texts = list(texts)
     wanted = set(tokenize(query))
-    return any(wanted.intersection(tokenize(text)) for text in texts)
+    if any(wanted.intersection(tokenize(text)) for text in texts):
+        return True
+    return not _scripts(query) & _scripts("".join(texts))
+
+
+def _scripts(text: str) -> set[str]:
+    """Which of the two term families (CJK ideographs, Latin-script words) `text` holds."""
+    return {name for name, pattern in _SCRIPT_PATTERNS.items() if pattern.search(text)}
+
+
+_SCRIPT_PATTERNS = {"cjk": re.compile(f"[{IDEOGRAPHS}]"), "latin": re.compile(r"[A-Za-z\u00c0-\u024f]")}
 
 
 def _word_terms(tok: str) -> tuple[str, ...]:
