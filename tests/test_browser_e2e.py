@@ -410,3 +410,39 @@ def test_an_upload_finishes_while_the_user_is_on_another_page(tmp_path: Path) ->
         expect(page.get_by_text("gnuplot.pdf: added, 311 pages", exact=False)).to_be_visible(timeout=90_000)
         expect(page.get_by_text("Documents in “default” (1)")).to_be_visible()
         assert not list((tmp_path / "data" / "uploads").rglob("*.pdf")), "the temp upload is removed"
+
+
+# ---- model output that asks the browser to fetch something --------------------------------------------
+def test_images_in_an_answer_make_the_browser_fetch_nothing_but_the_app(tmp_path: Path) -> None:
+    """A prompt-injected document gets the model to write image Markdown carrying a secret in its URL."""
+    from playwright.sync_api import expect
+
+    secret = "http://127.0.0.1:9/p.png?q=SECRET"
+    answer = (f"Rocks ![leak]({secret}) and ![far](https://example.com/t.png) and ![ref][r] and "
+              f"<img src='{secret}&h=1'> wow![1]\n\n[r]: {secret}&ref=1")
+    with OllamaDouble(chunk_delay=0.02) as double, running_app(tmp_path, double.url) as app, \
+            browser_page(app) as page:
+        elsewhere: list[str] = []
+
+        def only_the_app(route: Any) -> Any:
+            if urlsplit(route.request.url).netloc == urlsplit(app.base).netloc:
+                return route.continue_()
+            elsewhere.append(route.request.url)
+            return route.abort()
+
+        page.route("**/*", only_the_app)
+        page.goto(app.base)
+        double.reply(answer)
+        box = page.get_by_placeholder("Ask a question about your documents")
+        box.fill("What about rocks?")
+        box.press("Enter")
+        message = page.locator("[data-testid=stChatMessage]").last
+        expect(message.get_by_text("Rocks", exact=False)).to_be_visible()
+        expect(page.locator("[data-testid=stChatMessage]").get_by_role("button", name="Stop")).to_have_count(0)
+        settle(page)
+        page.reload()  # the stored turn, drawn again from the conversation database
+        expect(page.get_by_text("Rocks", exact=False).first).to_be_visible()
+        settle(page)
+        assert page.locator("[data-testid=stChatMessage] img").count() == 0
+        expect(page.get_by_role("link", name="leak")).to_be_visible()  # still readable, as a link nobody loads
+        assert elsewhere == [], elsewhere
