@@ -85,19 +85,64 @@ def test_a_format_1_collection_is_read_and_rewritten_as_columns(tmp_path):
     _consistent(again)
 
 
-def test_adding_a_file_reuses_the_counts_and_matches_a_full_recount(tmp_path):
+def _rows(lexicon: Lexicon) -> list[list[dict[str, int]]]:
+    """Each chunk's and page's term counts by term (ids differ between vocabularies)."""
+    terms = lexicon.vocabulary.terms
+    return [[dict(zip((terms[t] for t in counts.row(i)[0]), counts.row(i)[1].tolist())) for i in range(counts.rows)]
+            for counts in (lexicon.chunks, lexicon.pages)]
+
+
+def _assert_counts_match_a_recount(collection) -> None:
+    recount = Lexicon.build(list(collection.documents))
+    assert _rows(collection.lexicon) == _rows(recount)
+    assert collection.lexicon.chunk_page.tolist() == recount.chunk_page.tolist()
+
+
+def test_adding_a_file_reuses_the_counts_and_matches_a_full_recount(tmp_path, monkeypatch):
     c = open_collection(tmp_path)
     add(c, "aaa", ["alpha beta", "beta gamma"])
     before = c.lexicon
+    monkeypatch.setattr(Lexicon, "_counted", _only_new(Lexicon._counted, limit=2))
     add(c, "bbb", ["gamma delta", "delta"])
-    recount = Lexicon.build(list(c.documents))
-    assert c.lexicon.chunks.rows == 4 and c.lexicon.vocabulary.terms[:len(before.vocabulary)] == before.vocabulary.terms
-    for counts, full in ((c.lexicon.chunks, recount.chunks), (c.lexicon.pages, recount.pages)):
-        mine = [dict(zip((c.lexicon.vocabulary.terms[t] for t in counts.row(i)[0]), counts.row(i)[1].tolist()))
-                for i in range(counts.rows)]
-        theirs = [dict(zip((recount.vocabulary.terms[t] for t in full.row(i)[0]), full.row(i)[1].tolist()))
-                  for i in range(full.rows)]
-        assert mine == theirs
+    assert c.lexicon.vocabulary.terms[:len(before.vocabulary)] == before.vocabulary.terms
+    monkeypatch.undo()
+    _assert_counts_match_a_recount(c)
+
+
+def _only_new(counted, limit: int):
+    """`Lexicon._counted` that fails when asked to count more than `limit` chunks (the fast path counts the
+    added document only)."""
+    def guarded(cls, documents, *args, **kwargs):
+        assert len(documents) <= limit, f"recounted {len(documents)} chunks"
+        return counted(documents, *args, **kwargs)
+    return classmethod(guarded)
+
+
+def test_removing_or_replacing_a_file_keeps_the_other_counts_without_recounting(tmp_path, monkeypatch):
+    c = open_collection(tmp_path)
+    for doc_id, texts in (("aaa", ["alpha beta", "beta"]), ("bbb", ["gamma", "delta gamma", "eps"]),
+                          ("ccc", ["zeta"])):
+        add(c, doc_id, texts)
+    monkeypatch.setattr(Lexicon, "_counted", _only_new(Lexicon._counted, limit=2))
+    with c.writing():
+        c.remove("bbb")
+        info, chunks, vectors = make_doc("ddd", ["eta theta", "theta"])
+        c.add(info, chunks, vectors, None, replacing=["aaa"])
+    monkeypatch.undo()
+    assert [d.page_content for d in c.documents] == ["zeta", "eta theta", "theta"]
+    _assert_counts_match_a_recount(c)
+    _assert_counts_match_a_recount(open_collection(tmp_path))
+
+
+def test_a_page_shared_with_a_kept_chunk_is_recounted(tmp_path):
+    c = open_collection(tmp_path)
+    add(c, "aaa", ["alpha", "beta"])
+    info, chunks, vectors = make_doc("bbb", ["gamma"])
+    chunks[0].metadata["file"] = "aaa.pdf"  # the same page as aaa's first chunk
+    with c.writing():
+        c.add(info, chunks, vectors, None)
+        c.remove("bbb")
+    _assert_counts_match_a_recount(c)
 
 
 def test_replacing_and_removing_keep_the_other_documents(tmp_path):

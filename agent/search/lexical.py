@@ -216,6 +216,15 @@ class TermCounts:
     def row(self, i: int) -> tuple[np.ndarray, np.ndarray]:
         return self.term[self.ptr[i]:self.ptr[i + 1]], self.tf[self.ptr[i]:self.ptr[i + 1]]
 
+    def take(self, rows: np.ndarray) -> TermCounts:
+        """Only these rows (ascending positions), in their order."""
+        lengths = np.diff(self.ptr)[rows]
+        ptr = np.zeros(len(rows) + 1, dtype=np.int64)
+        np.cumsum(lengths, out=ptr[1:])
+        starts = np.repeat(self.ptr[:-1][rows] - ptr[:-1], lengths)
+        picked = np.arange(ptr[-1], dtype=np.int64) + starts
+        return TermCounts(ptr, self.term[picked], self.tf[picked])
+
     def concat(self, other: TermCounts) -> TermCounts:
         """These rows followed by `other`'s (same vocabulary)."""
         return TermCounts(np.concatenate([self.ptr[:-1], other.ptr + self.ptr[-1]]),
@@ -268,6 +277,9 @@ class Lexicon:
     vocabulary: Vocabulary
     chunks: TermCounts
     pages: TermCounts
+    #: the page row of each chunk (None in counts saved before it was kept): what lets
+    #: `without` drop a document's rows without reading any chunk
+    chunk_page: np.ndarray | None = None
 
     @classmethod
     def build(cls, documents: Sequence[Document], previous: Lexicon | None = None,
@@ -288,11 +300,28 @@ class Lexicon:
         counts do not have): only `added` is tokenised."""
         vocab = Vocabulary(self.vocabulary.terms)  # a copy, as in `build`
         tail = self._counted(added, vocab)
-        return Lexicon(vocab, self.chunks.concat(tail.chunks), self.pages.concat(tail.pages))
+        chunk_page = None if self.chunk_page is None or tail.chunk_page is None else \
+            np.concatenate([self.chunk_page, tail.chunk_page + self.pages.rows])
+        return Lexicon(vocab, self.chunks.concat(tail.chunks), self.pages.concat(tail.pages), chunk_page)
+
+    def without(self, dropped: np.ndarray) -> Lexicon | None:
+        """These counts minus the chunks at `dropped` (ascending positions) and their pages, when
+        those pages hold no other chunk; None when that is not known (then recount)."""
+        if self.chunk_page is None or len(self.chunk_page) != self.chunks.rows:
+            return None
+        keep = np.setdiff1d(np.arange(self.chunks.rows), dropped)
+        gone = np.zeros(self.pages.rows, dtype=bool)
+        gone[self.chunk_page[dropped]] = True
+        if gone[self.chunk_page[keep]].any():  # a page keeps some of its chunks: its text changes
+            return None
+        new_row = np.cumsum(~gone) - 1
+        return Lexicon(self.vocabulary, self.chunks.take(keep), self.pages.take(np.flatnonzero(~gone)),
+                       new_row[self.chunk_page[keep]])
 
     @classmethod
     def _counted(cls, documents: Sequence[Document], vocab: Vocabulary, previous: Lexicon | None = None,
                  previous_documents: Sequence[Document] = ()) -> Lexicon:
+        documents, previous_documents = list(documents), list(previous_documents)  # a table: parse each chunk once
         old_chunk: dict[Hashable, int] = {}
         old_page: dict[tuple[Hashable, ...], int] = {}
         if previous is not None:
@@ -305,11 +334,15 @@ class Lexicon:
             chunk_rows.append(previous.chunks.row(i) if previous is not None and i is not None
                               else vocab.count(doc.page_content))
         page_rows = []
-        for members in page_groups(documents)[1]:
+        members_of = page_groups(documents)[1]
+        chunk_page = np.zeros(len(chunk_rows), dtype=np.int64)
+        for p, members in enumerate(members_of):
+            chunk_page[members] = p
+        for members in members_of:
             p = old_page.get(tuple(_chunk_key(documents[i]) for i in members))
             page_rows.append(previous.pages.row(p) if previous is not None and p is not None
                              else vocab.count(page_text([documents[i] for i in members])))
-        return cls(vocab, TermCounts.assemble(chunk_rows), TermCounts.assemble(page_rows))
+        return cls(vocab, TermCounts.assemble(chunk_rows), TermCounts.assemble(page_rows), chunk_page)
 
     def fits(self, documents: Sequence[Document], pages: int | None = None) -> bool:
         """Made for these documents (by count; `pages`: their page count, if known)."""
@@ -323,7 +356,8 @@ class Lexicon:
         buf = io.BytesIO()
         np.savez(buf, version=np.array([TOKENIZER_VERSION]), vocab=np.frombuffer(vocab, dtype=np.uint8),
                  chunk_ptr=self.chunks.ptr, chunk_term=self.chunks.term, chunk_tf=self.chunks.tf,
-                 page_ptr=self.pages.ptr, page_term=self.pages.term, page_tf=self.pages.tf)
+                 page_ptr=self.pages.ptr, page_term=self.pages.term, page_tf=self.pages.tf,
+                 **({} if self.chunk_page is None else {"chunk_page": self.chunk_page}))
         return buf.getvalue()
 
     @classmethod
@@ -338,6 +372,7 @@ class Lexicon:
                 vocab = Vocabulary(text.split("\n") if text else [])
                 chunks = TermCounts(data["chunk_ptr"], data["chunk_term"], data["chunk_tf"])
                 pages = TermCounts(data["page_ptr"], data["page_term"], data["page_tf"])
+                chunk_page = data["chunk_page"] if "chunk_page" in data.files else None
         except Exception as exc:  # noqa: BLE001 - zip, zlib, numpy and decode errors alike: recount
             if Path(path).exists():
                 logger.warning("ignoring unreadable keyword counts %s (%s); recounting", path, exc)
@@ -348,7 +383,10 @@ class Lexicon:
                     or (len(counts.term) and (counts.term.min() < 0 or counts.term.max() >= len(vocab)))):
                 logger.warning("ignoring inconsistent keyword counts %s; recounting", path)
                 return None
-        return cls(vocab, chunks, pages)
+        if chunk_page is not None and (chunk_page.shape != (chunks.rows,) or
+                                       (len(chunk_page) and not 0 <= chunk_page.min() <= chunk_page.max() < pages.rows)):
+            chunk_page = None
+        return cls(vocab, chunks, pages, chunk_page)
 
 
 def _appends_new_files(documents: Sequence[Document], previous: Sequence[Document]) -> bool:

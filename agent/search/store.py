@@ -372,7 +372,8 @@ class Collection:
         keep, index = self._without({doc_id}, self.dimension or 1)
         infos = {k: v for k, v in self.infos.items() if k != doc_id}
         documents = ChunkTable.concat([(self.documents, keep)])
-        self._save(vector_index.fit(index, ann_min=self.ann_min_vectors), documents, infos, self.dimension or 1)
+        self._save(vector_index.fit(index, ann_min=self.ann_min_vectors), documents, infos, self.dimension or 1,
+                   self._lexicon_after(keep))
         return info
 
     def _without(self, doc_ids: set[str], dimension: int) -> tuple[np.ndarray | None, Any]:
@@ -387,15 +388,21 @@ class Collection:
         keep = np.setdiff1d(np.arange(len(self.documents)), dropped)
         return keep, vector_index.subset(current, keep.tolist())
 
-    def _lexicon_after(self, keep: np.ndarray | None, added: ChunkTable) -> Lexicon | None:
-        """The term counts after appending `added` to all current chunks, reusing the current counts
-        as they are when no page of `added` continues a current one; None: let `_save` recount."""
-        if keep is not None or self.lexicon is None or not self.lexicon.fits(self.documents, self.lexicon.pages.rows):
+    def _lexicon_after(self, keep: np.ndarray | None, added: ChunkTable | None = None) -> Lexicon | None:
+        """The term counts after keeping the chunks at `keep` (None: all) and appending `added`, made
+        from the current counts without reading the other chunks; None when a page of `added`
+        continues a kept one, or a dropped chunk shares a page with a kept one (`_save` recounts)."""
+        lexicon = self.lexicon
+        if lexicon is None or lexicon.chunks.rows != len(self.documents):
             return None
-        files = {str(d.metadata.get("file", "")) for d in added}
-        if len(self.documents.rows_with("file", files)):
-            return None
-        return self.lexicon.appended(added)
+        if keep is not None:
+            lexicon = lexicon.without(np.setdiff1d(np.arange(len(self.documents)), keep))
+        if lexicon is None or added is None:
+            return lexicon
+        same_file = self.documents.rows_with("file", {str(d.metadata.get("file", "")) for d in added})
+        if keep is not None:
+            same_file = np.intersect1d(same_file, keep)
+        return None if len(same_file) else lexicon.appended(added)
 
     def replace_all(self, entries: list[tuple[DocumentInfo, list[Document], np.ndarray]], dimension: int) -> None:
         """Swap in a complete rebuilt index in one generation (re-index; call inside `writing()`)."""
