@@ -30,7 +30,8 @@ def _consistent(collection) -> None:
 def test_table_round_trips_documents_and_slices():
     docs = _docs(5)
     table = ChunkTable.from_documents(docs)
-    assert list(table) == docs and table[-1] == docs[-1] and table[1:3] == docs[1:3]
+    assert list(table) == docs and table == docs and table != docs[:2] and table[-1] == docs[-1]
+    assert table[1:3] == docs[1:3] and ChunkTable.from_documents([]) == []
     with pytest.raises(IndexError):
         table[5]
     assert list(ChunkTable.from_documents([])) == []

@@ -94,6 +94,14 @@ class ChunkTable(Sequence[Document]):
         doc_id, metadata = json.loads(self.raw_meta(i))
         return Document(page_content=self.raw_text(i).decode("utf-8"), metadata=metadata, id=doc_id)
 
+    def __eq__(self, other: object) -> bool:
+        """Equal to any sequence of the same Documents (`collection.documents == []` as with a list)."""
+        if not isinstance(other, Sequence) or isinstance(other, (str, bytes)):
+            return NotImplemented
+        return len(self) == len(other) and all(a == b for a, b in zip(self, other))
+
+    __hash__ = None  # type: ignore[assignment]  # compared by content, as a list: not a dict key
+
     def __iter__(self) -> Iterator[Document]:
         return (self[i] for i in range(len(self)))
 
