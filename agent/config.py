@@ -137,8 +137,8 @@ def normalise_host(value: str) -> str:
         return DEFAULT_HOST
     if "://" not in value:
         value = "http://" + value
-    parsed = urlparse(value)
     try:
+        parsed = urlparse(value)
         port = parsed.port
     except ValueError as exc:
         raise ValueError(f"malformed Ollama host {value!r}: {exc}") from None
@@ -183,8 +183,12 @@ def _read_file(path: Path) -> tuple[dict[str, Any], list[SettingsProblem]]:
     """The stored values, and a problem when the file is unreadable (never raises)."""
     if not path.exists():
         return {}, []
+    if not path.is_file():  # a FIFO or device would block start-up on open
+        return {}, [SettingsProblem("", "it is not a regular file")]
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
+    except RecursionError:
+        return {}, [SettingsProblem("", "it is nested too deeply")]
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         return {}, [SettingsProblem("", str(exc))]
     if not isinstance(data, dict):

