@@ -64,6 +64,9 @@ class Settings(BaseModel):
     max_ocr_pages: int = Field(100, ge=0, le=100_000, description="Most pages OCR'd per PDF (OCR takes seconds a page).")
     max_upload_mb: int = Field(200, ge=1, le=4096, description="Largest PDF accepted (MB).")
     max_pages: int = Field(3000, ge=1, le=100_000, description="Most pages accepted in one PDF.")
+    answer_style: Literal["auto", "generative", "extractive", "both"] = Field(
+        "auto", description="extractive: quotes from the excerpts only; both: quotes, then the model's answer; "
+                            "auto: both with the embedded model, generative with Ollama.")
     answer_language: Literal["auto", "zh", "en"] = Field("auto", description="auto answers in the question's language.")
     ui_language: Literal["auto", "zh", "en"] = Field("auto", description="Language of the web UI.")
     collections: list[str] = Field(default_factory=lambda: ["default"], min_length=1,

@@ -21,6 +21,8 @@ from agent.app.settings_edit import save_changes
 from agent.app.sources import (
     excerpt,
     export_file_name,
+    inert_images,
+    inert_stream,
     link_citations,
     md_escape,
     page_label,
@@ -264,7 +266,7 @@ def show_turn(turn: Any, key: str) -> None:
         st.markdown(turn.question)
     with st.chat_message("assistant"):
         if turn.answer:
-            st.markdown(link_citations(turn.answer, turn.sources, key))
+            st.markdown(inert_images(link_citations(turn.answer, turn.sources, key)))
         answer_footer(Shown.of(turn, turn.answer), key)
         if turn.incomplete:  # the broken turn is not replayed to the model, so asking again is clean
             st.button(T("ask_again"), key=f"again-{key}", icon=":material/refresh:",
@@ -309,7 +311,7 @@ def follow_job(job: AnswerJob, input_disabled: bool) -> None:
                     show_status(job)  # text arrived: the clock goes (a new status, e.g. searching, comes back)
                     yield piece
 
-            st.write_stream(pieces())
+            st.write_stream(inert_stream(pieces()))
             while not job.done:  # stopped: the engine finishes its current model call, then stores the text
                 status.caption(T("stopping_wait", seconds=int(job.elapsed)))
                 job.wait(0.5)
@@ -319,7 +321,7 @@ def follow_job(job: AnswerJob, input_disabled: bool) -> None:
             st.rerun()
         answer = job.answer
         if answer.text:
-            st.markdown(link_citations(answer.text, answer.sources, "job"))
+            st.markdown(inert_images(link_citations(answer.text, answer.sources, "job")))
         answer_footer(Shown.of(answer, answer.text), "job")
 
 

@@ -212,6 +212,7 @@ with st.form("settings_form", border=False):
             values["backend"] = choice("backend")
             values["chat_model"] = chat_model_field()
             values["mode"] = choice("mode")
+            values["answer_style"] = choice("answer_style")
             values["keep_alive"] = st.text_input(value=settings.keep_alive, **common("keep_alive"))
             values["request_timeout"] = number("request_timeout", fmt="%.0f")
         with right:

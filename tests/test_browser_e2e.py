@@ -12,6 +12,7 @@ browser makes outside 127.0.0.1 is blocked and fails the test.
 
 from __future__ import annotations
 
+import io
 import os
 import re
 from collections.abc import Iterator
@@ -216,9 +217,21 @@ def ask_and_watch_the_status(page: Any, double: OllamaDouble, expect: Any) -> No
                           ".nextElementSibling.innerText", target)
     assert re.match(r"\[1\] squad_Geology\.pdf · p\. \d", after), after
     page.get_by_text("Show the page").first.click()
-    expect(page.locator("[data-testid=stImage] img").first).to_be_visible()
+    image = page.locator("[data-testid=stImage] img").first
+    expect(image).to_be_visible()
+    assert highlighted_pixels(page, image.get_attribute("src") or "") > 2_000, "the cited passage is highlighted"
     assert page.evaluate("() => window.pwned") is None, "model output ran as HTML"
     expect(page.get_by_text("<script>window.pwned = 1</script>", exact=False)).to_be_visible()
+
+
+def highlighted_pixels(page: Any, src: str) -> int:
+    """Pixels of the page image under the translucent yellow fill (white paper seen through it)."""
+    import numpy as np
+    from PIL import Image
+
+    png = page.request.get(src).body()
+    r, g, b = np.asarray(Image.open(io.BytesIO(png)).convert("RGB")).astype(int).transpose(2, 0, 1)
+    return int(((r > 240) & (g > 225) & (g < 250) & (b > 140) & (b < 190)).sum())
 
 
 def copy_and_reload(page: Any, expect: Any) -> None:
@@ -292,6 +305,7 @@ def test_chinese_walk_upload_chat_settings_pull_has_no_english(tmp_path: Path) -
         zh_chat(page, double, expect)
         assert not english_left(page), english_left(page)
         page.set_viewport_size({"width": 1360, "height": 1500})
+        page.locator("[data-testid=stChatMessage]").last.evaluate("e => e.scrollIntoView({block: 'start'})")
         settle(page, 800)
         page.screenshot(path=str(shots / "chat-zh.png"))
         page.set_viewport_size({"width": 1360, "height": 900})
@@ -328,6 +342,11 @@ def zh_chat(page: Any, double: OllamaDouble, expect: Any) -> None:
     expect(page.locator("[data-testid=stChatMessage]").get_by_role("button", name="停止")).to_have_count(0)
     page.get_by_text("来源（", exact=False).last.click()
     expect(page.get_by_text("squad_Geology.pdf · 第 3 页", exact=False).first).to_be_visible()
+    expect(page.locator("[data-testid=stChatMessage]").last.get_by_role("link", name="[1]")).to_be_visible()
+    page.get_by_text("显示该页").first.click()
+    image = page.locator("[data-testid=stImage] img").first
+    expect(image).to_be_visible()
+    assert highlighted_pixels(page, image.get_attribute("src") or "") > 2_000, "the cited passage is highlighted"
     settle(page)
 
 
@@ -391,3 +410,39 @@ def test_an_upload_finishes_while_the_user_is_on_another_page(tmp_path: Path) ->
         expect(page.get_by_text("gnuplot.pdf: added, 311 pages", exact=False)).to_be_visible(timeout=90_000)
         expect(page.get_by_text("Documents in “default” (1)")).to_be_visible()
         assert not list((tmp_path / "data" / "uploads").rglob("*.pdf")), "the temp upload is removed"
+
+
+# ---- model output that asks the browser to fetch something --------------------------------------------
+def test_images_in_an_answer_make_the_browser_fetch_nothing_but_the_app(tmp_path: Path) -> None:
+    """A prompt-injected document gets the model to write image Markdown carrying a secret in its URL."""
+    from playwright.sync_api import expect
+
+    secret = "http://127.0.0.1:9/p.png?q=SECRET"
+    answer = (f"Rocks ![leak]({secret}) and ![far](https://example.com/t.png) and ![ref][r] and "
+              f"<img src='{secret}&h=1'> wow![1]\n\n[r]: {secret}&ref=1")
+    with OllamaDouble(chunk_delay=0.02) as double, running_app(tmp_path, double.url) as app, \
+            browser_page(app) as page:
+        elsewhere: list[str] = []
+
+        def only_the_app(route: Any) -> Any:
+            if urlsplit(route.request.url).netloc == urlsplit(app.base).netloc:
+                return route.continue_()
+            elsewhere.append(route.request.url)
+            return route.abort()
+
+        page.route("**/*", only_the_app)
+        page.goto(app.base)
+        double.reply(answer)
+        box = page.get_by_placeholder("Ask a question about your documents")
+        box.fill("What about rocks?")
+        box.press("Enter")
+        message = page.locator("[data-testid=stChatMessage]").last
+        expect(message.get_by_text("Rocks", exact=False)).to_be_visible()
+        expect(page.locator("[data-testid=stChatMessage]").get_by_role("button", name="Stop")).to_have_count(0)
+        settle(page)
+        page.reload()  # the stored turn, drawn again from the conversation database
+        expect(page.get_by_text("Rocks", exact=False).first).to_be_visible()
+        settle(page)
+        assert page.locator("[data-testid=stChatMessage] img").count() == 0
+        expect(page.get_by_role("link", name="leak")).to_be_visible()  # still readable, as a link nobody loads
+        assert elsewhere == [], elsewhere

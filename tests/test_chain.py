@@ -19,9 +19,10 @@ def test_agent_mode_calls_the_tool_and_answers_with_sources(indexed, ollama):
     events = list(engine_for(indexed).stream("How do igneous rocks form?", "c1"))
     answer = events[-1].answer
     assert answer.mode == "agent" and not answer.error
-    assert answer.text == "Igneous rocks form from magma [geology.pdf p.2]."
+    cited = [s for s in answer.sources if s.get("cited")]
+    assert [(s["file"], s["page"]) for s in cited] == [("geology.pdf", 2)]  # the file-and-page citation ...
+    assert answer.text == f"Igneous rocks form from magma [{cited[0]['number']}]."  # ... became its number
     assert len([e for e in events if isinstance(e, Token)]) > 1  # streamed token by token
-    assert ("geology.pdf", 2) in [(s["file"], s["page"]) for s in answer.sources]
     first, second = ollama.chat_requests()
     assert [t["function"]["name"] for t in first["tools"]] == ["search_documents"]
     assert "magma" in user_messages(first)[-1]  # searched before the first model call
@@ -60,7 +61,7 @@ def test_token_budget_trims_history_but_keeps_the_system_prompt(indexed, ollama)
     for turn in range(1, 4):
         if turn > 1:
             ollama.reply("rocks")
-        ollama.reply(("long answer " * 150) + str(turn))
+        ollama.reply(" ".join(f"long{i}" for i in range(300)) + str(turn))  # long, but no loop to cut
         engine.ask(f"question {turn}", "budget")
     body = ollama.last_chat()
     assert body["messages"][0]["role"] == "system"

@@ -67,12 +67,12 @@ def test_unreachable_ollama_is_one_clear_line(tmp_path):
 
 def test_chat_repl_streams_resets_and_shows_sources(ingested, ollama):
     ollama.reply_tool_call("search_documents", {"query": "geology"})
-    ollama.reply("Rocks and minerals [squad_Geology.pdf p.1].")
+    ollama.reply("Rocks and minerals [1].")
     ollama.reply("Second conversation answer.")
     stdin = "What does geology study?\n/sources\n/reset\nHello again\nexit\n"
     result = run_cli(["chat"], ingested, stdin=stdin)
     assert result.returncode == 0, result.stderr
-    assert "Rocks and minerals [squad_Geology.pdf p.1]." in result.stdout
+    assert "Rocks and minerals [1]." in result.stdout
     assert "[squad_Geology.pdf p." in result.stdout.split("/sources")[-1] or "Sources:" in result.stdout
     assert "New conversation" in result.stdout
     second_request = ollama.chat_requests()[-1]

@@ -5,16 +5,17 @@ embedded model because nothing listens at OLLAMA_HOST). Wording is not asserted:
 """
 
 import json
+import re
 import socket
 import time
 
 import pytest
 
-from agent.chat.engine import ChatEngine, Done, Token
+from agent.chat.engine import ChatEngine, Done, Status, Token
 from agent.config import load_settings
 from agent.ingest.pipeline import ingest_file
 from agent.workspace import Workspace
-from tests.support import DEVSET, DEVSET_PDFS, run_cli
+from tests.support import DEVSET, DEVSET_PDFS, engine_for, run_cli
 
 pytest.importorskip("llama_cpp", reason="embedded model not installed (scripts/setup.sh installs it)")
 pytestmark = pytest.mark.slow
@@ -36,9 +37,9 @@ def offline_env(tmp_path_factory):
 @pytest.fixture(scope="module")
 def workspace(offline_env):
     workspace = Workspace(load_settings(environ=offline_env))
-    result = ingest_file(DEVSET_PDFS / "squad_Geology.pdf", workspace.collection(), workspace.embeddings,
-                         workspace.settings)
-    assert result.status == "added"
+    for pdf in ("squad_Geology.pdf", "cmrc2018_DEV_573.pdf"):
+        result = ingest_file(DEVSET_PDFS / pdf, workspace.collection(), workspace.embeddings, workspace.settings)
+        assert result.status == "added"
     return workspace
 
 
@@ -92,3 +93,35 @@ def test_web_app_answers_offline(offline_env, workspace, monkeypatch):
     assert any("Sources" in e.label for e in at.expander)
     assert not at.main.error, [e.value for e in at.main.error]  # the sidebar rightly says Ollama is down
     assert any("offline demo model" in c.value for c in at.main.caption), "said next to the answer too"
+
+
+def repeated_run(text: str, size: int = 40, times: int = 3) -> str | None:
+    """A `size`-character run that occurs `times` times in `text`, if any."""
+    return next((text[i:i + size] for i in range(len(text) - size) if text.count(text[i:i + size]) >= times), None)
+
+
+@pytest.mark.parametrize("question_id", ["q014", "q341"])  # English (Geology p.3), Chinese (cmrc2018_DEV_573)
+def test_offline_answer_quotes_at_once_then_a_short_clean_summary(workspace, question_id):
+    q = gold(question_id)
+    engine = engine_for(workspace, num_predict=1024)  # the product default: the embedded model caps it
+    started, searched, first = time.monotonic(), None, None
+    for event in engine.stream(q["question"]):
+        if isinstance(event, Status) and event.code == "read" and searched is None:
+            searched = time.monotonic()
+        if isinstance(event, Token) and first is None:
+            first = time.monotonic()
+        if isinstance(event, Done):
+            answer = event.answer
+    took = time.monotonic() - started
+    assert not answer.error and took < 90, (answer.error, took)
+    assert first - searched < 2, "the quotes come before any model call"
+    assert len(answer.sources) >= 2, "two excerpts fit the 2048-token window"
+    assert (q["file"], q["page"]) in {(s["file"], s["page"]) for s in answer.sources}
+    quotes = re.findall(r"^> (.+) \[(\d+)\]$", answer.text, flags=re.MULTILINE)
+    by_number = {s["number"]: s for s in answer.sources}
+    assert quotes and all(by_number[int(n)].get("cited") for _, n in quotes)
+    assert all(" ".join(text.split()) in " ".join(by_number[int(n)]["text"].split()) for text, n in quotes)
+    summary = answer.text.rsplit("\n\n", 1)[-1]
+    assert summary and not summary.startswith("> "), "the model's summary follows the quotes"
+    assert repeated_run(answer.text) is None, repeated_run(answer.text)
+    assert not re.search(r"</?document|Question / 问题|\[[^\]\n]+ p\.\d+\]", answer.text), answer.text

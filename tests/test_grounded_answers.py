@@ -70,8 +70,20 @@ def test_excerpts_that_share_no_word_with_the_question_are_flagged_as_a_weak_mat
     assert answer.sources, "the vector search always returns its nearest excerpts"
     assert {"code": "weak_match", "params": {}} in answer.notes
     ollama.reply("不知道。")
-    answer = engine_for(indexed(workspace)).ask("水银的沸点是多少？")
+    add_texts(workspace, "烹饪.pdf", ["红烧肉要用五花肉，小火慢炖一小时。"], collection="zh")
+    answer = engine_for(workspace, collections=["zh"]).ask("水银的沸点是多少？")
     assert {"code": "weak_match", "params": {}} in answer.notes
+
+
+def test_a_question_in_another_script_than_the_excerpts_is_not_called_a_weak_match(workspace, ollama):
+    """No word of a Chinese question can occur in English excerpts: that says nothing about relevance."""
+    ollama.reply("岩浆 [1]。")
+    answer = engine_for(indexed(workspace)).ask("火成岩是怎样形成的？")
+    assert answer.sources and not any(n["code"] == "weak_match" for n in answer.notes)
+    ollama.reply("Magma [1].")
+    add_texts(workspace, "地质.pdf", ["火成岩由岩浆冷却凝固而成。"], collection="zh")
+    answer = engine_for(workspace, collections=["zh"]).ask("What is a volcano's favourite colour?")
+    assert not any(n["code"] == "weak_match" for n in answer.notes)
 
 
 def test_ask_json_numbers_the_sources_and_says_which_were_cited(tmp_path, ollama):

@@ -235,7 +235,7 @@ def test_injected_instructions_reach_the_model_only_inside_document_quotes(works
     engine = ChatEngine(workspace.with_settings(update_settings(workspace.settings, chat_model=model)))
     if mode == "agent":
         ollama.reply_tool_call("search_documents", {"query": "how do igneous rocks form"})
-    ollama.reply("Igneous rocks form from magma [rocks.pdf p.2].")
+    ollama.reply("Igneous rocks form from magma [1].")
     answer = engine.ask("How do igneous rocks form?")
     assert answer.mode == mode and not answer.error
     body = ollama.last_chat()
@@ -332,9 +332,9 @@ def test_a_100k_character_question_is_a_clear_message_and_nothing_oversized_is_s
     ollama.reply("igneous rocks magma")  # the follow-up rewrite (both modes search first)
     if mode == "agent":
         ollama.reply_tool_call("search_documents", {"query": "igneous rocks magma"})
-    ollama.reply("From magma [geology.pdf p.2].")
+    ollama.reply("From magma [1].")
     third = engine.ask(long_fit, "hist")
-    assert third.text == "From magma [geology.pdf p.2]." and not third.error
+    assert third.text == "From magma [1]." and not third.error
     num_ctx = indexed.settings.num_ctx
     for body in ollama.chat_requests():
         assert body["options"]["num_ctx"] == num_ctx
@@ -356,8 +356,8 @@ def test_a_long_question_echoed_as_the_tool_query_is_a_message_not_a_crash(index
     answer = engine.ask(question, "echo")
     assert answer.error and "MemoryError" in answer.error
     ollama.reply_tool_call("search_documents", {"query": "rocks"})
-    ollama.reply("Rocks [geology.pdf p.1].")
-    assert engine.ask("What are rocks?", "echo").text == "Rocks [geology.pdf p.1]."
+    ollama.reply("Rocks [1].")
+    assert engine.ask("What are rocks?", "echo").text == "Rocks [1]."
 
 
 CONTROL = "What\x00 is\x1b[31m geology\x07?\x7f\x9b\x85"
@@ -367,7 +367,7 @@ CONTROL = "What\x00 is\x1b[31m geology\x07?\x7f\x9b\x85"
 def test_control_characters_are_stripped_before_the_model_and_the_store(indexed, ollama, model, mode):
     engine = ChatEngine(indexed.with_settings(update_settings(indexed.settings, chat_model=model)))
     ollama.reply_tool_call("search_documents", {"query": "geology"}) if mode == "agent" else None
-    ollama.reply("Geology studies rocks [geology.pdf p.1].")
+    ollama.reply("Geology studies rocks [1].")
     answer = engine.ask(CONTROL, "ctl")
     assert not answer.error
     sent = [m["content"] for b in ollama.chat_requests() for m in b["messages"] if m["role"] == "user"]
@@ -386,9 +386,9 @@ def test_cli_ask_with_empty_huge_and_control_character_questions(indexed, ollama
         assert done.stderr.strip().splitlines() == [done.stderr.strip()] and expected in done.stderr
     assert ollama.chat_requests() == []  # none of them reached the model
     ollama.reply_tool_call("search_documents", {"query": "geology"})
-    ollama.reply("Geology studies rocks [geology.pdf p.1].")
+    ollama.reply("Geology studies rocks [1].")
     done = run_cli(["ask", "What\x1b[2J is geology\x07?", "--json"], env)
     assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout)["answer"] == "Geology studies rocks [geology.pdf p.1]."
+    assert json.loads(done.stdout)["answer"] == "Geology studies rocks [1]."
     prompt = ollama.chat_requests()[0]["messages"][-1]["content"]
     assert "What[2J is geology?" in prompt and not re.search(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]", prompt)

@@ -123,9 +123,9 @@ def test_disconnect_mid_stream_keeps_partial_answer_and_conversation_stays_clean
     assert "broke off mid-answer" in broken.error and "ask again" in broken.error
     # Asking again works and the broken turn is not replayed.
     before_answer(ollama, mode, has_history=True)
-    ollama.reply("Igneous rocks form from magma [geology.pdf p.2].")
+    ollama.reply("Igneous rocks form from magma [1].")
     retry = engine.ask("How do igneous rocks form?", "dc")
-    assert retry.text == "Igneous rocks form from magma [geology.pdf p.2]." and not retry.error
+    assert retry.text == "Igneous rocks form from magma [1]." and not retry.error
     body = answer_request(ollama)
     assert_well_formed(body)
     users = [m["content"] for m in body["messages"] if m["role"] == "user"]
@@ -162,9 +162,9 @@ def test_busy_503_is_reported_and_asking_again_works(indexed, ollama, model, mod
     assert busy.incomplete and busy.text == ""
     assert "busy" in busy.error and "ask again" in busy.error
     before_answer(ollama, mode, has_history=True)
-    ollama.reply("From magma [geology.pdf p.2].")
+    ollama.reply("From magma [1].")
     retry = engine.ask("How do igneous rocks form?", "busy")
-    assert retry.text == "From magma [geology.pdf p.2]." and not retry.error
+    assert retry.text == "From magma [1]." and not retry.error
     assert_well_formed(answer_request(ollama))
     users = [m["content"] for m in answer_request(ollama)["messages"] if m["role"] == "user"]
     assert len(users) == 2
@@ -181,8 +181,8 @@ def test_in_stream_error_line_in_agent_mode_keeps_partial_answer(indexed, ollama
     assert "llama runner process has terminated" in answer.error
     assert answer.sources and answer.sources[0]["file"] == "geology.pdf"  # the search did happen
     ollama.reply_tool_call("search_documents", {"query": "igneous rocks"})
-    ollama.reply("From magma [geology.pdf p.2].")
-    assert engine.ask("How do igneous rocks form?", "err").text == "From magma [geology.pdf p.2]."
+    ollama.reply("From magma [1].")
+    assert engine.ask("How do igneous rocks form?", "err").text == "From magma [1]."
     assert_well_formed(answer_request(ollama))
     assert [m["role"] for m in answer_request(ollama)["messages"]] == ["system", "user", "assistant", "tool"]
 
@@ -199,9 +199,9 @@ def test_timeout_mid_answer_keeps_the_partial_answer(indexed, ollama, model, mod
     assert answer.text == streamed == "Igneous " and answer.incomplete
     assert "did not answer within 0.5 s" in answer.error and "timeout" in answer.error.lower()
     before_answer(ollama, mode, has_history=False)
-    ollama.reply("From magma [geology.pdf p.2].")
+    ollama.reply("From magma [1].")
     retry = engine.ask("How do igneous rocks form?", "slow")
-    assert retry.text == "From magma [geology.pdf p.2]." and not retry.error
+    assert retry.text == "From magma [1]." and not retry.error
     assert_well_formed(answer_request(ollama))
     assert [t.incomplete for t in indexed.conversations.get("slow").turns] == [True, False]
 
@@ -210,7 +210,7 @@ def test_timeout_mid_answer_keeps_the_partial_answer(indexed, ollama, model, mod
 def test_ollama_down_mid_conversation_then_back(indexed, ollama, model, mode):
     engine = engine_for(indexed, chat_model=model)
     before_answer(ollama, mode, has_history=False)
-    ollama.reply("Geology studies rocks [geology.pdf p.1].")
+    ollama.reply("Geology studies rocks [1].")
     assert not engine.ask("What is geology?", "down").error
     ollama.stop()
     started = time.monotonic()
@@ -220,13 +220,13 @@ def test_ollama_down_mid_conversation_then_back(indexed, ollama, model, mode):
     assert down.text == "" and down.incomplete
     ollama.start()  # same port: the user restarted `ollama serve`
     before_answer(ollama, mode, has_history=True)
-    ollama.reply("From magma [geology.pdf p.2].")
+    ollama.reply("From magma [1].")
     back = engine.ask("How do igneous rocks form?", "down")
-    assert back.text == "From magma [geology.pdf p.2]." and not back.error
+    assert back.text == "From magma [1]." and not back.error
     body = answer_request(ollama)
     assert_well_formed(body)
     assert [m["content"] for m in body["messages"] if m["role"] == "assistant" and not m.get("tool_calls")] \
-        == ["Geology studies rocks [geology.pdf p.1]."]
+        == ["Geology studies rocks [1]."]
     assert [t.incomplete for t in indexed.conversations.get("down").turns] == [False, True, False]
 
 
@@ -534,7 +534,7 @@ def test_damaged_settings_file_never_stops_the_app(workspace, ollama, damage):
     assert settings.retrieval_k == 5 and problems  # defaults, and the UI can say why
     assert "settings.json" in str(problems[0]) and "defaults" in str(problems[0])
     add_texts(Workspace(settings), "geology.pdf", GEOLOGY)  # the app works meanwhile
-    ollama.reply("Rocks [geology.pdf p.1].")
+    ollama.reply("Rocks [1].")
     assert ChatEngine(Workspace(update_settings(settings, chat_model="gemma:2b"))).ask("Rocks?").text
     if damage == "directory":  # saving cannot fix this one: a clear StoreError, nothing deleted
         with pytest.raises(StoreError) as err:

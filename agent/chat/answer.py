@@ -9,6 +9,7 @@ from typing import Any
 from langchain_core.callbacks import BaseCallbackHandler
 
 from agent.chat.citations import check_citations, number_new, source_key
+from agent.chat.cleanup import loop_start, strip_markup
 from agent.chat.conversations import Note
 from agent.errors import AgentError
 from agent.search.lexical import shares_terms
@@ -120,13 +121,24 @@ class Run:
             self.sources += [s for s in numbered if source_key(s) not in known]
             return numbered
 
+    def add_text(self, text: str) -> bool:
+        """Keep a piece of the answer; False (and the loop cut off) once the answer repeats itself."""
+        self.parts.append(text)
+        answer = "".join(self.parts)
+        cut = loop_start(answer)
+        if cut is None:
+            return True
+        self.parts = [answer[:cut].rstrip()]
+        self.notes.append(Note(code="repetition_stopped", params={}))
+        return False
+
     def stopped(self) -> None:
         self.was_stopped = True
 
     def finish(self) -> Answer:
         error = str(self.error) if self.error else ("Stopped by the user." if self.was_stopped else "")
         code = self.error.code if self.error else ("stopped" if self.was_stopped else "")
-        text = "".join(self.parts)
+        text = strip_markup("".join(self.parts), self.sources)
         sources, invented = check_citations(text, self.sources)
         if invented:
             self.notes.append(Note(code="invalid_citations", params={"markers": " ".join(f"[{n}]" for n in invented)}))
@@ -135,7 +147,6 @@ class Run:
                       conversation=self.conversation, mode=self.mode, query=self.query,
                       incomplete=bool(error), error=error, notice=self.notice, error_code=code,
                       error_params=self.error.params if self.error else {}, notes=self.notes)
-
 
     def _grounding_notes(self, sources: list[Source]) -> list[Note]:
         """Said of an answer that searched and did not fail: nothing found, or only weak matches."""

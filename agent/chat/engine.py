@@ -38,7 +38,15 @@ from agent import prompts
 from agent.chat.answer import Answer, Done, Event, Run, Status, StopOnRequest, StopRequested, Token
 from agent.chat.citations import number_new
 from agent.chat.conversations import ConversationStore, Note, Turn
-from agent.chat.llm import Backend, build_chat_model, context_window, resolve_backend, translate_error
+from agent.chat.extractive import best_sentences, condense, format_quotes
+from agent.chat.llm import (
+    Backend,
+    answer_tokens,
+    build_chat_model,
+    context_window,
+    resolve_backend,
+    translate_error,
+)
 from agent.chat.memory import WindowMiddleware, approx_tokens, budget_for, fit_messages, message_tokens, window
 from agent.chat.models import prompt_truncated
 from agent.config import Settings
@@ -51,6 +59,7 @@ TOOL_OVERHEAD_TOKENS = 200  # the tool's JSON schema, sent with every agent-mode
 REWRITE_MAX_TOKENS = 96
 HISTORY_ANSWER_CHARS = 600  # of each past answer shown to the rewrite prompt
 MAX_QUERY_CHARS = 500
+CONDENSED_CHARS = (600, 350, 200)  # excerpt lengths tried, in turn, when two whole excerpts do not fit
 _CONTROL_RE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")  # C0 and C1 controls but tab and newlines
 
 
@@ -169,6 +178,8 @@ class ChatEngine:
     def _agent_stream(self, run: Run, history: list[BaseMessage], stop: threading.Event | None) -> Iterator[Event]:
         """Search first (the excerpts are in the first model call), then let the model search more."""
         messages = yield from self._search_first(run, history, reserve=TOOL_OVERHEAD_TOKENS)
+        if (yield from self._quotes(run)) == "extractive":
+            return
         agent = self.agent()
         inputs = {"messages": messages[1:]}  # create_agent adds the system prompt itself
         config = {"callbacks": [StopOnRequest(stop)]} if stop is not None else {}
@@ -201,7 +212,8 @@ class ChatEngine:
                     if last_id is not None and message.id != last_id and run.parts:
                         text = "\n\n" + text
                     last_id = message.id
-                    run.parts.append(text)
+                    if not run.add_text(text):
+                        return
                     yield Token(text)
 
     def search_tool(self) -> BaseTool:
@@ -223,6 +235,8 @@ class ChatEngine:
     # ---- always-retrieve mode --------------------------------------------------------------
     def _retrieve_stream(self, run: Run, history: list[BaseMessage], stop: threading.Event | None) -> Iterator[Event]:
         messages = yield from self._search_first(run, history)
+        if (yield from self._quotes(run)) == "extractive":
+            return
         for chunk in self.model().stream(messages):
             if stop is not None and stop.is_set():
                 run.stopped()
@@ -230,8 +244,28 @@ class ChatEngine:
             run.saw_usage(chunk)
             text = _text(chunk.content)
             if text:
+                if not run.add_text(text):
+                    return
+                yield Token(text)
+
+    def _quotes(self, run: Run) -> Generator[Event, None, str]:
+        """The extractive part of the answer (answer style extractive or both): the excerpt
+        sentences that best answer the question, quoted with their numbers, before any model call.
+        Returns the answer style in effect."""
+        style = self.answer_style()
+        if style != "generative" and run.sources:
+            quotes = best_sentences(run.query or run.question, run.sources, self.workspace.embeddings.embed_documents)
+            text = format_quotes(quotes)
+            if text:
                 run.parts.append(text)
                 yield Token(text)
+        return style
+
+    def answer_style(self) -> str:
+        """auto: quotes then a short summary from the embedded model; the model's answer alone from Ollama."""
+        if self.settings.answer_style != "auto":
+            return self.settings.answer_style
+        return "both" if self.backend().kind == "embedded" else "generative"
 
     def _search_first(self, run: Run, history: list[BaseMessage],
                       reserve: int = 0) -> Generator[Event, None, list[BaseMessage]]:
@@ -288,8 +322,22 @@ class ChatEngine:
                          reserve: int = 0) -> tuple[list[BaseMessage], list[Source]]:
         """System + budgeted history + question with as many excerpts as fit the context.
 
-        Excerpts outrank old history: history is dropped first, then the weakest excerpts."""
+        Excerpts outrank old history: history is dropped first, then the weakest excerpts. When
+        fewer than two whole excerpts fit (a small window, Chinese text), the excerpts are cut to
+        their best sentences, shorter each time, until two fit (the UI still shows them whole)."""
         system = SystemMessage(self._system_text())
+        best: tuple[list[BaseMessage], int] | None = None
+        for chars in (None, *CONDENSED_CHARS):
+            shown = sources if chars is None else condense(question, sources, chars)
+            messages, size = self._fit(system, history, question, shown, reserve)
+            best = best if best is not None and best[1] >= size else (messages, size)
+            if size >= min(2, len(sources)):
+                break
+        return best[0], sources[:best[1]]
+
+    def _fit(self, system: SystemMessage, history: list[BaseMessage], question: str, sources: list[Source],
+             reserve: int) -> tuple[list[BaseMessage], int]:
+        """The messages with the most of `sources` (best first) that fit, and how many."""
         for size in range(len(sources), -1, -1):
             human = HumanMessage(prompts.render(self.settings.answer_prompt, context=prompts.format_context(sources[:size]),
                                                 question=question, language=self._language()))
@@ -300,7 +348,7 @@ class ChatEngine:
                 if size == 0:
                     raise
                 continue
-            return [system, *messages], sources[:size]
+            return [system, *messages], size
         raise AssertionError("unreachable")
 
     # ---- shared ----------------------------------------------------------------------------
@@ -317,7 +365,7 @@ class ChatEngine:
         return prompts.language_instruction(self.settings.answer_language)
 
     def _budget(self) -> int:
-        return budget_for(context_window(self.settings, self.backend()), self.settings.num_predict)
+        return budget_for(context_window(self.settings, self.backend()), answer_tokens(self.settings, self.backend()))
 
     def _counter(self):
         counter = getattr(self.model(), "count_tokens", None)

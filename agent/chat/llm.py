@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 import httpx
 from langchain_core.language_models import BaseChatModel
 
+from agent.chat.cleanup import PROMPT_STOPS
 from agent.config import Settings
 from agent.errors import (
     AgentError,
@@ -38,6 +39,8 @@ DISCOVERY_TIMEOUT = 10.0  # /api/tags and /api/show answer at once on a healthy 
 _BACKOFF_BASE = 0.25
 # A small window keeps the embedded model's first token within seconds on a laptop CPU.
 EMBEDDED_CONTEXT = 2048
+# The embedded model's answer is a short summary under the quotes: longer ones loop and take minutes.
+EMBEDDED_ANSWER_TOKENS = 200
 
 
 @dataclass(frozen=True)
@@ -246,6 +249,13 @@ def context_window(settings: Settings, backend: Backend) -> int:
     return min(settings.num_ctx, backend.context_length or settings.num_ctx)
 
 
+def answer_tokens(settings: Settings, backend: Backend) -> int:
+    """Most tokens one answer may take (num_predict; capped for the embedded model)."""
+    if backend.kind == "embedded":
+        return min(settings.num_predict, EMBEDDED_ANSWER_TOKENS)
+    return settings.num_predict
+
+
 def build_chat_model(settings: Settings, backend: Backend) -> BaseChatModel:
     """The LangChain chat model for `backend`, configured from settings."""
     if backend.kind == "embedded":
@@ -253,8 +263,8 @@ def build_chat_model(settings: Settings, backend: Backend) -> BaseChatModel:
 
         return embedded.EmbeddedChatModel(
             model_path=str(embedded.find_gguf()), temperature=settings.temperature,
-            n_ctx=context_window(settings, backend), max_tokens=settings.num_predict,
-            repeat_penalty=settings.repeat_penalty)
+            n_ctx=context_window(settings, backend), max_tokens=answer_tokens(settings, backend),
+            repeat_penalty=settings.repeat_penalty, stop=list(PROMPT_STOPS))
     from langchain_ollama import ChatOllama
 
     return ChatOllama(

@@ -33,6 +33,7 @@ from typing import Callable, Iterable
 from agent.config import Settings
 from agent.errors import DocumentError
 from agent.ingest import ocr as ocr_mod
+from agent.ingest._headings import detect_headings
 from agent.ingest._pdf_open import PDFIUM_LOCK, _open, _Source, inspect_pdf
 from agent.ingest._text import clean_text, is_garbled
 
@@ -53,7 +54,7 @@ class ParsedPage:
     number: int  # 1-based physical page index
     text: str  # cleaned text ("" if nothing usable)
     ocr: bool  # True if the text came from OCR
-    outline: tuple[str, ...] = ()  # titles of the PDF outline entries (bookmarks) that point to this page
+    outline: tuple[str, ...] = ()  # titles of the outline entries (bookmarks) pointing here; else headings by type size
     label: str = ""  # the printed page number from the PDF's page labels, when it differs from `number`
 
 
@@ -226,7 +227,7 @@ def parse_pdf(
         warnings = list(source.warnings) + _reader_warnings(scans)
         run = _ocr_pass(source, scans, ocr, max_ocr_pages, progress)
         warnings += _ocr_warnings(scans, run, ocr, max_ocr_pages)
-        outline, labels = _outline(source), _labels(source)
+        outline, labels = _outline(source) or _headings(source, scans), _labels(source)
         result = ParsedPDF(
             pages=[ParsedPage(number=s.number, text=s.text, ocr=s.number in run.done,
                               outline=outline.get(s.number, ()), label=labels.get(s.number, "")) for s in scans],
@@ -265,6 +266,14 @@ def _outline(source: _Source) -> dict[int, tuple[str, ...]]:
     except (pdfium.PdfiumError, ValueError, UnicodeError):
         return {}
     return {page: tuple(titles) for page, titles in found.items()}
+
+
+def _headings(source: _Source, scans: list[_PageScan]) -> dict[int, tuple[str, ...]]:
+    """Without an outline, the titles set in a larger type play its part (`_headings`)."""
+    if source.pdfium is None:
+        return {}
+    readable = [s.number - 1 for s in scans if s.text and not (s.failed or s.fallback or s.reason == "garbled")]
+    return detect_headings(source.pdfium, readable)
 
 
 def _labels(source: _Source) -> dict[int, str]:

@@ -1,7 +1,8 @@
 """Keyword search: the tokenizer, per-chunk and per-page term counts, and Okapi BM25.
 
 Tokenisation (`tokenize`): NFKC + lower case; English words minus stop words,
-Snowball-stemmed; Chinese runs (line breaks inside them removed) as character unigrams
+Snowball-stemmed; names marked by a symbol kept whole (`c#`, `.net`, `i/o`) next to their word;
+Chinese runs (line breaks inside them removed) as character unigrams
 and bigrams, so a Chinese word is found inside unsegmented text with no dictionary;
 operator tokens such as `++` or `->` from code.
 
@@ -35,7 +36,7 @@ logger = logging.getLogger(__name__)
 
 #: Bump when `tokenize` changes what it returns: persisted counts of an older tokenizer are
 #: then ignored (and rebuilt) instead of silently mismatching the query's terms.
-TOKENIZER_VERSION = 2
+TOKENIZER_VERSION = 3
 BM25_K1 = 1.2
 BM25_B = 0.75
 _TF_MAX = np.iinfo(np.uint16).max
@@ -44,9 +45,12 @@ _CJK = IDEOGRAPHS
 _CJK_RUN = re.compile(f"[{_CJK}]+")
 _CJK_GAP = re.compile(f"(?<=[{_CJK}])\\s+(?=[{_CJK}])")
 _OPERATOR = r"\+\+|--|->|::|<=|>=|!=|==|\*\*|\+=|-=|&&|\|\|"
-#: CJK runs; code-like words with a ++/-- suffix (`i++`); words and numbers; operators.
+#: Names a symbol tells apart from a word: `c#`, `f#`, `.net`, `i/o` (each alone, at a word boundary).
+_MARKED = r"(?<![a-z0-9_./])(?:[a-z]#|\.[a-z]+|[a-z]/[a-z])(?![a-z0-9_#/])"
+#: CJK runs; code-like words with a ++/-- suffix (`i++`); marked names; words and numbers; operators.
 #: The code-word alternative is anchored at a word start so long runs are not rescanned (O(n^2)).
-_TOKEN = re.compile(f"[{_CJK}]+|(?<![a-z0-9_])[a-z_][a-z0-9_]*(?:\\+\\+|--)(?![-+])|[a-z0-9]+(?:\\.[0-9]+)*|{_OPERATOR}")
+_TOKEN = re.compile(f"[{_CJK}]+|(?<![a-z0-9_])[a-z_][a-z0-9_]*(?:\\+\\+|--)(?![-+])|{_MARKED}"
+                    f"|[a-z0-9]+(?:\\.[0-9]+)*|{_OPERATOR}")
 
 EN_STOPWORDS = frozenset("""
 a about above after again against all am an and any are aren't as at be because been before
@@ -100,9 +104,22 @@ def tokenize(text: str) -> list[str]:
 
 def shares_terms(query: str, texts: Iterable[str]) -> bool:
     """Whether any index term of `query` occurs in `texts`: a search whose excerpts share no
-    term with the question found them by vector similarity alone, which is weak evidence."""
+    term with the question found them by vector similarity alone, which is weak evidence.
+    Across scripts (a Chinese question over English excerpts) no word can match, so the
+    question is given the benefit of the doubt."""
+    texts = list(texts)
     wanted = set(tokenize(query))
-    return any(wanted.intersection(tokenize(text)) for text in texts)
+    if any(wanted.intersection(tokenize(text)) for text in texts):
+        return True
+    return not _scripts(query) & _scripts("".join(texts))
+
+
+def _scripts(text: str) -> set[str]:
+    """Which of the two term families (CJK ideographs, Latin-script words) `text` holds."""
+    return {name for name, pattern in _SCRIPT_PATTERNS.items() if pattern.search(text)}
+
+
+_SCRIPT_PATTERNS = {"cjk": re.compile(f"[{IDEOGRAPHS}]"), "latin": re.compile(r"[A-Za-z\u00c0-\u024f]")}
 
 
 def _word_terms(tok: str) -> tuple[str, ...]:
@@ -110,6 +127,9 @@ def _word_terms(tok: str) -> tuple[str, ...]:
     and the same few thousand words make up most of any text."""
     if tok.endswith(("++", "--")) and len(tok) > 2:  # i++: the whole token and the operator
         terms: tuple[str, ...] = (tok, tok[-2:])
+    elif not tok.isalnum() and not tok.isdigit() and _MARKED_RE.fullmatch(tok):  # c#, .net: whole, and the word
+        word = tok.strip(".#")
+        terms = (tok, word) if len(word) > 1 and "/" not in word else (tok,)
     elif tok in EN_STOPWORDS:
         terms = ()
     elif tok[0].isalpha():
@@ -122,6 +142,7 @@ def _word_terms(tok: str) -> tuple[str, ...]:
 
 
 _WORD_TERMS: dict[str, tuple[str, ...]] = {}
+_MARKED_RE = re.compile(_MARKED)
 _WORD_CACHE_MAX = 200_000  # entries (~40 MB at most)
 
 

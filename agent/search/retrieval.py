@@ -20,7 +20,8 @@ collection persisted them, its chunks' term counts `.lexicon`):
   (`lexical.contents_share`), a penalty: a contents page lists every heading, so it matches
   questions better than the pages it points to;
 - heading: the share of the query's idf found in the titles of the PDF outline entries
-  (bookmarks) that point to the page, i.e. sections that start there (chunk metadata `outline`).
+  (bookmarks) that point to the page, i.e. sections that start there (chunk metadata `outline`;
+  without an outline, the titles set in a larger type: agent/ingest/_headings.py).
 
 Fusion: each signal is z-normalised against its own top `_Z_TOP` pages for this
 query (so a confident, peaked signal counts more than a flat one, unlike rank-only RRF)
