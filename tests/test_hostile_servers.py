@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from agent.config import read_settings
-from tests.support import ROOT, run_cli
+from agent.chat.llm import list_models, show_model
+from agent.config import read_settings, update_settings
+from agent.errors import AgentError
+from tests.ollama_double import ModelSpec
+from tests.support import ROOT, engine_for, run_cli
 
 BAD_HOSTS = ["http://127.0.0.1:99999", "http://[::1", "javascript:alert(1)"]
 
@@ -50,3 +58,80 @@ def test_fifo_as_settings_file_is_refused_without_blocking(tmp_path):
     assert "Traceback" not in result.stderr
     _, problems = read_settings(tmp_path, environ={})
     assert "not a regular file" in str(problems[0])
+
+
+# ---- 14: bogus replies
+
+
+@contextmanager
+def raw_server(routes: dict[str, bytes]) -> Iterator[str]:
+    """A server on 127.0.0.1 answering each path with fixed bytes (status 200): not Ollama's API."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def _answer(self) -> None:
+            if self.command == "POST":
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            body = routes.get(self.path, b"{}")
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        do_GET = do_POST = _answer
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.mark.parametrize("bogus", [True, -5, 100])
+def test_bogus_context_length_is_ignored(settings, ollama, bogus):
+    ollama.add_model(ModelSpec("bogus:latest", ("completion", "tools"), family="llama", context_length=bogus))
+    assert show_model(settings, "bogus:latest").context_length is None
+
+
+def test_show_reply_without_model_info_is_a_clear_message(settings):
+    with raw_server({"/api/show": b'{"capabilities": ["completion"]}'}) as url:
+        with pytest.raises(AgentError) as caught:
+            show_model(update_settings(settings, ollama_host=url, connect_retries=1), "x")
+    assert caught.value.code == "ollama_malformed" and "validation error" not in str(caught.value)
+
+
+def test_malformed_tags_reply_is_a_clear_message(settings):
+    with raw_server({"/api/tags": b'{"models": "not a list"}'}) as url:
+        with pytest.raises(AgentError) as caught:
+            list_models(update_settings(settings, ollama_host=url, connect_retries=1))
+    assert caught.value.code == "ollama_malformed"
+    assert "validation error" not in str(caught.value) and "pydantic" not in str(caught.value)
+
+
+def test_tool_call_with_invalid_json_is_a_clear_message(workspace, ollama):
+    line = {"model": "llama3.2", "message": {"role": "assistant", "content": "", "tool_calls": [
+        {"function": {"name": "search_documents", "arguments": "{not json"}}]}, "done": False}
+    done = {"model": "llama3.2", "message": {"role": "assistant", "content": ""}, "done": True,
+            "done_reason": "stop"}
+    chat = (json.dumps(line) + "\n" + json.dumps(done) + "\n").encode()
+    engine = engine_for(workspace)
+    engine.backend()  # discovered on the double; then the chat goes to the bogus server
+    with raw_server({"/api/chat": chat}) as url:
+        engine.workspace.settings = update_settings(engine.settings, ollama_host=url)
+        answer = engine.ask("What do rocks do?")
+    assert answer.error and "validation error" not in answer.error and "num_ctx" not in answer.error
+    assert answer.error_code == "ollama_malformed"
+
+
+@pytest.mark.parametrize("thinking", [None, "Let me think about rocks."])
+def test_a_model_that_returns_no_text_says_so_and_the_turn_is_stored(workspace, ollama, thinking):
+    ollama.reply("", thinking=thinking)
+    answer = engine_for(workspace).ask("What do rocks do?", "empty1")
+    assert answer.error_code == "empty_answer" and "returned no answer" in answer.error
+    assert [t.question for t in workspace.conversations.get("empty1").turns] == ["What do rocks do?"]

@@ -136,6 +136,14 @@ ERRORS: dict[str, dict[str, tuple[str, str]]] = {
     "prompt_placeholder_format": {"en": ("Write `{plain}` instead of `{placeholder}`.",
                                          "Placeholders take no conversions or format options."),
                                   "zh": ("请把 `{placeholder}` 写成 `{plain}`。", "占位符不能带转换或格式选项。")},
+    # ---- hostile servers (issue 14)
+    "ollama_malformed": {
+        "en": ("The server at `{host}` sent a reply this app cannot read.",
+               "Check that OLLAMA_HOST points at an Ollama server and that the model works (`ollama run`)."),
+        "zh": ("`{host}` 上的服务器返回了本应用无法读取的回复。", "请确认 OLLAMA_HOST 指向 Ollama 服务器，且模型可用（`ollama run`）。")},
+    "empty_answer": {
+        "en": ("The model `{model}` returned no answer.", "Ask again, or pick another model in Settings."),
+        "zh": ("模型 `{model}` 没有给出回答。", "请重新提问，或在设置中选择其他模型。")},
 }
 
 # Settings field -> language -> tooltip on the Settings page (plain words, no internal names).

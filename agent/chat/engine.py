@@ -42,6 +42,7 @@ from agent.chat.extractive import best_sentences, condense, format_quotes
 from agent.chat.llm import (
     Backend,
     answer_tokens,
+    empty_answer,
     build_chat_model,
     context_window,
     resolve_backend,
@@ -151,6 +152,8 @@ class ChatEngine:
                 yield from self._retrieve_stream(run, history, stop)
         except Exception as exc:  # noqa: BLE001 - every failure becomes a message, never a traceback
             run.error = translate_error(exc, self.settings, run.model or None)
+        if asked and not run.error and not run.was_stopped and not "".join(run.parts).strip():
+            run.error = empty_answer(run.model)  # only `done`, or only `thinking`: say so, store the turn
         self._check_truncation(run)
         answer = run.finish()
         if asked and (answer.text or answer.error):  # a valid question: kept even if no model answered
