@@ -17,7 +17,7 @@ from agent.chat.llm import list_models, show_model
 from agent.config import read_settings, update_settings
 from agent.errors import AgentError
 from tests.ollama_double import ModelSpec
-from tests.support import ROOT, engine_for, run_cli
+from tests.support import DEVSET_PDFS, ROOT, double_environ, engine_for, run_cli
 
 BAD_HOSTS = ["http://127.0.0.1:99999", "http://[::1", "javascript:alert(1)"]
 
@@ -135,3 +135,48 @@ def test_a_model_that_returns_no_text_says_so_and_the_turn_is_stored(workspace, 
     answer = engine_for(workspace).ask("What do rocks do?", "empty1")
     assert answer.error_code == "empty_answer" and "returned no answer" in answer.error
     assert [t.question for t in workspace.conversations.get("empty1").turns] == ["What do rocks do?"]
+
+
+# ---- 12: embedding failures name the embedding model and host
+
+
+PDF = str(DEVSET_PDFS / "squad_Geology.pdf")
+
+
+def _breaks(ollama, how: str) -> None:
+    if how == "not pulled":
+        ollama.remove_model("nomic-embed-text")
+    else:
+        ollama.fail_next("/api/embed", 500, "embedding exploded", times=50)
+
+
+@pytest.mark.parametrize("how", ["not pulled", "HTTP 500"])
+def test_embedding_failure_in_ingest_names_the_embedding_model(ollama, tmp_path, how):
+    env = double_environ(ollama, AGENT_DATA_DIR=str(tmp_path / "data"), AGENT_CONNECT_RETRIES="1")
+    _breaks(ollama, how)
+    result = run_cli(["ingest", PDF], env)
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    out = result.stdout + result.stderr
+    assert "nomic-embed-text" in out and "Cannot read" not in out
+
+
+def test_embedding_server_down_in_ingest_names_the_host(tmp_path):
+    env = {"OLLAMA_HOST": "http://127.0.0.1:9", "AGENT_EMBEDDING": "ollama:nomic-embed-text",
+           "AGENT_DATA_DIR": str(tmp_path), "AGENT_CONNECT_RETRIES": "1"}
+    result = run_cli(["ingest", PDF], env)
+    out = result.stdout + result.stderr
+    assert result.returncode != 0 and "Traceback" not in out
+    assert "127.0.0.1:9" in out and "nomic-embed-text" in out and "Cannot read" not in out
+
+
+@pytest.mark.parametrize("how", ["not pulled", "HTTP 500"])
+def test_embedding_failure_in_retrieve_reindex_and_ask(ollama, tmp_path, how):
+    env = double_environ(ollama, AGENT_DATA_DIR=str(tmp_path / "data"), AGENT_CONNECT_RETRIES="1",
+                         AGENT_MODE="always_retrieve")
+    assert run_cli(["ingest", PDF], env).returncode == 0
+    _breaks(ollama, how)
+    for args in (["retrieve", "What is geology?"], ["reindex"], ["ask", "What is geology?"]):
+        result = run_cli(args, env)
+        out = result.stdout + result.stderr
+        assert result.returncode != 0 and "Traceback" not in out, (args, out)
+        assert "nomic-embed-text" in out and "llama3.2" not in out.split("error:")[-1], (args, out)

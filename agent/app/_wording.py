@@ -144,6 +144,17 @@ ERRORS: dict[str, dict[str, tuple[str, str]]] = {
     "empty_answer": {
         "en": ("The model `{model}` returned no answer.", "Ask again, or pick another model in Settings."),
         "zh": ("模型 `{model}` 没有给出回答。", "请重新提问，或在设置中选择其他模型。")},
+    "embedding_not_found": {
+        "en": ("The embedding model `{model}` is not installed in Ollama at `{host}`.",
+               "Run `ollama pull {model}`, or choose another embedding in Settings."),
+        "zh": ("嵌入模型 `{model}` 未安装在 Ollama（`{host}`）中。", "请运行 `ollama pull {model}`，或在设置中选择其他嵌入模型。")},
+    "embedding_unreachable": {
+        "en": ("Cannot reach Ollama at `{host}` for the embedding model `{model}`.",
+               "Start it with `ollama serve`, or set OLLAMA_HOST to where it runs."),
+        "zh": ("无法连接 Ollama（`{host}`）以使用嵌入模型 `{model}`。", "请用 `ollama serve` 启动它，或把 OLLAMA_HOST 设为它运行的地址。")},
+    "embedding_failed": {
+        "en": ("The embedding model `{model}` at `{host}` failed: {detail}", "Check the Ollama server log, then retry."),
+        "zh": ("`{host}` 上的嵌入模型 `{model}` 出错：{detail}", "请查看 Ollama 服务日志，然后重试。")},
 }
 
 # Settings field -> language -> tooltip on the Settings page (plain words, no internal names).
