@@ -55,6 +55,7 @@ class Settings(BaseModel):
     request_timeout: float = Field(300.0, gt=0, le=3600, description="Seconds to wait for Ollama (first token on CPU can be slow).")
     connect_retries: int = Field(3, ge=1, le=10, description="Connection attempts, with exponential backoff.")
     memory_turns: int = Field(5, ge=1, le=100, description="Conversation turns kept in the model's memory.")
+    max_searches: int = Field(4, ge=1, le=20, description="Most searches the model may run for one answer (agent mode).")
     retrieval_k: int = Field(5, ge=1, le=50, description="Chunks retrieved per question.")
     hybrid: bool = Field(True, description="Fuse BM25 keyword search with vector search.")
     chunk_size: int = Field(800, ge=100, le=8000, description="Characters per chunk.")

@@ -38,7 +38,7 @@ NEEDS_REINDEX = {"embedding", "chunk_size", "chunk_overlap"}
 ABILITIES = ("completion", "tools", "thinking", "embedding", "vision")
 #: the +/- step of each number field (its bounds come from the Settings model)
 STEPS: dict[str, float] = {"request_timeout": 10, "temperature": 0.05, "num_ctx": 512, "num_predict": 64,
-                           "repeat_penalty": 0.05, "memory_turns": 1, "retrieval_k": 1, "chunk_size": 50,
+                           "repeat_penalty": 0.05, "memory_turns": 1, "retrieval_k": 1, "max_searches": 1, "chunk_size": 50,
                            "chunk_overlap": 10, "max_upload_mb": 10, "max_pages": 100}
 
 
@@ -226,6 +226,7 @@ with st.form("settings_form", border=False):
         left, right = st.columns(2)
         with left:
             values["retrieval_k"] = number("retrieval_k")
+            values["max_searches"] = number("max_searches")
             values["hybrid"] = st.toggle(value=settings.hybrid, **common("hybrid"))
             embeddings = embedding_options()
             values["embedding"] = st.selectbox(options=embeddings, index=embeddings.index(settings.embedding),

@@ -16,7 +16,7 @@ import pytest
 from agent.chat.llm import list_models, show_model
 from agent.config import read_settings, update_settings
 from agent.errors import AgentError
-from tests.ollama_double import ModelSpec
+from tests.ollama_double import ModelSpec, Reply
 from tests.support import DEVSET_PDFS, ROOT, double_environ, engine_for, run_cli
 
 BAD_HOSTS = ["http://127.0.0.1:99999", "http://[::1", "javascript:alert(1)"]
@@ -100,16 +100,14 @@ def test_bogus_context_length_is_ignored(settings, ollama, bogus):
 
 
 def test_show_reply_without_model_info_is_a_clear_message(settings):
-    with raw_server({"/api/show": b'{"capabilities": ["completion"]}'}) as url:
-        with pytest.raises(AgentError) as caught:
-            show_model(update_settings(settings, ollama_host=url, connect_retries=1), "x")
+    with raw_server({"/api/show": b'{"capabilities": ["completion"]}'}) as url, pytest.raises(AgentError) as caught:
+        show_model(update_settings(settings, ollama_host=url, connect_retries=1), "x")
     assert caught.value.code == "ollama_malformed" and "validation error" not in str(caught.value)
 
 
 def test_malformed_tags_reply_is_a_clear_message(settings):
-    with raw_server({"/api/tags": b'{"models": "not a list"}'}) as url:
-        with pytest.raises(AgentError) as caught:
-            list_models(update_settings(settings, ollama_host=url, connect_retries=1))
+    with raw_server({"/api/tags": b'{"models": "not a list"}'}) as url, pytest.raises(AgentError) as caught:
+        list_models(update_settings(settings, ollama_host=url, connect_retries=1))
     assert caught.value.code == "ollama_malformed"
     assert "validation error" not in str(caught.value) and "pydantic" not in str(caught.value)
 
@@ -180,3 +178,37 @@ def test_embedding_failure_in_retrieve_reindex_and_ask(ollama, tmp_path, how):
         out = result.stdout + result.stderr
         assert result.returncode != 0 and "Traceback" not in out, (args, out)
         assert "nomic-embed-text" in out and "llama3.2" not in out.split("error:")[-1], (args, out)
+
+
+# ---- 9: searches per answer are capped
+
+
+@pytest.fixture
+def indexed(workspace):
+    from tests.support import add_library
+
+    add_library(workspace)
+    return workspace
+
+
+def test_a_model_that_searches_forever_is_made_to_answer(indexed, ollama):
+    def reply(request):
+        if request.get("tools"):
+            return Reply(tool_calls=(("search_documents", {"query": "rocks again"}),))
+        return "Rocks form from magma [1]."
+
+    for _ in range(20):  # bounded: without a cap the model would search 20 times
+        ollama.reply(reply)
+    answer = engine_for(indexed, mode="agent", max_searches=3).ask("How do rocks form?")
+    searches = [r for r in ollama.chat_requests() if r.get("tools")]
+    assert len(searches) == 3 and len(ollama.chat_requests()) == 4
+    assert answer.text == "Rocks form from magma [1]." and answer.sources and not answer.error
+
+
+def test_an_unknown_tool_gets_a_clear_note(indexed, ollama):
+    ollama.reply_tool_call("delete_everything", {"path": "/"})
+    ollama.reply("Rocks form from magma [1].")
+    answer = engine_for(indexed, mode="agent").ask("How do rocks form?")
+    assert [n for n in answer.notes if n["code"] == "unknown_tool"] == [
+        {"code": "unknown_tool", "params": {"name": "delete_everything"}}]
+    assert "num_ctx" not in answer.error and answer.text == "Rocks form from magma [1]."

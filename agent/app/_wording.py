@@ -194,4 +194,7 @@ FIELD_HELP: dict[str, dict[str, str]] = {
     "system_prompt": {"en": "Instructions the model gets before every conversation.", "zh": "每次对话前给模型的指令。"},
     "answer_prompt": {"en": "How the question and the excerpts are put to the model.", "zh": "如何把问题和摘录交给模型。"},
     "rewrite_prompt": {"en": "How a follow-up question is turned into a search query.", "zh": "如何把追问改写成检索查询。"},
+    # ---- hostile servers (issue 14)
+    "max_searches": {"en": "After this many searches the model answers from the excerpts it found.",
+                     "zh": "检索达到此次数后，模型用已找到的摘录作答。"},
 }

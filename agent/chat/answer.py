@@ -132,6 +132,11 @@ class Run:
         self.notes.append(Note(code="repetition_stopped", params={}))
         return False
 
+    def unknown_tool(self, name: str) -> None:
+        """The model called a tool the app does not have: say so once (it was told, and answers on)."""
+        if not any(n["code"] == "unknown_tool" for n in self.notes):
+            self.notes.append(Note(code="unknown_tool", params={"name": name}))
+
     def stopped(self) -> None:
         self.was_stopped = True
 

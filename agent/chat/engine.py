@@ -39,12 +39,13 @@ from agent.chat.answer import Answer, Done, Event, Run, Status, StopOnRequest, S
 from agent.chat.citations import number_new
 from agent.chat.conversations import ConversationStore, Note, Turn
 from agent.chat.extractive import best_sentences, condense, format_quotes
+from agent.chat.limits import search_limits
 from agent.chat.llm import (
     Backend,
     answer_tokens,
-    empty_answer,
     build_chat_model,
     context_window,
+    empty_answer,
     resolve_backend,
     translate_error,
 )
@@ -173,7 +174,8 @@ class ChatEngine:
             if self._agent is None:
                 self._agent = create_agent(
                     self.model(), tools=[self.search_tool()], system_prompt=self._system_text(),
-                    middleware=[WindowMiddleware(turns=self.settings.memory_turns,
+                    middleware=[*search_limits(self.settings.max_searches),
+                                WindowMiddleware(turns=self.settings.memory_turns,
                                                  budget=self._budget() - TOOL_OVERHEAD_TOKENS,
                                                  count=self._counter())])
             return self._agent
@@ -202,6 +204,8 @@ class ChatEngine:
             if stop is not None and stop.is_set():  # e.g. pressed while the tool was searching
                 raise StopRequested()
             if isinstance(message, ToolMessage):
+                if message.name != TOOL_NAME:
+                    run.unknown_tool(str(message.name))
                 run.add_found(message.artifact or [])
                 announced = False
                 yield _reading(len(message.artifact or []))
