@@ -50,6 +50,8 @@ class Settings(BaseModel):
     temperature: float = Field(0.2, ge=0.0, le=2.0, description="Sampling temperature.")
     num_ctx: int = Field(8192, ge=512, le=1_048_576, description="Context window sent to Ollama (tokens).")
     num_predict: int = Field(1024, ge=16, le=131_072, description="Maximum tokens in one answer.")
+    max_answer_chars: int = Field(64_000, ge=1000, le=10_000_000,
+                                  description="Longest answer kept (characters); a longer one is cut with a note.")
     repeat_penalty: float = Field(1.1, ge=0.5, le=2.5, description="Penalty for repeated tokens.")
     keep_alive: str = Field("5m", description="How long Ollama keeps the model loaded (e.g. 5m, 1h, -1).")
     request_timeout: float = Field(300.0, gt=0, le=3600, description="Seconds to wait for Ollama (first token on CPU can be slow).")

@@ -17,7 +17,7 @@ from agent.chat.llm import list_models, show_model
 from agent.config import read_settings, update_settings
 from agent.errors import AgentError
 from tests.ollama_double import ModelSpec, Reply
-from tests.support import DEVSET_PDFS, ROOT, double_environ, engine_for, run_cli
+from tests.support import DEVSET_PDFS, ROOT, double_environ, engine_for, rss_mb, run_cli
 
 BAD_HOSTS = ["http://127.0.0.1:99999", "http://[::1", "javascript:alert(1)"]
 
@@ -83,7 +83,11 @@ def raw_server(routes: dict[str, bytes]) -> Iterator[str]:
         def log_message(self, *args: object) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    class Server(ThreadingHTTPServer):
+        def handle_error(self, request: object, client_address: object) -> None:
+            pass  # the client hanging up on a hostile reply is expected
+
+    server = Server(("127.0.0.1", 0), Handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
@@ -212,3 +216,27 @@ def test_an_unknown_tool_gets_a_clear_note(indexed, ollama):
     assert [n for n in answer.notes if n["code"] == "unknown_tool"] == [
         {"code": "unknown_tool", "params": {"name": "delete_everything"}}]
     assert "num_ctx" not in answer.error and answer.text == "Rocks form from magma [1]."
+
+
+# ---- 7: answer size
+
+
+def test_a_long_answer_is_cut_with_a_note_and_stored_cut(workspace, ollama):
+    ollama.reply("rock " * 1000)  # 5000 characters
+    answer = engine_for(workspace, max_answer_chars=1000).ask("Tell me about rocks", "long1")
+    assert len(answer.text) <= 1000 and {"code": "answer_too_long", "params": {"chars": 1000}} in answer.notes
+    assert len(workspace.conversations.get("long1").turns[0].answer) <= 1000
+
+
+def test_a_huge_ndjson_line_is_refused_before_it_is_read_whole(workspace, ollama):
+    start = {"model": "llama3.2", "message": {"role": "assistant", "content": "Rocks "}, "done": False}
+    huge = json.dumps(start).encode() + b"\n" + b'{"model": "llama3.2", "message": {"content": "' + b"x" * (30 << 20)
+    engine = engine_for(workspace, max_answer_chars=1000, mode="always_retrieve")
+    engine.backend()  # discovered on the double; the chat goes to the hostile server
+    before = rss_mb()
+    with raw_server({"/api/chat": huge}) as url:
+        engine.workspace.settings = update_settings(engine.settings, ollama_host=url)
+        answer = engine.ask("Tell me about rocks", "huge1")
+    assert answer.error_code == "line_too_long" and answer.text.strip() == "Rocks"
+    assert rss_mb() - before < 60  # the 30 MB line is not held (the server's copy is already counted)
+    assert workspace.conversations.get("huge1").turns[0].answer.strip() == "Rocks"

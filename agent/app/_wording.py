@@ -155,6 +155,10 @@ ERRORS: dict[str, dict[str, tuple[str, str]]] = {
     "embedding_failed": {
         "en": ("The embedding model `{model}` at `{host}` failed: {detail}", "Check the Ollama server log, then retry."),
         "zh": ("`{host}` 上的嵌入模型 `{model}` 出错：{detail}", "请查看 Ollama 服务日志，然后重试。")},
+    "line_too_long": {
+        "en": ("The server at `{host}` sent a reply line over {mb} MB; the answer was cut there.",
+               "Check the server: Ollama's reply lines are a few hundred bytes."),
+        "zh": ("`{host}` 上的服务器发送了超过 {mb} MB 的一行回复，回答已在此截断。", "请检查服务器：Ollama 的每行回复只有几百字节。")},
 }
 
 # Settings field -> language -> tooltip on the Settings page (plain words, no internal names).
@@ -195,6 +199,8 @@ FIELD_HELP: dict[str, dict[str, str]] = {
     "answer_prompt": {"en": "How the question and the excerpts are put to the model.", "zh": "如何把问题和摘录交给模型。"},
     "rewrite_prompt": {"en": "How a follow-up question is turned into a search query.", "zh": "如何把追问改写成检索查询。"},
     # ---- hostile servers (issue 14)
+    "max_answer_chars": {"en": "A longer answer is cut at this many characters, with a note.",
+                         "zh": "超过此字符数的回答会被截断并附上说明。"},
     "max_searches": {"en": "After this many searches the model answers from the excerpts it found.",
                      "zh": "检索达到此次数后，模型用已找到的摘录作答。"},
 }

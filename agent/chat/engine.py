@@ -138,7 +138,7 @@ class ChatEngine:
                stop: threading.Event | None = None) -> Iterator[Event]:
         """Stream one answer; always ends with exactly one Done event."""
         conversation_id = conversation_id or uuid.uuid4().hex[:12]
-        run = Run(question=question, conversation=conversation_id)
+        run = Run(question=question, conversation=conversation_id, max_chars=self.settings.max_answer_chars)
         asked = False
         try:
             run.question = clean_question(question)

@@ -24,6 +24,7 @@ from langchain_core.exceptions import OutputParserException
 from langchain_core.language_models import BaseChatModel
 
 from agent.chat.cleanup import PROMPT_STOPS
+from agent.chat.transport import LineCappedTransport, max_line_bytes
 from agent.config import Settings
 from agent.errors import (
     AgentError,
@@ -286,4 +287,6 @@ def build_chat_model(settings: Settings, backend: Backend) -> BaseChatModel:
 
     return ChatOllama(
         model=backend.model_name, base_url=settings.ollama_host, keep_alive=keep_alive(settings.keep_alive),
-        client_kwargs={"timeout": settings.request_timeout}, **settings.chat_options())
+        client_kwargs={"timeout": settings.request_timeout},
+        sync_client_kwargs={"transport": LineCappedTransport(max_line_bytes(settings.max_answer_chars))},
+        **settings.chat_options())
