@@ -136,6 +136,29 @@ ERRORS: dict[str, dict[str, tuple[str, str]]] = {
     "prompt_placeholder_format": {"en": ("Write `{plain}` instead of `{placeholder}`.",
                                          "Placeholders take no conversions or format options."),
                                   "zh": ("请把 `{placeholder}` 写成 `{plain}`。", "占位符不能带转换或格式选项。")},
+    # ---- hostile servers (issue 14)
+    "ollama_malformed": {
+        "en": ("The server at `{host}` sent a reply this app cannot read.",
+               "Check that OLLAMA_HOST points at an Ollama server and that the model works (`ollama run`)."),
+        "zh": ("`{host}` 上的服务器返回了本应用无法读取的回复。", "请确认 OLLAMA_HOST 指向 Ollama 服务器，且模型可用（`ollama run`）。")},
+    "empty_answer": {
+        "en": ("The model `{model}` returned no answer.", "Ask again, or pick another model in Settings."),
+        "zh": ("模型 `{model}` 没有给出回答。", "请重新提问，或在设置中选择其他模型。")},
+    "embedding_not_found": {
+        "en": ("The embedding model `{model}` is not installed in Ollama at `{host}`.",
+               "Run `ollama pull {model}`, or choose another embedding in Settings."),
+        "zh": ("嵌入模型 `{model}` 未安装在 Ollama（`{host}`）中。", "请运行 `ollama pull {model}`，或在设置中选择其他嵌入模型。")},
+    "embedding_unreachable": {
+        "en": ("Cannot reach Ollama at `{host}` for the embedding model `{model}`.",
+               "Start it with `ollama serve`, or set OLLAMA_HOST to where it runs."),
+        "zh": ("无法连接 Ollama（`{host}`）以使用嵌入模型 `{model}`。", "请用 `ollama serve` 启动它，或把 OLLAMA_HOST 设为它运行的地址。")},
+    "embedding_failed": {
+        "en": ("The embedding model `{model}` at `{host}` failed: {detail}", "Check the Ollama server log, then retry."),
+        "zh": ("`{host}` 上的嵌入模型 `{model}` 出错：{detail}", "请查看 Ollama 服务日志，然后重试。")},
+    "line_too_long": {
+        "en": ("The server at `{host}` sent a reply line over {mb} MB; the answer was cut there.",
+               "Check the server: Ollama's reply lines are a few hundred bytes."),
+        "zh": ("`{host}` 上的服务器发送了超过 {mb} MB 的一行回复，回答已在此截断。", "请检查服务器：Ollama 的每行回复只有几百字节。")},
 }
 
 # Settings field -> language -> tooltip on the Settings page (plain words, no internal names).
@@ -175,4 +198,9 @@ FIELD_HELP: dict[str, dict[str, str]] = {
     "system_prompt": {"en": "Instructions the model gets before every conversation.", "zh": "每次对话前给模型的指令。"},
     "answer_prompt": {"en": "How the question and the excerpts are put to the model.", "zh": "如何把问题和摘录交给模型。"},
     "rewrite_prompt": {"en": "How a follow-up question is turned into a search query.", "zh": "如何把追问改写成检索查询。"},
+    # ---- hostile servers (issue 14)
+    "max_answer_chars": {"en": "A longer answer is cut at this many characters, with a note.",
+                         "zh": "超过此字符数的回答会被截断并附上说明。"},
+    "max_searches": {"en": "After this many searches the model answers from the excerpts it found.",
+                     "zh": "检索达到此次数后，模型用已找到的摘录作答。"},
 }

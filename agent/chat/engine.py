@@ -39,11 +39,13 @@ from agent.chat.answer import Answer, Done, Event, Run, Status, StopOnRequest, S
 from agent.chat.citations import number_new
 from agent.chat.conversations import ConversationStore, Note, Turn
 from agent.chat.extractive import best_sentences, condense, format_quotes
+from agent.chat.limits import search_limits
 from agent.chat.llm import (
     Backend,
     answer_tokens,
     build_chat_model,
     context_window,
+    empty_answer,
     resolve_backend,
     translate_error,
 )
@@ -136,7 +138,7 @@ class ChatEngine:
                stop: threading.Event | None = None) -> Iterator[Event]:
         """Stream one answer; always ends with exactly one Done event."""
         conversation_id = conversation_id or uuid.uuid4().hex[:12]
-        run = Run(question=question, conversation=conversation_id)
+        run = Run(question=question, conversation=conversation_id, max_chars=self.settings.max_answer_chars)
         asked = False
         try:
             run.question = clean_question(question)
@@ -151,6 +153,8 @@ class ChatEngine:
                 yield from self._retrieve_stream(run, history, stop)
         except Exception as exc:  # noqa: BLE001 - every failure becomes a message, never a traceback
             run.error = translate_error(exc, self.settings, run.model or None)
+        if asked and not run.error and not run.was_stopped and not "".join(run.parts).strip():
+            run.error = empty_answer(run.model)  # only `done`, or only `thinking`: say so, store the turn
         self._check_truncation(run)
         answer = run.finish()
         if asked and (answer.text or answer.error):  # a valid question: kept even if no model answered
@@ -170,7 +174,8 @@ class ChatEngine:
             if self._agent is None:
                 self._agent = create_agent(
                     self.model(), tools=[self.search_tool()], system_prompt=self._system_text(),
-                    middleware=[WindowMiddleware(turns=self.settings.memory_turns,
+                    middleware=[*search_limits(self.settings.max_searches),
+                                WindowMiddleware(turns=self.settings.memory_turns,
                                                  budget=self._budget() - TOOL_OVERHEAD_TOKENS,
                                                  count=self._counter())])
             return self._agent
@@ -199,6 +204,8 @@ class ChatEngine:
             if stop is not None and stop.is_set():  # e.g. pressed while the tool was searching
                 raise StopRequested()
             if isinstance(message, ToolMessage):
+                if message.name != TOOL_NAME:
+                    run.unknown_tool(str(message.name))
                 run.add_found(message.artifact or [])
                 announced = False
                 yield _reading(len(message.artifact or []))
