@@ -240,3 +240,30 @@ def test_a_huge_ndjson_line_is_refused_before_it_is_read_whole(workspace, ollama
     assert answer.error_code == "line_too_long" and answer.text.strip() == "Rocks"
     assert rss_mb() - before < 60  # the 30 MB line is not held (the server's copy is already counted)
     assert workspace.conversations.get("huge1").turns[0].answer.strip() == "Rocks"
+
+
+# ---- 10: Stop and the answer deadline end a request at once
+
+
+def test_stop_ends_the_answer_within_a_second_while_the_server_is_silent(workspace, ollama):
+    import time
+
+    ollama.reply("Rocks form from magma.", first_token_delay=30)  # the server says nothing for 30 s
+    stop = threading.Event()
+    threading.Timer(1.0, stop.set).start()
+    started = time.monotonic()
+    events = list(engine_for(workspace, mode="always_retrieve").stream("How do rocks form?", "stop1", stop))
+    assert time.monotonic() - started < 2.5  # Stop at 1 s, ended within a second of it
+    answer = events[-1].answer
+    assert answer.error_code == "stopped"
+
+
+def test_a_trickling_server_is_cut_at_the_answer_deadline(workspace, ollama):
+    import time
+
+    ollama.reply("rock " * 200, chunk_delay=0.5)  # a token every 0.5 s: 100 s in all
+    started = time.monotonic()
+    answer = engine_for(workspace, mode="always_retrieve", answer_timeout_s=5).ask("How do rocks form?", "slow1")
+    assert time.monotonic() - started < 7
+    assert answer.error_code == "answer_deadline" and answer.text.startswith("rock")
+    assert workspace.conversations.get("slow1").turns[0].answer == answer.text
