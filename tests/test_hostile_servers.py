@@ -22,6 +22,12 @@ from tests.support import DEVSET_PDFS, ROOT, double_environ, engine_for, rss_mb,
 BAD_HOSTS = ["http://127.0.0.1:99999", "http://[::1", "javascript:alert(1)"]
 
 
+def read_turns(data_dir, conversation_id):
+    from agent.workspace import Workspace
+
+    return Workspace(read_settings(data_dir, environ={})[0]).conversations.get(conversation_id).turns
+
+
 # ---- 13: malformed settings
 
 
@@ -267,3 +273,52 @@ def test_a_trickling_server_is_cut_at_the_answer_deadline(workspace, ollama):
     assert time.monotonic() - started < 7
     assert answer.error_code == "answer_deadline" and answer.text.startswith("rock")
     assert workspace.conversations.get("slow1").turns[0].answer == answer.text
+
+
+# ---- 11: Ctrl-C in `chat` stops the answer, a second one at the prompt leaves
+
+
+def _read_until(process: subprocess.Popen, marker: str, seconds: float) -> str:
+    """Output of `process` up to `marker` (bounded by `seconds`: a hang fails the test)."""
+    import selectors
+    import time
+
+    seen, deadline = "", time.monotonic() + seconds
+    with selectors.DefaultSelector() as selector:
+        selector.register(process.stdout, selectors.EVENT_READ)
+        while marker not in seen and time.monotonic() < deadline:
+            if selector.select(timeout=0.2):
+                chunk = os.read(process.stdout.fileno(), 4096).decode()
+                if not chunk:
+                    break
+                seen += chunk
+    assert marker in seen, seen
+    return seen
+
+
+def test_ctrl_c_in_chat_stops_the_answer_and_returns_to_the_prompt(ollama, tmp_path):
+    import signal
+
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith(("AGENT_", "OLLAMA_"))},
+           **double_environ(ollama, AGENT_DATA_DIR=str(tmp_path / "data"), AGENT_MODE="always_retrieve")}
+    ollama.reply("Rocks form " + "slowly " * 100, chunk_delay=0.3)
+    process = subprocess.Popen([sys.executable, "-m", "agent", "chat", "--conversation", "int1"], cwd=ROOT,
+                               env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        _read_until(process, ">>> ", 60)
+        process.stdin.write(b"How do rocks form?\n")
+        process.stdin.flush()
+        _read_until(process, "Rocks form", 30)
+        process.send_signal(signal.SIGINT)
+        shown = _read_until(process, ">>> ", 5)  # back at the prompt, well before the 30 s answer ends
+        assert "Stopped" in shown and "Traceback" not in shown
+        process.send_signal(signal.SIGINT)
+        _read_until(process, "Ctrl-C again", 5)
+        process.send_signal(signal.SIGINT)
+        assert process.wait(10) == 130
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(5)
+    turns = read_turns(tmp_path / "data", "int1")
+    assert len(turns) == 1 and turns[0].answer.startswith("Rocks form") and turns[0].incomplete
