@@ -49,6 +49,15 @@ def test_the_app_modules_import_with_a_malformed_ollama_host(host):
     assert result.returncode == 0, result.stderr[-2000:]
 
 
+@pytest.mark.parametrize("page", [None, "pages/documents.py", "pages/settings.py"])
+def test_every_web_page_starts_and_says_the_ollama_host_is_malformed(data_dir, monkeypatch, page):
+    from tests.support import run_app
+
+    monkeypatch.setenv("OLLAMA_HOST", "http://[::1")
+    at = run_app(page)
+    assert any("ollama\\_host" in e.value and "malformed" in e.value for e in at.error), [e.value for e in at.error]
+
+
 def test_deeply_nested_settings_file_is_a_problem_not_a_recursion_error(tmp_path):
     (tmp_path / "settings.json").write_text("[" * 100_000 + "]" * 100_000)
     settings, problems = read_settings(tmp_path, environ={})
