@@ -55,6 +55,8 @@ class Settings(BaseModel):
     repeat_penalty: float = Field(1.1, ge=0.5, le=2.5, description="Penalty for repeated tokens.")
     keep_alive: str = Field("5m", description="How long Ollama keeps the model loaded (e.g. 5m, 1h, -1).")
     request_timeout: float = Field(300.0, gt=0, le=3600, description="Seconds to wait for Ollama (first token on CPU can be slow).")
+    answer_timeout_s: float = Field(600.0, ge=5, le=86_400,
+                                    description="Longest time one answer may take (seconds); it is cut there with a note.")
     connect_retries: int = Field(3, ge=1, le=10, description="Connection attempts, with exponential backoff.")
     memory_turns: int = Field(5, ge=1, le=100, description="Conversation turns kept in the model's memory.")
     max_searches: int = Field(4, ge=1, le=20, description="Most searches the model may run for one answer (agent mode).")

@@ -40,7 +40,7 @@ ABILITIES = ("completion", "tools", "thinking", "embedding", "vision")
 STEPS: dict[str, float] = {"request_timeout": 10, "temperature": 0.05, "num_ctx": 512, "num_predict": 64,
                            "repeat_penalty": 0.05, "memory_turns": 1, "retrieval_k": 1, "chunk_size": 50,
                            "chunk_overlap": 10, "max_upload_mb": 10, "max_pages": 100,
-                           "max_searches": 1, "max_answer_chars": 1000}
+                           "max_searches": 1, "max_answer_chars": 1000, "answer_timeout_s": 60}
 
 
 def key(field: str) -> str:
@@ -216,6 +216,7 @@ with st.form("settings_form", border=False):
             values["answer_style"] = choice("answer_style")
             values["keep_alive"] = st.text_input(value=settings.keep_alive, **common("keep_alive"))
             values["request_timeout"] = number("request_timeout", fmt="%.0f")
+            values["answer_timeout_s"] = number("answer_timeout_s", fmt="%.0f")
         with right:
             values["temperature"] = number("temperature")
             values["num_ctx"] = number("num_ctx")

@@ -22,6 +22,12 @@ from tests.support import DEVSET_PDFS, ROOT, double_environ, engine_for, rss_mb,
 BAD_HOSTS = ["http://127.0.0.1:99999", "http://[::1", "javascript:alert(1)"]
 
 
+def read_turns(data_dir, conversation_id):
+    from agent.workspace import Workspace
+
+    return Workspace(read_settings(data_dir, environ={})[0]).conversations.get(conversation_id).turns
+
+
 # ---- 13: malformed settings
 
 
@@ -41,6 +47,15 @@ def test_the_app_modules_import_with_a_malformed_ollama_host(host):
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True,
                             timeout=60, check=False)
     assert result.returncode == 0, result.stderr[-2000:]
+
+
+@pytest.mark.parametrize("page", [None, "pages/documents.py", "pages/settings.py"])
+def test_every_web_page_starts_and_says_the_ollama_host_is_malformed(data_dir, monkeypatch, page):
+    from tests.support import run_app
+
+    monkeypatch.setenv("OLLAMA_HOST", "http://[::1")
+    at = run_app(page)
+    assert any("ollama\\_host" in e.value and "malformed" in e.value for e in at.error), [e.value for e in at.error]
 
 
 def test_deeply_nested_settings_file_is_a_problem_not_a_recursion_error(tmp_path):
@@ -240,3 +255,79 @@ def test_a_huge_ndjson_line_is_refused_before_it_is_read_whole(workspace, ollama
     assert answer.error_code == "line_too_long" and answer.text.strip() == "Rocks"
     assert rss_mb() - before < 60  # the 30 MB line is not held (the server's copy is already counted)
     assert workspace.conversations.get("huge1").turns[0].answer.strip() == "Rocks"
+
+
+# ---- 10: Stop and the answer deadline end a request at once
+
+
+def test_stop_ends_the_answer_within_a_second_while_the_server_is_silent(workspace, ollama):
+    import time
+
+    ollama.reply("Rocks form from magma.", first_token_delay=30)  # the server says nothing for 30 s
+    stop = threading.Event()
+    threading.Timer(1.0, stop.set).start()
+    started = time.monotonic()
+    events = list(engine_for(workspace, mode="always_retrieve").stream("How do rocks form?", "stop1", stop))
+    assert time.monotonic() - started < 2.5  # Stop at 1 s, ended within a second of it
+    answer = events[-1].answer
+    assert answer.error_code == "stopped"
+
+
+def test_a_trickling_server_is_cut_at_the_answer_deadline(workspace, ollama):
+    import time
+
+    ollama.reply("rock " * 200, chunk_delay=0.5)  # a token every 0.5 s: 100 s in all
+    started = time.monotonic()
+    answer = engine_for(workspace, mode="always_retrieve", answer_timeout_s=5).ask("How do rocks form?", "slow1")
+    assert time.monotonic() - started < 7
+    assert answer.error_code == "answer_deadline" and answer.text.startswith("rock")
+    assert workspace.conversations.get("slow1").turns[0].answer == answer.text
+
+
+# ---- 11: Ctrl-C in `chat` stops the answer, a second one at the prompt leaves
+
+
+def _read_until(process: subprocess.Popen, marker: str, seconds: float) -> str:
+    """Output of `process` up to `marker` (bounded by `seconds`: a hang fails the test)."""
+    import selectors
+    import time
+
+    seen, deadline = "", time.monotonic() + seconds
+    with selectors.DefaultSelector() as selector:
+        selector.register(process.stdout, selectors.EVENT_READ)
+        while marker not in seen and time.monotonic() < deadline:
+            if selector.select(timeout=0.2):
+                chunk = os.read(process.stdout.fileno(), 4096).decode()
+                if not chunk:
+                    break
+                seen += chunk
+    assert marker in seen, seen
+    return seen
+
+
+def test_ctrl_c_in_chat_stops_the_answer_and_returns_to_the_prompt(ollama, tmp_path):
+    import signal
+
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith(("AGENT_", "OLLAMA_"))},
+           **double_environ(ollama, AGENT_DATA_DIR=str(tmp_path / "data"), AGENT_MODE="always_retrieve")}
+    ollama.reply("Rocks form " + "slowly " * 100, chunk_delay=0.3)
+    process = subprocess.Popen([sys.executable, "-m", "agent", "chat", "--conversation", "int1"], cwd=ROOT,
+                               env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        _read_until(process, ">>> ", 60)
+        process.stdin.write(b"How do rocks form?\n")
+        process.stdin.flush()
+        _read_until(process, "Rocks form", 30)
+        process.send_signal(signal.SIGINT)
+        shown = _read_until(process, ">>> ", 5)  # back at the prompt, well before the 30 s answer ends
+        assert "Stopped" in shown and "Traceback" not in shown
+        process.send_signal(signal.SIGINT)
+        _read_until(process, "Ctrl-C again", 5)
+        process.send_signal(signal.SIGINT)
+        assert process.wait(10) == 130
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(5)
+    turns = read_turns(tmp_path / "data", "int1")
+    assert len(turns) == 1 and turns[0].answer.startswith("Rocks form") and turns[0].incomplete

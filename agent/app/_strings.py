@@ -324,6 +324,7 @@ STRINGS: dict[str, dict[str, str]] = {
     "opt_en": {"en": "English", "zh": "英文"},
     # ---- hostile servers (issue 14)
     "field_max_answer_chars": {"en": "Longest answer (characters)", "zh": "最长回答（字符）"},
+    "field_answer_timeout_s": {"en": "Answer time limit (s)", "zh": "回答时限（秒）"},
     "field_max_searches": {"en": "Searches per answer (agent mode)", "zh": "每个回答的检索次数（智能体模式）"},
     "note_unknown_tool": {"en": "The model asked for a tool this app does not have (`{name}`); it was told so.",
                           "zh": "模型请求了本应用没有的工具（`{name}`），已告知模型。"},

@@ -159,6 +159,10 @@ ERRORS: dict[str, dict[str, tuple[str, str]]] = {
         "en": ("The server at `{host}` sent a reply line over {mb} MB; the answer was cut there.",
                "Check the server: Ollama's reply lines are a few hundred bytes."),
         "zh": ("`{host}` 上的服务器发送了超过 {mb} MB 的一行回复，回答已在此截断。", "请检查服务器：Ollama 的每行回复只有几百字节。")},
+    "answer_deadline": {
+        "en": ("The answer took longer than {seconds} s and was cut there.",
+               "Raise the answer time limit in Settings, or ask a narrower question."),
+        "zh": ("回答用时超过 {seconds} 秒，已在此截断。", "请在设置中调高回答时限，或提一个更具体的问题。")},
 }
 
 # Settings field -> language -> tooltip on the Settings page (plain words, no internal names).
@@ -201,6 +205,8 @@ FIELD_HELP: dict[str, dict[str, str]] = {
     # ---- hostile servers (issue 14)
     "max_answer_chars": {"en": "A longer answer is cut at this many characters, with a note.",
                          "zh": "超过此字符数的回答会被截断并附上说明。"},
+    "answer_timeout_s": {"en": "Longest time one answer may take, in seconds; it is cut there.",
+                         "zh": "单个回答最多可用的时间（秒），超时即截断。"},
     "max_searches": {"en": "After this many searches the model answers from the excerpts it found.",
                      "zh": "检索达到此次数后，模型用已找到的摘录作答。"},
 }

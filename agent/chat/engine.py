@@ -42,6 +42,7 @@ from agent.chat.extractive import best_sentences, condense, format_quotes
 from agent.chat.limits import search_limits
 from agent.chat.llm import (
     Backend,
+    answer_deadline,
     answer_tokens,
     build_chat_model,
     context_window,
@@ -51,6 +52,7 @@ from agent.chat.llm import (
 )
 from agent.chat.memory import WindowMiddleware, approx_tokens, budget_for, fit_messages, message_tokens, window
 from agent.chat.models import prompt_truncated
+from agent.chat.transport import watch_answer
 from agent.config import Settings
 from agent.errors import AgentError, ModelCapabilityError
 from agent.search.retrieval import Source, search
@@ -140,19 +142,20 @@ class ChatEngine:
         conversation_id = conversation_id or uuid.uuid4().hex[:12]
         run = Run(question=question, conversation=conversation_id, max_chars=self.settings.max_answer_chars)
         asked = False
-        try:
-            run.question = clean_question(question)
-            asked = True  # from here on the turn is stored, failed or not (model missing, server down)
-            run.mode = self.mode()
-            run.model = self.backend().model_name
-            run.notice = self.backend().notice
-            history = self.workspace.conversations.history(conversation_id, turns=self.settings.memory_turns)
-            if run.mode == "agent":
-                yield from self._agent_stream(run, history, stop)
-            else:
-                yield from self._retrieve_stream(run, history, stop)
-        except Exception as exc:  # noqa: BLE001 - every failure becomes a message, never a traceback
-            run.error = translate_error(exc, self.settings, run.model or None)
+        with watch_answer(stop, self.settings.answer_timeout_s) as watch:
+            try:
+                run.question = clean_question(question)
+                asked = True  # from here on the turn is stored, failed or not (model missing, server down)
+                run.mode = self.mode()
+                run.model = self.backend().model_name
+                run.notice = self.backend().notice
+                history = self.workspace.conversations.history(conversation_id, turns=self.settings.memory_turns)
+                if run.mode == "agent":
+                    yield from self._agent_stream(run, history, stop)
+                else:
+                    yield from self._retrieve_stream(run, history, stop)
+            except Exception as exc:  # noqa: BLE001 - every failure becomes a message, never a traceback
+                run.error = self._failure(exc, run, watch.reason)
         if asked and not run.error and not run.was_stopped and not "".join(run.parts).strip():
             run.error = empty_answer(run.model)  # only `done`, or only `thinking`: say so, store the turn
         self._check_truncation(run)
@@ -165,6 +168,15 @@ class ChatEngine:
                 if str(err) not in answer.error:
                     answer.error = f"{answer.error} {err}".strip()
         yield Done(answer)
+
+    def _failure(self, exc: Exception, run: Run, watched: str) -> AgentError | None:
+        """What ended the answer early: Stop (not an error), the answer deadline, or the server."""
+        if watched == "stopped":
+            run.stopped()
+            return None
+        if watched == "deadline":
+            return answer_deadline(self.settings.answer_timeout_s)
+        return translate_error(exc, self.settings, run.model or None)
 
     # ---- agent mode ------------------------------------------------------------------------
     def agent(self) -> Any:

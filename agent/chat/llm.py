@@ -185,6 +185,13 @@ def _context_length(model_info: dict[str, Any] | None) -> int | None:
     return None
 
 
+def answer_deadline(seconds: float) -> OllamaTimeoutError:
+    """The answer ran past Settings.answer_timeout_s (e.g. a server trickling tokens)."""
+    return OllamaTimeoutError(f"The answer took longer than {seconds:g} s and was cut there.",
+                              "Raise the answer time limit in Settings (answer_timeout_s), or ask a narrower question.",
+                              code="answer_deadline", params={"seconds": f"{seconds:g}"})
+
+
 def empty_answer(model: str) -> OllamaResponseError:
     """A model that streamed no text (only `done`, or only `thinking`)."""
     return OllamaResponseError(f"The model {model!r} returned no answer.",
