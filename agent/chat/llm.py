@@ -265,8 +265,9 @@ def build_chat_model(settings: Settings, backend: Backend) -> BaseChatModel:
             model_path=str(embedded.find_gguf()), temperature=settings.temperature,
             n_ctx=context_window(settings, backend), max_tokens=answer_tokens(settings, backend),
             repeat_penalty=settings.repeat_penalty, stop=list(PROMPT_STOPS))
-    from langchain_ollama import ChatOllama
+    from agent.chat.pool import PooledChatOllama
 
-    return ChatOllama(
-        model=backend.model_name, base_url=settings.ollama_host, keep_alive=keep_alive(settings.keep_alive),
+    return PooledChatOllama(
+        model=backend.model_name, base_url=settings.ollama_host, hosts=settings.hosts(),
+        keep_alive=keep_alive(settings.keep_alive),
         client_kwargs={"timeout": settings.request_timeout}, **settings.chat_options())
