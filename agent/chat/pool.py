@@ -110,8 +110,9 @@ def _host_failed(exc: BaseException) -> bool:
 
 
 def failover(urls: list[str], model: str, open_stream: Callable[[str], Iterator[T]],
-             pool: Pool = POOL) -> Iterator[T]:
+             pool: Pool | None = None) -> Iterator[T]:
     """Stream from the best host; before the first part, any failure moves on to the next host."""
+    pool = pool or POOL
     last: BaseException | None = None
     for url in pool.order(urls, model):
         with pool.busy(url):
