@@ -91,3 +91,19 @@ def test_hosts_setting_parses_comma_separated_and_defaults_to_ollama_host():
     assert Settings(ollama_hosts="127.0.0.1:1, http://127.0.0.1:2").hosts() == [
         "http://127.0.0.1:1", "http://127.0.0.1:2"]
     assert Settings(ollama_host="127.0.0.1:3").hosts() == ["http://127.0.0.1:3"]
+
+
+def test_models_command_lists_every_host_with_health(doubles, monkeypatch, capsys, tmp_path):
+    from agent.cli import main
+
+    one, two = doubles
+    two.stop()
+    monkeypatch.setenv("AGENT_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("AGENT_OLLAMA_HOSTS", f"{one.url},{two.url}")
+    monkeypatch.setenv("OLLAMA_HOST", two.url)  # the down one: listing must still use the live host
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    lines = {line.split()[0]: line for line in out.splitlines() if line.startswith("http")}
+    assert "ok" in lines[one.url] and "llama3.2" in lines[one.url]
+    assert "down" in lines[two.url]
+    assert "llama3.2" in out.split(two.url, 1)[1]

@@ -22,6 +22,7 @@ import ollama
 from langchain_core.language_models import BaseChatModel
 
 from agent.chat.cleanup import PROMPT_STOPS
+from agent.chat.pool import PooledChatOllama, pooled
 from agent.config import Settings
 from agent.errors import (
     AgentError,
@@ -197,6 +198,7 @@ def _with_model(err: AgentError, settings: Settings, name: str) -> AgentError:
 
 def list_models(settings: Settings) -> list[ModelInfo]:
     """Installed models (`/api/tags`) with each one's capabilities (`/api/show`)."""
+    settings = pooled(settings)
     client = ollama_client(settings)
     listed = with_retry(client.list, settings)
     models = []
@@ -217,7 +219,7 @@ def resolve_backend(settings: Settings) -> Backend:
     if settings.backend == "embedded":
         return _embedded_backend([])
     try:
-        info = show_model(settings, settings.chat_model)
+        info = show_model(pooled(settings), settings.chat_model)
     except OllamaUnreachableError as err:
         if settings.backend == "ollama":
             raise
@@ -265,8 +267,6 @@ def build_chat_model(settings: Settings, backend: Backend) -> BaseChatModel:
             model_path=str(embedded.find_gguf()), temperature=settings.temperature,
             n_ctx=context_window(settings, backend), max_tokens=answer_tokens(settings, backend),
             repeat_penalty=settings.repeat_penalty, stop=list(PROMPT_STOPS))
-    from agent.chat.pool import PooledChatOllama
-
     return PooledChatOllama(
         model=backend.model_name, base_url=settings.ollama_host, hosts=settings.hosts(),
         keep_alive=keep_alive(settings.keep_alive),

@@ -20,6 +20,8 @@ import ollama
 from langchain_core.messages import BaseMessage
 from langchain_ollama import ChatOllama
 
+from agent.config import Settings
+
 T = TypeVar("T")
 HEALTH_TTL = 5.0  # seconds a probe result is trusted
 PROBE_TIMEOUT = 1.5  # /api/version and /api/tags answer at once on a live server
@@ -131,6 +133,19 @@ def failover(urls: list[str], model: str, open_stream: Callable[[str], Iterator[
             return
     assert last is not None
     raise last
+
+
+def pooled(settings: Settings) -> Settings:
+    """Settings aimed at the best host of the pool, for one-host calls (model discovery)."""
+    hosts = settings.hosts()
+    if len(hosts) < 2:
+        return settings
+    return settings.model_copy(update={"ollama_host": POOL.order(hosts, settings.chat_model)[0]})
+
+
+def host_states(settings: Settings) -> list[HostState]:
+    """Every pool host's freshly probed health and models (sidebar, `models`)."""
+    return [POOL.state(url, fresh=True) for url in settings.hosts()]
 
 
 class PooledChatOllama(ChatOllama):
