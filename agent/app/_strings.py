@@ -322,4 +322,6 @@ STRINGS: dict[str, dict[str, str]] = {
     "opt_both": {"en": "quotes, then the model's answer", "zh": "先引用原句，再给模型的回答"},
     "opt_zh": {"en": "Chinese", "zh": "中文"},
     "opt_en": {"en": "English", "zh": "英文"},
+    # ---- pool
+    "field_ollama_hosts": {"en": "Ollama pool", "zh": "Ollama 服务池"},
 }

@@ -175,4 +175,8 @@ FIELD_HELP: dict[str, dict[str, str]] = {
     "system_prompt": {"en": "Instructions the model gets before every conversation.", "zh": "每次对话前给模型的指令。"},
     "answer_prompt": {"en": "How the question and the excerpts are put to the model.", "zh": "如何把问题和摘录交给模型。"},
     "rewrite_prompt": {"en": "How a follow-up question is turned into a search query.", "zh": "如何把追问改写成检索查询。"},
+    # ---- pool
+    "ollama_hosts": {"en": "Several Ollama servers, comma-separated: each question goes to the least busy live one. "
+                           "Empty: the host above.",
+                     "zh": "多个 Ollama 服务地址，用逗号分隔：每个问题交给最空闲的可用服务。留空：使用上面的地址。"},
 }
