@@ -291,6 +291,8 @@ def cmd_models(args: argparse.Namespace) -> int:
         return 0
     if args.action == "ps":
         return _loaded(settings, args.json)
+    if len(settings.hosts()) > 1 and not args.json:
+        _print_hosts(settings)
     models = list_models(settings)
     if args.json:
         _print_json([m.as_dict() for m in models])
@@ -301,6 +303,15 @@ def cmd_models(args: argparse.Namespace) -> int:
         ctx = f"ctx {m.context_length}" if m.context_length else ""
         print(f"{m.name:32} {m.parameter_size:>8} {','.join(m.capabilities):32} {ctx}")
     return 0
+
+
+def _print_hosts(settings: Any) -> None:
+    """One line per pool host: health, version, models."""
+    from agent.chat.pool import host_states
+
+    for host in host_states(settings):
+        health = f"ok {host.version}" if host.healthy else f"down ({host.error})"
+        print(f"{host.url:32} {health:16} {', '.join(host.models)}")
 
 
 def _pull(settings: Any, name: str) -> int:

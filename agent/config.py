@@ -42,6 +42,9 @@ class Settings(BaseModel):
 
     data_dir: Path = Field(Path("data"), description="Where every file the app writes goes (AGENT_DATA_DIR).")
     ollama_host: str = Field(DEFAULT_HOST, description="Ollama server URL (OLLAMA_HOST).")
+    ollama_hosts: list[str] = Field(
+        default_factory=list, description="A pool of Ollama URLs, comma-separated (AGENT_OLLAMA_HOSTS); "
+        "empty: ollama_host alone.")
     backend: Literal["auto", "ollama", "embedded"] = Field(
         "auto", description="auto: Ollama when it answers, else the embedded offline model.")
     chat_model: str = Field("llama3.2", min_length=1, description="Ollama chat model name.")
@@ -85,6 +88,13 @@ class Settings(BaseModel):
     def _normalise_host(cls, value: Any) -> str:
         return normalise_host(str(value))
 
+    @field_validator("ollama_hosts", mode="before")
+    @classmethod
+    def _normalise_hosts(cls, value: Any) -> list[str]:
+        parts = value.split(",") if isinstance(value, str) else list(value or [])
+        hosts = [normalise_host(str(part)) for part in parts if str(part).strip()]
+        return list(dict.fromkeys(hosts))
+
     @field_validator("keep_alive")
     @classmethod
     def _check_keep_alive(cls, value: str) -> str:
@@ -118,6 +128,10 @@ class Settings(BaseModel):
     @property
     def settings_path(self) -> Path:
         return self.data_dir / SETTINGS_FILE
+
+    def hosts(self) -> list[str]:
+        """The Ollama servers to use: the pool when set, else the single host."""
+        return self.ollama_hosts or [self.ollama_host]
 
     def chat_options(self) -> dict[str, Any]:
         """Generation options in Ollama's names, shared by every backend."""
@@ -168,7 +182,7 @@ def env_overrides(environ: dict[str, str] | None = None) -> dict[str, str]:
 
 def _parse_env_value(field: str, raw: str) -> Any:
     """Lists come as comma-separated text; pydantic parses the rest from strings."""
-    if field == "collections":
+    if field in ("collections", "ollama_hosts"):
         return [part.strip() for part in raw.split(",") if part.strip()]
     return raw
 

@@ -210,6 +210,7 @@ with st.form("settings_form", border=False):
         left, right = st.columns(2)
         with left:
             values["ollama_host"] = st.text_input(value=settings.ollama_host, **common("ollama_host"))
+            values["ollama_hosts"] = st.text_input(value=", ".join(settings.ollama_hosts), **common("ollama_hosts"))
             values["backend"] = choice("backend")
             values["chat_model"] = chat_model_field()
             values["mode"] = choice("mode")

@@ -330,4 +330,6 @@ STRINGS: dict[str, dict[str, str]] = {
                           "zh": "模型请求了本应用没有的工具（`{name}`），已告知模型。"},
     "note_answer_too_long": {"en": "The answer reached {chars} characters and was cut there.",
                              "zh": "回答达到 {chars} 个字符，已在此截断。"},
+    # ---- pool
+    "field_ollama_hosts": {"en": "Ollama pool", "zh": "Ollama 服务池"},
 }

@@ -209,4 +209,8 @@ FIELD_HELP: dict[str, dict[str, str]] = {
                          "zh": "单个回答最多可用的时间（秒），超时即截断。"},
     "max_searches": {"en": "After this many searches the model answers from the excerpts it found.",
                      "zh": "检索达到此次数后，模型用已找到的摘录作答。"},
+    # ---- pool
+    "ollama_hosts": {"en": "Several Ollama servers, comma-separated: each question goes to the least busy live one. "
+                           "Empty: the host above.",
+                     "zh": "多个 Ollama 服务地址，用逗号分隔：每个问题交给最空闲的可用服务。留空：使用上面的地址。"},
 }

@@ -24,6 +24,7 @@ from langchain_core.exceptions import OutputParserException
 from langchain_core.language_models import BaseChatModel
 
 from agent.chat.cleanup import PROMPT_STOPS
+from agent.chat.pool import PooledChatOllama, pooled
 from agent.chat.transport import LineCappedTransport, max_line_bytes
 from agent.config import Settings
 from agent.errors import (
@@ -222,6 +223,7 @@ def _with_model(err: AgentError, settings: Settings, name: str) -> AgentError:
 
 def list_models(settings: Settings) -> list[ModelInfo]:
     """Installed models (`/api/tags`) with each one's capabilities (`/api/show`)."""
+    settings = pooled(settings)
     client = ollama_client(settings)
     listed = with_retry(client.list, settings)
     models = []
@@ -242,7 +244,7 @@ def resolve_backend(settings: Settings) -> Backend:
     if settings.backend == "embedded":
         return _embedded_backend([])
     try:
-        info = show_model(settings, settings.chat_model)
+        info = show_model(pooled(settings), settings.chat_model)
     except OllamaUnreachableError as err:
         if settings.backend == "ollama":
             raise
@@ -290,10 +292,8 @@ def build_chat_model(settings: Settings, backend: Backend) -> BaseChatModel:
             model_path=str(embedded.find_gguf()), temperature=settings.temperature,
             n_ctx=context_window(settings, backend), max_tokens=answer_tokens(settings, backend),
             repeat_penalty=settings.repeat_penalty, stop=list(PROMPT_STOPS))
-    from langchain_ollama import ChatOllama
-
-    return ChatOllama(
-        model=backend.model_name, base_url=settings.ollama_host, keep_alive=keep_alive(settings.keep_alive),
-        client_kwargs={"timeout": settings.request_timeout},
+    return PooledChatOllama(
+        model=backend.model_name, base_url=settings.ollama_host, hosts=settings.hosts(),
+        keep_alive=keep_alive(settings.keep_alive), client_kwargs={"timeout": settings.request_timeout},
         sync_client_kwargs={"transport": LineCappedTransport(max_line_bytes(settings.max_answer_chars))},
         **settings.chat_options())
