@@ -322,4 +322,8 @@ STRINGS: dict[str, dict[str, str]] = {
     "opt_both": {"en": "quotes, then the model's answer", "zh": "先引用原句，再给模型的回答"},
     "opt_zh": {"en": "Chinese", "zh": "中文"},
     "opt_en": {"en": "English", "zh": "英文"},
+    # ---- team store (issue 18)
+    "field_store": {"en": "Store (local files or shared PostgreSQL)", "zh": "存储（本地文件或共享 PostgreSQL）"},
+    "field_database_url": {"en": "PostgreSQL URL", "zh": "PostgreSQL 地址"},
+    "opt_postgres": {"en": "PostgreSQL (shared by a team)", "zh": "PostgreSQL（团队共享）"},
 }

@@ -38,6 +38,7 @@ from agent import prompts
 from agent.chat.answer import Answer, Done, Event, Run, Status, StopOnRequest, StopRequested, Token
 from agent.chat.citations import number_new
 from agent.chat.conversations import ConversationStore, Note, Turn
+from agent.chat.pg_conversations import PgConversationStore
 from agent.chat.extractive import best_sentences, condense, format_quotes
 from agent.chat.llm import (
     Backend,
@@ -76,7 +77,7 @@ class Library(Protocol):
 
     settings: Settings
     embeddings: Embeddings
-    conversations: ConversationStore
+    conversations: ConversationStore | PgConversationStore
 
     def chat_collections(self) -> list[Collection]: ...
 

@@ -1,0 +1,80 @@
+"""Conversations in PostgreSQL (store = postgres): shared by instances with different data dirs."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from agent.chat.conversations import Turn
+from agent.chat.pg_conversations import PgConversationStore
+from agent.config import load_settings
+from agent.errors import ConversationNotFoundError, SettingsError
+
+_CHILD = """
+import json, sys
+from agent.chat.conversations import Turn
+from agent.workspace import Workspace
+store = Workspace().conversations
+cid, question = sys.argv[1], sys.argv[2]
+history = [m.content for m in store.history(cid)]
+store.append_turn(cid, Turn(question, f"answer to {question} after {len(history)} messages", [], "m"))
+print(json.dumps(history))
+"""
+
+
+def _instance(tmp_path: Path, name: str, pg_url: str, *args: str) -> list[str]:
+    """Run one app instance (own data dir, shared database) in a child process."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AGENT_", "OLLAMA_"))}
+    env.update(AGENT_DATA_DIR=str(tmp_path / name), AGENT_STORE="postgres", AGENT_DATABASE_URL=pg_url)
+    done = subprocess.run([sys.executable, "-c", _CHILD, *args], env=env, capture_output=True, text=True,
+                          timeout=120, cwd=Path(__file__).parent.parent, check=False)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_one_instance_starts_a_conversation_and_another_continues_it_with_its_history(tmp_path, pg_url):
+    assert _instance(tmp_path, "a", pg_url, "c1", "what is pgvector?") == []
+    seen = _instance(tmp_path, "b", pg_url, "c1", "and how fast is it?")
+    assert seen == ["what is pgvector?", "answer to what is pgvector? after 0 messages"]
+    conversation = PgConversationStore(pg_url).get("c1")
+    assert [t.question for t in conversation.turns] == ["what is pgvector?", "and how fast is it?"]
+    assert conversation.title == "what is pgvector?"
+    assert not (tmp_path / "a" / "conversations.sqlite3").exists()
+
+
+def test_the_store_keeps_the_sqlite_stores_behaviour(pg_url):
+    store = PgConversationStore(pg_url)
+    cid = store.create()
+    store.append_turn(cid, Turn("q1", "a1", [], "m"))
+    store.append_turn(cid, Turn("q2", "cut", [], "m", incomplete=True, error="stopped"))
+    store.append_turn(cid, Turn("q3", "a3", [], "m"))
+    assert store.count_turns(cid) == 3 and store.count_turns("nope") == 0
+    assert [m.content for m in store.history(cid)] == ["q1", "a1", "q3", "a3"]
+    assert [m.content for m in store.history(cid, turns=1)] == ["q3", "a3"]
+    recent = store.recent(cid, 2)
+    assert recent.total == 3 and [t.question for t in recent.turns] == ["q2", "q3"] and recent.turns[0].incomplete
+    store.rename(cid, "  renamed   here ")
+    assert [c.title for c in store.list()] == ["renamed here"]
+    assert "**You:** q2" in store.export_markdown(cid)
+    store.delete(cid)
+    assert not store.exists(cid)
+    with pytest.raises(ConversationNotFoundError):
+        store.get(cid)
+
+
+def test_a_second_instance_on_the_same_database_finds_the_schema_in_place(pg_url):
+    PgConversationStore(pg_url).append_turn("x", Turn("q", "a", [], "m"))
+    assert PgConversationStore(pg_url).count_turns("x") == 1
+
+
+def test_store_postgres_needs_a_database_url(tmp_path):
+    with pytest.raises(SettingsError):
+        load_settings(tmp_path, environ={"AGENT_STORE": "postgres"})
+    settings = load_settings(tmp_path, environ={"AGENT_STORE": "postgres",
+                                                "AGENT_DATABASE_URL": "postgresql://me@/db?host=/run/pg"})
+    assert settings.store == "postgres" and settings.database_url.endswith("host=/run/pg")
