@@ -78,3 +78,23 @@ def test_store_postgres_needs_a_database_url(tmp_path):
     settings = load_settings(tmp_path, environ={"AGENT_STORE": "postgres",
                                                 "AGENT_DATABASE_URL": "postgresql://me@/db?host=/run/pg"})
     assert settings.store == "postgres" and settings.database_url.endswith("host=/run/pg")
+
+
+def test_migrate_round_trip_copies_conversations_once(tmp_path, pg_url):
+    from agent.chat.conversations import ConversationStore
+    from tests.support import run_cli
+
+    local = ConversationStore(tmp_path / "one")
+    local.append_turn("c1", Turn("first", "a1", [], "m"))
+    local.append_turn("c1", Turn("second", "a2", [], "m"))
+    local.append_turn("c2", Turn("other", "a3", [], "m"))
+    env = {"AGENT_DATA_DIR": str(tmp_path / "one"), "AGENT_DATABASE_URL": pg_url}
+    assert "3 turns copied" in run_cli(["migrate", "--to", "postgres"], env).stdout
+    assert "0 turns copied" in run_cli(["migrate", "--to", "postgres"], env).stdout, "idempotent"
+    shared = PgConversationStore(pg_url)
+    assert [m.content for m in shared.history("c1")] == ["first", "a1", "second", "a2"]
+    assert [c.id for c in shared.list()] == ["c2", "c1"]
+    back = {"AGENT_DATA_DIR": str(tmp_path / "two"), "AGENT_DATABASE_URL": pg_url}
+    assert "3 turns copied" in run_cli(["migrate", "--to", "local"], back).stdout
+    assert ConversationStore(tmp_path / "two").get("c1").title == "first"
+    assert run_cli(["migrate", "--to", "postgres"], {"AGENT_DATA_DIR": str(tmp_path / "one")}).returncode != 0

@@ -126,3 +126,18 @@ def open_conversations(settings: Settings) -> ConversationStore | PgConversation
     if settings.store == "postgres":
         return PgConversationStore(settings.database_url)
     return ConversationStore(settings.data_dir)
+
+
+def copy_conversations(source: ConversationStore | PgConversationStore,
+                       target: ConversationStore | PgConversationStore) -> int:
+    """Copy every conversation's turns that `target` lacks (by position); returns how many were added.
+
+    Idempotent: a second run adds nothing, and a run cut short continues where it stopped."""
+    added = 0
+    for listed in reversed(source.list()):  # oldest first, so the target lists them in the same order
+        conversation = source.get(listed.id)
+        target.create(conversation.title, conversation.id)
+        for turn in conversation.turns[target.count_turns(conversation.id):]:
+            target.append_turn(conversation.id, turn)
+            added += 1
+    return added
