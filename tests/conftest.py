@@ -50,8 +50,11 @@ def pg_server() -> Iterator[str]:
     """One real PostgreSQL (pgvector) for the whole test session."""
     from tests.pg_support import postgres_server  # noqa: PLC0415  (only sessions that need it start it)
 
+    from agent._pg import close_all  # noqa: PLC0415
+
     with postgres_server() as uri:
         yield uri
+        close_all()  # the app's pools first: the server then stops at once
 
 
 @pytest.fixture

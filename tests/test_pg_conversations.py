@@ -98,3 +98,30 @@ def test_migrate_round_trip_copies_conversations_once(tmp_path, pg_url):
     assert "3 turns copied" in run_cli(["migrate", "--to", "local"], back).stdout
     assert ConversationStore(tmp_path / "two").get("c1").title == "first"
     assert run_cli(["migrate", "--to", "postgres"], {"AGENT_DATA_DIR": str(tmp_path / "one")}).returncode != 0
+
+
+_WRITER = """
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from agent.chat.conversations import Turn
+from agent.chat.pg_conversations import PgConversationStore
+store, name = PgConversationStore(sys.argv[1]), sys.argv[2]
+def user(u):
+    for i in range(25):
+        store.append_turn(f"{name}-u{u}", Turn(f"q{i}", "a", [], "m"))
+        assert len(store.history(f"{name}-u{u}", turns=5)) == 2 * min(i + 1, 5)
+with ThreadPoolExecutor(4) as pool:
+    list(pool.map(user, range(4)))
+"""
+
+
+def test_two_instances_with_eight_users_lose_no_turn(pg_url):
+    """2 processes x 4 threads x 25 turns, each reading its history: all 200 turns stored, in order."""
+    children = [subprocess.Popen([sys.executable, "-c", _WRITER, pg_url, name], cwd=Path(__file__).parent.parent,
+                                 stderr=subprocess.PIPE, text=True) for name in ("a", "b")]
+    for child in children:
+        _, err = child.communicate(timeout=120)
+        assert child.returncode == 0, err
+    store = PgConversationStore(pg_url)
+    assert sum(store.count_turns(c.id) for c in store.list()) == 200
+    assert [t.question for t in store.get("b-u3").turns] == [f"q{i}" for i in range(25)]
