@@ -104,6 +104,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("id", nargs="?")
     p.add_argument("title", nargs="?")
     p.add_argument("--json", action="store_true")
+    p = command("migrate", cmd_migrate, "Copy conversations between this data directory and PostgreSQL "
+                                        "(AGENT_DATABASE_URL); safe to run again.")
+    p.add_argument("--to", required=True, choices=["postgres", "local"])
     p = command("eval", cmd_eval, "Measure retrieval quality (hit@k, MRR) on a question file.")
     p.add_argument("questions", type=Path, help="JSONL with question, file, page, lang")
     p.add_argument("--pdfs", type=Path, required=True, help="folder with the PDFs the questions refer to")
@@ -487,6 +490,18 @@ def cmd_conversations(args: argparse.Namespace) -> int:
         store.delete(args.id)
     else:
         sys.stdout.write(store.export_markdown(args.id))
+    return 0
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from agent.chat.pg_conversations import copy_conversations, open_conversations
+
+    settings = load_settings()
+    if not settings.database_url:
+        raise AgentError("migrate needs the PostgreSQL database.", "Set AGENT_DATABASE_URL (see README, Running for a team).")
+    local, shared = (open_conversations(settings.model_copy(update={"store": store})) for store in ("local", "postgres"))
+    source, target = (local, shared) if args.to == "postgres" else (shared, local)
+    print(f"conversations: {copy_conversations(source, target)} turns copied")
     return 0
 
 

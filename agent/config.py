@@ -77,6 +77,10 @@ class Settings(BaseModel):
                             "auto: both with the embedded model, generative with Ollama.")
     answer_language: Literal["auto", "zh", "en"] = Field("auto", description="auto answers in the question's language.")
     ui_language: Literal["auto", "zh", "en"] = Field("auto", description="Language of the web UI.")
+    store: Literal["local", "postgres"] = Field(
+        "local", description="local: FAISS + SQLite in the data directory; postgres: shared PostgreSQL + pgvector.")
+    database_url: str = Field("", description="libpq URI of the PostgreSQL database when store is postgres "
+                                              "(e.g. postgresql://user@/db?host=/run/dir).")
     collections: list[str] = Field(default_factory=lambda: ["default"], min_length=1,
                                    description="Collections the chat searches.")
     system_prompt: str = Field(prompts.SYSTEM_PROMPT, description="System prompt.")
@@ -107,6 +111,12 @@ class Settings(BaseModel):
     @classmethod
     def _check_embedding(cls, value: str) -> str:
         return check_embedding_spec(value)
+
+    @model_validator(mode="after")
+    def _check_store(self) -> Settings:
+        if self.store == "postgres" and not self.database_url.strip():
+            raise ValueError("store postgres needs database_url (AGENT_DATABASE_URL), e.g. postgresql://user@/db?host=/run/dir")
+        return self
 
     @field_validator("collections")
     @classmethod

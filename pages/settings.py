@@ -237,6 +237,8 @@ with st.form("settings_form", border=False):
                                                accept_new_options=True, format_func=embedding_label,
                                                **common("embedding"))
             values["ocr"] = st.toggle(value=settings.ocr, **common("ocr"))
+            values["store"] = choice("store")
+            values["database_url"] = st.text_input(value=settings.database_url, type="password", **common("database_url"))
         with right:
             values["chunk_size"] = number("chunk_size")
             values["chunk_overlap"] = number("chunk_overlap")

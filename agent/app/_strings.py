@@ -332,4 +332,8 @@ STRINGS: dict[str, dict[str, str]] = {
                              "zh": "回答达到 {chars} 个字符，已在此截断。"},
     # ---- pool
     "field_ollama_hosts": {"en": "Ollama pool", "zh": "Ollama 服务池"},
+    # ---- team store (issue 18)
+    "field_store": {"en": "Store (local files or shared PostgreSQL)", "zh": "存储（本地文件或共享 PostgreSQL）"},
+    "field_database_url": {"en": "PostgreSQL URL", "zh": "PostgreSQL 地址"},
+    "opt_postgres": {"en": "PostgreSQL (shared by a team)", "zh": "PostgreSQL（团队共享）"},
 }

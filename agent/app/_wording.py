@@ -213,4 +213,10 @@ FIELD_HELP: dict[str, dict[str, str]] = {
     "ollama_hosts": {"en": "Several Ollama servers, comma-separated: each question goes to the least busy live one. "
                            "Empty: the host above.",
                      "zh": "多个 Ollama 服务地址，用逗号分隔：每个问题交给最空闲的可用服务。留空：使用上面的地址。"},
+    # ---- team store (issue 18)
+    "store": {"en": "local: this computer's data folder. PostgreSQL: conversations shared by every app instance "
+                    "using the same database.",
+              "zh": "本地：本机的数据文件夹。PostgreSQL：使用同一数据库的所有应用实例共享对话。"},
+    "database_url": {"en": "Address of the PostgreSQL database, e.g. postgresql://user@/db?host=/run/dir.",
+                     "zh": "PostgreSQL 数据库地址（格式见 README）。"},
 }

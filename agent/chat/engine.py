@@ -52,6 +52,7 @@ from agent.chat.llm import (
 )
 from agent.chat.memory import WindowMiddleware, approx_tokens, budget_for, fit_messages, message_tokens, window
 from agent.chat.models import prompt_truncated
+from agent.chat.pg_conversations import PgConversationStore
 from agent.chat.transport import watch_answer
 from agent.config import Settings
 from agent.errors import AgentError, ModelCapabilityError
@@ -80,7 +81,7 @@ class Library(Protocol):
 
     settings: Settings
     embeddings: Embeddings
-    conversations: ConversationStore
+    conversations: ConversationStore | PgConversationStore
 
     def chat_collections(self) -> list[Collection]: ...
 
