@@ -152,6 +152,10 @@ ERRORS: dict[str, dict[str, tuple[str, str]]] = {
         "en": ("Cannot reach Ollama at `{host}` for the embedding model `{model}`.",
                "Start it with `ollama serve`, or set OLLAMA_HOST to where it runs."),
         "zh": ("无法连接 Ollama（`{host}`）以使用嵌入模型 `{model}`。", "请用 `ollama serve` 启动它，或把 OLLAMA_HOST 设为它运行的地址。")},
+    "embedding_invalid": {
+        "en": ("The embedding model returned unusable vectors (wrong count, wrong length or not numbers).",
+               "Check the embedding model in Settings, or re-index with a working one."),
+        "zh": ("嵌入模型返回了无效的向量（数量、长度或数值不对）。", "请在设置中检查嵌入模型，或用可用的模型重建索引。")},
     "embedding_failed": {
         "en": ("The embedding model `{model}` at `{host}` failed: {detail}", "Check the Ollama server log, then retry."),
         "zh": ("`{host}` 上的嵌入模型 `{model}` 出错：{detail}", "请查看 Ollama 服务日志，然后重试。")},

@@ -133,3 +133,22 @@ class CheckedEmbeddings(Embeddings):
         return OllamaResponseError(f"The embedding model {model!r} at {host} failed: {detail}",
                                    "Check the Ollama server log, then retry.",
                                    code="embedding_failed", params={**params, "detail": detail})
+
+
+def checked_vectors(vectors: Any, count: int, dimension: int = 0) -> np.ndarray:
+    """Embedding output as a float32 matrix; refused with one clear error unless it is `count`
+    finite vectors of one length (`dimension`, when the index has one): NaN scores would be
+    meaningless and a wrong shape used to crash inside numpy or FAISS."""
+    try:
+        matrix = np.asarray(vectors, dtype=np.float32)
+    except (TypeError, ValueError):  # vectors of different lengths
+        matrix = np.empty((0, 0), dtype=np.float32)
+    width = matrix.shape[1] if matrix.ndim == 2 else 0
+    problem = ("a wrong number of vectors" if matrix.ndim != 2 or len(matrix) != count
+               else "vectors of the wrong length" if not width or (dimension and width != dimension)
+               else "values that are not numbers (NaN or infinity)" if not np.isfinite(matrix).all() else "")
+    if problem:
+        raise AgentError(f"The embedding model returned {problem}.",
+                         "Check the embedding model (Settings), or re-index with a working one.",
+                         code="embedding_invalid", params={"problem": problem})
+    return matrix
