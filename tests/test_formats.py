@@ -1,6 +1,11 @@
 """Non-PDF readers: detection by content, decoding, locations, hostile input."""
 from __future__ import annotations
 
+import io
+import zipfile
+
+import docx
+import pptx
 import pytest
 
 from agent.errors import DocumentError
@@ -15,7 +20,7 @@ def test_detect_by_content_not_extension():
     assert detect("notes.log", b"plain") == "text"
 
 
-@pytest.mark.parametrize("head", [b"\x89PNG\r\n\x1a\n", b"\x7fELF\x02\x01\x00\x00", b"PK\x03\x04rest"])
+@pytest.mark.parametrize("head", [b"\x89PNG\r\n\x1a\n", b"\x7fELF\x02\x01\x00\x00"])
 def test_unsupported_lists_supported_types(head):
     with pytest.raises(DocumentError) as err:
         detect("x.bin", head)
@@ -94,3 +99,110 @@ def test_read_sections_refuses_over_limit_and_empty(tmp_path):
     with pytest.raises(DocumentError):
         read_sections(empty, "e.md", max_bytes=1024)
     assert read_sections(big, "big.txt", max_bytes=4096)[0] == "text"
+
+
+def _write(tmp_path, name, data):
+    path = tmp_path / name
+    path.write_bytes(data)
+    return path
+
+
+def _docx_bytes() -> bytes:
+    document = docx.Document()
+    document.add_paragraph("Preface text")
+    document.add_heading("Install", level=1)
+    document.add_paragraph("Unpack the box.")
+    document.add_heading("Wiring", level=2)
+    document.add_paragraph("Connect the red wire.")
+    table = document.add_table(rows=1, cols=2)
+    table.rows[0].cells[0].text, table.rows[0].cells[1].text = "Volts", "12"
+    out = io.BytesIO()
+    document.save(out)
+    return out.getvalue()
+
+
+def test_docx_sections_have_heading_paths_and_paragraph_numbers(tmp_path):
+    kind, sections = read_sections(_write(tmp_path, "r.bin", _docx_bytes()), "r.bin", max_bytes=10**7)
+    assert kind == "docx"
+    assert [s.heading for s in sections] == ["", "Install", "Install > Wiring"]
+    assert "Volts | 12" in sections[2].text and "red wire" in sections[2].text
+    assert sections[1].line_start == 2 and sections[2].line_start > sections[1].line_end
+
+
+def test_pptx_one_section_per_slide(tmp_path):
+    deck = pptx.Presentation()
+    for title in ("Budget", "Timeline"):
+        slide = deck.slides.add_slide(deck.slide_layouts[1])
+        slide.shapes.title.text = title
+        slide.placeholders[1].text = f"{title} details"
+    out = io.BytesIO()
+    deck.save(out)
+    kind, sections = read_sections(_write(tmp_path, "d.pptx", out.getvalue()), "d.pptx", max_bytes=10**7)
+    assert kind == "pptx"
+    assert [(s.number, s.loc_kind, s.heading) for s in sections] == [(1, "slide", "Budget"), (2, "slide", "Timeline")]
+    assert "Timeline details" in sections[1].text
+
+
+def _zip(members: dict[str, bytes]) -> bytes:
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    return out.getvalue()
+
+
+_CONTAINER = (b'<?xml version="1.0"?><container xmlns="urn:oasis:names:tc:opendocument:xmlns:container">'
+              b'<rootfiles><rootfile full-path="OEBPS/book.opf"/></rootfiles></container>')
+_OPF = (b'<package xmlns="http://www.idpf.org/2007/opf"><manifest><item id="c1" href="one.xhtml"/>'
+        b'<item id="c2" href="two.xhtml"/></manifest><spine><itemref idref="c1"/><itemref idref="c2"/></spine></package>')
+
+
+def test_epub_chapters_in_spine_order(tmp_path):
+    data = _zip({"mimetype": b"application/epub+zip", "META-INF/container.xml": _CONTAINER, "OEBPS/book.opf": _OPF,
+                 "OEBPS/one.xhtml": b"<html><body><h1>Chapter One</h1><p>The harbour.</p></body></html>",
+                 "OEBPS/two.xhtml": b"<html><body><h1>Chapter Two</h1><script>x()</script><p>The storm.</p></body></html>"})
+    kind, sections = read_sections(_write(tmp_path, "b.epub", data), "b.epub", max_bytes=10**7)
+    assert kind == "epub"
+    assert [(s.number, s.heading) for s in sections] == [(1, "Chapter One"), (2, "Chapter Two")]
+    assert "x()" not in sections[1].text
+
+
+def test_zip_bomb_refused_by_declared_size(tmp_path):
+    data = _zip({"word/document.xml": b"\0" * 5_000_000})  # deflates to a few KB
+    assert len(data) < 100_000
+    with pytest.raises(DocumentError) as err:
+        read_sections(_write(tmp_path, "bomb.docx", data), "bomb.docx", max_bytes=200_000)
+    assert "zip bomb" in err.value.fix
+
+
+def test_zip_bomb_refused_when_declared_sizes_lie(tmp_path):
+    data = bytearray(_zip({"word/document.xml": b"\0" * 5_000_000}))
+    # rewrite the central directory's uncompressed size (offset 24 in the entry) to a small lie
+    cd = data.rfind(b"PK\x01\x02")
+    data[cd + 24:cd + 28] = (100).to_bytes(4, "little")
+    with pytest.raises(DocumentError):
+        read_sections(_write(tmp_path, "liar.docx", bytes(data)), "liar.docx", max_bytes=200_000)
+
+
+@pytest.mark.parametrize("members", [
+    {"word/document.xml": b"<w:document><unclosed"},  # malformed XML
+    {"word/document.xml": b"<x/>"},  # missing [Content_Types].xml and relationships
+    {"ppt/presentation.xml": b"<p/>"},
+    {"META-INF/container.xml": b"<container/>"},  # EPUB naming no package
+    {"META-INF/container.xml": b"<!DOCTYPE x [<!ENTITY a 'aaaa'><!ENTITY b '&a;&a;&a;'>]><c>&b;</c>"},
+    {"random.txt": b"hello"},  # a zip that is none of the formats
+])
+def test_malformed_containers_refused_cleanly(tmp_path, members):
+    with pytest.raises(DocumentError):
+        read_sections(_write(tmp_path, "bad.docx", _zip(members)), "bad.docx", max_bytes=10**7)
+
+
+def test_truncated_zip_refused(tmp_path):
+    with pytest.raises(DocumentError):
+        read_sections(_write(tmp_path, "cut.docx", _docx_bytes()[:3000]), "cut.docx", max_bytes=10**7)
+
+
+def test_password_protected_office_file_refused():
+    with pytest.raises(DocumentError) as err:
+        detect("secret.docx", b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + b"\0" * 100)
+    assert "password" in err.value.message

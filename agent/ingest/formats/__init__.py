@@ -6,7 +6,7 @@ from pathlib import Path
 
 from agent.errors import DocumentError
 from agent.ingest.formats._section import Section
-from agent.ingest.formats import html, markdown, text
+from agent.ingest.formats import _zip, epub, html, markdown, office, text
 
 __all__ = ["SUPPORTED", "Section", "detect", "read_sections"]
 
@@ -14,16 +14,23 @@ Reader = Callable[[bytes], list[Section]]
 
 # kind -> (reader, label shown in the document table); "pdf" is read by agent.ingest.parse.
 _READERS: dict[str, Reader] = {"text": text.read, "markdown": markdown.read, "html": html.read}
-SUPPORTED = ("PDF", "Markdown", "HTML", "text")
+SUPPORTED = ("PDF", "Word (.docx)", "PowerPoint (.pptx)", "EPUB", "Markdown", "HTML", "text")
 _HEAD = 4096
+INFLATE_FACTOR = 4  # a zip container may unpack to this many times the upload limit, no more
+_ZIP_READERS = {"docx": office.read_docx, "pptx": office.read_pptx}
 
 
 def detect(name: str, head: bytes) -> str:
     """The format of a file from its first bytes (magic numbers), the extension only telling text kinds apart."""
     if head.startswith(b"%PDF-"):
         return "pdf"
-    if head.startswith((b"PK\x03\x04", b"\x89PNG", b"\xff\xd8\xff", b"\xd0\xcf\x11\xe0", b"GIF8")):
-        raise _unsupported(name)  # zip containers and images: readers not in this branch yet
+    if head.startswith(b"PK\x03\x04"):
+        return "zip"  # DOCX, PPTX or EPUB: told apart by their members (agent.ingest.formats._zip.kind_of)
+    if head.startswith(b"\xd0\xcf\x11\xe0"):  # OLE2: encrypted OOXML or legacy .doc/.ppt
+        raise DocumentError(f"{name} is password-protected or an old Office format (.doc, .ppt).",
+                            "Remove the password, or save it as .docx/.pptx/PDF, and upload again.")
+    if head.startswith((b"\x89PNG", b"\xff\xd8\xff", b"GIF8")):
+        raise _unsupported(name)
     if b"\x00" in head and not head.startswith((b"\xff\xfe", b"\xfe\xff")):
         raise _unsupported(name)
     suffix = Path(name).suffix.lower()
@@ -47,10 +54,29 @@ def read_sections(path: Path, name: str, max_bytes: int) -> tuple[str, list[Sect
     kind = detect(name, data[:_HEAD])
     if kind == "pdf":
         raise ValueError("PDFs are read by agent.ingest.parse")
-    sections = [s for s in _READERS[kind](data) if s.text.strip()]
+    if kind == "zip":
+        kind, sections = _read_zip(data, name, max_bytes * INFLATE_FACTOR)
+    else:
+        sections = _READERS[kind](data)
+    sections = [s for s in sections if s.text.strip()]
     if not sections:
         raise DocumentError(f"{name} has no text.", "Check that the file is not empty.")
     return kind, sections
+
+
+def _read_zip(data: bytes, name: str, limit: int) -> tuple[str, list[Section]]:
+    """A DOCX/PPTX/EPUB once its inflated size is known to fit; any parser failure becomes one clear refusal."""
+    archive = _zip.open_checked(data, name, limit)
+    kind = _zip.kind_of(archive)
+    if kind is None:
+        raise _unsupported(name)
+    try:
+        return kind, epub.read(archive) if kind == "epub" else _ZIP_READERS[kind](data)
+    except DocumentError:
+        raise
+    except Exception:  # noqa: BLE001 - hostile XML/parts make the third-party parsers raise anything
+        raise DocumentError(f"{name} is damaged (a part is missing or malformed).",
+                            "Open and re-save it, then upload again.") from None
 
 
 def _unsupported(name: str) -> DocumentError:
