@@ -20,7 +20,7 @@ def test_detect_by_content_not_extension():
     assert detect("notes.log", b"plain") == "text"
 
 
-@pytest.mark.parametrize("head", [b"\x89PNG\r\n\x1a\n", b"\x7fELF\x02\x01\x00\x00"])
+@pytest.mark.parametrize("head", [b"GIF89a\x01\x00", b"\x7fELF\x02\x01\x00\x00"])
 def test_unsupported_lists_supported_types(head):
     with pytest.raises(DocumentError) as err:
         detect("x.bin", head)
@@ -206,3 +206,36 @@ def test_password_protected_office_file_refused():
     with pytest.raises(DocumentError) as err:
         detect("secret.docx", b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + b"\0" * 100)
     assert "password" in err.value.message
+
+
+def _png(text_lines: list[str]) -> bytes:
+    from PIL import Image, ImageDraw, ImageFont
+
+    font = ImageFont.truetype("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf", 40)
+    picture = Image.new("RGB", (1200, 120 + 70 * len(text_lines)), "white")
+    draw = ImageDraw.Draw(picture)
+    for i, line in enumerate(text_lines):
+        draw.text((60, 60 + 70 * i), line, fill="black", font=font)
+    out = io.BytesIO()
+    picture.save(out, "PNG")
+    return out.getvalue()
+
+
+@pytest.mark.slow
+def test_png_text_is_read_by_ocr(tmp_path):
+    pytest.importorskip("rapidocr_onnxruntime")
+    kind, sections = read_sections(_write(tmp_path, "photo.png", _png(["The pump runs at 40 litres per minute"])),
+                                   "photo.png", max_bytes=10**7)
+    assert kind == "image" and sections[0].ocr and sections[0].loc_kind == "page"
+    assert "litres" in sections[0].text.lower()
+
+
+@pytest.mark.parametrize("data", [b"this is not a picture", b"\x89PNG\r\n\x1a\n" + b"\0" * 40])
+def test_png_that_is_not_an_image_is_refused(tmp_path, data):
+    with pytest.raises(DocumentError):
+        read_sections(_write(tmp_path, "fake.png", data), "fake.png", max_bytes=10**7)
+
+
+def test_truncated_png_is_refused(tmp_path):
+    with pytest.raises(DocumentError):
+        read_sections(_write(tmp_path, "cut.png", _png(["hello"])[:200]), "cut.png", max_bytes=10**7)

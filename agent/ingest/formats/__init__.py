@@ -6,15 +6,15 @@ from pathlib import Path
 
 from agent.errors import DocumentError
 from agent.ingest.formats._section import Section
-from agent.ingest.formats import _zip, epub, html, markdown, office, text
+from agent.ingest.formats import _zip, epub, html, image, markdown, office, text
 
 __all__ = ["SUPPORTED", "Section", "detect", "read_sections"]
 
 Reader = Callable[[bytes], list[Section]]
 
 # kind -> (reader, label shown in the document table); "pdf" is read by agent.ingest.parse.
-_READERS: dict[str, Reader] = {"text": text.read, "markdown": markdown.read, "html": html.read}
-SUPPORTED = ("PDF", "Word (.docx)", "PowerPoint (.pptx)", "EPUB", "Markdown", "HTML", "text")
+_READERS: dict[str, Reader] = {"text": text.read, "markdown": markdown.read, "html": html.read, "image": image.read}
+SUPPORTED = ("PDF", "Word (.docx)", "PowerPoint (.pptx)", "EPUB", "Markdown", "HTML", "text", "PNG/JPEG images")
 _HEAD = 4096
 INFLATE_FACTOR = 4  # a zip container may unpack to this many times the upload limit, no more
 _ZIP_READERS = {"docx": office.read_docx, "pptx": office.read_pptx}
@@ -29,8 +29,10 @@ def detect(name: str, head: bytes) -> str:
     if head.startswith(b"\xd0\xcf\x11\xe0"):  # OLE2: encrypted OOXML or legacy .doc/.ppt
         raise DocumentError(f"{name} is password-protected or an old Office format (.doc, .ppt).",
                             "Remove the password, or save it as .docx/.pptx/PDF, and upload again.")
-    if head.startswith((b"\x89PNG", b"\xff\xd8\xff", b"GIF8")):
-        raise _unsupported(name)
+    if head.startswith((b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff")):
+        return "image"
+    if Path(name).suffix.lower() in (".png", ".jpg", ".jpeg"):  # named a picture, but not one
+        raise DocumentError(f"{name} is not a PNG/JPEG picture.", "Re-save it and upload again.")
     if b"\x00" in head and not head.startswith((b"\xff\xfe", b"\xfe\xff")):
         raise _unsupported(name)
     suffix = Path(name).suffix.lower()
