@@ -27,9 +27,8 @@ def test_unsupported_lists_supported_types(head):
     assert "PDF" in err.value.fix and "Markdown" in err.value.fix
 
 
-def test_named_pdf_that_is_not_one_is_refused():
-    with pytest.raises(DocumentError):
-        detect("fake.pdf", b"hello")
+def test_named_pdf_that_is_not_one_goes_to_the_pdf_parser_to_explain():
+    assert detect("fake.pdf", b"hello") == "pdf"
 
 
 @pytest.mark.parametrize("encoded", ["第一行中文\n第二行".encode("gb18030"), "第一行中文\n第二行".encode("utf-16"),
@@ -239,3 +238,21 @@ def test_png_that_is_not_an_image_is_refused(tmp_path, data):
 def test_truncated_png_is_refused(tmp_path):
     with pytest.raises(DocumentError):
         read_sections(_write(tmp_path, "cut.png", _png(["hello"])[:200]), "cut.png", max_bytes=10**7)
+
+
+def test_pipeline_ingests_markdown_and_keeps_what_was_indexed(workspace, tmp_path):
+    from agent.ingest.pipeline import ingest_file
+
+    def ingest(path):
+        return ingest_file(path, workspace.collection(), workspace.embeddings, workspace.settings)
+
+    notes = _write(tmp_path, "notes.md", b"# Pumps\nThe pump runs at 40 litres per minute.\n# Valves\nClose slowly.\n")
+    added = ingest(notes)
+    assert added.status == "added" and added.pages == 2
+    metas = [d.metadata for d in workspace.collection().documents]
+    assert {(m["heading"], m["loc_kind"]) for m in metas} == {("Pumps", "section"), ("Valves", "section")}
+    for bad in (_write(tmp_path, "broken.docx", _zip({"word/document.xml": b"<w:document><unclosed"})),
+                _write(tmp_path, "x.bin", b"\x7fELF\x02\x01\x00\x00")):
+        result = ingest(bad)
+        assert result.status == "failed" and result.message
+    assert [d.metadata for d in workspace.collection().documents] == metas

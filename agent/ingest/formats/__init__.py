@@ -31,18 +31,18 @@ def detect(name: str, head: bytes) -> str:
                             "Remove the password, or save it as .docx/.pptx/PDF, and upload again.")
     if head.startswith((b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff")):
         return "image"
-    if Path(name).suffix.lower() in (".png", ".jpg", ".jpeg"):  # named a picture, but not one
+    suffix = Path(name).suffix.lower()
+    if suffix in (".png", ".jpg", ".jpeg"):  # named a picture, but not one
         raise DocumentError(f"{name} is not a PNG/JPEG picture.", "Re-save it and upload again.")
+    if suffix == ".pdf":  # named a PDF, but not one: the PDF parser says what is wrong with it
+        return "pdf"
     if b"\x00" in head and not head.startswith((b"\xff\xfe", b"\xfe\xff")):
         raise _unsupported(name)
-    suffix = Path(name).suffix.lower()
     sniff = head[:512].lstrip(b"\xef\xbb\xbf \t\r\n").lower()
     if suffix in (".html", ".htm", ".xhtml") or sniff.startswith((b"<!doctype html", b"<html")):
         return "html"
     if suffix in (".md", ".markdown"):
         return "markdown"
-    if suffix == ".pdf":  # named PDF, but not one
-        raise _unsupported(name)
     return "text"
 
 
