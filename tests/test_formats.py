@@ -256,3 +256,12 @@ def test_pipeline_ingests_markdown_and_keeps_what_was_indexed(workspace, tmp_pat
         result = ingest(bad)
         assert result.status == "failed" and result.message
     assert [d.metadata for d in workspace.collection().documents] == metas
+
+
+def test_section_preview_returns_the_section_and_the_passage_span(tmp_path):
+    from agent.app.sources import section_preview
+
+    path = _write(tmp_path, "notes.md", b"# Pumps\nThe pump runs at 40 litres per minute.\n# Valves\nClose slowly.\n")
+    text, (start, end) = section_preview(path, {"page": 2, "text": "Close slowly."})
+    assert text == "# Valves\nClose slowly." and text[start:end] == "Close slowly."
+    assert section_preview(path, {"page": 9, "text": "x"}) == ("", (-1, -1))

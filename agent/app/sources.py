@@ -11,6 +11,7 @@ from agent._files import safe_file_name
 from agent.app.i18n import t
 from agent.chat.citations import MARKER_RE, marker_numbers
 from agent.errors import AgentError
+from agent.ingest import formats
 from agent.ingest._pdf_open import PDFIUM_LOCK
 from agent.search.retrieval import Source
 
@@ -120,6 +121,23 @@ def render_page_png(pdf: Path | str, page: int, width: int = PAGE_IMAGE_WIDTH, h
 
 
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$])")
+
+
+PREVIEW_MAX_BYTES = 4096 * 1024 * 1024  # the stored copy passed the upload limit when it was indexed
+
+
+def section_preview(stored: Path, source: Source) -> tuple[str, tuple[int, int]]:
+    """A non-PDF source's whole section (slide, lines, heading section) and where its passage is in it;
+    the span is (-1, -1) when the passage cannot be found (the file changed its reader since indexing)."""
+    _kind, sections = formats.read_sections(stored, stored.name, PREVIEW_MAX_BYTES)
+    number = int(source.get("page", 0))
+    section = next((s for s in sections if s.number == number), None)
+    if section is None:
+        return "", (-1, -1)
+    text = section.text
+    passage = source.get("text", "")
+    start = text.find(passage) if passage else -1
+    return text, ((start, start + len(passage)) if start >= 0 else (-1, -1))
 
 
 def md_escape(text: str) -> str:
