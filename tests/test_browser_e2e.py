@@ -338,7 +338,7 @@ def zh_chat(page: Any, double: OllamaDouble, expect: Any) -> None:
     status = page.locator("[data-testid=stChatMessage]").last.get_by_text(re.compile(r"模型正在阅读 5 段摘录…… \d+ 秒"))
     expect(status).to_be_visible(timeout=15_000)
     assert not english_left(page), english_left(page)  # the status line too
-    expect(page.get_by_text("矿物的化学成分", exact=False)).to_be_visible()
+    expect(page.get_by_text("矿物的化学成分", exact=False).first).to_be_visible()  # streamed, then redrawn
     expect(page.locator("[data-testid=stChatMessage]").get_by_role("button", name="停止")).to_have_count(0)
     page.get_by_text("来源（", exact=False).last.click()
     expect(page.get_by_text("squad_Geology.pdf · 第 3 页", exact=False).first).to_be_visible()
