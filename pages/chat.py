@@ -28,6 +28,7 @@ from agent.app.sources import (
     page_label,
     render_page_png,
     source_anchor,
+    section_markdown,
     source_pdf,
 )
 from agent.chat.conversations import DEFAULT_TITLE, RecentTurns
@@ -209,6 +210,9 @@ def show_source(source: Source, number: int, key: str) -> None:
         pdf = source_pdf(chat_collections(), source)
         if pdf is None:
             st.caption(T("page_unavailable"))
+            return
+        if source.get("loc_kind", "page") != "page":  # DOCX/PPTX/MD/HTML/EPUB/text: the section, not a page image
+            st.markdown(section_markdown(pdf, source).replace("\n", "  \n"))
             return
         try:
             st.image(page_png(str(pdf), Path(pdf).stat().st_mtime, int(source.get("page", 1)), source.get("text", "")),

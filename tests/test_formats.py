@@ -265,3 +265,15 @@ def test_section_preview_returns_the_section_and_the_passage_span(tmp_path):
     text, (start, end) = section_preview(path, {"page": 2, "text": "Close slowly."})
     assert text == "# Valves\nClose slowly." and text[start:end] == "Close slowly."
     assert section_preview(path, {"page": 9, "text": "x"}) == ("", (-1, -1))
+
+
+def test_location_labels_and_highlighted_section(tmp_path):
+    from agent.app.sources import page_label, section_markdown
+
+    assert page_label({"page": 3, "loc_kind": "slide"}) == "slide 3"
+    assert page_label({"page": 1, "loc_kind": "lines", "line_start": 1, "line_end": 60}, "zh") == "第 1–60 行"
+    assert page_label({"page": 2, "loc_kind": "section", "heading": "Pumps > Wiring"}) == "Pumps > Wiring"
+    assert page_label({"page": 26, "page_label": "22"}) == "p. 22 (PDF page 26)"
+    path = _write(tmp_path, "n.md", b"# Pumps\nThe pump runs at 40 litres.\n")
+    assert ":orange-background[The pump runs at 40 litres\\.]" in section_markdown(path, {"page": 1,
+                                                                                       "text": "The pump runs at 40 litres."})

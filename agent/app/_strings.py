@@ -322,4 +322,8 @@ STRINGS: dict[str, dict[str, str]] = {
     "opt_both": {"en": "quotes, then the model's answer", "zh": "先引用原句，再给模型的回答"},
     "opt_zh": {"en": "Chinese", "zh": "中文"},
     "opt_en": {"en": "English", "zh": "英文"},
+    # ---- formats (issue 17): locations of non-PDF sources
+    "loc_slide": {"en": "slide {n}", "zh": "第 {n} 张幻灯片"},
+    "loc_lines": {"en": "lines {start}–{end}", "zh": "第 {start}–{end} 行"},
+    "loc_section": {"en": "section {n}", "zh": "第 {n} 节"},
 }

@@ -42,6 +42,13 @@ Box = tuple[float, float, float, float]  # left, top, right, bottom in PDF point
 def page_label(source: Source, lang: str = "en") -> str:
     """"p. 22 (PDF page 26)" where the PDF prints another number on the page, else "p. 26"."""
     page = source.get("page", "?")
+    kind = source.get("loc_kind", "page")
+    if kind == "slide":
+        return t("loc_slide", lang, n=page)
+    if kind == "lines":
+        return t("loc_lines", lang, start=source.get("line_start", "?"), end=source.get("line_end", "?"))
+    if kind == "section":
+        return source.get("heading") or t("loc_section", lang, n=page)
     label = source.get("page_label")
     return t("page_labelled", lang, label=label, page=page) if label else t("page_short", lang, page=page)
 
@@ -138,6 +145,14 @@ def section_preview(stored: Path, source: Source) -> tuple[str, tuple[int, int]]
     passage = source.get("text", "")
     start = text.find(passage) if passage else -1
     return text, ((start, start + len(passage)) if start >= 0 else (-1, -1))
+
+
+def section_markdown(stored: Path, source: Source) -> str:
+    """The section preview as Markdown, the passage on a highlighted background (the Chat page shows it)."""
+    text, (start, end) = section_preview(stored, source)
+    if start < 0:
+        return md_escape(text)
+    return f"{md_escape(text[:start])}:orange-background[{md_escape(text[start:end])}]{md_escape(text[end:])}"
 
 
 def md_escape(text: str) -> str:
