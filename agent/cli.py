@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
 from agent._files import check_collection_name
+from agent.app.sources import page_label
 from agent.config import Settings, load_settings, update_settings
 from agent.errors import AgentError, SettingsError
 from agent.ingest.pipeline import IngestResult, ingest_file, remove_document
@@ -176,6 +177,7 @@ def _print_sources(sources: list[Source], out: TextIO = sys.stdout) -> None:
         excerpt = " ".join(s["text"].split())[:160]
         cited = " cited" if s.get("cited") else ""
         page = f"p.{s['page_label']} (PDF page {s['page']})" if s.get("page_label") else f"p.{s['page']}"
+        page = page_label(s) if s.get("loc_kind", "page") != "page" else page  # slide, lines, heading path
         out.write(f"  [{s.get('number', i)}] {s['file']} {page}{cited} ({s['score']:.3f}) {excerpt}\n")
 
 

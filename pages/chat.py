@@ -27,8 +27,8 @@ from agent.app.sources import (
     md_escape,
     page_label,
     render_page_png,
-    source_anchor,
     section_markdown,
+    source_anchor,
     source_pdf,
 )
 from agent.chat.conversations import DEFAULT_TITLE, RecentTurns

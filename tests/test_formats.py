@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+import itertools
 import zipfile
 
 import docx
@@ -46,7 +47,7 @@ def test_text_sections_carry_line_ranges_that_cover_the_file():
     data = "\n".join(f"line {i}" for i in range(1, 151)).encode()
     sections = text.read(data)
     assert sections[0].line_start == 1 and sections[-1].line_end == 150
-    for a, b in zip(sections, sections[1:]):
+    for a, b in itertools.pairwise(sections):
         assert b.line_start == a.line_end + 1
     assert "line 61" in sections[1].text.split("\n")[0]
 

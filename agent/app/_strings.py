@@ -326,4 +326,7 @@ STRINGS: dict[str, dict[str, str]] = {
     "loc_slide": {"en": "slide {n}", "zh": "第 {n} 张幻灯片"},
     "loc_lines": {"en": "lines {start}–{end}", "zh": "第 {start}–{end} 行"},
     "loc_section": {"en": "section {n}", "zh": "第 {n} 节"},
+    "col_type": {"en": "Type", "zh": "类型"},
+    "upload_label_formats": {"en": "Add documents (PDF, Word, PowerPoint, EPUB, Markdown, HTML, text, PNG/JPEG)",
+                             "zh": "添加文档（PDF、Word、PowerPoint、EPUB、Markdown、HTML、文本、PNG/JPEG）"},
 }

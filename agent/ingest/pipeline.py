@@ -27,8 +27,8 @@ from langchain_core.embeddings import Embeddings
 from agent._files import safe_file_name
 from agent.config import Settings
 from agent.errors import AgentError, DocumentError, EncryptedPDFError
-from agent.ingest.chunking import chunk_pages, embedding_text
 from agent.ingest import formats
+from agent.ingest.chunking import chunk_pages, embedding_text
 from agent.ingest.parse import ParsedPDF, parse_pdf
 from agent.search.store import Collection, DocumentInfo
 

@@ -5,10 +5,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 from agent.errors import DocumentError
-from agent.ingest.formats._section import Section
 from agent.ingest.formats import _zip, epub, html, image, markdown, office, text
+from agent.ingest.formats._section import Section
 
-__all__ = ["SUPPORTED", "Section", "detect", "read_sections"]
+__all__ = ["SUPPORTED", "UPLOAD_EXTENSIONS", "Section", "detect", "read_sections", "type_label"]
 
 Reader = Callable[[bytes], list[Section]]
 
@@ -16,6 +16,9 @@ Reader = Callable[[bytes], list[Section]]
 _READERS: dict[str, Reader] = {"text": text.read, "markdown": markdown.read, "html": html.read, "image": image.read}
 SUPPORTED = ("PDF", "Word (.docx)", "PowerPoint (.pptx)", "EPUB", "Markdown", "HTML", "text", "PNG/JPEG images")
 _HEAD = 4096
+# What the uploader offers (content decides the reader; the extension only filters the file dialog).
+UPLOAD_EXTENSIONS = ("pdf", "docx", "pptx", "epub", "md", "markdown", "html", "htm", "txt", "png", "jpg", "jpeg")
+_TYPE_LABELS = {"md": "Markdown", "markdown": "Markdown", "htm": "HTML", "txt": "Text", "jpg": "JPEG"}
 INFLATE_FACTOR = 4  # a zip container may unpack to this many times the upload limit, no more
 _ZIP_READERS = {"docx": office.read_docx, "pptx": office.read_pptx}
 
@@ -44,6 +47,12 @@ def detect(name: str, head: bytes) -> str:
     if suffix in (".md", ".markdown"):
         return "markdown"
     return "text"
+
+
+def type_label(file_name: str) -> str:
+    """The document table's "Type" for a stored file name ("PDF", "DOCX", "Markdown", ...)."""
+    suffix = Path(file_name).suffix.lower().lstrip(".")
+    return _TYPE_LABELS.get(suffix, suffix.upper() or "Text")
 
 
 def read_sections(path: Path, name: str, max_bytes: int) -> tuple[str, list[Section]]:

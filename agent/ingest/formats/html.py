@@ -21,7 +21,7 @@ class _Collector(HTMLParser):
         self.parts: list[str] = []
         self.sections: list[tuple[str, str]] = []  # (heading path, text)
 
-    def handle_starttag(self, tag: str, attrs) -> None:  # noqa: ANN001 - HTMLParser signature
+    def handle_starttag(self, tag: str, attrs) -> None:
         if tag in _SKIP:
             self.skip += 1
         elif tag in _HEADINGS and not self.skip:
