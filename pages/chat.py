@@ -214,6 +214,9 @@ def show_source(source: Source, number: int, key: str) -> None:
         if source.get("loc_kind", "page") != "page":  # DOCX/PPTX/MD/HTML/EPUB/text: the section, not a page image
             st.markdown(section_markdown(pdf, source).replace("\n", "  \n"))
             return
+        if Path(pdf).suffix.lower() in (".png", ".jpg", ".jpeg"):  # an OCR'd picture: show the picture itself
+            st.image(str(pdf), width="content")
+            return
         try:
             st.image(page_png(str(pdf), Path(pdf).stat().st_mtime, int(source.get("page", 1)), source.get("text", "")),
                      width="content", caption=f"{source.get('file')} · {page_label(source, ctx.lang)}")

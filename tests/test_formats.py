@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import io
 import itertools
+import json
 import zipfile
 
 import docx
@@ -278,3 +279,16 @@ def test_location_labels_and_highlighted_section(tmp_path):
     path = _write(tmp_path, "n.md", b"# Pumps\nThe pump runs at 40 litres.\n")
     assert ":orange-background[The pump runs at 40 litres\\.]" in section_markdown(path, {"page": 1,
                                                                                        "text": "The pump runs at 40 litres."})
+
+
+def test_cli_ingests_markdown_and_refuses_an_unsupported_type(ollama, tmp_path):
+    from tests.support import double_environ, run_cli
+
+    env = double_environ(ollama, AGENT_DATA_DIR=str(tmp_path / "data"))
+    notes = _write(tmp_path, "notes.md", b"# Pumps\nThe pump runs at 40 litres per minute.\n")
+    elf = _write(tmp_path, "tool.bin", b"\x7fELF\x02\x01\x00\x00" * 10)
+    result = run_cli(["ingest", str(notes), str(elf)], env)
+    assert result.returncode == 1 and "Traceback" not in result.stdout + result.stderr
+    assert "ADDED     notes.md" in result.stdout
+    assert "FAILED    tool.bin" in result.stdout and "Word (.docx)" in result.stdout
+    assert [d["file"] for d in json.loads(run_cli(["docs", "--json"], env).stdout)] == ["notes.md"]
