@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
-from collections.abc import Callable, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
@@ -23,7 +26,7 @@ from agent.search.vector_index import use_one_thread
 from agent.workspace import Workspace
 
 if TYPE_CHECKING:  # the chat engine imports LangChain's agent stack (~1 s): only chat commands load it
-    from agent.chat.engine import Answer, ChatEngine
+    from agent.chat.engine import Answer, ChatEngine, Event
 
 REPL_HELP = """Commands:
   /reset      start a new conversation
@@ -102,6 +105,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("id", nargs="?")
     p.add_argument("title", nargs="?")
     p.add_argument("--json", action="store_true")
+    p = command("migrate", cmd_migrate, "Copy conversations between this data directory and PostgreSQL "
+                                        "(AGENT_DATABASE_URL); safe to run again.")
+    p.add_argument("--to", required=True, choices=["postgres", "local"])
     p = command("eval", cmd_eval, "Measure retrieval quality (hit@k, MRR) on a question file.")
     p.add_argument("questions", type=Path, help="JSONL with question, file, page, lang")
     p.add_argument("--pdfs", type=Path, required=True, help="folder with the PDFs the questions refer to")
@@ -202,10 +208,20 @@ def _repl(workspace: Workspace, engine: ChatEngine, conversation: str | None, st
     out.write(f"Chatting with {backend.model_name} over {', '.join(workspace.settings.collections)} "
               f"(conversation {conversation}). /help for commands.\n")
     last_sources: list[Source] = []
+    interrupted = False
     while True:
-        out.write(">>> ")
-        out.flush()
-        line = stdin.readline()
+        try:
+            out.write(">>> ")
+            out.flush()
+            line = stdin.readline()
+        except KeyboardInterrupt:  # like `ollama run`: one Ctrl-C at the prompt hints, a second leaves
+            if interrupted:
+                out.write("\n")
+                return 130
+            interrupted = True
+            out.write("\n(Ctrl-C again, Ctrl-D or /bye to leave)\n")
+            continue
+        interrupted = False
         if not line:
             out.write("\n")
             return 0
@@ -224,10 +240,29 @@ def _repl(workspace: Workspace, engine: ChatEngine, conversation: str | None, st
             last_sources = _stream_answer(engine, question, conversation, out)
 
 
+@contextmanager
+def _ctrl_c_stops(stop: threading.Event) -> Iterator[None]:
+    """While an answer streams, Ctrl-C stops it (the partial answer is kept) instead of leaving."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, lambda *_: stop.set())
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def _stream_answer(engine: ChatEngine, question: str, conversation: str, out: TextIO) -> list[Source]:
+    stop = threading.Event()
+    with _ctrl_c_stops(stop):
+        return _show_answer(engine.stream(question, conversation, stop), out)
+
+
+def _show_answer(events: Iterator[Event], out: TextIO) -> list[Source]:
     from agent.chat.engine import Done, Status, Token
 
-    for event in engine.stream(question, conversation):
+    for event in events:
         if isinstance(event, Token):
             out.write(event.text)
             out.flush()
@@ -261,6 +296,8 @@ def cmd_models(args: argparse.Namespace) -> int:
         return 0
     if args.action == "ps":
         return _loaded(settings, args.json)
+    if len(settings.hosts()) > 1 and not args.json:
+        _print_hosts(settings)
     models = list_models(settings)
     if args.json:
         _print_json([m.as_dict() for m in models])
@@ -271,6 +308,15 @@ def cmd_models(args: argparse.Namespace) -> int:
         ctx = f"ctx {m.context_length}" if m.context_length else ""
         print(f"{m.name:32} {m.parameter_size:>8} {','.join(m.capabilities):32} {ctx}")
     return 0
+
+
+def _print_hosts(settings: Any) -> None:
+    """One line per pool host: health, version, models."""
+    from agent.chat.pool import host_states
+
+    for host in host_states(settings):
+        health = f"ok {host.version}" if host.healthy else f"down ({host.error})"
+        print(f"{host.url:32} {health:16} {', '.join(host.models)}")
 
 
 def _pull(settings: Any, name: str) -> int:
@@ -446,6 +492,18 @@ def cmd_conversations(args: argparse.Namespace) -> int:
         store.delete(args.id)
     else:
         sys.stdout.write(store.export_markdown(args.id))
+    return 0
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from agent.chat.pg_conversations import copy_conversations, open_conversations
+
+    settings = load_settings()
+    if not settings.database_url:
+        raise AgentError("migrate needs the PostgreSQL database.", "Set AGENT_DATABASE_URL (see README, Running for a team).")
+    local, shared = (open_conversations(settings.model_copy(update={"store": store})) for store in ("local", "postgres"))
+    source, target = (local, shared) if args.to == "postgres" else (shared, local)
+    print(f"conversations: {copy_conversations(source, target)} turns copied")
     return 0
 
 

@@ -599,10 +599,25 @@ def test_settings_page_takes_bounds_and_choices_from_the_model(data_dir: Path, d
 
     at = run_app("pages/settings.py")
     numbers = {n.key.split("-")[1]: n for n in at.number_input}
-    assert len(numbers) == 11
+    assert len(numbers) == 14
     for field, widget in numbers.items():
         low, high = field_bounds(field)
         assert (widget.min, widget.max) == (low, high), field
     choices = {s.key.split("-")[1]: s for s in at.selectbox if s.key and s.key.startswith("set-")}
     for field in ("backend", "mode", "answer_language", "ui_language"):
         assert choices[field].options == [t(f"opt_{o}", "en") for o in field_choices(field)], field
+
+
+def test_store_and_database_url_are_in_settings_and_locked_when_set_by_env(
+        data_dir: Path, double: OllamaDouble, monkeypatch: pytest.MonkeyPatch) -> None:
+    at = run_app("pages/settings.py")
+    store = next(s for s in at.selectbox if s.label.startswith("Store"))
+    url = next(t for t in at.text_input if t.label == "PostgreSQL URL")
+    assert store.value == "local" and not store.disabled and not url.disabled
+    monkeypatch.setenv("AGENT_STORE", "local")
+    monkeypatch.setenv("AGENT_DATABASE_URL", "postgresql://me@/db?host=/run/pg")
+    at = run_app("pages/settings.py")
+    store = next(s for s in at.selectbox if s.label.startswith("Store"))
+    url = next(t for t in at.text_input if t.label == "PostgreSQL URL")
+    assert store.disabled and "AGENT_STORE" in store.help
+    assert url.disabled and "AGENT_DATABASE_URL" in url.help and url.value.endswith("host=/run/pg")

@@ -322,6 +322,20 @@ STRINGS: dict[str, dict[str, str]] = {
     "opt_both": {"en": "quotes, then the model's answer", "zh": "先引用原句，再给模型的回答"},
     "opt_zh": {"en": "Chinese", "zh": "中文"},
     "opt_en": {"en": "English", "zh": "英文"},
+    # ---- hostile servers (issue 14)
+    "field_max_answer_chars": {"en": "Longest answer (characters)", "zh": "最长回答（字符）"},
+    "field_answer_timeout_s": {"en": "Answer time limit (s)", "zh": "回答时限（秒）"},
+    "field_max_searches": {"en": "Searches per answer (agent mode)", "zh": "每个回答的检索次数（智能体模式）"},
+    "note_unknown_tool": {"en": "The model asked for a tool this app does not have (`{name}`); it was told so.",
+                          "zh": "模型请求了本应用没有的工具（`{name}`），已告知模型。"},
+    "note_answer_too_long": {"en": "The answer reached {chars} characters and was cut there.",
+                             "zh": "回答达到 {chars} 个字符，已在此截断。"},
+    # ---- pool
+    "field_ollama_hosts": {"en": "Ollama pool", "zh": "Ollama 服务池"},
+    # ---- team store (issue 18)
+    "field_store": {"en": "Store (local files or shared PostgreSQL)", "zh": "存储（本地文件或共享 PostgreSQL）"},
+    "field_database_url": {"en": "PostgreSQL URL", "zh": "PostgreSQL 地址"},
+    "opt_postgres": {"en": "PostgreSQL (shared by a team)", "zh": "PostgreSQL（团队共享）"},
     # ---- formats (issue 17): locations of non-PDF sources
     "loc_slide": {"en": "slide {n}", "zh": "第 {n} 张幻灯片"},
     "loc_lines": {"en": "lines {start}–{end}", "zh": "第 {start}–{end} 行"},

@@ -16,6 +16,7 @@ from agent.ingest._pdf_open import PDFIUM_LOCK
 from agent.search.retrieval import Source
 
 PAGE_IMAGE_WIDTH = 900
+MAX_PAGE_PIXELS = 4_000_000  # a 1 x 1000 pt page at 900 px wide would be 900 x 900,000 pixels (5.5 GB)
 
 
 def source_doc_id(source: Source) -> str:
@@ -110,7 +111,7 @@ def render_page_png(pdf: Path | str, page: int, width: int = PAGE_IMAGE_WIDTH, h
             if not 1 <= page <= len(document):
                 raise AgentError(f"Page {page} is not in {Path(pdf).name} ({len(document)} pages).")
             pdf_page = document[page - 1]
-            scale = width / max(pdf_page.get_width(), 1.0)
+            scale = _scale(pdf_page.get_width(), pdf_page.get_height(), width)
             image = pdf_page.render(scale=scale).to_pil().convert("RGBA")
             boxes = highlight_boxes(pdf_page, highlight) if highlight else []
         finally:
@@ -125,6 +126,13 @@ def render_page_png(pdf: Path | str, page: int, width: int = PAGE_IMAGE_WIDTH, h
     buffer = io.BytesIO()
     image.convert("RGB").save(buffer, format="PNG")
     return buffer.getvalue()
+
+
+def _scale(page_width: float, page_height: float, width: int) -> float:
+    """`width` pixels across, unless that makes more than MAX_PAGE_PIXELS (a tall, thin page)."""
+    page_width, page_height = max(page_width, 1.0), max(page_height, 1.0)
+    scale = width / page_width
+    return min(scale, (MAX_PAGE_PIXELS / (page_width * page_height)) ** 0.5)
 
 
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$])")

@@ -30,6 +30,7 @@ from agent.errors import AgentError, DocumentError, EncryptedPDFError
 from agent.ingest import formats
 from agent.ingest.chunking import chunk_pages, embedding_text
 from agent.ingest.parse import ParsedPDF, parse_pdf
+from agent.search.embeddings import checked_vectors
 from agent.search.store import Collection, DocumentInfo
 
 Progress = Callable[[str, int, int], None]
@@ -153,9 +154,10 @@ def embed_chunks(chunks: list[Document], embeddings: Embeddings, progress: Progr
     vectors: list[list[float]] = []
     for start in range(0, len(texts), EMBED_BATCH):
         progress("embed", start, len(texts))
-        vectors += embeddings.embed_documents(texts[start:start + EMBED_BATCH])
+        batch = texts[start:start + EMBED_BATCH]
+        vectors += list(checked_vectors(embeddings.embed_documents(batch), len(batch), len(vectors[0]) if vectors else 0))
     progress("embed", len(texts), len(texts))
-    return np.asarray(vectors, dtype=np.float32)
+    return checked_vectors(vectors, len(texts)) if texts else np.asarray(vectors, dtype=np.float32)
 
 
 def find_document(collection: Collection, file_or_hash: str) -> DocumentInfo:

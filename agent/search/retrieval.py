@@ -50,6 +50,7 @@ from langchain_core.retrievers import BaseRetriever
 from langchain_core.vectorstores import VectorStore
 from pydantic import ConfigDict
 
+from agent.search.embeddings import checked_vectors
 from agent.search.lexical import (
     BM25Index,
     Lexicon,
@@ -358,7 +359,8 @@ def page_signals(query: str, collections: Sequence[SearchableCollection], *, emb
         if heading.any():
             out.pages["heading"] = heading
     if vector and embeddings is not None:
-        sims = _vector_similarities(query, embeddings.embed_query(query), versions, indexes, view, fetch=fetch)
+        vector = checked_vectors([embeddings.embed_query(query)], 1, _dimension(versions))[0].tolist()
+        sims = _vector_similarities(query, vector, versions, indexes, view, fetch=fetch)
         out.found = ~np.isnan(sims)
         if out.found.any():
             sims[~out.found] = float(np.nanmin(sims)) - 1e-3  # chunks FAISS did not return: below all it did
@@ -392,6 +394,15 @@ def search(query: str, collections: Sequence[SearchableCollection], *, embedding
     for name, values in ps.chunks.items():
         chunk_signal += w.get(name, 0) * _zscore(values)
     return _best_pages(_fuse(ps.pages, w, mode), ps.pages, ps.found, chunk_signal, ps.view, k)
+
+
+def _dimension(collections: Sequence[CollectionVersion]) -> int:
+    """The vector length the searched indexes hold (0: no vectors yet)."""
+    for coll in collections:
+        index = getattr(coll.vectorstore, "index", None)
+        if index is not None and index.ntotal:
+            return int(index.d)
+    return 0
 
 
 def _vector_similarities(query: str, qvec: list[float], collections: Sequence[CollectionVersion],
