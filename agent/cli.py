@@ -182,8 +182,8 @@ def _print_sources(sources: list[Source], out: TextIO = sys.stdout) -> None:
     for i, s in enumerate(sources, 1):
         excerpt = " ".join(s["text"].split())[:160]
         cited = " cited" if s.get("cited") else ""
-        page = f"p.{s['page_label']} (PDF page {s['page']})" if s.get("page_label") else f"p.{s['page']}"
-        page = page_label(s) if s.get("loc_kind", "page") != "page" else page  # slide, lines, heading path
+        page = (page_label(s) if s.get("loc_kind", "page") != "page"  # slide, lines, heading path
+                else f"p.{s['page_label']} (PDF page {s['page']})" if s.get("page_label") else f"p.{s['page']}")
         out.write(f"  [{s.get('number', i)}] {s['file']} {page}{cited} ({s['score']:.3f}) {excerpt}\n")
 
 
