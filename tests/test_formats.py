@@ -4,6 +4,7 @@ from __future__ import annotations
 import io
 import itertools
 import json
+import time
 import zipfile
 
 import docx
@@ -292,3 +293,13 @@ def test_cli_ingests_markdown_and_refuses_an_unsupported_type(ollama, tmp_path):
     assert "ADDED     notes.md" in result.stdout
     assert "FAILED    tool.bin" in result.stdout and "Word (.docx)" in result.stdout
     assert [d["file"] for d in json.loads(run_cli(["docs", "--json"], env).stdout)] == ["notes.md"]
+
+
+def test_a_50_mb_text_file_of_one_line_is_cut_into_bounded_sections(tmp_path):
+    size = 50 * 1024 * 1024
+    path = _write(tmp_path, "one-line.txt", b"word " * (size // 5))
+    t0 = time.perf_counter()
+    kind, sections = read_sections(path, "one-line.txt", max_bytes=size + 1)
+    assert kind == "text" and time.perf_counter() - t0 < 20
+    assert max(len(s.text) for s in sections) <= (text.MAX_LINE + 1) * text.LINES_PER_SECTION
+    assert sections[-1].line_end == -(-size // text.MAX_LINE)  # every piece of the line is kept, numbered
