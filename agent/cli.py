@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
 from agent._files import check_collection_name
 from agent._terminal import SafeStream, plain, print_json, raw
+from agent.app.sources import page_label
 from agent.cli_models import cmd_models
 from agent.config import Settings, load_settings, update_settings
 from agent.errors import AgentError, SettingsError
@@ -180,7 +181,8 @@ def _print_sources(sources: list[Source], out: TextIO | None = None) -> None:
     for i, s in enumerate(sources, 1):
         excerpt = " ".join(s["text"].split())[:160]
         cited = " cited" if s.get("cited") else ""
-        page = f"p.{s['page_label']} (PDF page {s['page']})" if s.get("page_label") else f"p.{s['page']}"
+        page = (page_label(s) if s.get("loc_kind", "page") != "page"  # slide, lines, heading path
+                else f"p.{s['page_label']} (PDF page {s['page']})" if s.get("page_label") else f"p.{s['page']}")
         out.write(f"  [{s.get('number', i)}] {s['file']} {page}{cited} ({s['score']:.3f}) {excerpt}\n")
 
 

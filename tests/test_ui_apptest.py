@@ -83,6 +83,21 @@ def test_source_page_renders_as_image(data_dir: Path, double: OllamaDouble) -> N
     assert at.image, "the cited page is shown as an image"
 
 
+def test_markdown_source_preview_is_its_section_with_the_passage_highlighted(data_dir: Path, double: OllamaDouble,
+                                                                              tmp_path: Path) -> None:
+    notes = tmp_path / "pumps.md"
+    notes.write_text("# Pumps\nThe pump runs at 40 litres per minute.\n", encoding="utf-8")
+    ingest(notes)
+    double.reply_tool_call("search_documents", {"query": "pump litres"})
+    double.reply("It runs at 40 litres per minute [pumps.md].")
+    at = ask(run_app(), "How fast is the pump?")
+    at.toggle(key=next(tg.key for tg in at.toggle if tg.key and tg.key.startswith("page-"))).set_value(True).run()
+    assert not at.exception and not at.image
+    previews = [md.value for md in at.markdown if md.value.startswith(":orange-background[")]
+    assert previews and "40 litres per minute" in previews[0], [md.value for md in at.markdown]
+    assert any(md.value.endswith("· Pumps") for md in at.markdown)  # the heading path is the location
+
+
 def test_model_output_is_not_rendered_as_html(data_dir: Path, double: OllamaDouble) -> None:
     evil = 'Look <script>window.pwned=1</script><img src=x onerror="alert(1)"> done'
     double.reply_tool_call("search_documents", {"query": "x"})

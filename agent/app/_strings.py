@@ -336,4 +336,11 @@ STRINGS: dict[str, dict[str, str]] = {
     "field_store": {"en": "Store (local files or shared PostgreSQL)", "zh": "存储（本地文件或共享 PostgreSQL）"},
     "field_database_url": {"en": "PostgreSQL URL", "zh": "PostgreSQL 地址"},
     "opt_postgres": {"en": "PostgreSQL (shared by a team)", "zh": "PostgreSQL（团队共享）"},
+    # ---- formats (issue 17): locations of non-PDF sources
+    "loc_slide": {"en": "slide {n}", "zh": "第 {n} 张幻灯片"},
+    "loc_lines": {"en": "lines {start}–{end}", "zh": "第 {start}–{end} 行"},
+    "loc_section": {"en": "section {n}", "zh": "第 {n} 节"},
+    "col_type": {"en": "Type", "zh": "类型"},
+    "upload_label_formats": {"en": "Add documents (PDF, Word, PowerPoint, EPUB, Markdown, HTML, text, PNG/JPEG)",
+                             "zh": "添加文档（PDF、Word、PowerPoint、EPUB、Markdown、HTML、文本、PNG/JPEG）"},
 }

@@ -110,7 +110,8 @@ class Hit:
         return Source(file=meta.get("file", "?"), page=int(meta.get("page", 0)), text=self.document.page_content,
                       score=round(float(self.score), 4), chunk_id=meta.get("chunk_id", ""),
                       doc_id=meta.get("doc_id", ""), ocr=bool(meta.get("ocr")),
-                      **({"page_label": str(meta["page_label"])} if meta.get("page_label") else {}))
+                      **({"page_label": str(meta["page_label"])} if meta.get("page_label") else {}),
+                      **_location(meta))
 
 
 class Source(TypedDict):
@@ -124,8 +125,23 @@ class Source(TypedDict):
     doc_id: str  # SHA-256 of the document's bytes
     ocr: bool
     page_label: NotRequired[str]  # the printed page number, when the PDF's page labels differ from `page`
+    loc_kind: NotRequired[str]  # "page" | "slide" | "section" | "lines" (agent.ingest.formats)
+    heading: NotRequired[str]  # heading path of a section ("A > B")
+    line_start: NotRequired[int]  # line range of a text file's chunk
+    line_end: NotRequired[int]
     number: NotRequired[int]  # its [n] in the answer's prompt (agent.chat.citations)
     cited: NotRequired[bool]  # whether the answer cites it
+
+
+def _location(meta: dict) -> dict:
+    """The non-PDF location keys a chunk carries (absent on PDF pages, so old sources stay as they were)."""
+    kind = meta.get("loc_kind", "page")
+    if kind == "page":
+        return {}
+    out = {"loc_kind": kind, "heading": str(meta.get("heading", ""))}
+    if meta.get("line_start"):
+        out.update(line_start=int(meta["line_start"]), line_end=int(meta.get("line_end", 0)))
+    return out
 
 
 class CollectionIndex:
