@@ -176,7 +176,7 @@ def test_english_walk_upload_ask_copy_reload_phone(tmp_path: Path) -> None:
 
 def upload_and_list(page: Any, app: App, expect: Any) -> None:
     page.goto(f"{app.base}/documents")
-    page.get_by_text("Add PDF files").wait_for()
+    page.get_by_text("Add documents", exact=False).first.wait_for()
     dropzone = page.get_by_test_id("stFileUploaderDropzone")
     assert "Choose files" in dropzone.evaluate(
         "e => getComputedStyle(e.querySelector('button [data-testid=stMarkdownContainer]'), '::after').content")
@@ -401,7 +401,7 @@ def test_an_upload_finishes_while_the_user_is_on_another_page(tmp_path: Path) ->
     with OllamaDouble() as double, running_app(tmp_path, double.url) as app, browser_page(app) as page:
         double.embed_delay = 0.15  # ~6 s of embedding: the user is away for part of it
         page.goto(f"{app.base}/documents")
-        page.get_by_text("Add PDF files").wait_for()
+        page.get_by_text("Add documents", exact=False).first.wait_for()
         page.locator("input[type=file]").set_input_files(str(GNUPLOT))
         expect(page.get_by_text("Embedding chunks", exact=False).first).to_be_visible(timeout=60_000)
         nav(page, "Chat")

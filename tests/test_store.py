@@ -119,3 +119,17 @@ def test_chunks_file_is_json_not_pickle(tmp_path):
     add(c, "aaa", ["alpha"])
     line = (c.path / "chunks-1.jsonl").read_text().splitlines()[0]
     assert json.loads(line)["metadata"]["page"] == 1
+
+
+def test_opening_a_collection_removes_what_a_killed_writer_left_unless_a_writer_is_busy(tmp_path):
+    from filelock import FileLock
+
+    collection = open_collection(tmp_path)
+    add(collection, "a", ["Rocks are made of minerals."])
+    debris = collection.path / ".index-7.faiss.abc123.tmp"
+    debris.write_bytes(b"half an index")
+    with FileLock(str(collection.path / ".lock")):  # another process is writing: its temp files are live
+        open_collection(tmp_path)
+        assert debris.exists()
+    open_collection(tmp_path)
+    assert not debris.exists()

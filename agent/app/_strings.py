@@ -125,7 +125,6 @@ STRINGS: dict[str, dict[str, str]] = {
                                   "zh": "将删除 “{name}”：包括索引及其保存的 PDF 副本（不影响你的原始文件）。"},
     "delete_collection_confirm": {"en": "Delete “{name}”", "zh": "删除 “{name}”"},
     "collection_deleted": {"en": "Collection “{name}” deleted.", "zh": "已删除文档集 “{name}”。"},
-    "upload_label": {"en": "Add PDF files", "zh": "添加 PDF 文件"},
     "upload_button": {"en": "Choose files", "zh": "选择文件"},
     "upload_note": {"en": "or drop them here · PDF, up to {mb} MB each", "zh": "或拖放到这里 · PDF，每个不超过 {mb} MB"},
     "upload_help": {"en": "Several PDFs at once, up to {mb} MB each; they are added to “{name}”.",
