@@ -11,11 +11,13 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-
-import psycopg
-from psycopg_pool import ConnectionPool
+from typing import TYPE_CHECKING
 
 from agent.errors import StoreError
+
+if TYPE_CHECKING:  # psycopg takes ~150 ms to import: only the postgres store loads it
+    import psycopg
+    from psycopg_pool import ConnectionPool
 
 #: Schema steps in order; append, never edit (an existing database has the earlier ones).
 MIGRATIONS: tuple[str, ...] = (
@@ -53,6 +55,9 @@ def _redact(url: str) -> str:
 
 def pool(url: str) -> ConnectionPool:
     """The process's pool for `url`, opened (and the schema brought up to date) on first use."""
+    import psycopg
+    from psycopg_pool import ConnectionPool
+
     with _pools_lock:
         found = _pools.get(url)
         if found is None:
@@ -71,6 +76,8 @@ def pool(url: str) -> ConnectionPool:
 @contextmanager
 def transaction(url: str) -> Iterator[psycopg.Connection]:
     """One connection in one transaction: committed on success, rolled back on any error."""
+    import psycopg
+
     try:
         with pool(url).connection() as db, db.transaction():
             yield db
