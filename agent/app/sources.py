@@ -200,9 +200,9 @@ def inert_stream(pieces: Iterable[str]) -> Iterator[str]:
     held = ""
     for piece in pieces:
         text = held + piece
-        held = "!" if text.endswith("!") else ""
-        if text[: len(text) - len(held)]:
-            yield inert_images(text[: len(text) - len(held)])
+        text, held = (text[:-1], "!") if text.endswith("!") else (text, "")
+        if text:
+            yield inert_images(text)
     if held:
         yield held
 
