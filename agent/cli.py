@@ -7,13 +7,18 @@ prints results on stdout, and on failure prints one clear line on stderr and exi
 from __future__ import annotations
 
 import argparse
-import json
+import signal
 import sys
-from collections.abc import Callable, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
 from agent._files import check_collection_name
+from agent._terminal import SafeStream, plain, print_json, raw
+from agent.app.sources import page_label
+from agent.cli_models import cmd_models
 from agent.config import Settings, load_settings, update_settings
 from agent.errors import AgentError, SettingsError
 from agent.ingest.pipeline import IngestResult, ingest_file, remove_document
@@ -22,7 +27,7 @@ from agent.search.vector_index import use_one_thread
 from agent.workspace import Workspace
 
 if TYPE_CHECKING:  # the chat engine imports LangChain's agent stack (~1 s): only chat commands load it
-    from agent.chat.engine import Answer, ChatEngine
+    from agent.chat.engine import Answer, ChatEngine, Event
 
 REPL_HELP = """Commands:
   /reset      start a new conversation
@@ -35,6 +40,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     use_one_thread()
+    sys.stdout, sys.stderr = SafeStream(sys.stdout), SafeStream(sys.stderr)  # type: ignore[assignment]
     try:
         return args.func(args)
     except AgentError as err:
@@ -101,6 +107,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("id", nargs="?")
     p.add_argument("title", nargs="?")
     p.add_argument("--json", action="store_true")
+    p = command("migrate", cmd_migrate, "Copy conversations between this data directory and PostgreSQL "
+                                        "(AGENT_DATABASE_URL); safe to run again.")
+    p.add_argument("--to", required=True, choices=["postgres", "local"])
     p = command("eval", cmd_eval, "Measure retrieval quality (hit@k, MRR) on a question file.")
     p.add_argument("questions", type=Path, help="JSONL with question, file, page, lang")
     p.add_argument("--pdfs", type=Path, required=True, help="folder with the PDFs the questions refer to")
@@ -130,10 +139,6 @@ def _with_options(settings: Settings, options: dict[str, tuple[str, Any]]) -> Se
         raise AgentError(f"Invalid {named}: {why}.", "See `--help`.") from None
 
 
-def _print_json(data: Any, out: TextIO = sys.stdout) -> None:
-    out.write(json.dumps(data, ensure_ascii=False, indent=2) + "\n")
-
-
 # ---- chat ----------------------------------------------------------------------------------
 def cmd_ask(args: argparse.Namespace) -> int:
     from agent.chat.engine import ChatEngine, Done, Token
@@ -148,7 +153,7 @@ def cmd_ask(args: argparse.Namespace) -> int:
             answer = event.answer
     assert answer is not None
     if args.json:
-        _print_json(answer.as_json())
+        print_json(answer.as_json())
     else:
         sys.stdout.write("\n")
         _print_sources(answer.sources)
@@ -168,20 +173,24 @@ def _notes(answer: Answer) -> list[str]:
     return [t(f"note_{note['code']}", "en", **note["params"]) for note in answer.notes]
 
 
-def _print_sources(sources: list[Source], out: TextIO = sys.stdout) -> None:
+def _print_sources(sources: list[Source], out: TextIO | None = None) -> None:
     if not sources:
         return
+    out = out or sys.stdout
     out.write("\nSources:\n")
     for i, s in enumerate(sources, 1):
         excerpt = " ".join(s["text"].split())[:160]
         cited = " cited" if s.get("cited") else ""
-        page = f"p.{s['page_label']} (PDF page {s['page']})" if s.get("page_label") else f"p.{s['page']}"
+        page = (page_label(s) if s.get("loc_kind", "page") != "page"  # slide, lines, heading path
+                else f"p.{s['page_label']} (PDF page {s['page']})" if s.get("page_label") else f"p.{s['page']}")
         out.write(f"  [{s.get('number', i)}] {s['file']} {page}{cited} ({s['score']:.3f}) {excerpt}\n")
 
 
-def cmd_chat(args: argparse.Namespace, stdin: TextIO = sys.stdin, out: TextIO = sys.stdout) -> int:
+def cmd_chat(args: argparse.Namespace, stdin: TextIO | None = None, out: TextIO | None = None) -> int:
     """A REPL like `ollama run`: streamed answers, /reset, /sources, exit."""
     from agent.chat.engine import ChatEngine
+
+    stdin, out = stdin or sys.stdin, out or sys.stdout  # read now: main() wraps stdout
 
     workspace = _workspace()
     warm_up = workspace.warm_up()  # loads the indexes while the user types the first question
@@ -200,10 +209,20 @@ def _repl(workspace: Workspace, engine: ChatEngine, conversation: str | None, st
     out.write(f"Chatting with {backend.model_name} over {', '.join(workspace.settings.collections)} "
               f"(conversation {conversation}). /help for commands.\n")
     last_sources: list[Source] = []
+    interrupted = False
     while True:
-        out.write(">>> ")
-        out.flush()
-        line = stdin.readline()
+        try:
+            out.write(">>> ")
+            out.flush()
+            line = stdin.readline()
+        except KeyboardInterrupt:  # like `ollama run`: one Ctrl-C at the prompt hints, a second leaves
+            if interrupted:
+                out.write("\n")
+                return 130
+            interrupted = True
+            out.write("\n(Ctrl-C again, Ctrl-D or /bye to leave)\n")
+            continue
+        interrupted = False
         if not line:
             out.write("\n")
             return 0
@@ -222,10 +241,29 @@ def _repl(workspace: Workspace, engine: ChatEngine, conversation: str | None, st
             last_sources = _stream_answer(engine, question, conversation, out)
 
 
+@contextmanager
+def _ctrl_c_stops(stop: threading.Event) -> Iterator[None]:
+    """While an answer streams, Ctrl-C stops it (the partial answer is kept) instead of leaving."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, lambda *_: stop.set())
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def _stream_answer(engine: ChatEngine, question: str, conversation: str, out: TextIO) -> list[Source]:
+    stop = threading.Event()
+    with _ctrl_c_stops(stop):
+        return _show_answer(engine.stream(question, conversation, stop), out)
+
+
+def _show_answer(events: Iterator[Event], out: TextIO) -> list[Source]:
     from agent.chat.engine import Done, Status, Token
 
-    for event in engine.stream(question, conversation):
+    for event in events:
         if isinstance(event, Token):
             out.write(event.text)
             out.flush()
@@ -243,108 +281,24 @@ def _stream_answer(engine: ChatEngine, question: str, conversation: str, out: Te
     return []
 
 
-# ---- models --------------------------------------------------------------------------------
-def cmd_models(args: argparse.Namespace) -> int:
-    from agent.chat.llm import list_models
-    from agent.chat.models import delete_model
-
-    settings = load_settings()
-    if args.action in ("pull", "rm") and not args.name:
-        raise AgentError(f"`models {args.action}` needs a model name.", f"For example: models {args.action} llama3.2")
-    if args.action == "pull":
-        return _pull(settings, args.name)
-    if args.action == "rm":
-        delete_model(settings, args.name)
-        print(f"Deleted {args.name}.")
-        return 0
-    if args.action == "ps":
-        return _loaded(settings, args.json)
-    models = list_models(settings)
-    if args.json:
-        _print_json([m.as_dict() for m in models])
-        return 0
-    if not models:
-        print(f"No models installed at {settings.ollama_host}. Try `ollama pull llama3.2`.")
-    for m in models:
-        ctx = f"ctx {m.context_length}" if m.context_length else ""
-        print(f"{m.name:32} {m.parameter_size:>8} {','.join(m.capabilities):32} {ctx}")
-    return 0
-
-
-def _pull(settings: Any, name: str) -> int:
-    from agent.chat.models import pull_model
-
-    bar = _PullBar(name)
-    try:
-        pull_model(settings, name, bar)
-    finally:
-        bar.close()
-    print(f"Pulled {name}.")
-    return 0
-
-
-class _PullBar:
-    """A download bar (tqdm) on a terminal; elsewhere one line per stage, so logs stay short."""
-
-    def __init__(self, name: str, out: TextIO | None = None) -> None:
-        from tqdm import tqdm
-
-        self.out = out or sys.stderr
-        self.name = name
-        self.stage = ""
-        self.bar = tqdm(desc=name, total=0, unit="B", unit_scale=True, unit_divisor=1024, file=self.out,
-                        leave=False) if self.out.isatty() else None
-
-    def __call__(self, progress: Any) -> None:
-        if self.bar is not None:
-            self.bar.total = max(progress.total, 1)
-            self.bar.n = progress.completed
-            self.bar.set_postfix_str(progress.stage, refresh=False)
-            self.bar.refresh()
-        elif progress.stage != self.stage:
-            self.out.write(f"{self.name}: {progress.stage}\n")
-            self.out.flush()
-        self.stage = progress.stage
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-
-
-def _loaded(settings: Any, as_json: bool) -> int:
-    from agent.chat.models import loaded_models
-
-    loaded = loaded_models(settings)
-    if as_json:
-        _print_json([{"name": m.name, "size_vram": m.size_vram, "context_length": m.context_length,
-                      "expires_at": m.expires_at.isoformat() if m.expires_at else None} for m in loaded])
-        return 0
-    if not loaded:
-        print("No model is loaded.")
-    for m in loaded:
-        until = m.expires_at.astimezone().strftime("%Y-%m-%d %H:%M") if m.expires_at else ""
-        print(f"{m.name:32} ctx {m.context_length or '?':>7} {m.size_vram / 1e9:6.1f} GB  until {until}")
-    return 0
-
-
 # ---- documents -----------------------------------------------------------------------------
 class _ProgressLine:
     """A one-line progress bar on stderr for long files (only on a terminal)."""
 
     def __init__(self, name: str) -> None:
-        self.name = name
+        self.name = plain(name)
         self.enabled = sys.stderr.isatty()
 
     def __call__(self, stage: str, done: int, total: int) -> None:
         if self.enabled and total > 1:
             width = 30
             filled = int(width * done / total)
-            sys.stderr.write(f"\r{self.name[:30]:30} {stage:6} [{'#' * filled}{'.' * (width - filled)}] {done}/{total}")
+            raw(sys.stderr).write(f"\r{self.name[:30]:30} {stage:6} [{'#' * filled}{'.' * (width - filled)}] {done}/{total}")
             sys.stderr.flush()
 
     def close(self) -> None:
         if self.enabled:
-            sys.stderr.write("\r\x1b[K")
+            raw(sys.stderr).write("\r\x1b[K")
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
@@ -360,7 +314,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         if not args.json:
             print(_result_line(result))
     if args.json:
-        _print_json([r.as_dict() for r in results])
+        print_json([r.as_dict() for r in results])
     return 0 if all(r.ok for r in results) else 1
 
 
@@ -381,7 +335,7 @@ def cmd_retrieve(args: argparse.Namespace) -> int:
                                                "--collection": ("collections", args.collection)})
     sources = ChatEngine(Workspace(settings)).retrieve(question)
     if args.json:
-        _print_json([{k: s[k] for k in ("file", "page", "text", "score")} for s in sources])
+        print_json([{k: s[k] for k in ("file", "page", "text", "score")} for s in sources])
     else:
         for i, s in enumerate(sources, 1):
             print(f"{i}. [{s['file']} p.{s['page']}] score {s['score']:.4f}\n   {' '.join(s['text'].split())[:300]}")
@@ -392,7 +346,7 @@ def cmd_docs(args: argparse.Namespace) -> int:
     workspace = _workspace()
     infos = workspace.collection(_collection_name(workspace, args.collection)).document_infos()
     if args.json:
-        _print_json([info.__dict__ for info in infos])
+        print_json([info.__dict__ for info in infos])
         return 0
     if not infos:
         print("No documents. Add some with `python -m agent ingest FILE.pdf`.")
@@ -432,7 +386,7 @@ def cmd_conversations(args: argparse.Namespace) -> int:
     if args.action == "list":
         items = store.list()
         if args.json:
-            _print_json([{"id": c.id, "title": c.title, "created": c.created, "updated": c.updated} for c in items])
+            print_json([{"id": c.id, "title": c.title, "created": c.created, "updated": c.updated} for c in items])
         for c in [] if args.json else items:
             print(f"{c.id}  {c.updated}  {c.title}")
         return 0
@@ -444,6 +398,18 @@ def cmd_conversations(args: argparse.Namespace) -> int:
         store.delete(args.id)
     else:
         sys.stdout.write(store.export_markdown(args.id))
+    return 0
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from agent.chat.pg_conversations import copy_conversations, open_conversations
+
+    settings = load_settings()
+    if not settings.database_url:
+        raise AgentError("migrate needs the PostgreSQL database.", "Set AGENT_DATABASE_URL (see README, Running for a team).")
+    local, shared = (open_conversations(settings.model_copy(update={"store": store})) for store in ("local", "postgres"))
+    source, target = (local, shared) if args.to == "postgres" else (shared, local)
+    print(f"conversations: {copy_conversations(source, target)} turns copied")
     return 0
 
 

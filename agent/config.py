@@ -42,6 +42,9 @@ class Settings(BaseModel):
 
     data_dir: Path = Field(Path("data"), description="Where every file the app writes goes (AGENT_DATA_DIR).")
     ollama_host: str = Field(DEFAULT_HOST, description="Ollama server URL (OLLAMA_HOST).")
+    ollama_hosts: list[str] = Field(
+        default_factory=list, description="A pool of Ollama URLs, comma-separated (AGENT_OLLAMA_HOSTS); "
+        "empty: ollama_host alone.")
     backend: Literal["auto", "ollama", "embedded"] = Field(
         "auto", description="auto: Ollama when it answers, else the embedded offline model.")
     chat_model: str = Field("llama3.2", min_length=1, description="Ollama chat model name.")
@@ -50,11 +53,16 @@ class Settings(BaseModel):
     temperature: float = Field(0.2, ge=0.0, le=2.0, description="Sampling temperature.")
     num_ctx: int = Field(8192, ge=512, le=1_048_576, description="Context window sent to Ollama (tokens).")
     num_predict: int = Field(1024, ge=16, le=131_072, description="Maximum tokens in one answer.")
+    max_answer_chars: int = Field(64_000, ge=1000, le=10_000_000,
+                                  description="Longest answer kept (characters); a longer one is cut with a note.")
     repeat_penalty: float = Field(1.1, ge=0.5, le=2.5, description="Penalty for repeated tokens.")
     keep_alive: str = Field("5m", description="How long Ollama keeps the model loaded (e.g. 5m, 1h, -1).")
     request_timeout: float = Field(300.0, gt=0, le=3600, description="Seconds to wait for Ollama (first token on CPU can be slow).")
+    answer_timeout_s: float = Field(600.0, ge=5, le=86_400,
+                                    description="Longest time one answer may take (seconds); it is cut there with a note.")
     connect_retries: int = Field(3, ge=1, le=10, description="Connection attempts, with exponential backoff.")
     memory_turns: int = Field(5, ge=1, le=100, description="Conversation turns kept in the model's memory.")
+    max_searches: int = Field(4, ge=1, le=20, description="Most searches the model may run for one answer (agent mode).")
     retrieval_k: int = Field(5, ge=1, le=50, description="Chunks retrieved per question.")
     hybrid: bool = Field(True, description="Fuse BM25 keyword search with vector search.")
     chunk_size: int = Field(800, ge=100, le=8000, description="Characters per chunk.")
@@ -69,6 +77,10 @@ class Settings(BaseModel):
                             "auto: both with the embedded model, generative with Ollama.")
     answer_language: Literal["auto", "zh", "en"] = Field("auto", description="auto answers in the question's language.")
     ui_language: Literal["auto", "zh", "en"] = Field("auto", description="Language of the web UI.")
+    store: Literal["local", "postgres"] = Field(
+        "local", description="local: FAISS + SQLite in the data directory; postgres: shared PostgreSQL + pgvector.")
+    database_url: str = Field("", description="libpq URI of the PostgreSQL database when store is postgres "
+                                              "(e.g. postgresql://user@/db?host=/run/dir).")
     collections: list[str] = Field(default_factory=lambda: ["default"], min_length=1,
                                    description="Collections the chat searches.")
     system_prompt: str = Field(prompts.SYSTEM_PROMPT, description="System prompt.")
@@ -79,6 +91,13 @@ class Settings(BaseModel):
     @classmethod
     def _normalise_host(cls, value: Any) -> str:
         return normalise_host(str(value))
+
+    @field_validator("ollama_hosts", mode="before")
+    @classmethod
+    def _normalise_hosts(cls, value: Any) -> list[str]:
+        parts = value.split(",") if isinstance(value, str) else list(value or [])
+        hosts = [normalise_host(str(part)) for part in parts if str(part).strip()]
+        return list(dict.fromkeys(hosts))
 
     @field_validator("keep_alive")
     @classmethod
@@ -92,6 +111,12 @@ class Settings(BaseModel):
     @classmethod
     def _check_embedding(cls, value: str) -> str:
         return check_embedding_spec(value)
+
+    @model_validator(mode="after")
+    def _check_store(self) -> Settings:
+        if self.store == "postgres" and not self.database_url.strip():
+            raise ValueError("store postgres needs database_url (AGENT_DATABASE_URL), e.g. postgresql://user@/db?host=/run/dir")
+        return self
 
     @field_validator("collections")
     @classmethod
@@ -113,6 +138,10 @@ class Settings(BaseModel):
     @property
     def settings_path(self) -> Path:
         return self.data_dir / SETTINGS_FILE
+
+    def hosts(self) -> list[str]:
+        """The Ollama servers to use: the pool when set, else the single host."""
+        return self.ollama_hosts or [self.ollama_host]
 
     def chat_options(self) -> dict[str, Any]:
         """Generation options in Ollama's names, shared by every backend."""
@@ -140,8 +169,8 @@ def normalise_host(value: str) -> str:
         return DEFAULT_HOST
     if "://" not in value:
         value = "http://" + value
-    parsed = urlparse(value)
     try:
+        parsed = urlparse(value)
         port = parsed.port
     except ValueError as exc:
         raise ValueError(f"malformed Ollama host {value!r}: {exc}") from None
@@ -163,7 +192,7 @@ def env_overrides(environ: dict[str, str] | None = None) -> dict[str, str]:
 
 def _parse_env_value(field: str, raw: str) -> Any:
     """Lists come as comma-separated text; pydantic parses the rest from strings."""
-    if field == "collections":
+    if field in ("collections", "ollama_hosts"):
         return [part.strip() for part in raw.split(",") if part.strip()]
     return raw
 
@@ -186,8 +215,12 @@ def _read_file(path: Path) -> tuple[dict[str, Any], list[SettingsProblem]]:
     """The stored values, and a problem when the file is unreadable (never raises)."""
     if not path.exists():
         return {}, []
+    if not path.is_file():  # a FIFO or device would block start-up on open
+        return {}, [SettingsProblem("", "it is not a regular file")]
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
+    except RecursionError:
+        return {}, [SettingsProblem("", "it is nested too deeply")]
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         return {}, [SettingsProblem("", str(exc))]
     if not isinstance(data, dict):

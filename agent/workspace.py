@@ -17,6 +17,7 @@ from pathlib import Path
 from langchain_core.embeddings import Embeddings
 
 from agent.chat.conversations import ConversationStore
+from agent.chat.pg_conversations import PgConversationStore, open_conversations
 from agent.config import Settings, load_settings
 from agent.errors import AgentError
 from agent.ingest.pipeline import Progress, ReindexResults, reindex
@@ -41,7 +42,7 @@ def _embedder_key(settings: Settings) -> tuple[object, ...]:
 
 def _store_key(settings: Settings) -> tuple[object, ...]:
     """What loaded collections depend on: where they live and which vectors they hold."""
-    return (settings.data_dir, *_embedding_identity(settings))
+    return (settings.data_dir, settings.store, settings.database_url, *_embedding_identity(settings))
 
 
 def shared_embeddings(settings: Settings) -> Embeddings:
@@ -60,7 +61,7 @@ class _OpenStores:
     shared whole by the workspaces of that directory."""
 
     collections: dict[str, Collection] = field(default_factory=dict)
-    conversations: ConversationStore | None = None
+    conversations: ConversationStore | PgConversationStore | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -84,10 +85,10 @@ class Workspace:
         return embedding_model_id(self.settings.embedding)
 
     @property
-    def conversations(self) -> ConversationStore:
+    def conversations(self) -> ConversationStore | PgConversationStore:
         with self._open.lock:  # one store per data dir: two made side by side race on the SQLite file
             if self._open.conversations is None:
-                self._open.conversations = ConversationStore(self.data_dir)
+                self._open.conversations = open_conversations(self.settings)
             return self._open.conversations
 
     def with_settings(self, settings: Settings) -> Workspace:

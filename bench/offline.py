@@ -11,28 +11,22 @@ commit's tree first on PYTHONPATH (`git worktree add /tmp/old <commit>`; `PYTHON
 from __future__ import annotations
 
 import json
-import re
 import socket
 import tempfile
 import time
 from typing import Any
 
 from bench.common import Run, markdown_table, parser
-from tests.support import DEVSET, DEVSET_PDFS
+from tests.support import DEVSET, DEVSET_PDFS, PROMPT_MARKUP, repeated_run
 
 NAME = "offline"
 QUESTIONS = ("q014", "q010", "q341", "q342")  # squad_Geology (en), cmrc2018_DEV_573 (zh)
-MARKUP = re.compile(r"</?document|Question / 问题|\[[^\]\n]+ p\.\d+\]")
 
 
 def _closed_port() -> str:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return f"http://127.0.0.1:{s.getsockname()[1]}"
-
-
-def _loops(text: str, size: int = 40, times: int = 3) -> bool:
-    return any(text.count(text[i:i + size]) >= times for i in range(len(text) - size))
 
 
 def ask(engine: Any, question: str) -> dict[str, Any]:
@@ -48,7 +42,8 @@ def ask(engine: Any, question: str) -> dict[str, Any]:
             answer = event.answer
     assert answer is not None
     return {"first_s": first, "total_s": time.perf_counter() - t0, "chars": len(answer.text),
-            "sources": len(answer.sources), "loops": _loops(answer.text), "markup": bool(MARKUP.search(answer.text)),
+            "sources": len(answer.sources), "loops": repeated_run(answer.text) is not None,
+            "markup": bool(PROMPT_MARKUP.search(answer.text)),
             "error": answer.error}
 
 

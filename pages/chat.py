@@ -27,6 +27,7 @@ from agent.app.sources import (
     md_escape,
     page_label,
     render_page_png,
+    section_markdown,
     source_anchor,
     source_pdf,
 )
@@ -209,6 +210,12 @@ def show_source(source: Source, number: int, key: str) -> None:
         pdf = source_pdf(chat_collections(), source)
         if pdf is None:
             st.caption(T("page_unavailable"))
+            return
+        if source.get("loc_kind", "page") != "page":  # DOCX/PPTX/MD/HTML/EPUB/text: the section, not a page image
+            st.markdown(section_markdown(pdf, source).replace("\n", "  \n"))
+            return
+        if Path(pdf).suffix.lower() in (".png", ".jpg", ".jpeg"):  # an OCR'd picture: show the picture itself
+            st.image(str(pdf), width="content")
             return
         try:
             st.image(page_png(str(pdf), Path(pdf).stat().st_mtime, int(source.get("page", 1)), source.get("text", "")),

@@ -27,6 +27,7 @@ from agent.app.uploads import (
     save_upload,
 )
 from agent.errors import AgentError
+from agent.ingest.formats import UPLOAD_EXTENSIONS, type_label
 from agent.ingest.pipeline import IngestResult, remove_document
 from pages import OFFER_KEY, offer_collection, page_setup, session_id, show_error
 
@@ -259,7 +260,7 @@ def document_table(name: str) -> None:
         reindex_report(name)
         return
     zone = ctx.zone
-    rows = [{T("col_file"): i.file, T("col_pages"): i.pages, T("col_chunks"): i.chunks,
+    rows = [{T("col_file"): i.file, T("col_type"): type_label(i.file), T("col_pages"): i.pages, T("col_chunks"): i.chunks,
              T("col_ocr"): len(i.ocr_pages), T("col_size"): round(i.size / 1e6, 2),
              T("col_added"): local_time(i.added, zone), T("col_id"): i.doc_id[:12]} for i in infos]
     st.space(24)  # room for the table's toolbar, which would otherwise cover the heading on a phone
@@ -363,7 +364,7 @@ try:
         (st.success if kind == "success" else st.error)(text)
     limit = upload_limit_mb()
     uploader_texts(limit)
-    files = st.file_uploader(T("upload_label"), type=["pdf"], accept_multiple_files=True,
+    files = st.file_uploader(T("upload_label_formats"), type=list(UPLOAD_EXTENSIONS), accept_multiple_files=True,
                              key=f"uploader-{S['uploader_gen']}", max_upload_size=limit,
                              help=ctx.md("upload_help", mb=limit, name=name))
     if settings.max_upload_mb > limit:

@@ -39,7 +39,8 @@ ABILITIES = ("completion", "tools", "thinking", "embedding", "vision")
 #: the +/- step of each number field (its bounds come from the Settings model)
 STEPS: dict[str, float] = {"request_timeout": 10, "temperature": 0.05, "num_ctx": 512, "num_predict": 64,
                            "repeat_penalty": 0.05, "memory_turns": 1, "retrieval_k": 1, "chunk_size": 50,
-                           "chunk_overlap": 10, "max_upload_mb": 10, "max_pages": 100}
+                           "chunk_overlap": 10, "max_upload_mb": 10, "max_pages": 100,
+                           "max_searches": 1, "max_answer_chars": 1000, "answer_timeout_s": 60}
 
 
 def key(field: str) -> str:
@@ -209,29 +210,35 @@ with st.form("settings_form", border=False):
         left, right = st.columns(2)
         with left:
             values["ollama_host"] = st.text_input(value=settings.ollama_host, **common("ollama_host"))
+            values["ollama_hosts"] = st.text_input(value=", ".join(settings.ollama_hosts), **common("ollama_hosts"))
             values["backend"] = choice("backend")
             values["chat_model"] = chat_model_field()
             values["mode"] = choice("mode")
             values["answer_style"] = choice("answer_style")
             values["keep_alive"] = st.text_input(value=settings.keep_alive, **common("keep_alive"))
             values["request_timeout"] = number("request_timeout", fmt="%.0f")
+            values["answer_timeout_s"] = number("answer_timeout_s", fmt="%.0f")
         with right:
             values["temperature"] = number("temperature")
             values["num_ctx"] = number("num_ctx")
             context_warning()
             values["num_predict"] = number("num_predict")
+            values["max_answer_chars"] = number("max_answer_chars")
             values["repeat_penalty"] = number("repeat_penalty")
             values["memory_turns"] = number("memory_turns")
     with tab_retrieval:
         left, right = st.columns(2)
         with left:
             values["retrieval_k"] = number("retrieval_k")
+            values["max_searches"] = number("max_searches")
             values["hybrid"] = st.toggle(value=settings.hybrid, **common("hybrid"))
             embeddings = embedding_options()
             values["embedding"] = st.selectbox(options=embeddings, index=embeddings.index(settings.embedding),
                                                accept_new_options=True, format_func=embedding_label,
                                                **common("embedding"))
             values["ocr"] = st.toggle(value=settings.ocr, **common("ocr"))
+            values["store"] = choice("store")
+            values["database_url"] = st.text_input(value=settings.database_url, type="password", **common("database_url"))
         with right:
             values["chunk_size"] = number("chunk_size")
             values["chunk_overlap"] = number("chunk_overlap")

@@ -43,3 +43,22 @@ def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, double: OllamaDoub
     monkeypatch.setenv("AGENT_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("AGENT_EMBEDDING", "ollama:nomic-embed-text")
     return tmp_path / "data"
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[str]:
+    """One real PostgreSQL (pgvector) for the whole test session."""
+    from agent._pg import close_all  # noqa: PLC0415
+    from tests.pg_support import postgres_server  # noqa: PLC0415  (only sessions that need it start it)
+
+    with postgres_server() as uri:
+        yield uri
+        close_all()  # the app's pools first: the server then stops at once
+
+
+@pytest.fixture
+def pg_url(pg_server: str) -> str:
+    """A fresh database on the session's server."""
+    from tests.pg_support import fresh_database  # noqa: PLC0415
+
+    return fresh_database(pg_server)

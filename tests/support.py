@@ -321,3 +321,12 @@ def engine_for(workspace: Any, **changes: Any) -> Any:
 def user_messages(body: dict[str, Any]) -> list[str]:
     """The user messages of one recorded /api/chat request."""
     return [m["content"] for m in body["messages"] if m["role"] == "user"]
+
+
+# ---- what an offline answer must never contain (tests/test_embedded_e2e.py, bench/offline.py) ------
+PROMPT_MARKUP = re.compile(r"</?document|Question / 问题|\[[^\]\n]+ p\.\d+\]")
+
+
+def repeated_run(text: str, size: int = 40, times: int = 3) -> str | None:
+    """A `size`-character run that occurs `times` times in `text`, if any (a looping answer)."""
+    return next((text[i:i + size] for i in range(len(text) - size) if text.count(text[i:i + size]) >= times), None)

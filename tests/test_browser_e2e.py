@@ -176,7 +176,7 @@ def test_english_walk_upload_ask_copy_reload_phone(tmp_path: Path) -> None:
 
 def upload_and_list(page: Any, app: App, expect: Any) -> None:
     page.goto(f"{app.base}/documents")
-    page.get_by_text("Add PDF files").wait_for()
+    page.get_by_text("Add documents", exact=False).first.wait_for()
     dropzone = page.get_by_test_id("stFileUploaderDropzone")
     assert "Choose files" in dropzone.evaluate(
         "e => getComputedStyle(e.querySelector('button [data-testid=stMarkdownContainer]'), '::after').content")
@@ -338,7 +338,7 @@ def zh_chat(page: Any, double: OllamaDouble, expect: Any) -> None:
     status = page.locator("[data-testid=stChatMessage]").last.get_by_text(re.compile(r"模型正在阅读 5 段摘录…… \d+ 秒"))
     expect(status).to_be_visible(timeout=15_000)
     assert not english_left(page), english_left(page)  # the status line too
-    expect(page.get_by_text("矿物的化学成分", exact=False)).to_be_visible()
+    expect(page.get_by_text("矿物的化学成分", exact=False).first).to_be_visible()  # streamed, then redrawn
     expect(page.locator("[data-testid=stChatMessage]").get_by_role("button", name="停止")).to_have_count(0)
     page.get_by_text("来源（", exact=False).last.click()
     expect(page.get_by_text("squad_Geology.pdf · 第 3 页", exact=False).first).to_be_visible()
@@ -401,7 +401,7 @@ def test_an_upload_finishes_while_the_user_is_on_another_page(tmp_path: Path) ->
     with OllamaDouble() as double, running_app(tmp_path, double.url) as app, browser_page(app) as page:
         double.embed_delay = 0.15  # ~6 s of embedding: the user is away for part of it
         page.goto(f"{app.base}/documents")
-        page.get_by_text("Add PDF files").wait_for()
+        page.get_by_text("Add documents", exact=False).first.wait_for()
         page.locator("input[type=file]").set_input_files(str(GNUPLOT))
         expect(page.get_by_text("Embedding chunks", exact=False).first).to_be_visible(timeout=60_000)
         nav(page, "Chat")

@@ -108,6 +108,7 @@ BAD_ARGUMENTS = [
     ["conversations", "rename", "no-such-id", "Title"], ["conversations", "export"], ["conversations", "bogus"],
     ["eval", "{tmp}/missing.jsonl", "--pdfs", "{tmp}"], ["eval", "{tmp}/bad.jsonl", "--pdfs", "{tmp}"],
     ["eval", "{tmp}/bad.jsonl", "--pdfs", "{tmp}/no-such-folder"],
+    ["migrate"], ["migrate", "--to", "mars"], ["migrate", "--to", "postgres"],
     ["bogus"], [],
 ]
 
@@ -139,3 +140,21 @@ def test_a_bad_environment_value_is_one_line(env):
 def test_chat_exits_cleanly_before_the_first_question(env):
     result = run_cli(["chat"], env, stdin="exit\n")  # the index warm-up is still running
     assert result.returncode == 0 and "FATAL" not in result.stderr, result.stderr
+
+
+ESCAPES = "\x1b]0;pwned\x07\x1b[31mred\x1b[0m\x1b]52;c;ZXZpbA==\x1b\\\x9b2J\rover"
+
+
+def test_escape_sequences_from_a_server_or_a_model_never_reach_the_terminal(ingested, ollama):
+    ollama.add_model({"name": "evil:latest", "parameter_size": f"7B{ESCAPES}"})  # a server's text, not ours
+    listed = run_cli(["models"], ingested)
+    assert listed.returncode == 0 and "evil" in listed.stdout and "red" in listed.stdout
+    ollama.reply(f"Rocks [1]. {ESCAPES}")
+    asked = run_cli(["ask", "What does geology study?"], ingested)
+    ollama.reply(f"Minerals. {ESCAPES}")
+    chatted = run_cli(["chat"], ingested, stdin="What else?\nexit\n")
+    for result in (listed, asked, chatted):
+        assert result.returncode == 0, result.stderr
+        output = result.stdout + result.stderr
+        assert not any(c in output for c in "\x1b\x07\x9b\r"), repr(output)
+    assert "Rocks [1]." in asked.stdout and "redover" not in asked.stdout and "red\nover" in asked.stdout

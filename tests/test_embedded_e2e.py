@@ -15,7 +15,7 @@ from agent.chat.engine import ChatEngine, Done, Status, Token
 from agent.config import load_settings
 from agent.ingest.pipeline import ingest_file
 from agent.workspace import Workspace
-from tests.support import DEVSET, DEVSET_PDFS, engine_for, run_cli
+from tests.support import DEVSET, DEVSET_PDFS, PROMPT_MARKUP, engine_for, repeated_run, run_cli
 
 pytest.importorskip("llama_cpp", reason="embedded model not installed (scripts/setup.sh installs it)")
 pytestmark = pytest.mark.slow
@@ -95,11 +95,6 @@ def test_web_app_answers_offline(offline_env, workspace, monkeypatch):
     assert any("offline demo model" in c.value for c in at.main.caption), "said next to the answer too"
 
 
-def repeated_run(text: str, size: int = 40, times: int = 3) -> str | None:
-    """A `size`-character run that occurs `times` times in `text`, if any."""
-    return next((text[i:i + size] for i in range(len(text) - size) if text.count(text[i:i + size]) >= times), None)
-
-
 @pytest.mark.parametrize("question_id", ["q014", "q341"])  # English (Geology p.3), Chinese (cmrc2018_DEV_573)
 def test_offline_answer_quotes_at_once_then_a_short_clean_summary(workspace, question_id):
     q = gold(question_id)
@@ -124,4 +119,4 @@ def test_offline_answer_quotes_at_once_then_a_short_clean_summary(workspace, que
     summary = answer.text.rsplit("\n\n", 1)[-1]
     assert summary and not summary.startswith("> "), "the model's summary follows the quotes"
     assert repeated_run(answer.text) is None, repeated_run(answer.text)
-    assert not re.search(r"</?document|Question / 问题|\[[^\]\n]+ p\.\d+\]", answer.text), answer.text
+    assert not PROMPT_MARKUP.search(answer.text), answer.text

@@ -74,3 +74,19 @@ def test_a_passage_whose_middle_was_changed_by_cleaning_is_still_found_by_its_en
         assert highlight_boxes(document[1], text[:300] + elsewhere[-300:]) == []  # its end is on another page
     finally:
         document.close()
+
+
+def test_a_tall_thin_page_renders_within_the_pixel_cap(tmp_path):
+    from agent.app.sources import MAX_PAGE_PIXELS
+    from tests.support import build_pdf
+
+    content = b"BT /F1 1 Tf 0 500 Td (x) Tj ET"
+    pdf = tmp_path / "thin.pdf"
+    pdf.write_bytes(build_pdf([b"<< /Type /Catalog /Pages 2 0 R >>",
+                               b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+                               b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 1 1000] /Contents 4 0 R >>",
+                               b"<< /Length %d >>\nstream\n%s\nendstream" % (len(content), content)]))
+    image = Image.open(io.BytesIO(render_page_png(pdf, 1)))
+    assert image.width * image.height <= MAX_PAGE_PIXELS * 1.05  # rounding up; 900 px wide: 900 x 900,000
+    normal = Image.open(io.BytesIO(render_page_png(GEOLOGY, 1)))
+    assert normal.width == 900, "an ordinary page keeps the display width"

@@ -34,7 +34,8 @@ ASCII_WORD = re.compile(r"[A-Za-z][A-Za-z0-9_]{2,}")
 # Words a Chinese sentence may keep: product names, commands, placeholders, units, URLs.
 ALLOWED = {"Ollama", "OLLAMA_HOST", "PDF", "OCR", "README", "ollama", "serve", "pull", "python", "agent",
            "reindex", "collection", "num_ctx", "llama3", "qwen3", "SmolLM2", "http", "HOST", "PORT", "local",
-           "library", "com", "question", "context", "language", "history", "Markdown", "keep_alive", "CPU"}
+           "library", "com", "question", "context", "language", "history", "Markdown", "keep_alive", "CPU",
+           "PostgreSQL"}
 
 
 def codes_set_in_agent() -> set[str]:

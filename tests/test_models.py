@@ -18,7 +18,7 @@ from agent.chat.models import (
     prompt_truncated,
     pull_model,
 )
-from agent.cli import _PullBar
+from agent.cli_models import _PullBar
 from agent.config import Settings, load_settings
 from agent.errors import AgentError, ModelNotFoundError, OllamaUnreachableError
 from tests.ollama_double import OllamaDouble

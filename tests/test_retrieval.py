@@ -200,7 +200,7 @@ def test_embedding_model_ids():
     with pytest.raises(ValueError):
         embedding_model_id("openai:foo")
     emb = make_embeddings("ollama:nomic-embed-text", ollama_host="http://127.0.0.1:9", timeout=1.0)
-    assert type(emb).__name__ == "OllamaEmbeddings"
+    assert type(emb.inner).__name__ == "OllamaEmbeddings" and emb.model == "nomic-embed-text"  # wrapped: errors name it
     assert isinstance(make_embeddings("local", ollama_host="http://x:1", timeout=1), LocalEmbeddings)
 
 

@@ -124,3 +124,17 @@ def test_chunk_files_are_plain_arrays_not_pickles(tmp_path):
     assert data[offsets[0, 0]:offsets[1, 0]].tobytes() == b"alpha"
     doc_id, metadata = json.loads(data[offsets[0, 1]:offsets[1, 1]].tobytes())
     assert doc_id == "aaa:1:0" and metadata["page"] == 1
+
+
+def test_opening_a_collection_removes_what_a_killed_writer_left_unless_a_writer_is_busy(tmp_path):
+    from filelock import FileLock
+
+    collection = open_collection(tmp_path)
+    add(collection, "a", ["Rocks are made of minerals."])
+    debris = collection.path / ".index-7.faiss.abc123.tmp"
+    debris.write_bytes(b"half an index")
+    with FileLock(str(collection.path / ".lock")):  # another process is writing: its temp files are live
+        open_collection(tmp_path)
+        assert debris.exists()
+    open_collection(tmp_path)
+    assert not debris.exists()

@@ -83,6 +83,21 @@ def test_source_page_renders_as_image(data_dir: Path, double: OllamaDouble) -> N
     assert at.image, "the cited page is shown as an image"
 
 
+def test_markdown_source_preview_is_its_section_with_the_passage_highlighted(data_dir: Path, double: OllamaDouble,
+                                                                              tmp_path: Path) -> None:
+    notes = tmp_path / "pumps.md"
+    notes.write_text("# Pumps\nThe pump runs at 40 litres per minute.\n", encoding="utf-8")
+    ingest(notes)
+    double.reply_tool_call("search_documents", {"query": "pump litres"})
+    double.reply("It runs at 40 litres per minute [pumps.md].")
+    at = ask(run_app(), "How fast is the pump?")
+    at.toggle(key=next(tg.key for tg in at.toggle if tg.key and tg.key.startswith("page-"))).set_value(True).run()
+    assert not at.exception and not at.image
+    previews = [md.value for md in at.markdown if md.value.startswith(":orange-background[")]
+    assert previews and "40 litres per minute" in previews[0], [md.value for md in at.markdown]
+    assert any(md.value.endswith("· Pumps") for md in at.markdown)  # the heading path is the location
+
+
 def test_model_output_is_not_rendered_as_html(data_dir: Path, double: OllamaDouble) -> None:
     evil = 'Look <script>window.pwned=1</script><img src=x onerror="alert(1)"> done'
     double.reply_tool_call("search_documents", {"query": "x"})
@@ -228,7 +243,7 @@ def test_long_conversation_opens_at_its_end_and_loads_earlier_turns(data_dir: Pa
 def test_upload_ingests_and_lists_the_pdf(data_dir: Path, double: OllamaDouble) -> None:
     at = run_app("pages/documents.py")
     uploader = at.file_uploader[0]
-    assert uploader.accept_multiple_files and uploader.allowed_type == [".pdf"]
+    assert uploader.accept_multiple_files and {".pdf", ".docx", ".md", ".png"} <= set(uploader.allowed_type)
     uploader.set_value([("squad_Geology.pdf", GEOLOGY.read_bytes(), "application/pdf")]).run()
     assert not at.exception, [e.value for e in at.exception]
     until(at, succeeded("squad_Geology.pdf: added, 4 pages"))
@@ -584,10 +599,25 @@ def test_settings_page_takes_bounds_and_choices_from_the_model(data_dir: Path, d
 
     at = run_app("pages/settings.py")
     numbers = {n.key.split("-")[1]: n for n in at.number_input}
-    assert len(numbers) == 11
+    assert len(numbers) == 14
     for field, widget in numbers.items():
         low, high = field_bounds(field)
         assert (widget.min, widget.max) == (low, high), field
     choices = {s.key.split("-")[1]: s for s in at.selectbox if s.key and s.key.startswith("set-")}
     for field in ("backend", "mode", "answer_language", "ui_language"):
         assert choices[field].options == [t(f"opt_{o}", "en") for o in field_choices(field)], field
+
+
+def test_store_and_database_url_are_in_settings_and_locked_when_set_by_env(
+        data_dir: Path, double: OllamaDouble, monkeypatch: pytest.MonkeyPatch) -> None:
+    at = run_app("pages/settings.py")
+    store = next(s for s in at.selectbox if s.label.startswith("Store"))
+    url = next(t for t in at.text_input if t.label == "PostgreSQL URL")
+    assert store.value == "local" and not store.disabled and not url.disabled
+    monkeypatch.setenv("AGENT_STORE", "local")
+    monkeypatch.setenv("AGENT_DATABASE_URL", "postgresql://me@/db?host=/run/pg")
+    at = run_app("pages/settings.py")
+    store = next(s for s in at.selectbox if s.label.startswith("Store"))
+    url = next(t for t in at.text_input if t.label == "PostgreSQL URL")
+    assert store.disabled and "AGENT_STORE" in store.help
+    assert url.disabled and "AGENT_DATABASE_URL" in url.help and url.value.endswith("host=/run/pg")

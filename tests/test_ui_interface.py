@@ -33,7 +33,7 @@ from tests.support import (
 )
 
 ENGLISH_WORD = re.compile(r"[A-Za-z][A-Za-z_]{2,}")
-NAMES = {"Ollama", "OLLAMA_HOST", "PDF", "OCR", "num_ctx", "num_predict", "keep_alive", "llama3", "qwen3",
+NAMES = {"Ollama", "OLLAMA_HOST", "PDF", "OCR", "PostgreSQL", "num_ctx", "num_predict", "keep_alive", "llama3", "qwen3",
          "MB", "CPU", "auto", "local", "com", "library", "context", "question", "language", "history"}
 
 
@@ -120,7 +120,8 @@ def test_upload_messages_name_the_users_file_and_count_pages(data_dir: Path, dou
     next(ti for ti in at.text_input if ti.key and ti.key.startswith("pw-")).set_value("openpassword")
     next(b for b in at.button if b.label == "Add with this password").click().run()
     until(at, lambda at: "locked.pdf: added, 1 page, 1 chunk," in texts(at))  # "1 page", not "1 pages"
-    added = plain(at.dataframe[0].value.iloc[0][at.dataframe[0].value.columns[5]])
+    table = at.dataframe[0].value
+    added = plain(table.iloc[0][next(c for c in table.columns if "Added" in str(c))])
     assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d", added), f"local time, not ISO UTC: {added}"
 
 

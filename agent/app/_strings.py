@@ -125,7 +125,6 @@ STRINGS: dict[str, dict[str, str]] = {
                                   "zh": "将删除 “{name}”：包括索引及其保存的 PDF 副本（不影响你的原始文件）。"},
     "delete_collection_confirm": {"en": "Delete “{name}”", "zh": "删除 “{name}”"},
     "collection_deleted": {"en": "Collection “{name}” deleted.", "zh": "已删除文档集 “{name}”。"},
-    "upload_label": {"en": "Add PDF files", "zh": "添加 PDF 文件"},
     "upload_button": {"en": "Choose files", "zh": "选择文件"},
     "upload_note": {"en": "or drop them here · PDF, up to {mb} MB each", "zh": "或拖放到这里 · PDF，每个不超过 {mb} MB"},
     "upload_help": {"en": "Several PDFs at once, up to {mb} MB each; they are added to “{name}”.",
@@ -322,4 +321,25 @@ STRINGS: dict[str, dict[str, str]] = {
     "opt_both": {"en": "quotes, then the model's answer", "zh": "先引用原句，再给模型的回答"},
     "opt_zh": {"en": "Chinese", "zh": "中文"},
     "opt_en": {"en": "English", "zh": "英文"},
+    # ---- hostile servers (issue 14)
+    "field_max_answer_chars": {"en": "Longest answer (characters)", "zh": "最长回答（字符）"},
+    "field_answer_timeout_s": {"en": "Answer time limit (s)", "zh": "回答时限（秒）"},
+    "field_max_searches": {"en": "Searches per answer (agent mode)", "zh": "每个回答的检索次数（智能体模式）"},
+    "note_unknown_tool": {"en": "The model asked for a tool this app does not have (`{name}`); it was told so.",
+                          "zh": "模型请求了本应用没有的工具（`{name}`），已告知模型。"},
+    "note_answer_too_long": {"en": "The answer reached {chars} characters and was cut there.",
+                             "zh": "回答达到 {chars} 个字符，已在此截断。"},
+    # ---- pool
+    "field_ollama_hosts": {"en": "Ollama pool", "zh": "Ollama 服务池"},
+    # ---- team store (issue 18)
+    "field_store": {"en": "Store (local files or shared PostgreSQL)", "zh": "存储（本地文件或共享 PostgreSQL）"},
+    "field_database_url": {"en": "PostgreSQL URL", "zh": "PostgreSQL 地址"},
+    "opt_postgres": {"en": "PostgreSQL (shared by a team)", "zh": "PostgreSQL（团队共享）"},
+    # ---- formats (issue 17): locations of non-PDF sources
+    "loc_slide": {"en": "slide {n}", "zh": "第 {n} 张幻灯片"},
+    "loc_lines": {"en": "lines {start}–{end}", "zh": "第 {start}–{end} 行"},
+    "loc_section": {"en": "section {n}", "zh": "第 {n} 节"},
+    "col_type": {"en": "Type", "zh": "类型"},
+    "upload_label_formats": {"en": "Add documents (PDF, Word, PowerPoint, EPUB, Markdown, HTML, text, PNG/JPEG)",
+                             "zh": "添加文档（PDF、Word、PowerPoint、EPUB、Markdown、HTML、文本、PNG/JPEG）"},
 }

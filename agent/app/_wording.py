@@ -136,6 +136,37 @@ ERRORS: dict[str, dict[str, tuple[str, str]]] = {
     "prompt_placeholder_format": {"en": ("Write `{plain}` instead of `{placeholder}`.",
                                          "Placeholders take no conversions or format options."),
                                   "zh": ("请把 `{placeholder}` 写成 `{plain}`。", "占位符不能带转换或格式选项。")},
+    # ---- hostile servers (issue 14)
+    "ollama_malformed": {
+        "en": ("The server at `{host}` sent a reply this app cannot read.",
+               "Check that OLLAMA_HOST points at an Ollama server and that the model works (`ollama run`)."),
+        "zh": ("`{host}` 上的服务器返回了本应用无法读取的回复。", "请确认 OLLAMA_HOST 指向 Ollama 服务器，且模型可用（`ollama run`）。")},
+    "empty_answer": {
+        "en": ("The model `{model}` returned no answer.", "Ask again, or pick another model in Settings."),
+        "zh": ("模型 `{model}` 没有给出回答。", "请重新提问，或在设置中选择其他模型。")},
+    "embedding_not_found": {
+        "en": ("The embedding model `{model}` is not installed in Ollama at `{host}`.",
+               "Run `ollama pull {model}`, or choose another embedding in Settings."),
+        "zh": ("嵌入模型 `{model}` 未安装在 Ollama（`{host}`）中。", "请运行 `ollama pull {model}`，或在设置中选择其他嵌入模型。")},
+    "embedding_unreachable": {
+        "en": ("Cannot reach Ollama at `{host}` for the embedding model `{model}`.",
+               "Start it with `ollama serve`, or set OLLAMA_HOST to where it runs."),
+        "zh": ("无法连接 Ollama（`{host}`）以使用嵌入模型 `{model}`。", "请用 `ollama serve` 启动它，或把 OLLAMA_HOST 设为它运行的地址。")},
+    "embedding_invalid": {
+        "en": ("The embedding model returned unusable vectors (wrong count, wrong length or not numbers).",
+               "Check the embedding model in Settings, or re-index with a working one."),
+        "zh": ("嵌入模型返回了无效的向量（数量、长度或数值不对）。", "请在设置中检查嵌入模型，或用可用的模型重建索引。")},
+    "embedding_failed": {
+        "en": ("The embedding model `{model}` at `{host}` failed: {detail}", "Check the Ollama server log, then retry."),
+        "zh": ("`{host}` 上的嵌入模型 `{model}` 出错：{detail}", "请查看 Ollama 服务日志，然后重试。")},
+    "line_too_long": {
+        "en": ("The server at `{host}` sent a reply line over {mb} MB; the answer was cut there.",
+               "Check the server: Ollama's reply lines are a few hundred bytes."),
+        "zh": ("`{host}` 上的服务器发送了超过 {mb} MB 的一行回复，回答已在此截断。", "请检查服务器：Ollama 的每行回复只有几百字节。")},
+    "answer_deadline": {
+        "en": ("The answer took longer than {seconds} s and was cut there.",
+               "Raise the answer time limit in Settings, or ask a narrower question."),
+        "zh": ("回答用时超过 {seconds} 秒，已在此截断。", "请在设置中调高回答时限，或提一个更具体的问题。")},
 }
 
 # Settings field -> language -> tooltip on the Settings page (plain words, no internal names).
@@ -175,4 +206,21 @@ FIELD_HELP: dict[str, dict[str, str]] = {
     "system_prompt": {"en": "Instructions the model gets before every conversation.", "zh": "每次对话前给模型的指令。"},
     "answer_prompt": {"en": "How the question and the excerpts are put to the model.", "zh": "如何把问题和摘录交给模型。"},
     "rewrite_prompt": {"en": "How a follow-up question is turned into a search query.", "zh": "如何把追问改写成检索查询。"},
+    # ---- hostile servers (issue 14)
+    "max_answer_chars": {"en": "A longer answer is cut at this many characters, with a note.",
+                         "zh": "超过此字符数的回答会被截断并附上说明。"},
+    "answer_timeout_s": {"en": "Longest time one answer may take, in seconds; it is cut there.",
+                         "zh": "单个回答最多可用的时间（秒），超时即截断。"},
+    "max_searches": {"en": "After this many searches the model answers from the excerpts it found.",
+                     "zh": "检索达到此次数后，模型用已找到的摘录作答。"},
+    # ---- pool
+    "ollama_hosts": {"en": "Several Ollama servers, comma-separated: each question goes to the least busy live one. "
+                           "Empty: the host above.",
+                     "zh": "多个 Ollama 服务地址，用逗号分隔：每个问题交给最空闲的可用服务。留空：使用上面的地址。"},
+    # ---- team store (issue 18)
+    "store": {"en": "local: this computer's data folder. PostgreSQL: conversations shared by every app instance "
+                    "using the same database.",
+              "zh": "本地：本机的数据文件夹。PostgreSQL：使用同一数据库的所有应用实例共享对话。"},
+    "database_url": {"en": "Address of the PostgreSQL database, e.g. postgresql://user@/db?host=/run/dir.",
+                     "zh": "PostgreSQL 数据库地址（格式见 README）。"},
 }

@@ -11,10 +11,12 @@ from agent._files import safe_file_name
 from agent.app.i18n import t
 from agent.chat.citations import MARKER_RE, marker_numbers
 from agent.errors import AgentError
+from agent.ingest import formats
 from agent.ingest._pdf_open import PDFIUM_LOCK
 from agent.search.retrieval import Source
 
 PAGE_IMAGE_WIDTH = 900
+MAX_PAGE_PIXELS = 4_000_000  # a 1 x 1000 pt page at 900 px wide would be 900 x 900,000 pixels (5.5 GB)
 
 
 def source_doc_id(source: Source) -> str:
@@ -41,6 +43,13 @@ Box = tuple[float, float, float, float]  # left, top, right, bottom in PDF point
 def page_label(source: Source, lang: str = "en") -> str:
     """"p. 22 (PDF page 26)" where the PDF prints another number on the page, else "p. 26"."""
     page = source.get("page", "?")
+    kind = source.get("loc_kind", "page")
+    if kind == "slide":
+        return t("loc_slide", lang, n=page)
+    if kind == "lines":
+        return t("loc_lines", lang, start=source.get("line_start", "?"), end=source.get("line_end", "?"))
+    if kind == "section":
+        return source.get("heading") or t("loc_section", lang, n=page)
     label = source.get("page_label")
     return t("page_labelled", lang, label=label, page=page) if label else t("page_short", lang, page=page)
 
@@ -102,7 +111,7 @@ def render_page_png(pdf: Path | str, page: int, width: int = PAGE_IMAGE_WIDTH, h
             if not 1 <= page <= len(document):
                 raise AgentError(f"Page {page} is not in {Path(pdf).name} ({len(document)} pages).")
             pdf_page = document[page - 1]
-            scale = width / max(pdf_page.get_width(), 1.0)
+            scale = _scale(pdf_page.get_width(), pdf_page.get_height(), width)
             image = pdf_page.render(scale=scale).to_pil().convert("RGBA")
             boxes = highlight_boxes(pdf_page, highlight) if highlight else []
         finally:
@@ -119,7 +128,39 @@ def render_page_png(pdf: Path | str, page: int, width: int = PAGE_IMAGE_WIDTH, h
     return buffer.getvalue()
 
 
+def _scale(page_width: float, page_height: float, width: int) -> float:
+    """`width` pixels across, unless that makes more than MAX_PAGE_PIXELS (a tall, thin page)."""
+    page_width, page_height = max(page_width, 1.0), max(page_height, 1.0)
+    scale = width / page_width
+    return min(scale, (MAX_PAGE_PIXELS / (page_width * page_height)) ** 0.5)
+
+
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$])")
+
+
+PREVIEW_MAX_BYTES = 4096 * 1024 * 1024  # the stored copy passed the upload limit when it was indexed
+
+
+def section_preview(stored: Path, source: Source) -> tuple[str, tuple[int, int]]:
+    """A non-PDF source's whole section (slide, lines, heading section) and where its passage is in it;
+    the span is (-1, -1) when the passage cannot be found (the file changed its reader since indexing)."""
+    _kind, sections = formats.read_sections(stored, stored.name, PREVIEW_MAX_BYTES)
+    number = int(source.get("page", 0))
+    section = next((s for s in sections if s.number == number), None)
+    if section is None:
+        return "", (-1, -1)
+    text = section.text
+    passage = source.get("text", "")
+    start = text.find(passage) if passage else -1
+    return text, ((start, start + len(passage)) if start >= 0 else (-1, -1))
+
+
+def section_markdown(stored: Path, source: Source) -> str:
+    """The section preview as Markdown, the passage on a highlighted background (the Chat page shows it)."""
+    text, (start, end) = section_preview(stored, source)
+    if start < 0:
+        return md_escape(text)
+    return f"{md_escape(text[:start])}:orange-background[{md_escape(text[start:end])}]{md_escape(text[end:])}"
 
 
 def md_escape(text: str) -> str:
@@ -159,9 +200,9 @@ def inert_stream(pieces: Iterable[str]) -> Iterator[str]:
     held = ""
     for piece in pieces:
         text = held + piece
-        held = "!" if text.endswith("!") else ""
-        if text[: len(text) - len(held)]:
-            yield inert_images(text[: len(text) - len(held)])
+        text, held = (text[:-1], "!") if text.endswith("!") else (text, "")
+        if text:
+            yield inert_images(text)
     if held:
         yield held
 

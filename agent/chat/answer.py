@@ -106,6 +106,7 @@ class Run:
     prompt_tokens: int | None = None  # Ollama's prompt_eval_count of the last model call
     notes: list[Note] = field(default_factory=list)
     searched: bool = False
+    max_chars: int = 0  # Settings.max_answer_chars (0: no cap)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def saw_usage(self, chunk: Any) -> None:
@@ -122,15 +123,25 @@ class Run:
             return numbered
 
     def add_text(self, text: str) -> bool:
-        """Keep a piece of the answer; False (and the loop cut off) once the answer repeats itself."""
+        """Keep a piece of the answer; False (and the loop cut off) once the answer repeats itself
+        or reaches `max_chars`."""
         self.parts.append(text)
         answer = "".join(self.parts)
+        if self.max_chars and len(answer) > self.max_chars:
+            self.parts = [answer[:self.max_chars]]
+            self.notes.append(Note(code="answer_too_long", params={"chars": self.max_chars}))
+            return False
         cut = loop_start(answer)
         if cut is None:
             return True
         self.parts = [answer[:cut].rstrip()]
         self.notes.append(Note(code="repetition_stopped", params={}))
         return False
+
+    def unknown_tool(self, name: str) -> None:
+        """The model called a tool the app does not have: say so once (it was told, and answers on)."""
+        if not any(n["code"] == "unknown_tool" for n in self.notes):
+            self.notes.append(Note(code="unknown_tool", params={"name": name}))
 
     def stopped(self) -> None:
         self.was_stopped = True

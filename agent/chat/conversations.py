@@ -120,7 +120,28 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="microseconds")
 
 
-class ConversationStore:
+class Conversations:
+    """What every conversation store offers beyond its own queries (SQLite here, PostgreSQL in pg_conversations)."""
+
+    def get(self, conversation_id: str) -> Conversation:
+        raise NotImplementedError
+
+    def export_markdown(self, conversation_id: str) -> str:
+        """The conversation as Markdown, with each answer's sources."""
+        conversation = self.get(conversation_id)
+        lines = [f"# {conversation.title}", "", f"_Created {conversation.created}, id `{conversation.id}`_", ""]
+        for turn in conversation.turns:
+            lines += [f"**You:** {turn.question}", "", f"**Assistant** ({turn.model}):", "", turn.answer, ""]
+            if turn.incomplete:
+                lines += [f"> The answer was cut short: {turn.error}", ""]
+            if turn.sources:
+                lines.append("Sources:")
+                lines += [f"- {s['file']} p.{s['page']}" for s in turn.sources]
+                lines.append("")
+        return "\n".join(lines)
+
+
+class ConversationStore(Conversations):
     """All conversations of one data directory. Safe to share between threads and processes."""
 
     def __init__(self, data_dir: Path) -> None:
@@ -233,21 +254,6 @@ class ConversationStore:
             rows = db.execute("SELECT question, answer FROM turns WHERE conversation_id = ? AND incomplete = 0 "
                               "ORDER BY id DESC LIMIT ?", (conversation_id, -1 if turns is None else turns)).fetchall()
         return [message for question, answer in reversed(rows) for message in (HumanMessage(question), AIMessage(answer))]
-
-    def export_markdown(self, conversation_id: str) -> str:
-        """The conversation as Markdown, with each answer's sources."""
-        conversation = self.get(conversation_id)
-        lines = [f"# {conversation.title}", "", f"_Created {conversation.created}, id `{conversation.id}`_", ""]
-        for turn in conversation.turns:
-            lines += [f"**You:** {turn.question}", "", f"**Assistant** ({turn.model}):", "", turn.answer, ""]
-            if turn.incomplete:
-                lines += [f"> The answer was cut short: {turn.error}", ""]
-            if turn.sources:
-                lines.append("Sources:")
-                lines += [f"- {s['file']} p.{s['page']}" for s in turn.sources]
-                lines.append("")
-        return "\n".join(lines)
-
 
 _COUNT_TURNS = "SELECT COUNT(*) FROM turns WHERE conversation_id = ?"
 _TURN_COLUMNS = "question, answer, sources, model, incomplete, error, created, meta"

@@ -39,16 +39,21 @@ from agent.chat.answer import Answer, Done, Event, Run, Status, StopOnRequest, S
 from agent.chat.citations import number_new
 from agent.chat.conversations import ConversationStore, Note, Turn
 from agent.chat.extractive import best_sentences, condense, format_quotes
+from agent.chat.limits import search_limits
 from agent.chat.llm import (
     Backend,
+    answer_deadline,
     answer_tokens,
     build_chat_model,
     context_window,
+    empty_answer,
     resolve_backend,
     translate_error,
 )
 from agent.chat.memory import WindowMiddleware, approx_tokens, budget_for, fit_messages, message_tokens, window
 from agent.chat.models import prompt_truncated
+from agent.chat.pg_conversations import PgConversationStore
+from agent.chat.transport import watch_answer
 from agent.config import Settings
 from agent.errors import AgentError, ModelCapabilityError
 from agent.search.retrieval import Source, search
@@ -76,7 +81,7 @@ class Library(Protocol):
 
     settings: Settings
     embeddings: Embeddings
-    conversations: ConversationStore
+    conversations: ConversationStore | PgConversationStore
 
     def chat_collections(self) -> list[Collection]: ...
 
@@ -136,21 +141,24 @@ class ChatEngine:
                stop: threading.Event | None = None) -> Iterator[Event]:
         """Stream one answer; always ends with exactly one Done event."""
         conversation_id = conversation_id or uuid.uuid4().hex[:12]
-        run = Run(question=question, conversation=conversation_id)
+        run = Run(question=question, conversation=conversation_id, max_chars=self.settings.max_answer_chars)
         asked = False
-        try:
-            run.question = clean_question(question)
-            asked = True  # from here on the turn is stored, failed or not (model missing, server down)
-            run.mode = self.mode()
-            run.model = self.backend().model_name
-            run.notice = self.backend().notice
-            history = self.workspace.conversations.history(conversation_id, turns=self.settings.memory_turns)
-            if run.mode == "agent":
-                yield from self._agent_stream(run, history, stop)
-            else:
-                yield from self._retrieve_stream(run, history, stop)
-        except Exception as exc:  # noqa: BLE001 - every failure becomes a message, never a traceback
-            run.error = translate_error(exc, self.settings, run.model or None)
+        with watch_answer(stop, self.settings.answer_timeout_s) as watch:
+            try:
+                run.question = clean_question(question)
+                asked = True  # from here on the turn is stored, failed or not (model missing, server down)
+                run.mode = self.mode()
+                run.model = self.backend().model_name
+                run.notice = self.backend().notice
+                history = self.workspace.conversations.history(conversation_id, turns=self.settings.memory_turns)
+                if run.mode == "agent":
+                    yield from self._agent_stream(run, history, stop)
+                else:
+                    yield from self._retrieve_stream(run, history, stop)
+            except Exception as exc:  # noqa: BLE001 - every failure becomes a message, never a traceback
+                run.error = self._failure(exc, run, watch.reason)
+        if asked and not run.error and not run.was_stopped and not "".join(run.parts).strip():
+            run.error = empty_answer(run.model)  # only `done`, or only `thinking`: say so, store the turn
         self._check_truncation(run)
         answer = run.finish()
         if asked and (answer.text or answer.error):  # a valid question: kept even if no model answered
@@ -162,6 +170,15 @@ class ChatEngine:
                     answer.error = f"{answer.error} {err}".strip()
         yield Done(answer)
 
+    def _failure(self, exc: Exception, run: Run, watched: str) -> AgentError | None:
+        """What ended the answer early: Stop (not an error), the answer deadline, or the server."""
+        if watched == "stopped":
+            run.stopped()
+            return None
+        if watched == "deadline":
+            return answer_deadline(self.settings.answer_timeout_s)
+        return translate_error(exc, self.settings, run.model or None)
+
     # ---- agent mode ------------------------------------------------------------------------
     def agent(self) -> Any:
         """The compiled agent, built once per engine (settings are fixed per engine; building
@@ -170,7 +187,8 @@ class ChatEngine:
             if self._agent is None:
                 self._agent = create_agent(
                     self.model(), tools=[self.search_tool()], system_prompt=self._system_text(),
-                    middleware=[WindowMiddleware(turns=self.settings.memory_turns,
+                    middleware=[*search_limits(self.settings.max_searches),
+                                WindowMiddleware(turns=self.settings.memory_turns,
                                                  budget=self._budget() - TOOL_OVERHEAD_TOKENS,
                                                  count=self._counter())])
             return self._agent
@@ -199,6 +217,8 @@ class ChatEngine:
             if stop is not None and stop.is_set():  # e.g. pressed while the tool was searching
                 raise StopRequested()
             if isinstance(message, ToolMessage):
+                if message.name != TOOL_NAME:
+                    run.unknown_tool(str(message.name))
                 run.add_found(message.artifact or [])
                 announced = False
                 yield _reading(len(message.artifact or []))

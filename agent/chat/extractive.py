@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -21,6 +22,7 @@ import numpy as np
 
 from agent._cjk import IDEOGRAPHS
 from agent.chat.citations import MARKER_RE
+from agent.search.embeddings import checked_vectors
 from agent.search.lexical import tokenize
 from agent.search.retrieval import Source
 
@@ -108,10 +110,7 @@ def _lexical(question: str, sentences: Sequence[str]) -> np.ndarray:
     """Share of the question's idf mass each sentence holds (0..1)."""
     wanted = set(tokenize(question))
     terms = [wanted.intersection(tokenize(s)) for s in sentences]
-    df: dict[str, int] = {}
-    for found in terms:
-        for t in found:
-            df[t] = df.get(t, 0) + 1
+    df = Counter(t for found in terms for t in found)
     idf = {t: math.log(1 + len(sentences) / n) for t, n in df.items()}
     total = sum(idf.values())
     if not total:
@@ -125,10 +124,8 @@ def _similarity(question: str, sentences: Sequence[str], embed: Embed | None) ->
     if embed is None:
         return None
     try:
-        vectors = np.asarray(embed([question, *sentences]), dtype=np.float32)
-    except Exception:  # noqa: BLE001 - an embedding failure must not cost the quotes
-        return None
-    if vectors.ndim != 2 or len(vectors) != len(sentences) + 1 or not np.isfinite(vectors).all():
+        vectors = checked_vectors(embed([question, *sentences]), len(sentences) + 1)
+    except Exception:  # noqa: BLE001 - a failed or unusable embedding must not cost the quotes
         return None
     norms = np.linalg.norm(vectors, axis=1)
     norms[norms == 0] = 1

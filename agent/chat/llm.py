@@ -12,16 +12,20 @@ offline model (`agent.embedded`), which the user is told plainly about.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import httpx
-import ollama
+import pydantic
+from langchain_core.exceptions import OutputParserException
 from langchain_core.language_models import BaseChatModel
 
 from agent.chat.cleanup import PROMPT_STOPS
+from agent.chat.pool import PooledChatOllama, pooled
+from agent.chat.transport import LineCappedTransport, max_line_bytes
 from agent.config import Settings
 from agent.errors import (
     AgentError,
@@ -33,10 +37,12 @@ from agent.errors import (
     OllamaTimeoutError,
     OllamaUnreachableError,
 )
+from agent.search.ollama_lib import ollama
 
 T = TypeVar("T")
 DISCOVERY_TIMEOUT = 10.0  # /api/tags and /api/show answer at once on a healthy server
 _BACKOFF_BASE = 0.25
+MIN_CONTEXT = 512  # smallest real context window (and the lowest num_ctx setting)
 # A small window keeps the embedded model's first token within seconds on a laptop CPU.
 EMBEDDED_CONTEXT = 2048
 # The embedded model's answer is a short summary under the quotes: longer ones loop and take minutes.
@@ -103,6 +109,11 @@ def translate_error(exc: BaseException, settings: Settings, model: str | None = 
             code="ollama_cut", params={"host": host})
     if isinstance(exc, ollama.ResponseError):
         return _translate_response_error(exc, host, model)
+    if isinstance(exc, (pydantic.ValidationError, json.JSONDecodeError, OutputParserException)):
+        return OllamaResponseError(  # a reply that is not Ollama's API: no pydantic text for the user
+            f"The server at {host} sent a reply this app cannot read ({type(exc).__name__}).",
+            "Check that OLLAMA_HOST points at an Ollama server and that the model works (`ollama run`).",
+            code="ollama_malformed", params={"host": host})
     # `or type(...)`: some errors have no text (a MemoryError from langchain-ollama's tool-call
     # argument parser), which left the user with "Unexpected error talking to Ollama: ".
     detail = str(exc) or type(exc).__name__
@@ -168,10 +179,25 @@ def server_version(settings: Settings, timeout: float = DISCOVERY_TIMEOUT) -> st
 
 
 def _context_length(model_info: dict[str, Any] | None) -> int | None:
+    """The model's trained context; a bogus value (`true`, -5, 100) is ignored, so num_ctx applies."""
     for key, value in (model_info or {}).items():
-        if key.endswith(".context_length") and isinstance(value, int):
+        if key.endswith(".context_length") and type(value) is int and value >= MIN_CONTEXT:
             return value
     return None
+
+
+def answer_deadline(seconds: float) -> OllamaTimeoutError:
+    """The answer ran past Settings.answer_timeout_s (e.g. a server trickling tokens)."""
+    return OllamaTimeoutError(f"The answer took longer than {seconds:g} s and was cut there.",
+                              "Raise the answer time limit in Settings (answer_timeout_s), or ask a narrower question.",
+                              code="answer_deadline", params={"seconds": f"{seconds:g}"})
+
+
+def empty_answer(model: str) -> OllamaResponseError:
+    """A model that streamed no text (only `done`, or only `thinking`)."""
+    return OllamaResponseError(f"The model {model!r} returned no answer.",
+                               "Ask again, or pick another model in Settings.",
+                               code="empty_answer", params={"model": model})
 
 
 def show_model(settings: Settings, name: str) -> ModelInfo:
@@ -197,6 +223,7 @@ def _with_model(err: AgentError, settings: Settings, name: str) -> AgentError:
 
 def list_models(settings: Settings) -> list[ModelInfo]:
     """Installed models (`/api/tags`) with each one's capabilities (`/api/show`)."""
+    settings = pooled(settings)
     client = ollama_client(settings)
     listed = with_retry(client.list, settings)
     models = []
@@ -217,7 +244,7 @@ def resolve_backend(settings: Settings) -> Backend:
     if settings.backend == "embedded":
         return _embedded_backend([])
     try:
-        info = show_model(settings, settings.chat_model)
+        info = show_model(pooled(settings), settings.chat_model)
     except OllamaUnreachableError as err:
         if settings.backend == "ollama":
             raise
@@ -265,8 +292,8 @@ def build_chat_model(settings: Settings, backend: Backend) -> BaseChatModel:
             model_path=str(embedded.find_gguf()), temperature=settings.temperature,
             n_ctx=context_window(settings, backend), max_tokens=answer_tokens(settings, backend),
             repeat_penalty=settings.repeat_penalty, stop=list(PROMPT_STOPS))
-    from langchain_ollama import ChatOllama
-
-    return ChatOllama(
-        model=backend.model_name, base_url=settings.ollama_host, keep_alive=keep_alive(settings.keep_alive),
-        client_kwargs={"timeout": settings.request_timeout}, **settings.chat_options())
+    return PooledChatOllama(
+        model=backend.model_name, base_url=settings.ollama_host, hosts=settings.hosts(),
+        keep_alive=keep_alive(settings.keep_alive), client_kwargs={"timeout": settings.request_timeout},
+        sync_client_kwargs={"transport": LineCappedTransport(max_line_bytes(settings.max_answer_chars))},
+        **settings.chat_options())

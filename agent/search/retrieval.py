@@ -50,6 +50,7 @@ from langchain_core.retrievers import BaseRetriever
 from langchain_core.vectorstores import VectorStore
 from pydantic import ConfigDict
 
+from agent.search.embeddings import checked_vectors
 from agent.search.lexical import (
     BM25Index,
     Lexicon,
@@ -109,7 +110,8 @@ class Hit:
         return Source(file=meta.get("file", "?"), page=int(meta.get("page", 0)), text=self.document.page_content,
                       score=round(float(self.score), 4), chunk_id=meta.get("chunk_id", ""),
                       doc_id=meta.get("doc_id", ""), ocr=bool(meta.get("ocr")),
-                      **({"page_label": str(meta["page_label"])} if meta.get("page_label") else {}))
+                      **({"page_label": str(meta["page_label"])} if meta.get("page_label") else {}),
+                      **_location(meta))
 
 
 class Source(TypedDict):
@@ -123,8 +125,23 @@ class Source(TypedDict):
     doc_id: str  # SHA-256 of the document's bytes
     ocr: bool
     page_label: NotRequired[str]  # the printed page number, when the PDF's page labels differ from `page`
+    loc_kind: NotRequired[str]  # "page" | "slide" | "section" | "lines" (agent.ingest.formats)
+    heading: NotRequired[str]  # heading path of a section ("A > B")
+    line_start: NotRequired[int]  # line range of a text file's chunk
+    line_end: NotRequired[int]
     number: NotRequired[int]  # its [n] in the answer's prompt (agent.chat.citations)
     cited: NotRequired[bool]  # whether the answer cites it
+
+
+def _location(meta: dict) -> dict:
+    """The non-PDF location keys a chunk carries (absent on PDF pages, so old sources stay as they were)."""
+    kind = meta.get("loc_kind", "page")
+    if kind == "page":
+        return {}
+    out = {"loc_kind": kind, "heading": str(meta.get("heading", ""))}
+    if meta.get("line_start"):
+        out.update(line_start=int(meta["line_start"]), line_end=int(meta.get("line_end", 0)))
+    return out
 
 
 class CollectionIndex:
@@ -343,7 +360,8 @@ def page_signals(query: str, collections: Sequence[SearchableCollection], *, emb
         if heading.any():
             out.pages["heading"] = heading
     if vector and embeddings is not None:
-        sims = _vector_similarities(query, embeddings.embed_query(query), versions, indexes, view, fetch=fetch)
+        vector = checked_vectors([embeddings.embed_query(query)], 1, _dimension(versions))[0].tolist()
+        sims = _vector_similarities(query, vector, versions, indexes, view, fetch=fetch)
         out.found = ~np.isnan(sims)
         if out.found.any():
             sims[~out.found] = float(np.nanmin(sims)) - 1e-3  # chunks FAISS did not return: below all it did
@@ -377,6 +395,15 @@ def search(query: str, collections: Sequence[SearchableCollection], *, embedding
     for name, values in ps.chunks.items():
         chunk_signal += w.get(name, 0) * _zscore(values)
     return _best_pages(_fuse(ps.pages, w, mode), ps.pages, ps.found, chunk_signal, ps.view, k)
+
+
+def _dimension(collections: Sequence[CollectionVersion]) -> int:
+    """The vector length the searched indexes hold (0: no vectors yet)."""
+    for coll in collections:
+        index = getattr(coll.vectorstore, "index", None)
+        if index is not None and index.ntotal:
+            return int(index.d)
+    return 0
 
 
 def _vector_similarities(query: str, qvec: list[float], collections: Sequence[CollectionVersion],

@@ -137,6 +137,7 @@ class Collection:
         self._mutex = threading.RLock()
         self._snap = self._empty_snapshot()
         self.reload()
+        self._sweep_if_idle()
 
     def snapshot(self) -> Snapshot:
         """The current version, whole (one attribute read: safe while a writer publishes the next)."""
@@ -437,6 +438,24 @@ class Collection:
         self._snap = Snapshot(gen, dimension, infos, documents, lexicon, self._wrap(index, documents))
         self._drop_old_generations(keep=gen, documents=infos)
 
+    def _stale_temps(self) -> list[Path]:
+        """Temp files of a writer killed mid-write (atomic_write_bytes names them ".<name>.<random>.tmp").
+        Only to be deleted with the lock held: then none of them is in use."""
+        return [*self.path.glob(".*.tmp"), *self.path.glob("files/*/.*.tmp")]
+
+    def _sweep_if_idle(self) -> None:
+        """On opening: delete what a killed writer left, if no writer holds the lock right now (a
+        collection whose documents are all indexed may never be written again to do it)."""
+        if not self.path.is_dir() or not self._stale_temps():
+            return
+        lock = FileLock(str(self.path / ".lock"), timeout=0)
+        try:
+            with lock:
+                for path in self._stale_temps():
+                    path.unlink(missing_ok=True)
+        except (Timeout, OSError):
+            pass
+
     def _drop_old_generations(self, keep: int, documents: Container[str]) -> None:
         """Best-effort cleanup after a commit: it must not raise, the save already succeeded.
         Stored copies of documents the manifest no longer names go too (a writer killed between
@@ -444,11 +463,7 @@ class Collection:
         old = [p for pattern in ("index-*.faiss", "chunks-*.jsonl", "chunks-*.npy", "chunk-offsets-*.npy", "lexicon-*.npz")
                for p in self.path.glob(pattern)
                if p.stem.rsplit("-", 1)[-1] != str(keep)]
-        # Temp files of a writer that was killed mid-write (atomic_write_bytes names them
-        # ".<name>.<random>.tmp"). Writers hold the lock, so none of these is in use: without
-        # this, every crash would leave an index-sized file behind for good.
-        stale = [*self.path.glob(".*.tmp"), *self.path.glob("files/*/.*.tmp")]
-        for path in old + stale:
+        for path in old + self._stale_temps():
             try:
                 path.unlink(missing_ok=True)
             except OSError:

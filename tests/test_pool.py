@@ -1,0 +1,109 @@
+"""The Ollama pool against two real-HTTP doubles on 127.0.0.1."""
+
+from __future__ import annotations
+
+import httpx
+import ollama
+import pytest
+
+from agent.chat.llm import Backend, build_chat_model
+from agent.chat.pool import Pool
+from agent.config import Settings
+from tests.ollama_double import OllamaDouble, Reply
+
+
+@pytest.fixture()
+def doubles():
+    with OllamaDouble(default_text="From the pool.") as one, OllamaDouble(default_text="From the pool.") as two:
+        yield one, two
+
+
+def _model(doubles, pool: Pool, monkeypatch):
+    monkeypatch.setattr("agent.chat.pool.POOL", pool)
+    settings = Settings(ollama_hosts=[d.url for d in doubles], request_timeout=5)
+    return build_chat_model(settings, Backend("ollama", "llama3.2", tools=False))
+
+
+def _ask(model) -> str:
+    return "".join(str(chunk.content) for chunk in model.stream("hi"))
+
+
+def test_questions_spread_over_both_hosts_and_survive_one_stopping(doubles, monkeypatch):
+    one, two = doubles
+    model = _model(doubles, Pool(), monkeypatch)
+    streams = [model.stream("hi") for _ in range(2)]
+    firsts = [next(s) for s in streams]  # both in flight at once: the second goes to the idle host
+    assert all(f is not None for f in firsts)
+    for s in streams:
+        list(s)
+    assert len(one.chat_requests()) == 1 and len(two.chat_requests()) == 1
+    one.stop()
+    for _ in range(3):
+        assert _ask(model) == "From the pool."
+    assert len(two.chat_requests()) == 4
+
+
+def test_a_host_failing_before_the_first_token_is_skipped(doubles, monkeypatch):
+    one, two = doubles
+    pool = Pool()
+    model = _model(doubles, pool, monkeypatch)
+    first = pool.order([one.url, two.url], "llama3.2")[0]
+    broken = one if first == one.url else two
+    broken.enqueue(Reply(status=500, error="GPU fell over"))
+    assert _ask(model) == "From the pool."
+    assert not pool.state(broken.url).healthy
+
+
+def test_a_host_dying_mid_answer_reports_the_usual_error(doubles, monkeypatch):
+    one, two = doubles
+    for double in doubles:
+        double.enqueue(Reply(text="one two three four five six", cut_after=2, disconnect=True))
+    model = _model(doubles, Pool(), monkeypatch)
+    received = []
+    with pytest.raises((httpx.HTTPError, ollama.ResponseError)):
+        for chunk in model.stream("hi"):
+            received.append(chunk)
+    assert received  # the partial answer reached the caller; no silent restart elsewhere
+    assert len(one.chat_requests()) + len(two.chat_requests()) == 1
+
+
+def test_all_hosts_down_raises_the_last_error(doubles, monkeypatch):
+    model = _model(doubles, Pool(), monkeypatch)
+    for double in doubles:
+        double.stop()
+    with pytest.raises((httpx.ConnectError, ConnectionError)):
+        _ask(model)
+
+
+def test_health_lists_models_and_is_cached(doubles):
+    one, _ = doubles
+    now = [0.0]
+    pool = Pool(clock=lambda: now[0])
+    state = pool.state(one.url)
+    assert state.healthy and state.has("llama3.2")
+    one.stop()
+    assert pool.state(one.url).healthy  # cached
+    now[0] += 10
+    assert not pool.state(one.url).healthy
+
+
+def test_hosts_setting_parses_comma_separated_and_defaults_to_ollama_host():
+    assert Settings(ollama_hosts="127.0.0.1:1, http://127.0.0.1:2").hosts() == [
+        "http://127.0.0.1:1", "http://127.0.0.1:2"]
+    assert Settings(ollama_host="127.0.0.1:3").hosts() == ["http://127.0.0.1:3"]
+
+
+def test_models_command_lists_every_host_with_health(doubles, monkeypatch, capsys, tmp_path):
+    from agent.cli import main
+
+    one, two = doubles
+    two.stop()
+    monkeypatch.setenv("AGENT_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("AGENT_OLLAMA_HOSTS", f"{one.url},{two.url}")
+    monkeypatch.setenv("OLLAMA_HOST", two.url)  # the down one: listing must still use the live host
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    lines = {line.split()[0]: line for line in out.splitlines() if line.startswith("http")}
+    assert "ok" in lines[one.url] and "llama3.2" in lines[one.url]
+    assert "down" in lines[two.url]
+    assert "llama3.2" in out.split(two.url, 1)[1]
