@@ -191,11 +191,11 @@ def test_building_one_keyword_index_does_not_block_searches_of_another(tmp_path,
     release, started = threading.Event(), threading.Event()
     real = retrieval.CollectionIndex.__init__
 
-    def held_build(self, documents, lexicon=None):
+    def held_build(self, documents, *args):
         if documents and documents[0].page_content == "slow text":
             started.set()
             release.wait(30)
-        real(self, documents, lexicon)
+        real(self, documents, *args)
 
     monkeypatch.setattr(retrieval.CollectionIndex, "__init__", held_build)
     builder = threading.Thread(target=collection_index, args=(slow,))

@@ -14,7 +14,7 @@ from agent.search.store import (
     delete_collection,
     list_collections,
 )
-from tests.support import add, make_doc, open_collection
+from tests.support import TinyEmbeddings, add, assert_pages_fit, make_doc, open_collection
 
 
 def test_add_persist_reload_search(tmp_path):
@@ -28,7 +28,45 @@ def test_add_persist_reload_search(tmp_path):
     assert hits[0][0].metadata["doc_id"] == "bbb"
     files = sorted(p.name for p in reopened.path.iterdir())
     assert files == [".lock", "chunk-offsets-2.npy", "chunks-2.npy", "index-2.faiss", "lexicon-2.npz",
-                     "manifest.json"]  # old generation removed
+                     "manifest.json", "pages-2.npz"]  # old generation removed
+
+
+def test_a_loaded_collection_builds_its_keyword_index_without_a_document_per_chunk(tmp_path, monkeypatch):
+    from agent.search import retrieval
+    from agent.search.chunk_table import ChunkTable
+
+    c = open_collection(tmp_path)
+    info, chunks, vectors = make_doc("aaa", ["Contents\nSetup ... 3\nUsage ... 9", "how to fit a curve", "plots"])
+    chunks[1].metadata["outline"] = ["Fitting curves"]
+    with c.writing():
+        c.add(info, chunks, vectors, None)
+    add(c, "bbb", ["gamma rays", "fit the data"])
+    with c.writing():
+        c.remove("bbb")
+    add(c, "ccc", ["fitting again"])
+    assert_pages_fit(c)  # page tables carried over by add and remove are those of the chunks
+    reopened = open_collection(tmp_path)
+    made = []
+    real = ChunkTable.__getitem__
+    monkeypatch.setattr(ChunkTable, "__getitem__", lambda self, i: made.append(i) or real(self, i))
+    ix = retrieval.collection_index(reopened)
+    assert made == [] and ix.pages.keys() == [("aaa.pdf", 1), ("aaa.pdf", 2), ("aaa.pdf", 3), ("ccc.pdf", 1)]
+    assert ix.contents[0] > 0.5 and ix.outline["fit"].tolist() == [1]
+    hits = retrieval.search("fitting curves", [reopened], embeddings=TinyEmbeddings(), k=2)
+    assert [h.document.metadata["chunk_id"] for h in hits] == ["aaa:2:0", "ccc:1:0"] and len(made) == 2
+
+
+def test_a_collection_saved_without_a_page_table_is_searched_and_gets_one_on_the_next_save(tmp_path):
+    from agent.search import retrieval
+
+    add(open_collection(tmp_path), "aaa", ["alpha text", "beta text"])
+    (tmp_path / "collections" / "docs" / "pages-1.npz").unlink()  # as saved before page tables
+    old = open_collection(tmp_path)
+    assert old.snapshot().pages is None
+    assert retrieval.search("beta", [old], embeddings=None, k=1, mode="bm25")[0].document.metadata["page"] == 2
+    add(old, "bbb", ["gamma"])
+    assert (old.path / "pages-2.npz").exists()
+    assert_pages_fit(open_collection(tmp_path))
 
 
 def test_remove_drops_vectors_and_chunks(tmp_path):

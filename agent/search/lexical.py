@@ -345,9 +345,12 @@ class Lexicon:
         return cls(vocab, TermCounts.assemble(chunk_rows), TermCounts.assemble(page_rows), chunk_page)
 
     def fits(self, documents: Sequence[Document], pages: int | None = None) -> bool:
-        """Made for these documents (by count; `pages`: their page count, if known)."""
+        """Made for these documents (by count; `pages`: their page count, if known, else the saved
+        page of each chunk is trusted: grouping the chunks by page makes a `Document` of each)."""
         if self.chunks.rows != len(documents):
             return False
+        if pages is None and self.chunk_page is not None:
+            return True
         return self.pages.rows == (len(page_groups(documents)[0]) if pages is None else pages)
 
     def to_bytes(self) -> bytes:

@@ -10,6 +10,8 @@ Layout under `<data_dir>/collections/<name>/`:
     lexicon-<gen>.npz      the chunks' and pages' term counts for keyword search
                            (numpy arrays, loaded without pickle; optional: recounted
                            from the chunks when missing or damaged)
+    pages-<gen>.npz        each page's file, number, contents share and outline terms
+                           (agent.search.page_table; optional as the counts are)
     files/<sha256>/<name>  a copy of each ingested PDF, so the index can be rebuilt
 
 A save writes a new generation's files, then atomically replaces manifest.json, then
@@ -46,6 +48,7 @@ from agent.errors import EmbeddingMismatchError, StoreError
 from agent.search import vector_index
 from agent.search.chunk_table import ChunkTable, PositionKeys, TableDocstore
 from agent.search.lexical import Lexicon
+from agent.search.page_table import PageTable
 
 FORMAT = 2
 READABLE_FORMATS = (1, 2)  # 1: chunks in chunks-<gen>.jsonl, converted on load, rewritten by the next save
@@ -81,6 +84,7 @@ class Snapshot:
     documents: ChunkTable
     lexicon: Lexicon | None
     vectorstore: FAISS
+    pages: PageTable | None = None  # rows as `lexicon.pages` (None when that is None)
     _keyword_index: list[Any] = field(default_factory=list, repr=False)
     _index_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -270,8 +274,10 @@ class Collection:
         if index.ntotal != len(documents):
             raise self._corrupt(f"the index holds {index.ntotal} vectors for {len(documents)} chunks")
         lexicon = Lexicon.load(self.path / f"lexicon-{gen}.npz")
-        return Snapshot(gen, manifest["dimension"], infos, documents,
-                        lexicon if lexicon is not None and lexicon.fits(documents) else None, self._wrap(index, documents))
+        if lexicon is None or not lexicon.fits(documents):
+            lexicon = None
+        pages = None if lexicon is None else PageTable.load(self.path / f"pages-{gen}.npz", lexicon.pages.rows)
+        return Snapshot(gen, manifest["dimension"], infos, documents, lexicon, self._wrap(index, documents), pages)
 
     def _load_chunks(self, manifest: dict[str, Any]) -> ChunkTable:
         """The chunk columns of a generation, memory-mapped; a format-1 generation's JSON lines
@@ -359,7 +365,7 @@ class Collection:
             infos = {k: v for k, v in self.infos.items() if k not in replacing} | {info.doc_id: info}
             added = ChunkTable.from_documents(chunks)
             documents = ChunkTable.concat([(self.documents, keep), (added, None)])
-            self._save(index, documents, infos, vectors.shape[1], self._lexicon_after(keep, added))
+            self._save(index, documents, infos, vectors.shape[1], *self._counts_after(keep, added))
         except Exception:
             # Not committed (`_save` only raises before the manifest switch): drop the PDF copy,
             # or the failed document would hold disk space and reappear on the next re-index.
@@ -374,7 +380,7 @@ class Collection:
         infos = {k: v for k, v in self.infos.items() if k != doc_id}
         documents = ChunkTable.concat([(self.documents, keep)])
         self._save(vector_index.fit(index, ann_min=self.ann_min_vectors), documents, infos, self.dimension or 1,
-                   self._lexicon_after(keep))
+                   *self._counts_after(keep))
         return info
 
     def _without(self, doc_ids: set[str], dimension: int) -> tuple[np.ndarray | None, Any]:
@@ -389,21 +395,25 @@ class Collection:
         keep = np.setdiff1d(np.arange(len(self.documents)), dropped)
         return keep, vector_index.subset(current, keep.tolist())
 
-    def _lexicon_after(self, keep: np.ndarray | None, added: ChunkTable | None = None) -> Lexicon | None:
-        """The term counts after keeping the chunks at `keep` (None: all) and appending `added`, made
-        from the current counts without reading the other chunks; None when a page of `added`
-        continues a kept one, or a dropped chunk shares a page with a kept one (`_save` recounts)."""
-        lexicon = self.lexicon
-        if lexicon is None or lexicon.chunks.rows != len(self.documents):
-            return None
+    def _counts_after(self, keep: np.ndarray | None,
+                      added: ChunkTable | None = None) -> tuple[Lexicon | None, PageTable | None]:
+        """The term counts and page table after keeping the chunks at `keep` (None: all) and appending
+        `added`, made from the current ones without reading the other chunks; None when a page of
+        `added` continues a kept one, or a dropped chunk shares a page with a kept one (`_save` recounts)."""
+        lexicon, pages = self.lexicon, self._snap.pages
+        if lexicon is None or lexicon.chunks.rows != len(self.documents) or lexicon.chunk_page is None:
+            return None, None
         if keep is not None:
+            pages = None if pages is None else pages.take(np.unique(lexicon.chunk_page[keep]))
             lexicon = lexicon.without(np.setdiff1d(np.arange(len(self.documents)), keep))
         if lexicon is None or added is None:
-            return lexicon
+            return lexicon, pages
         same_file = self.documents.rows_with("file", {str(d.metadata.get("file", "")) for d in added})
         if keep is not None:
             same_file = np.intersect1d(same_file, keep)
-        return None if len(same_file) else lexicon.appended(added)
+        if len(same_file):
+            return None, None
+        return lexicon.appended(added), None if pages is None else pages.concat(PageTable.build(added))
 
     def replace_all(self, entries: list[tuple[DocumentInfo, list[Document], np.ndarray]], dimension: int) -> None:
         """Swap in a complete rebuilt index in one generation (re-index; call inside `writing()`)."""
@@ -415,17 +425,21 @@ class Collection:
         self._rebuilding = False
 
     def _save(self, index: Any, documents: ChunkTable, infos: dict[str, DocumentInfo], dimension: int,
-              lexicon: Lexicon | None = None) -> None:
+              lexicon: Lexicon | None = None, pages: PageTable | None = None) -> None:
         gen = self.version + 1
         columns = documents.files_bytes()
         # only the changed chunks are tokenised (the rest is carried over from the last save)
         lexicon = lexicon or Lexicon.build(documents, self.lexicon, self.documents)
-        new_files = [self.path / f"index-{gen}.faiss", *self._chunk_files(gen), self.path / f"lexicon-{gen}.npz"]
+        if pages is None or pages.rows != lexicon.pages.rows:
+            pages = PageTable.build(documents)
+        new_files = [self.path / f"index-{gen}.faiss", *self._chunk_files(gen), self.path / f"lexicon-{gen}.npz",
+                     self.path / f"pages-{gen}.npz"]
         try:
             atomic_write_bytes(new_files[0], faiss.serialize_index(index).tobytes())
             atomic_write_bytes(new_files[1], columns[0])
             atomic_write_bytes(new_files[2], columns[1])
             atomic_write_bytes(new_files[3], lexicon.to_bytes())
+            atomic_write_bytes(new_files[4], pages.to_bytes())
             manifest = {"format": FORMAT, "generation": gen, "embedding_model": self.embedding_model,
                         "dimension": dimension, "documents": {k: asdict(v) for k, v in infos.items()},
                         "chunks": ChunkTable.checksums(columns)}
@@ -435,7 +449,7 @@ class Collection:
                 path.unlink(missing_ok=True)
             raise
         documents = ChunkTable.load(*self._chunk_files(gen))  # mapped: the copy in memory goes
-        self._snap = Snapshot(gen, dimension, infos, documents, lexicon, self._wrap(index, documents))
+        self._snap = Snapshot(gen, dimension, infos, documents, lexicon, self._wrap(index, documents), pages)
         self._drop_old_generations(keep=gen, documents=infos)
 
     def _stale_temps(self) -> list[Path]:
@@ -460,7 +474,8 @@ class Collection:
         """Best-effort cleanup after a commit: it must not raise, the save already succeeded.
         Stored copies of documents the manifest no longer names go too (a writer killed between
         its commit and deleting them left them behind)."""
-        old = [p for pattern in ("index-*.faiss", "chunks-*.jsonl", "chunks-*.npy", "chunk-offsets-*.npy", "lexicon-*.npz")
+        old = [p for pattern in ("index-*.faiss", "chunks-*.jsonl", "chunks-*.npy", "chunk-offsets-*.npy", "lexicon-*.npz",
+                                       "pages-*.npz")
                for p in self.path.glob(pattern)
                if p.stem.rsplit("-", 1)[-1] != str(keep)]
         for path in old + self._stale_temps():
