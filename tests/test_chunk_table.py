@@ -73,7 +73,7 @@ def test_a_format_1_collection_is_read_and_rewritten_as_columns(tmp_path):
     (c.path / "chunks-1.npy").unlink()
     (c.path / "chunk-offsets-1.npy").unlink()
     manifest = json.loads(c.manifest_path.read_text())
-    del manifest["chunks"]
+    del manifest["segments"]
     c.manifest_path.write_text(json.dumps(manifest | {"format": 1}))
 
     old = open_collection(tmp_path)
@@ -81,6 +81,23 @@ def test_a_format_1_collection_is_read_and_rewritten_as_columns(tmp_path):
     add(old, "bbb", ["gamma"])
     assert json.loads(old.manifest_path.read_text())["format"] == FORMAT
     assert not list(old.path.glob("*.jsonl"))
+    again = open_collection(tmp_path)
+    assert [d.page_content for d in again.documents] == ["alpha", "beta", "gamma"]
+    _consistent(again)
+
+
+def test_a_format_2_collection_is_read_and_its_next_saves_write_segments(tmp_path):
+    c = open_collection(tmp_path, append_min=1)
+    add(c, "aaa", ["alpha", "beta"])
+    manifest = json.loads(c.manifest_path.read_text())  # as format 2 wrote it: one generation, its checksums
+    segment = manifest.pop("segments")[0]
+    c.manifest_path.write_text(json.dumps(manifest | {"format": 2, "chunks": segment["chunks"]}))
+
+    old = open_collection(tmp_path, append_min=1)
+    assert [d.page_content for d in old.documents] == ["alpha", "beta"]
+    add(old, "bbb", ["gamma"])
+    manifest = json.loads(old.manifest_path.read_text())
+    assert manifest["format"] == FORMAT and [s["generation"] for s in manifest["segments"]] == [1, 2]
     again = open_collection(tmp_path)
     assert [d.page_content for d in again.documents] == ["alpha", "beta", "gamma"]
     _consistent(again)

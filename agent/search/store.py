@@ -45,13 +45,19 @@ from langchain_core.embeddings import Embeddings
 
 from agent._files import atomic_write_bytes, atomic_write_text, check_collection_name
 from agent.errors import EmbeddingMismatchError, StoreError
+from agent.search import segments as segments_mod
 from agent.search import vector_index
 from agent.search.chunk_table import ChunkTable, PositionKeys, TableDocstore
 from agent.search.lexical import Lexicon
 from agent.search.page_table import PageTable
+from agent.search.segments import Layout, Segment, SegmentedIndex, SegmentedTable
 
-FORMAT = 2
-READABLE_FORMATS = (1, 2)  # 1: chunks in chunks-<gen>.jsonl, converted on load, rewritten by the next save
+FORMAT = 3
+#: 1: chunks in chunks-<gen>.jsonl, converted on load, rewritten by the next save; 1 and 2: one segment
+READABLE_FORMATS = (1, 2, 3)
+APPEND_MIN_ROWS = 20_000  # from this many chunks on, adding or removing a document writes only its segment
+MAX_SEGMENTS = 8  # more, or more than this share of rows deleted: the next save compacts them into one
+MAX_DELETED_SHARE = 0.25
 LOCK_TIMEOUT = 600.0  # seconds a writer waits for another process's ingestion to finish
 DELETE_WAIT = 2.0  # seconds a delete waits for a writer before telling the user to retry
 LOAD_ATTEMPTS = 5  # a reader retries when a writer commits between its reading the manifest and the files
@@ -81,10 +87,11 @@ class Snapshot:
     version: int
     dimension: int | None
     infos: Mapping[str, DocumentInfo]
-    documents: ChunkTable
+    documents: ChunkTable | SegmentedTable
     lexicon: Lexicon | None
     vectorstore: FAISS
     pages: PageTable | None = None  # rows as `lexicon.pages` (None when that is None)
+    segments: tuple[Segment, ...] = ()  # the files behind this version (agent.search.segments)
     _keyword_index: list[Any] = field(default_factory=list, repr=False)
     _index_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -128,12 +135,15 @@ class Collection:
     """One collection, loaded in memory; writes go to disk atomically under a lock."""
 
     def __init__(self, data_dir: Path, name: str, embeddings: Embeddings, embedding_model: str,
-                 *, rebuilding: bool = False, ann_min_vectors: int = vector_index.ANN_MIN_VECTORS) -> None:
+                 *, rebuilding: bool = False, ann_min_vectors: int = vector_index.ANN_MIN_VECTORS,
+                 append_min: int = APPEND_MIN_ROWS) -> None:
         """`rebuilding=True` opens a collection only to re-index it: a damaged or
         other-model index is not loaded (nor refused), just superseded by the next save.
-        `ann_min_vectors`: size from which saves switch to an approximate index."""
+        `ann_min_vectors`: size from which saves switch to an approximate index;
+        `append_min`: size from which saves write segments (agent.search.segments)."""
         self._rebuilding = rebuilding
         self.ann_min_vectors = ann_min_vectors
+        self.append_min = append_min
         self.name = check_collection_name(name)
         self.path = collections_root(data_dir) / self.name
         self.embeddings = embeddings
@@ -160,7 +170,7 @@ class Collection:
         return self._snap.infos
 
     @property
-    def documents(self) -> ChunkTable:
+    def documents(self) -> ChunkTable | SegmentedTable:
         return self._snap.documents
 
     @property
@@ -265,36 +275,30 @@ class Collection:
     def _load_generation(self, manifest: dict[str, Any]) -> Snapshot:
         gen = manifest["generation"]
         try:
-            index = vector_index.prepare(faiss.deserialize_index(
-                np.frombuffer((self.path / f"index-{gen}.faiss").read_bytes(), np.uint8)))
-            documents = self._load_chunks(manifest)
+            segments = [segments_mod.read_segment(self.path, entry, manifest["format"] == 1)
+                        for entry in segments_mod.entries(manifest)]
             infos = {k: DocumentInfo(**v) for k, v in manifest["documents"].items()}
         except (OSError, RuntimeError, ValueError, KeyError, TypeError) as exc:  # TypeError: malformed entries
             raise self._corrupt(f"generation {gen} is damaged ({exc})") from exc
-        if index.ntotal != len(documents):
-            raise self._corrupt(f"the index holds {index.ntotal} vectors for {len(documents)} chunks")
-        lexicon = Lexicon.load(self.path / f"lexicon-{gen}.npz")
-        if lexicon is None or not lexicon.fits(documents):
-            lexicon = None
-        pages = None if lexicon is None else PageTable.load(self.path / f"pages-{gen}.npz", lexicon.pages.rows)
-        return Snapshot(gen, manifest["dimension"], infos, documents, lexicon, self._wrap(index, documents), pages)
+        layout = Layout(segments)
+        lexicon, pages = segments_mod.read_counts(self.path, layout)
+        snap = self._snapshot(gen, manifest["dimension"], infos, layout, lexicon, pages)
+        if lexicon is not None and not lexicon.fits(snap.documents):
+            snap = self._snapshot(gen, manifest["dimension"], infos, layout, None, None)
+        return snap
 
-    def _load_chunks(self, manifest: dict[str, Any]) -> ChunkTable:
-        """The chunk columns of a generation, memory-mapped; a format-1 generation's JSON lines
-        are read into a table in memory (migration: the next save writes columns)."""
-        gen = manifest["generation"]
-        if manifest["format"] == 1:
-            lines = (self.path / f"chunks-{gen}.jsonl").read_text(encoding="utf-8").splitlines()
-            return ChunkTable.from_documents([_chunk_from_json(line) for line in lines if line.strip()])
-        checksums = manifest.get("chunks")
-        if not isinstance(checksums, dict):
-            raise ValueError("the manifest has no chunk checksums")
-        return ChunkTable.load(*self._chunk_files(gen), checksums=checksums)
+    def _snapshot(self, gen: int, dimension: int, infos: Mapping[str, DocumentInfo], layout: Layout,
+                  lexicon: Lexicon | None, pages: PageTable | None) -> Snapshot:
+        """A version over these segments; one segment with nothing deleted is read directly (no view)."""
+        if len(layout.segments) == 1 and not layout.segments[0].deleted:
+            documents: ChunkTable | SegmentedTable = layout.segments[0].table
+            index = layout.segments[0].index
+        else:
+            documents, index = SegmentedTable(layout), SegmentedIndex(layout, dimension)
+        return Snapshot(gen, dimension, infos, documents, lexicon, self._wrap(index, documents), pages,
+                        layout.segments)
 
-    def _chunk_files(self, gen: int) -> tuple[Path, Path]:
-        return self.path / f"chunks-{gen}.npy", self.path / f"chunk-offsets-{gen}.npy"
-
-    def _wrap(self, index: Any, documents: ChunkTable) -> FAISS:
+    def _wrap(self, index: Any, documents: Sequence[Document]) -> FAISS:
         """The vector store over a table: its docstore makes a `Document` per hit, not per chunk."""
         return FAISS(self.embeddings, index, TableDocstore(documents), PositionKeys(len(documents)),
                      distance_strategy=DistanceStrategy.MAX_INNER_PRODUCT)
@@ -358,14 +362,16 @@ class Collection:
         try:
             if pdf is not None:
                 atomic_write_bytes(folder / info.file, Path(pdf).read_bytes())
-            keep, index = self._without(set(replacing), vectors.shape[1])
-            if len(chunks):
-                index.add(vectors)
-            index = vector_index.fit(index, ann_min=self.ann_min_vectors)
             infos = {k: v for k, v in self.infos.items() if k not in replacing} | {info.doc_id: info}
             added = ChunkTable.from_documents(chunks)
-            documents = ChunkTable.concat([(self.documents, keep), (added, None)])
-            self._save(index, documents, infos, vectors.shape[1], *self._counts_after(keep, added))
+            dropped = self._rows_of(set(replacing))
+            if not self._append(infos, dropped, added, vectors):
+                keep, index = self._without(dropped, vectors.shape[1])
+                if len(chunks):
+                    index.add(vectors)
+                index = vector_index.fit(index, ann_min=self.ann_min_vectors)
+                documents = ChunkTable.concat([*self._parts(keep), (added, None)])
+                self._save(index, documents, infos, vectors.shape[1], *self._counts_after(keep, added))
         except Exception:
             # Not committed (`_save` only raises before the manifest switch): drop the PDF copy,
             # or the failed document would hold disk space and reappear on the next re-index.
@@ -376,42 +382,95 @@ class Collection:
     def remove(self, doc_id: str) -> DocumentInfo:
         """Remove a document's vectors, chunks and stored PDF (call inside `writing()`)."""
         info = self.infos[doc_id]
-        keep, index = self._without({doc_id}, self.dimension or 1)
         infos = {k: v for k, v in self.infos.items() if k != doc_id}
-        documents = ChunkTable.concat([(self.documents, keep)])
-        self._save(vector_index.fit(index, ann_min=self.ann_min_vectors), documents, infos, self.dimension or 1,
-                   *self._counts_after(keep))
+        dropped = self._rows_of({doc_id})
+        if not self._append(infos, dropped):
+            keep, index = self._without(dropped, self.dimension or 1)
+            documents = ChunkTable.concat(self._parts(keep))
+            self._save(vector_index.fit(index, ann_min=self.ann_min_vectors), documents, infos, self.dimension or 1,
+                       *self._counts_after(keep))
         return info
 
-    def _without(self, doc_ids: set[str], dimension: int) -> tuple[np.ndarray | None, Any]:
-        """Positions of the chunks not in `doc_ids` (None: all of them), and a new index holding
-        their vectors only (a copy: a failed save leaves the published snapshot unchanged)."""
+    def _rows_of(self, doc_ids: set[str]) -> np.ndarray:
+        """Ascending positions of these documents' chunks."""
+        return self.documents.rows_with("doc_id", doc_ids) if doc_ids and len(self.documents) else np.zeros(0, np.int64)
+
+    def _parts(self, keep: np.ndarray | None) -> list[tuple[ChunkTable, np.ndarray | None]]:
+        """The tables and rows holding the chunks at positions `keep` (None: all), for `ChunkTable.concat`."""
+        documents = self.documents
+        return documents.parts(keep) if isinstance(documents, SegmentedTable) else [(documents, keep)]
+
+    def _without(self, dropped: np.ndarray, dimension: int) -> tuple[np.ndarray | None, Any]:
+        """Positions of the chunks not `dropped` (None: all of them), and a new index holding their
+        vectors only, of the kind of the first segment's (a copy: a failed save leaves the published
+        snapshot unchanged)."""
         current = self.vectorstore.index
         if current.ntotal == 0:
             return np.zeros(0, np.int64), faiss.IndexFlatIP(dimension)
-        dropped = self.documents.rows_with("doc_id", doc_ids) if doc_ids else np.zeros(0, np.int64)
-        if not len(dropped):
+        if not len(dropped) and not isinstance(current, SegmentedIndex):
             return None, faiss.deserialize_index(faiss.serialize_index(current))
         keep = np.setdiff1d(np.arange(len(self.documents)), dropped)
-        return keep, vector_index.subset(current, keep.tolist())
+        return keep, vector_index.subset(current, keep.tolist(), like=self._snap.segments[0].index)
+
+    def _append(self, infos: dict[str, DocumentInfo], dropped: np.ndarray, added: ChunkTable | None = None,
+                vectors: np.ndarray | None = None) -> bool:
+        """Commit by writing only `added`'s segment, the chunks at `dropped` marked deleted in theirs,
+        when the collection is big enough for that to pay and its segments need no compaction;
+        False when a whole save is due instead (nothing written then)."""
+        segments = list(self._snap.segments)
+        live = len(self.documents) - len(dropped) + (len(added) if added is not None else 0)
+        rows = sum(len(seg.table) for seg in segments) + (len(added) if added is not None else 0)
+        if live < self.append_min or not segments or not all(seg.checksums for seg in segments) \
+                or rows - live > MAX_DELETED_SHARE * rows or len(segments) + (added is not None) > MAX_SEGMENTS:
+            return False
+        keep = np.setdiff1d(np.arange(len(self.documents)), dropped)
+        lexicon, pages = self._kept_counts(keep)
+        if lexicon is None or pages is None or (added is not None and self._shares_a_file(added, keep)):
+            return False
+        gen, dimension = self.version + 1, self.dimension or 1
+        kept = Layout(segments).with_deleted(dropped)
+        written: list[Path] = []
+        try:
+            if added is not None:
+                tail, tail_pages = lexicon.counts_of(added), PageTable.build(added)
+                index = vector_index.build(np.asarray(vectors, np.float32), dimension, ann_min=self.ann_min_vectors)
+                kept.append(segments_mod.write_segment(self.path, gen, index, added,
+                                                       (tail, len(lexicon.vocabulary), tail_pages), written))
+                lexicon, pages = lexicon.concat(tail), pages.concat(tail_pages)
+            self._commit(gen, infos, dimension, kept)
+        except Exception:  # the manifest still names the previous segments: this one is debris
+            for path in written:
+                path.unlink(missing_ok=True)
+            raise
+        self._snap = self._snapshot(gen, dimension, infos, Layout(kept), lexicon, pages)
+        self._drop_old_generations({seg.generation for seg in kept}, documents=infos)
+        return True
+
+    def _kept_counts(self, keep: np.ndarray | None) -> tuple[Lexicon | None, PageTable | None]:
+        """The term counts and page table of the chunks at `keep` (None: all), made from the current
+        ones without reading the chunks; None when a dropped chunk shares a page with a kept one."""
+        lexicon, pages = self.lexicon, self._snap.pages
+        if lexicon is None or lexicon.chunks.rows != len(self.documents) or lexicon.chunk_page is None:
+            return None, None
+        if keep is None:
+            return lexicon, pages
+        pages = None if pages is None else pages.take(np.unique(lexicon.chunk_page[keep]))
+        lexicon = lexicon.without(np.setdiff1d(np.arange(len(self.documents)), keep))
+        return lexicon, pages if lexicon is not None else None
+
+    def _shares_a_file(self, added: ChunkTable, keep: np.ndarray | None) -> bool:
+        """Whether a kept chunk comes from a file of `added` (then its pages may continue kept ones)."""
+        same_file = self.documents.rows_with("file", {str(d.metadata.get("file", "")) for d in added})
+        return bool(len(same_file if keep is None else np.intersect1d(same_file, keep)))
 
     def _counts_after(self, keep: np.ndarray | None,
                       added: ChunkTable | None = None) -> tuple[Lexicon | None, PageTable | None]:
         """The term counts and page table after keeping the chunks at `keep` (None: all) and appending
-        `added`, made from the current ones without reading the other chunks; None when a page of
-        `added` continues a kept one, or a dropped chunk shares a page with a kept one (`_save` recounts)."""
-        lexicon, pages = self.lexicon, self._snap.pages
-        if lexicon is None or lexicon.chunks.rows != len(self.documents) or lexicon.chunk_page is None:
-            return None, None
-        if keep is not None:
-            pages = None if pages is None else pages.take(np.unique(lexicon.chunk_page[keep]))
-            lexicon = lexicon.without(np.setdiff1d(np.arange(len(self.documents)), keep))
+        `added`, without reading the kept chunks; None when that cannot be known (`_save` recounts)."""
+        lexicon, pages = self._kept_counts(keep)
         if lexicon is None or added is None:
             return lexicon, pages
-        same_file = self.documents.rows_with("file", {str(d.metadata.get("file", "")) for d in added})
-        if keep is not None:
-            same_file = np.intersect1d(same_file, keep)
-        if len(same_file):
+        if self._shares_a_file(added, keep):
             return None, None
         return lexicon.appended(added), None if pages is None else pages.concat(PageTable.build(added))
 
@@ -426,31 +485,29 @@ class Collection:
 
     def _save(self, index: Any, documents: ChunkTable, infos: dict[str, DocumentInfo], dimension: int,
               lexicon: Lexicon | None = None, pages: PageTable | None = None) -> None:
+        """Commit a whole new version as one segment (this is also the compaction of segments)."""
         gen = self.version + 1
-        columns = documents.files_bytes()
         # only the changed chunks are tokenised (the rest is carried over from the last save)
         lexicon = lexicon or Lexicon.build(documents, self.lexicon, self.documents)
         if pages is None or pages.rows != lexicon.pages.rows:
             pages = PageTable.build(documents)
-        new_files = [self.path / f"index-{gen}.faiss", *self._chunk_files(gen), self.path / f"lexicon-{gen}.npz",
-                     self.path / f"pages-{gen}.npz"]
+        written: list[Path] = []
         try:
-            atomic_write_bytes(new_files[0], faiss.serialize_index(index).tobytes())
-            atomic_write_bytes(new_files[1], columns[0])
-            atomic_write_bytes(new_files[2], columns[1])
-            atomic_write_bytes(new_files[3], lexicon.to_bytes())
-            atomic_write_bytes(new_files[4], pages.to_bytes())
-            manifest = {"format": FORMAT, "generation": gen, "embedding_model": self.embedding_model,
-                        "dimension": dimension, "documents": {k: asdict(v) for k, v in infos.items()},
-                        "chunks": ChunkTable.checksums(columns)}
-            atomic_write_text(self.manifest_path, json.dumps(manifest, ensure_ascii=False, indent=1))
+            segment = segments_mod.write_segment(self.path, gen, index, documents, (lexicon, 0, pages), written)
+            self._commit(gen, infos, dimension, [segment])
         except Exception:  # the manifest still names the previous generation: this one is debris
-            for path in new_files:
+            for path in written:
                 path.unlink(missing_ok=True)
             raise
-        documents = ChunkTable.load(*self._chunk_files(gen))  # mapped: the copy in memory goes
-        self._snap = Snapshot(gen, dimension, infos, documents, lexicon, self._wrap(index, documents), pages)
-        self._drop_old_generations(keep=gen, documents=infos)
+        self._snap = self._snapshot(gen, dimension, infos, Layout([segment]), lexicon, pages)
+        self._drop_old_generations({gen}, documents=infos)
+
+    def _commit(self, gen: int, infos: dict[str, DocumentInfo], dimension: int, segments: list[Segment]) -> None:
+        """Switch the manifest to these segments: the commit point of every write."""
+        manifest = {"format": FORMAT, "generation": gen, "embedding_model": self.embedding_model,
+                    "dimension": dimension, "documents": {k: asdict(v) for k, v in infos.items()},
+                    "segments": [seg.entry() for seg in segments]}
+        atomic_write_text(self.manifest_path, json.dumps(manifest, ensure_ascii=False, indent=1))
 
     def _stale_temps(self) -> list[Path]:
         """Temp files of a writer killed mid-write (atomic_write_bytes names them ".<name>.<random>.tmp").
@@ -470,14 +527,14 @@ class Collection:
         except (Timeout, OSError):
             pass
 
-    def _drop_old_generations(self, keep: int, documents: Container[str]) -> None:
+    def _drop_old_generations(self, keep: set[int], documents: Container[str]) -> None:
         """Best-effort cleanup after a commit: it must not raise, the save already succeeded.
         Stored copies of documents the manifest no longer names go too (a writer killed between
         its commit and deleting them left them behind)."""
         old = [p for pattern in ("index-*.faiss", "chunks-*.jsonl", "chunks-*.npy", "chunk-offsets-*.npy", "lexicon-*.npz",
                                        "pages-*.npz")
                for p in self.path.glob(pattern)
-               if p.stem.rsplit("-", 1)[-1] != str(keep)]
+               if p.stem.rsplit("-", 1)[-1] not in {str(k) for k in keep}]
         for path in old + self._stale_temps():
             try:
                 path.unlink(missing_ok=True)
@@ -487,12 +544,6 @@ class Collection:
         for folder in files.iterdir() if files.is_dir() else []:
             if folder.is_dir() and folder.name not in documents:
                 shutil.rmtree(folder, ignore_errors=True)
-
-
-def _chunk_from_json(line: str) -> Document:
-    """One chunk of a format-1 chunks file."""
-    data = json.loads(line)
-    return Document(page_content=data["text"], metadata=data["metadata"], id=data["id"])
 
 
 def _stored_pdfs(folder: Path) -> list[Path]:
