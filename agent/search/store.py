@@ -29,11 +29,11 @@ from __future__ import annotations
 import json
 import shutil
 import threading
-from collections.abc import Callable, Container, Iterator, Mapping, Sequence
+from collections.abc import Container, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import faiss
 import numpy as np
@@ -51,6 +51,7 @@ from agent.search.chunk_table import ChunkTable, PositionKeys, TableDocstore
 from agent.search.lexical import Lexicon
 from agent.search.page_table import PageTable
 from agent.search.segments import Layout, Segment, SegmentedIndex, SegmentedTable
+from agent.search.snapshot import DocumentInfo, Snapshot
 
 FORMAT = 3
 #: 1: chunks in chunks-<gen>.jsonl, converted on load, rewritten by the next save; 1 and 2: one segment
@@ -61,47 +62,6 @@ MAX_DELETED_SHARE = 0.25
 LOCK_TIMEOUT = 600.0  # seconds a writer waits for another process's ingestion to finish
 DELETE_WAIT = 2.0  # seconds a delete waits for a writer before telling the user to retry
 LOAD_ATTEMPTS = 5  # a reader retries when a writer commits between its reading the manifest and the files
-T = TypeVar("T")
-
-
-@dataclass
-class DocumentInfo:
-    """What the document list shows for one ingested PDF."""
-
-    doc_id: str
-    file: str
-    pages: int
-    chunks: int
-    size: int
-    added: str
-    ocr_pages: list[int] = field(default_factory=list)
-    empty_pages: list[int] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
-
-
-@dataclass(frozen=True, eq=False)
-class Snapshot:
-    """One committed version of a collection, published whole: a search reads one snapshot, so
-    it never pairs the chunks of one version with the vectors of another."""
-
-    version: int
-    dimension: int | None
-    infos: Mapping[str, DocumentInfo]
-    documents: ChunkTable | SegmentedTable
-    lexicon: Lexicon | None
-    vectorstore: FAISS
-    pages: PageTable | None = None  # rows as `lexicon.pages` (None when that is None)
-    segments: tuple[Segment, ...] = ()  # the files behind this version (agent.search.segments)
-    _keyword_index: list[Any] = field(default_factory=list, repr=False)
-    _index_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-
-    def keyword_index(self, build: Callable[[Snapshot], T]) -> T:
-        """The keyword index of this version, built once; the lock is this snapshot's alone, so a
-        build never makes searches of other collections or versions wait."""
-        with self._index_lock:
-            if not self._keyword_index:
-                self._keyword_index.append(build(self))
-            return self._keyword_index[0]
 
 
 def collections_root(data_dir: Path) -> Path:
@@ -371,7 +331,7 @@ class Collection:
                     index.add(vectors)
                 index = vector_index.fit(index, ann_min=self.ann_min_vectors)
                 documents = ChunkTable.concat([*self._parts(keep), (added, None)])
-                self._save(index, documents, infos, vectors.shape[1], *self._counts_after(keep, added))
+                self._save(index, documents, infos, vectors.shape[1], *self._snap.counts_after(keep, added))
         except Exception:
             # Not committed (`_save` only raises before the manifest switch): drop the PDF copy,
             # or the failed document would hold disk space and reappear on the next re-index.
@@ -388,7 +348,7 @@ class Collection:
             keep, index = self._without(dropped, self.dimension or 1)
             documents = ChunkTable.concat(self._parts(keep))
             self._save(vector_index.fit(index, ann_min=self.ann_min_vectors), documents, infos, self.dimension or 1,
-                       *self._counts_after(keep))
+                       *self._snap.counts_after(keep))
         return info
 
     def _rows_of(self, doc_ids: set[str]) -> np.ndarray:
@@ -424,8 +384,8 @@ class Collection:
                 or rows - live > MAX_DELETED_SHARE * rows or len(segments) + (added is not None) > MAX_SEGMENTS:
             return False
         keep = np.setdiff1d(np.arange(len(self.documents)), dropped)
-        lexicon, pages = self._kept_counts(keep)
-        if lexicon is None or pages is None or (added is not None and self._shares_a_file(added, keep)):
+        lexicon, pages = self._snap.kept_counts(keep)
+        if lexicon is None or pages is None or (added is not None and self._snap.shares_a_file(added, keep)):
             return False
         gen, dimension = self.version + 1, self.dimension or 1
         kept = Layout(segments).with_deleted(dropped)
@@ -445,34 +405,6 @@ class Collection:
         self._snap = self._snapshot(gen, dimension, infos, Layout(kept), lexicon, pages)
         self._drop_old_generations({seg.generation for seg in kept}, documents=infos)
         return True
-
-    def _kept_counts(self, keep: np.ndarray | None) -> tuple[Lexicon | None, PageTable | None]:
-        """The term counts and page table of the chunks at `keep` (None: all), made from the current
-        ones without reading the chunks; None when a dropped chunk shares a page with a kept one."""
-        lexicon, pages = self.lexicon, self._snap.pages
-        if lexicon is None or lexicon.chunks.rows != len(self.documents) or lexicon.chunk_page is None:
-            return None, None
-        if keep is None:
-            return lexicon, pages
-        pages = None if pages is None else pages.take(np.unique(lexicon.chunk_page[keep]))
-        lexicon = lexicon.without(np.setdiff1d(np.arange(len(self.documents)), keep))
-        return lexicon, pages if lexicon is not None else None
-
-    def _shares_a_file(self, added: ChunkTable, keep: np.ndarray | None) -> bool:
-        """Whether a kept chunk comes from a file of `added` (then its pages may continue kept ones)."""
-        same_file = self.documents.rows_with("file", {str(d.metadata.get("file", "")) for d in added})
-        return bool(len(same_file if keep is None else np.intersect1d(same_file, keep)))
-
-    def _counts_after(self, keep: np.ndarray | None,
-                      added: ChunkTable | None = None) -> tuple[Lexicon | None, PageTable | None]:
-        """The term counts and page table after keeping the chunks at `keep` (None: all) and appending
-        `added`, without reading the kept chunks; None when that cannot be known (`_save` recounts)."""
-        lexicon, pages = self._kept_counts(keep)
-        if lexicon is None or added is None:
-            return lexicon, pages
-        if self._shares_a_file(added, keep):
-            return None, None
-        return lexicon.appended(added), None if pages is None else pages.concat(PageTable.build(added))
 
     def replace_all(self, entries: list[tuple[DocumentInfo, list[Document], np.ndarray]], dimension: int) -> None:
         """Swap in a complete rebuilt index in one generation (re-index; call inside `writing()`)."""
