@@ -230,6 +230,36 @@ def test_workspaces_of_one_data_dir_open_each_collection_once(settings, monkeypa
     assert first.conversations is second.conversations
 
 
+def test_loading_one_collection_does_not_block_opening_and_searching_another(settings, monkeypatch):
+    from tests.support import add_texts
+
+    workspace = Workspace(settings)
+    add_texts(workspace, "fast.pdf", ["fast text"], collection="fast")
+    add_texts(workspace, "slow.pdf", ["slow text"], collection="slow")
+    fresh = Workspace(settings)  # a new process's view: nothing loaded yet
+    release, started = threading.Event(), threading.Event()
+    real = Collection.reload
+
+    def held_reload(self):
+        if self.name == "slow" and not started.is_set():
+            started.set()
+            release.wait(30)
+        real(self)
+
+    monkeypatch.setattr(Collection, "reload", held_reload)
+    loader = threading.Thread(target=fresh.collection, args=("slow",))
+    loader.start()
+    try:
+        assert started.wait(10)
+        t0 = time.monotonic()
+        hits = search("fast", [fresh.collection("fast")], embeddings=None, k=1, mode="bm25")
+        assert time.monotonic() - t0 < 2 and hits[0].document.page_content == "fast text"
+    finally:
+        release.set()
+        loader.join(30)
+    assert fresh.collection("slow").documents[0].page_content == "slow text"
+
+
 # ---- 10: deleting a collection during an upload ------------------------------------------------
 
 def test_deleting_a_collection_while_it_is_written_is_refused_and_loses_nothing(tmp_path):
