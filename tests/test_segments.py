@@ -19,7 +19,7 @@ from agent.search.lexical import Lexicon
 from tests.support import ROOT, TinyEmbeddings, add, assert_pages_fit, make_doc, open_collection
 
 TEXTS = {"aaa": ["alpha text one", "beta two words"], "bbb": ["gamma three", "gamma again"],
-         "ccc": ["delta four", "epsilon five"], "ddd": ["zeta six"]}
+         "ccc": ["delta four", "epsilon five"], "ddd": ["zeta six"], "big": [f"big page {n}" for n in range(10)]}
 
 
 @pytest.fixture(autouse=True)
@@ -119,6 +119,23 @@ def test_many_segments_or_many_deleted_rows_are_compacted_by_the_next_save(tmp_p
         TEXTS["bbb"] + TEXTS["ccc"] + TEXTS["ddd"] + ["eta seven"]
 
 
+def test_past_the_segment_limit_the_small_segments_are_merged_and_the_first_kept(tmp_path, monkeypatch):
+    monkeypatch.setattr(store, "MAX_SEGMENTS", 3)
+    c = _segmented(tmp_path, ("big", "aaa", "bbb"))
+    with c.writing():
+        c.remove("aaa")
+    first = {k: v for k, v in _files(c).items() if k.split("-")[-1].startswith("1.")}
+    add(c, "ccc", TEXTS["ccc"])  # a 4th segment: bbb's and ccc's rows merged into one, big's files kept
+    segments = json.loads(c.manifest_path.read_text())["segments"]
+    assert [(s["generation"], s["rows"], s["deleted"]) for s in segments] == [(1, 10, []), (5, 4, [])]
+    assert {k: v for k, v in _files(c).items() if k.split("-")[-1].startswith("1.")} == first
+    assert not list(c.path.glob("*-[234].*"))
+    _assert_whole(c, ["big", "bbb", "ccc"])
+    _assert_whole(open_collection(tmp_path, append_min=1), ["big", "bbb", "ccc"])
+    add(c, "ddd", TEXTS["ddd"])  # the merged segment's terms follow the first's: the next segment's too
+    _assert_whole(open_collection(tmp_path, append_min=1), ["big", "bbb", "ccc", "ddd"])
+
+
 # --------------------------------------------------------------------------- killed mid-write
 
 KILL_CHILD = textwrap.dedent("""
@@ -141,7 +158,7 @@ KILL_CHILD = textwrap.dedent("""
     from agent.search import store
     from tests.support import add, open_collection
 
-    store.MAX_SEGMENTS = 3  # "compact": the 4th segment compacts
+    store.MAX_SEGMENTS = 3  # "compact": the 4th segment compacts all, "merge": the 2nd and 3rd
     store.MAX_DELETED_SHARE = 0.5
     c = open_collection(data_dir, append_min=1)
     if operation == "remove":
@@ -159,9 +176,12 @@ SEGMENT_FILES = [r"index-4\.faiss", r"chunks-4\.npy", r"lexicon-4\.npz", r"pages
     *[("add", t, p) for t in SEGMENT_FILES for p in ("before", "after")],
     ("remove", r"manifest\.json", "before"), ("remove", r"manifest\.json", "after"),
     *[("compact", t, "before") for t in SEGMENT_FILES], ("compact", r"manifest\.json", "after"),
+    ("merge", r"index-4\.faiss", "before"), ("merge", r"manifest\.json", "before"),
+    ("merge", r"manifest\.json", "after"),
 ])
 def test_killed_while_writing_segments_leaves_the_old_or_the_new_version(tmp_path, operation, target, phase):
-    _segmented(tmp_path)
+    before = ["big", "aaa", "bbb"] if operation == "merge" else ["aaa", "bbb", "ccc"]
+    _segmented(tmp_path, before)
     script = tmp_path / "child.py"
     script.write_text(KILL_CHILD)
     child = subprocess.Popen([sys.executable, str(script), target, phase, operation, str(tmp_path)],
@@ -176,8 +196,7 @@ def test_killed_while_writing_segments_leaves_the_old_or_the_new_version(tmp_pat
         if child.poll() is None:
             child.kill()
     committed = phase == "after" and target == r"manifest\.json"
-    before = ["aaa", "bbb", "ccc"]
-    after = {"add": [*before, "ddd"], "compact": [*before, "ddd"], "remove": ["aaa", "ccc"]}[operation]
+    after = [d for d in before if d != "bbb"] if operation == "remove" else [*before, "ddd"]
     c = open_collection(tmp_path, append_min=1)
     _assert_whole(c, after if committed else before)
     add(c, "eee", ["eta seven"])  # the next write works and leaves only files the manifest names

@@ -311,6 +311,12 @@ class Lexicon:
         """The counts of `added` alone, over a copy of this vocabulary grown by their new terms."""
         return self._counted(added, self.vocabulary.extended())  # a copy, as in `build`
 
+    def rows_from(self, chunk: int, page: int) -> Lexicon:
+        """The counts of the chunks from `chunk` on, whose pages are those from `page` on."""
+        chunk_page = None if self.chunk_page is None else self.chunk_page[chunk:] - page
+        return Lexicon(self.vocabulary, self.chunks.take(np.arange(chunk, self.chunks.rows)),
+                       self.pages.take(np.arange(page, self.pages.rows)), chunk_page)
+
     def concat(self, tail: Lexicon) -> Lexicon:
         """These counts followed by `tail`'s, whose vocabulary extends this one."""
         chunk_page = None if self.chunk_page is None or tail.chunk_page is None else \

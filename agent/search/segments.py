@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, overload
 
@@ -40,6 +40,7 @@ class Segment:
     index: Any  # FAISS, one vector per row in row order
     checksums: dict[str, int]
     deleted: tuple[tuple[int, int], ...] = ()
+    vocab_from: int = 0  # its term counts' first own term (earlier ones are the segments' before it)
 
     @property
     def dead(self) -> int:
@@ -48,7 +49,7 @@ class Segment:
     def entry(self) -> dict[str, Any]:
         """The segment as the manifest lists it."""
         return {"generation": self.generation, "rows": len(self.table), "chunks": self.checksums,
-                "deleted": [list(r) for r in self.deleted]}
+                "deleted": [list(r) for r in self.deleted], "vocab_from": self.vocab_from}
 
 
 class Layout:
@@ -84,9 +85,19 @@ class Layout:
         out = []
         for s, seg in enumerate(self.segments):
             rows = self.rows_of(s, positions)
-            out.append(seg if not len(rows) else Segment(seg.generation, seg.table, seg.index, seg.checksums,
-                                                         _ranges(seg.deleted, rows)))
+            out.append(seg if not len(rows) else replace(seg, deleted=_ranges(seg.deleted, rows)))
         return out
+
+    def tail(self, lexicon: Lexicon, pages: PageTable) -> tuple[list[tuple[ChunkTable, np.ndarray]], np.ndarray,
+                                                              Lexicon, PageTable]:
+        """The live rows of the segments after the first (to merge them into one): their tables and
+        rows, vectors, and the part of `lexicon` / `pages` (those of all live rows) that is theirs."""
+        first = len(self.rows_of(0))
+        first_pages = int(lexicon.chunk_page[:first].max()) + 1 if first and lexicon.chunk_page is not None else 0
+        parts = [(seg.table, self.rows_of(s)) for s, seg in enumerate(self.segments) if s]
+        vectors = [vector_index.all_vectors(seg.index)[rows] for (_, rows), seg in zip(parts, self.segments[1:])]
+        return (parts, np.vstack(vectors) if vectors else np.zeros((0, self.segments[0].index.d), np.float32),
+                lexicon.rows_from(first, first_pages), pages.take(np.arange(first_pages, pages.rows)))
 
 
 def _ranges(deleted: Sequence[tuple[int, int]], rows: np.ndarray) -> tuple[tuple[int, int], ...]:
@@ -221,7 +232,7 @@ def read_segment(folder: Path, entry: dict[str, Any], legacy: bool) -> Segment:
     deleted = tuple((int(a), int(b)) for a, b in entry["deleted"])
     if any(not 0 <= a < b <= len(table) for a, b in deleted):
         raise ValueError("its deleted rows are out of range")
-    return Segment(gen, table, index, {} if legacy else dict(entry["chunks"]), deleted)
+    return Segment(gen, table, index, {} if legacy else dict(entry["chunks"]), deleted, int(entry.get("vocab_from", 0)))
 
 
 def read_counts(folder: Path, layout: Layout) -> tuple[Lexicon | None, PageTable | None]:
@@ -259,7 +270,7 @@ def write_segment(folder: Path, gen: int, index: Any, table: ChunkTable, counts:
         written.append(path)
         atomic_write_bytes(path, data)
     mapped = ChunkTable.load(*segment_files(folder, gen)[1:3])  # mapped: the copy in memory goes
-    return Segment(gen, mapped, index, ChunkTable.checksums(columns))
+    return Segment(gen, mapped, index, ChunkTable.checksums(columns), vocab_from=vocab_from)
 
 
 def _chunk_from_json(line: str) -> Document:

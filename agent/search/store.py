@@ -1,27 +1,25 @@
 """Collections: named sets of documents, each with a persistent FAISS index.
 
 Layout under `<data_dir>/collections/<name>/`:
-    manifest.json          the commit point: embedding model, dimension, documents,
-                           and which generation of the files below is current
-    index-<gen>.faiss      the FAISS index (faiss' own binary format, never a pickle)
-    chunks-<gen>.npy       chunk texts, then each chunk's [id, metadata] as JSON, in index
-    chunk-offsets-<gen>.npy   order, and where each starts (agent.search.chunk_table; memory-
-                           mapped; format 1 kept them in chunks-<gen>.jsonl, still read)
-    lexicon-<gen>.npz      the chunks' and pages' term counts for keyword search
-                           (numpy arrays, loaded without pickle; optional: recounted
-                           from the chunks when missing or damaged)
-    pages-<gen>.npz        each page's file, number, contents share and outline terms
-                           (agent.search.page_table; optional as the counts are)
+    manifest.json          the commit point: embedding model, dimension, documents, and the
+                           segments that hold them (with their deleted row ranges)
+    index-<gen>.faiss      a segment's FAISS index (faiss' own binary format, never a pickle)
+    chunks-<gen>.npy       its chunk texts, then each chunk's [id, metadata] as JSON, and where
+    chunk-offsets-<gen>.npy   each starts (agent.search.chunk_table; memory-mapped; format 1 kept
+                           them in chunks-<gen>.jsonl, still read)
+    lexicon-<gen>.npz      its chunks' and pages' term counts for keyword search, and
+    pages-<gen>.npz        its pages' file, number, contents share and outline terms (numpy
+                           arrays, no pickle; optional: rebuilt from the chunks when damaged)
     files/<sha256>/<name>  a copy of each ingested PDF, so the index can be rebuilt
 
-A save writes a new generation's files, then atomically replaces manifest.json, then
-deletes the old generation. A crash at any point leaves a manifest that names complete
-files. Writers hold a file lock, so two processes ingesting into one collection queue
-up instead of overwriting each other; each writer reloads the latest generation first.
+`<gen>` is the generation whose save wrote the segment (agent.search.segments). A save writes
+its files, then atomically replaces manifest.json, then deletes files no segment names: a
+crash at any point leaves a manifest that names complete files. Writers hold a file lock, so
+two processes ingesting into one collection queue up; each reloads the latest generation first.
 
-Readers see a `langchain_core` `VectorStore` (`vectorstore`) plus the chunk sequence
-(`documents`, a `ChunkTable`: `Document`s are made on access) and term counts (`lexicon`) that keyword search needs; `version` changes
-on every write, so caches built from `documents` know when to rebuild.
+Readers see a `langchain_core` `VectorStore` (`vectorstore`), the chunk sequence (`documents`:
+`Document`s made on access) and the term counts (`lexicon`) and page table (`pages`) keyword
+search needs; `version` changes on every write, so caches know when to rebuild.
 """
 
 from __future__ import annotations
@@ -374,29 +372,43 @@ class Collection:
 
     def _append(self, infos: dict[str, DocumentInfo], dropped: np.ndarray, added: ChunkTable | None = None,
                 vectors: np.ndarray | None = None) -> bool:
-        """Commit by writing only `added`'s segment, the chunks at `dropped` marked deleted in theirs,
-        when the collection is big enough for that to pay and its segments need no compaction;
-        False when a whole save is due instead (nothing written then)."""
-        segments = list(self._snap.segments)
-        live = len(self.documents) - len(dropped) + (len(added) if added is not None else 0)
+        """Commit by writing only a segment of `added`, the chunks at `dropped` marked deleted in theirs,
+        when the collection is big enough for that to pay; past MAX_SEGMENTS the segments after the first
+        are merged into the new one (they are few rows); False when a whole save is due (nothing written)."""
+        snap, segments = self._snap, list(self._snap.segments)
+        live = len(snap.documents) - len(dropped) + (len(added) if added is not None else 0)
         rows = sum(len(seg.table) for seg in segments) + (len(added) if added is not None else 0)
         if live < self.append_min or not segments or not all(seg.checksums for seg in segments) \
-                or rows - live > MAX_DELETED_SHARE * rows or len(segments) + (added is not None) > MAX_SEGMENTS:
+                or rows - live > MAX_DELETED_SHARE * rows:
             return False
-        keep = np.setdiff1d(np.arange(len(self.documents)), dropped)
-        lexicon, pages = self._snap.kept_counts(keep)
-        if lexicon is None or pages is None or (added is not None and self._snap.shares_a_file(added, keep)):
+        keep = np.setdiff1d(np.arange(len(snap.documents)), dropped)
+        lexicon, pages = snap.kept_counts(keep)
+        if lexicon is None or pages is None or (added is not None and snap.shares_a_file(added, keep)):
             return False
-        gen, dimension = self.version + 1, self.dimension or 1
         kept = Layout(segments).with_deleted(dropped)
+        if len(kept) + (added is not None) > MAX_SEGMENTS:
+            layout = Layout(kept)
+            if 2 * len(layout.rows_of(0)) < live:  # the others outgrew the first: compact them all
+                return False
+            parts, old_vectors, part, part_pages = layout.tail(lexicon, pages)
+            kept, vocab_from = kept[:1], kept[1].vocab_from
+        else:
+            parts, old_vectors, part, part_pages = [], None, None, None
+            vocab_from = len(lexicon.vocabulary)
+        gen, dimension = self.version + 1, self.dimension or 1
         written: list[Path] = []
         try:
             if added is not None:
                 tail, tail_pages = lexicon.counts_of(added), PageTable.build(added)
-                index = vector_index.build(np.asarray(vectors, np.float32), dimension, ann_min=self.ann_min_vectors)
-                kept.append(segments_mod.write_segment(self.path, gen, index, added,
-                                                       (tail, len(lexicon.vocabulary), tail_pages), written))
                 lexicon, pages = lexicon.concat(tail), pages.concat(tail_pages)
+                part = tail if part is None else part.concat(tail)
+                part_pages = tail_pages if part_pages is None else part_pages.concat(tail_pages)
+                parts.append((added, None))
+            if parts:
+                new = [v for v in (old_vectors, vectors) if v is not None]
+                index = vector_index.build(np.vstack(new).astype(np.float32), dimension, ann_min=self.ann_min_vectors)
+                kept.append(segments_mod.write_segment(self.path, gen, index, ChunkTable.concat(parts),
+                                                       (part, vocab_from, part_pages), written))
             self._commit(gen, infos, dimension, kept)
         except Exception:  # the manifest still names the previous segments: this one is debris
             for path in written:
@@ -463,10 +475,8 @@ class Collection:
         """Best-effort cleanup after a commit: it must not raise, the save already succeeded.
         Stored copies of documents the manifest no longer names go too (a writer killed between
         its commit and deleting them left them behind)."""
-        old = [p for pattern in ("index-*.faiss", "chunks-*.jsonl", "chunks-*.npy", "chunk-offsets-*.npy", "lexicon-*.npz",
-                                       "pages-*.npz")
-               for p in self.path.glob(pattern)
-               if p.stem.rsplit("-", 1)[-1] not in {str(k) for k in keep}]
+        old = [p for pattern in ("chunks-*.jsonl", *(f.format("*") for f in segments_mod.FILE_PATTERNS))
+               for p in self.path.glob(pattern) if p.stem.rsplit("-", 1)[-1] not in {str(k) for k in keep}]
         for path in old + self._stale_temps():
             try:
                 path.unlink(missing_ok=True)
@@ -479,11 +489,7 @@ class Collection:
 
 
 def _stored_pdfs(folder: Path) -> list[Path]:
-    """The stored PDF copies in one document folder, without temp files.
-
-    A writer killed while copying the PDF leaves `.<name>.<random>.tmp` (possibly
-    truncated) next to the copy; it sorts first, so without this filter re-indexing and
-    page previews would read the half-written temp file. Stored names never start with
-    a dot (`safe_file_name` strips leading dots).
-    """
+    """The stored PDF copies in one document folder, without the `.<name>.<random>.tmp` a writer
+    killed while copying leaves (it sorts first: re-indexing and previews would read it); stored
+    names never start with a dot (`safe_file_name` strips leading dots)."""
     return sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
