@@ -463,7 +463,7 @@ CORRUPTIONS = {
     "manifest-json-list": lambda c: c.manifest_path.write_text("[]"),
     "manifest-missing-keys": lambda c: c.manifest_path.write_text('{"format": 1}'),
     "manifest-bad-document-entry": _edit_manifest(lambda m: m["documents"].update(x={"bogus": 1})),
-    "manifest-missing-generation": _edit_manifest(lambda m: m.update(generation=99)),
+    "manifest-missing-generation": _edit_manifest(lambda m: m["segments"][0].update(generation=99)),
     "index-truncated": lambda c: _generation_file(c, "index-*.faiss").write_bytes(
         _generation_file(c, "index-*.faiss").read_bytes()[:64]),
     "index-empty": lambda c: _generation_file(c, "index-*.faiss").write_bytes(b""),
