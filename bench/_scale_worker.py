@@ -115,7 +115,16 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
     with collection.writing():
         collection.remove("f" * 64)
     remove_s = time.perf_counter() - t0
-    return {"n": len(collection.documents), "load_s": load_s, "keyword_index_s": index_s, "add_s": add_s,
+    n = len(collection.documents)
+    series = []  # adds in a row: past 8 segments, a merge (agent.search.store.MAX_SEGMENTS)
+    for k in range(spec.get("series", 0)):
+        extra = entry(f"series_{k}.pdf", f"{k:064x}"[::-1], PAGES_PER_FILE * CHUNKS_PER_PAGE, random.Random(k),
+                      np.random.default_rng(k))
+        t0 = time.perf_counter()
+        with collection.writing():
+            collection.add(*extra, pdf=None)
+        series.append(time.perf_counter() - t0)
+    return {"n": n, "load_s": load_s, "keyword_index_s": index_s, "add_s": add_s, "series_s": series,
             "remove_s": remove_s, "rss_start_mb": start, "rss_after_load_mb": after_load,
             "rss_after_index_mb": after_index,
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}

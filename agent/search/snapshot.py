@@ -64,7 +64,7 @@ class Snapshot:
         lexicon, pages = self.lexicon, self.pages
         if lexicon is None or lexicon.chunks.rows != len(self.documents) or lexicon.chunk_page is None:
             return None, None
-        if keep is None:
+        if keep is None or len(keep) == len(self.documents):  # all kept (`keep` ascending, unique)
             return lexicon, pages
         pages = None if pages is None else pages.take(np.unique(lexicon.chunk_page[keep]))
         lexicon = lexicon.without(np.setdiff1d(np.arange(len(self.documents)), keep))
