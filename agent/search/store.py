@@ -415,7 +415,7 @@ class Collection:
                 path.unlink(missing_ok=True)
             raise
         self._snap = self._snapshot(gen, dimension, infos, Layout(kept), lexicon, pages)
-        self._drop_old_generations({seg.generation for seg in kept}, documents=infos)
+        self._drop_old_generations(keep={seg.generation for seg in kept}, documents=infos)
         return True
 
     def replace_all(self, entries: list[tuple[DocumentInfo, list[Document], np.ndarray]], dimension: int) -> None:
@@ -444,7 +444,7 @@ class Collection:
                 path.unlink(missing_ok=True)
             raise
         self._snap = self._snapshot(gen, dimension, infos, Layout([segment]), lexicon, pages)
-        self._drop_old_generations({gen}, documents=infos)
+        self._drop_old_generations(keep={gen}, documents=infos)
 
     def _commit(self, gen: int, infos: dict[str, DocumentInfo], dimension: int, segments: list[Segment]) -> None:
         """Switch the manifest to these segments: the commit point of every write."""
