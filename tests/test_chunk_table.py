@@ -86,7 +86,10 @@ def test_a_format_1_collection_is_read_and_rewritten_as_columns(tmp_path):
     _consistent(again)
 
 
-def test_a_format_2_collection_is_read_and_its_next_saves_write_segments(tmp_path):
+def test_a_format_2_collection_is_read_and_its_next_saves_write_segments(tmp_path, monkeypatch):
+    from agent.search import segments
+
+    monkeypatch.setattr(segments, "MERGE_RATIO", 0)  # a tiny added document would merge with the first
     c = open_collection(tmp_path, append_min=1)
     add(c, "aaa", ["alpha", "beta"])
     manifest = json.loads(c.manifest_path.read_text())  # as format 2 wrote it: one generation, its checksums

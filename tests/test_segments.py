@@ -14,18 +14,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from agent.search import retrieval, store
+from agent.search import retrieval, segments, store
 from agent.search.lexical import Lexicon
 from tests.support import ROOT, TinyEmbeddings, add, assert_pages_fit, make_doc, open_collection
 
 TEXTS = {"aaa": ["alpha text one", "beta two words"], "bbb": ["gamma three", "gamma again"],
-         "ccc": ["delta four", "epsilon five"], "ddd": ["zeta six"], "big": [f"big page {n}" for n in range(10)]}
+         "ccc": ["delta four", "epsilon five"], "ddd": ["zeta six"], "big": [f"big page {n}" for n in range(20)]}
 
 
 @pytest.fixture(autouse=True)
 def _tolerant(monkeypatch):
-    """These collections are tiny: one removed document is a large share of them."""
+    """These collections are tiny: one removed document is a large share of them, and each added
+    one would merge with the last (the tests that merge ask for it)."""
     monkeypatch.setattr(store, "MAX_DELETED_SHARE", 0.5)
+    monkeypatch.setattr(segments, "MERGE_RATIO", 0)
 
 
 def _segmented(path: Path, doc_ids=("aaa", "bbb", "ccc")):
@@ -70,7 +72,7 @@ def test_an_add_writes_only_its_segment_and_a_removal_only_the_manifest(tmp_path
     with c.writing():
         c.remove("bbb")
     assert _files(c) == after
-    segments = json.loads(c.manifest_path.read_text())["segments"]
+    listed = json.loads(c.manifest_path.read_text())["segments"]
     assert [s["deleted"] for s in segments] == [[], [[0, 2]], [], []]
     _assert_whole(c, ["aaa", "ccc", "ddd"])
     _assert_whole(open_collection(tmp_path, append_min=1), ["aaa", "ccc", "ddd"])
@@ -103,11 +105,11 @@ def test_a_replaced_document_is_marked_deleted_in_its_segment(tmp_path):
     assert_pages_fit(open_collection(tmp_path, append_min=1))
 
 
-def test_many_segments_or_many_deleted_rows_are_compacted_by_the_next_save(tmp_path, monkeypatch):
-    monkeypatch.setattr(store, "MAX_SEGMENTS", 3)
+def test_segments_as_big_as_the_first_or_many_deleted_rows_are_compacted_by_the_next_save(tmp_path, monkeypatch):
     monkeypatch.setattr(store, "MAX_DELETED_SHARE", 0.2)
     c = _segmented(tmp_path)
-    add(c, "ddd", TEXTS["ddd"])  # a 4th segment: compacted into one
+    monkeypatch.setattr(segments, "MERGE_RATIO", 2)
+    add(c, "ddd", TEXTS["ddd"])  # 1 row merges the last 2, then the 2 before (<= 2x 3), then the first: all
     assert [s["generation"] for s in json.loads(c.manifest_path.read_text())["segments"]] == [4]
     assert sorted(p.name for p in c.path.glob("index-*")) == ["index-4.faiss"]
     _assert_whole(open_collection(tmp_path, append_min=1), ["aaa", "bbb", "ccc", "ddd"])
@@ -119,15 +121,15 @@ def test_many_segments_or_many_deleted_rows_are_compacted_by_the_next_save(tmp_p
         TEXTS["bbb"] + TEXTS["ccc"] + TEXTS["ddd"] + ["eta seven"]
 
 
-def test_past_the_segment_limit_the_small_segments_are_merged_and_the_first_kept(tmp_path, monkeypatch):
-    monkeypatch.setattr(store, "MAX_SEGMENTS", 3)
+def test_an_add_merges_the_small_last_segments_and_keeps_the_big_first(tmp_path, monkeypatch):
     c = _segmented(tmp_path, ("big", "aaa", "bbb"))
     with c.writing():
         c.remove("aaa")
     first = {k: v for k, v in _files(c).items() if k.split("-")[-1].startswith("1.")}
-    add(c, "ccc", TEXTS["ccc"])  # a 4th segment: bbb's and ccc's rows merged into one, big's files kept
-    segments = json.loads(c.manifest_path.read_text())["segments"]
-    assert [(s["generation"], s["rows"], s["deleted"]) for s in segments] == [(1, 10, []), (5, 4, [])]
+    monkeypatch.setattr(segments, "MERGE_RATIO", 2)
+    add(c, "ccc", TEXTS["ccc"])  # 2 rows: bbb's 2 and aaa's 0 merged with them, big's 20 kept
+    listed = json.loads(c.manifest_path.read_text())["segments"]
+    assert [(s["generation"], s["rows"], s["deleted"]) for s in listed] == [(1, 20, []), (5, 4, [])]
     assert {k: v for k, v in _files(c).items() if k.split("-")[-1].startswith("1.")} == first
     assert not list(c.path.glob("*-[234].*"))
     _assert_whole(c, ["big", "bbb", "ccc"])
@@ -158,8 +160,10 @@ KILL_CHILD = textwrap.dedent("""
     from agent.search import store
     from tests.support import add, open_collection
 
-    store.MAX_SEGMENTS = 3  # "compact": the 4th segment compacts all, "merge": the 2nd and 3rd
+    from agent.search import segments
     store.MAX_DELETED_SHARE = 0.5
+    if operation in ("add", "remove"):  # "compact": 2-row segments merge into all; "merge": not the first
+        segments.MERGE_RATIO = 0
     c = open_collection(data_dir, append_min=1)
     if operation == "remove":
         with c.writing():

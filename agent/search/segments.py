@@ -27,6 +27,9 @@ from agent.search.chunk_table import ChunkTable
 from agent.search.lexical import Lexicon
 from agent.search.page_table import PageTable
 
+#: an add merges the last segments into its own while each holds at most this many times the rows
+#: merged so far (`merge_start`)
+MERGE_RATIO = 2
 #: the files of one segment, by the generation that wrote it
 FILE_PATTERNS = ("index-{}.faiss", "chunks-{}.npy", "chunk-offsets-{}.npy", "lexicon-{}.npz", "pages-{}.npz")
 
@@ -88,16 +91,29 @@ class Layout:
             out.append(seg if not len(rows) else replace(seg, deleted=_ranges(seg.deleted, rows)))
         return out
 
-    def tail(self, lexicon: Lexicon, pages: PageTable) -> tuple[list[tuple[ChunkTable, np.ndarray]], np.ndarray,
-                                                              Lexicon, PageTable]:
-        """The live rows of the segments after the first (to merge them into one): their tables and
+    def tail(self, start: int, lexicon: Lexicon, pages: PageTable) -> tuple[list[tuple[ChunkTable, np.ndarray]],
+                                                                          np.ndarray, Lexicon, PageTable]:
+        """The live rows of the segments from `start` on (to merge them into one): their tables and
         rows, vectors, and the part of `lexicon` / `pages` (those of all live rows) that is theirs."""
-        first = len(self.rows_of(0))
+        first = sum(len(self.rows_of(s)) for s in range(start))
         first_pages = int(lexicon.chunk_page[:first].max()) + 1 if first and lexicon.chunk_page is not None else 0
-        parts = [(seg.table, self.rows_of(s)) for s, seg in enumerate(self.segments) if s]
-        vectors = [vector_index.all_vectors(seg.index)[rows] for (_, rows), seg in zip(parts, self.segments[1:])]
+        parts = [(seg.table, self.rows_of(s)) for s, seg in enumerate(self.segments) if s >= start]
+        vectors = [vector_index.all_vectors(seg.index)[rows] for (_, rows), seg in zip(parts, self.segments[start:])]
         return (parts, np.vstack(vectors) if vectors else np.zeros((0, self.segments[0].index.d), np.float32),
                 lexicon.rows_from(first, first_pages), pages.take(np.arange(first_pages, pages.rows)))
+
+
+def merge_start(live_rows: Sequence[int], added: int, max_segments: int) -> int:
+    """Which segments an add of `added` rows merges into its own (those from the position returned;
+    `len(live_rows)`: none, 0: all): each one whose rows are at most twice those merged so far, and
+    as many as keep the count within `max_segments`. Sizes then fall geometrically, as the digits of
+    a binary counter: a row is rewritten O(log n) times, and all of them when the others reach half
+    the first (a whole compaction, as rare as the collection doubles)."""
+    start, merged = len(live_rows), added
+    while added and start > 0 and (live_rows[start - 1] <= MERGE_RATIO * merged or start + 1 > max_segments):
+        start -= 1
+        merged += live_rows[start]
+    return start
 
 
 def _ranges(deleted: Sequence[tuple[int, int]], rows: np.ndarray) -> tuple[tuple[int, int], ...]:

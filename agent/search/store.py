@@ -55,7 +55,7 @@ FORMAT = 3
 #: 1: chunks in chunks-<gen>.jsonl, converted on load, rewritten by the next save; 1 and 2: one segment
 READABLE_FORMATS = (1, 2, 3)
 APPEND_MIN_ROWS = 20_000  # from this many chunks on, adding or removing a document writes only its segment
-MAX_SEGMENTS = 8  # more, or more than this share of rows deleted: the next save compacts them into one
+MAX_SEGMENTS = 8  # at most; more than this share of rows deleted: the next save compacts them into one
 MAX_DELETED_SHARE = 0.25
 LOCK_TIMEOUT = 600.0  # seconds a writer waits for another process's ingestion to finish
 DELETE_WAIT = 2.0  # seconds a delete waits for a writer before telling the user to retry
@@ -373,8 +373,8 @@ class Collection:
     def _append(self, infos: dict[str, DocumentInfo], dropped: np.ndarray, added: ChunkTable | None = None,
                 vectors: np.ndarray | None = None) -> bool:
         """Commit by writing only a segment of `added`, the chunks at `dropped` marked deleted in theirs,
-        when the collection is big enough for that to pay; past MAX_SEGMENTS the segments after the first
-        are merged into the new one (they are few rows); False when a whole save is due (nothing written)."""
+        when the collection is big enough for that to pay, merging the last segments into it as
+        `segments.merge_start` says; False when a whole save is due (nothing written then)."""
         snap, segments = self._snap, list(self._snap.segments)
         live = len(snap.documents) - len(dropped) + (len(added) if added is not None else 0)
         rows = sum(len(seg.table) for seg in segments) + (len(added) if added is not None else 0)
@@ -386,12 +386,14 @@ class Collection:
         if lexicon is None or pages is None or (added is not None and snap.shares_a_file(added, keep)):
             return False
         kept = Layout(segments).with_deleted(dropped)
-        if len(kept) + (added is not None) > MAX_SEGMENTS:
-            layout = Layout(kept)
-            if 2 * len(layout.rows_of(0)) < live:  # the others outgrew the first: compact them all
-                return False
-            parts, old_vectors, part, part_pages = layout.tail(lexicon, pages)
-            kept, vocab_from = kept[:1], kept[1].vocab_from
+        layout = Layout(kept)
+        start = segments_mod.merge_start([len(layout.rows_of(s)) for s in range(len(kept))],
+                                         len(added) if added is not None else 0, MAX_SEGMENTS)
+        if start == 0:  # the others reached half the first: compact them all
+            return False
+        if start < len(kept):
+            parts, old_vectors, part, part_pages = layout.tail(start, lexicon, pages)
+            kept, vocab_from = kept[:start], kept[start].vocab_from
         else:
             parts, old_vectors, part, part_pages = [], None, None, None
             vocab_from = len(lexicon.vocabulary)
