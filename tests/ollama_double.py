@@ -134,8 +134,10 @@ class ModelSpec:
 
     @property
     def digest(self) -> str:
-        """A stable fake sha256 digest, so tags/ps/pull agree with each other."""
-        return hashlib.sha256(self.name.encode()).hexdigest()
+        """A stable fake sha256 digest, so tags/ps/pull agree with each other; like a real digest it
+        differs between two builds of one name (another quantization or embedding length)."""
+        weights = f"{self.name}|{self.quantization_level}|{self.embedding_length}|{self.size}"
+        return hashlib.sha256(weights.encode()).hexdigest()
 
     def details(self) -> JSON:
         return {
