@@ -182,3 +182,24 @@ def test_hosts_with_different_builds_of_the_embedding_model_are_refused(tmp_path
         monkeypatch.setattr("agent.search.pool.POOL", Pool())
         with pytest.raises(AgentError, match="missing"):
             workspace.embeddings.embed_query("rocks")
+
+
+# ------------------------------------------------------------------ the sidebar
+
+def test_sidebar_shows_each_hosts_health_and_models(data_dir, double, monkeypatch):
+    from tests.support import plain, run_app
+
+    monkeypatch.setattr("agent.search.pool.POOL", Pool())
+    with OllamaDouble() as down:
+        down.stop()
+        monkeypatch.setenv("AGENT_OLLAMA_HOSTS", f"{down.url},{double.url}")
+        monkeypatch.setenv("OLLAMA_HOST", down.url)  # the status line must still find the live host
+        at = run_app()
+        sidebar = [plain(c.value) for c in at.sidebar.caption]
+        live = next(line for line in sidebar if double.url in line and "Ollama" in line and "llama3.2" in line)
+        assert "nomic-embed-text" in live, sidebar
+        assert any(down.url in line and "is down" in line for line in sidebar), sidebar
+        assert not at.sidebar.error  # one live host: the app answers, no error box
+        monkeypatch.setenv("AGENT_UI_LANGUAGE", "zh")
+        at = run_app()
+        assert any(down.url in plain(c.value) and "无法连接" in c.value for c in at.sidebar.caption)
