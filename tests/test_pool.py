@@ -138,12 +138,14 @@ def test_embeddings_arriving_together_spread_over_both_hosts(tmp_path, doubles, 
     from concurrent.futures import ThreadPoolExecutor
 
     for double in doubles:
-        double.embed_delay = 0.3
-    embeddings = _pooled_workspace(tmp_path, doubles, monkeypatch).embeddings
+        double.embed_delay = 1.0  # long enough that all four are in flight together, even on a busy box
+    pool = Pool()
+    embeddings = _pooled_workspace(tmp_path, doubles, monkeypatch, pool).embeddings
     with ThreadPoolExecutor(4) as threads:
         vectors = list(threads.map(embeddings.embed_query, ["rocks", "rivers", "granite", "basalt"]))
     assert all(len(v) == 768 for v in vectors)
     assert [len(d.embed_requests()) for d in doubles] == [2, 2]
+    assert [pool.state(d.url).in_flight for d in doubles] == [0, 0]  # every finished request released its host
 
 
 def test_ingest_and_search_work_with_one_host_down_or_failing(tmp_path, doubles, monkeypatch):
