@@ -205,3 +205,17 @@ def test_sidebar_shows_each_hosts_health_and_models(data_dir, double, monkeypatc
         monkeypatch.setenv("AGENT_UI_LANGUAGE", "zh")
         at = run_app()
         assert any(down.url in plain(c.value) and "无法连接" in c.value for c in at.sidebar.caption)
+
+
+def test_a_pool_of_one_host_serves_chat_discovery_and_embeddings(tmp_path, monkeypatch):
+    from agent.chat.llm import list_models
+    from agent.config import load_settings
+    from agent.workspace import Workspace
+
+    monkeypatch.setattr("agent.search.pool.POOL", Pool())
+    with OllamaDouble() as only:
+        env = {"OLLAMA_HOST": "http://127.0.0.1:9", "AGENT_OLLAMA_HOSTS": only.url,  # OLLAMA_HOST: nothing there
+               "AGENT_EMBEDDING": "ollama:nomic-embed-text", "AGENT_CONNECT_RETRIES": "1"}
+        workspace = Workspace(load_settings(tmp_path / "data", environ=env))
+        assert len(workspace.embeddings.embed_query("rocks")) == 768 and only.embed_requests()
+        assert "llama3.2:latest" in [m.name for m in list_models(workspace.settings)]

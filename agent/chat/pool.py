@@ -18,7 +18,7 @@ from langchain_ollama import ChatOllama
 def pooled(settings: Settings) -> Settings:
     """Settings aimed at the best host of the pool, for one-host calls (model discovery)."""
     hosts = settings.hosts()
-    if len(hosts) < 2:
+    if hosts == [settings.ollama_host]:
         return settings
     return settings.model_copy(update={"ollama_host": core.POOL.order(hosts, settings.chat_model)[0]})
 

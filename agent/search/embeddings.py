@@ -89,15 +89,16 @@ def embedding_model_id(spec: str) -> str:
 
 
 def make_embeddings(spec: str, *, ollama_host: str, timeout: float, hosts: Sequence[str] = ()) -> Embeddings:
-    """Embeddings for a settings value: `local` or `ollama:<model>`, through the pool when
-    `hosts` lists more than one Ollama server."""
+    """Embeddings for a settings value: `local` or `ollama:<model>`, served by `hosts` (through
+    the pool when there are several; none given: `ollama_host`)."""
     model_id = embedding_model_id(spec)
     if model_id == LOCAL_MODEL_ID:
         return LocalEmbeddings()
     model = model_id.split(":", 1)[1]
+    hosts = list(hosts) or [ollama_host]
     if len(hosts) > 1:
-        return CheckedEmbeddings(PooledEmbeddings(model, list(hosts), timeout), model, ", ".join(hosts))
-    return CheckedEmbeddings(_ollama_embeddings(model, ollama_host, timeout), model, ollama_host)
+        return CheckedEmbeddings(PooledEmbeddings(model, hosts, timeout), model, ", ".join(hosts))
+    return CheckedEmbeddings(_ollama_embeddings(model, hosts[0], timeout), model, hosts[0])
 
 
 def _ollama_embeddings(model: str, host: str, timeout: float) -> Embeddings:
