@@ -342,4 +342,9 @@ STRINGS: dict[str, dict[str, str]] = {
     "col_type": {"en": "Type", "zh": "类型"},
     "upload_label_formats": {"en": "Add documents (PDF, Word, PowerPoint, EPUB, Markdown, HTML, text, PNG/JPEG)",
                              "zh": "添加文档（PDF、Word、PowerPoint、EPUB、Markdown、HTML、文本、PNG/JPEG）"},
+    # ---- Ollama pool hosts in the sidebar (issue 18.5)
+    "status_pool_host_ok": {"en": ":green[:material/check_circle:] `{host}` Ollama {version}: {models}",
+                            "zh": ":green[:material/check_circle:] `{host}` Ollama {version}：{models}"},
+    "status_pool_host_down": {"en": ":red[:material/cancel:] `{host}` is down: {error}",
+                              "zh": ":red[:material/cancel:] `{host}` 无法连接：{error}"},
 }
