@@ -73,7 +73,7 @@ def test_an_add_writes_only_its_segment_and_a_removal_only_the_manifest(tmp_path
         c.remove("bbb")
     assert _files(c) == after
     listed = json.loads(c.manifest_path.read_text())["segments"]
-    assert [s["deleted"] for s in segments] == [[], [[0, 2]], [], []]
+    assert [s["deleted"] for s in listed] == [[], [[0, 2]], [], []]
     _assert_whole(c, ["aaa", "ccc", "ddd"])
     _assert_whole(open_collection(tmp_path, append_min=1), ["aaa", "ccc", "ddd"])
 
