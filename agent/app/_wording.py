@@ -167,6 +167,12 @@ ERRORS: dict[str, dict[str, tuple[str, str]]] = {
         "en": ("The answer took longer than {seconds} s and was cut there.",
                "Raise the answer time limit in Settings, or ask a narrower question."),
         "zh": ("回答用时超过 {seconds} 秒，已在此截断。", "请在设置中调高回答时限，或提一个更具体的问题。")},
+    # ---- unsafe documents (issue 14.4)
+    "doc_bomb": {
+        "en": ("{file} holds compressed data that expands to more than {limit} (a decompression bomb?), "
+               "so it was not opened.", "If the file is genuine, re-export it (e.g. print it to PDF) and add it again."),
+        "zh": ("{file} 含有解压后超过 {limit} 的压缩数据（解压炸弹？），因此没有打开。",
+               "如果文件是正常的，请重新导出（例如打印为 PDF）后再添加。")},
 }
 
 # Settings field -> language -> tooltip on the Settings page (plain words, no internal names).
