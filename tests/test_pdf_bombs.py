@@ -5,19 +5,26 @@ from __future__ import annotations
 
 import base64
 import json
+import os
+import resource
 import subprocess
 import sys
 import textwrap
 import zlib
 from pathlib import Path
+from signal import SIGABRT, SIGKILL, SIGSEGV
 
 import pytest
 from pypdf._codecs._codecs import LzwCodec
 
+from agent.errors import DocumentError, EncryptedPDFError
+from agent.ingest import _child as child_mod
+from agent.ingest._child import parse_in_child
 from agent.ingest._pdf_budget import check_inflation
 from agent.ingest._pdf_filters import FilterError, decode_chain
+from agent.ingest.parse import parse_pdf
 from agent.ingest.pipeline import ingest_file
-from tests.support import ROOT, add_texts, build_pdf
+from tests.support import DEVSET_PDFS, ROOT, add_texts, build_pdf
 
 MB = 1 << 20
 
@@ -190,3 +197,58 @@ def test_a_stream_named_once_per_page_is_not_a_bomb(tmp_path):
     path = tmp_path / "shared.pdf"
     path.write_bytes(build_pdf(objects))
     check_inflation(path)  # no DocumentError
+
+
+# --------------------------------------------------------------------------- the child process
+
+
+def signal_the_parser(signal: int):
+    """A progress callback that sends `signal` to the parsing child at its first report."""
+
+    def progress(stage: str, done: int, total: int) -> None:
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                parent = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+                command = (stat.parent / "cmdline").read_bytes()
+            except (OSError, IndexError, ValueError):
+                continue
+            if parent == os.getpid() and b"agent.ingest._child" in command:
+                os.kill(int(stat.parent.name), signal)
+
+    return progress
+
+
+@pytest.mark.parametrize("signal, why", [(SIGSEGV, "crashed"), (SIGABRT, "aborted"), (SIGKILL, "was killed")])
+def test_a_parser_that_dies_becomes_a_clear_refusal(signal, why):
+    pdf = DEVSET_PDFS / "squad_Geology.pdf"
+    with pytest.raises(DocumentError) as err:
+        parse_in_child(pdf, max_bytes=10**8, max_pages=100, ocr=False, progress=signal_the_parser(signal))
+    assert err.value.code == "doc_unsafe" and err.value.params == {"file": pdf.name}
+    assert err.value.message == f"{pdf.name} could not be read safely: the PDF reader {why} on it."
+    assert parse_in_child(pdf, max_bytes=10**8, max_pages=100, ocr=False).pages  # and the next file parses
+
+
+def test_a_parser_over_its_memory_limit_is_refused_and_nothing_indexed_is_lost(workspace, tmp_path, monkeypatch):
+    """A 200 MB content stream passes the bomb check; PDFium needs more than 400 MB for it."""
+    path = tmp_path / "big.pdf"
+    path.write_bytes(page_pdf(spaces(200), b"/FlateDecode"))
+    add_texts(workspace, "kept.pdf", ["Geology is the study of rocks."])
+    monkeypatch.setattr(child_mod, "CHILD_MEMORY", 400 * MB)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    result = ingest_file(path, workspace.collection(), workspace.embeddings, workspace.settings)
+    assert result.status == "failed" and result.code == "doc_unsafe", result
+    assert "could not be read safely" in result.message and "\n" not in result.message
+    assert [i.file for i in workspace.collection().document_infos()] == ["kept.pdf"]
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 100 * 1024  # KB: the child took it
+
+
+def test_the_child_gives_what_parse_pdf_gives():
+    pdf = DEVSET_PDFS / "squad_Geology.pdf"
+    events: list[tuple[str, int, int]] = []
+    parsed = parse_in_child(pdf, max_bytes=10**8, max_pages=100, ocr=False, progress=lambda *e: events.append(e))
+    assert parsed == parse_pdf(pdf, max_bytes=10**8, max_pages=100, ocr=False)
+    assert events[0] == ("parse", 0, parsed.page_count) and events[-1] == ("parse", parsed.page_count,
+                                                                             parsed.page_count)
+    with pytest.raises(EncryptedPDFError) as err:
+        parse_in_child(DEVSET_PDFS / "libreoffice-writer-password.pdf", max_bytes=10**8, max_pages=100)
+    assert err.value.code == "doc_encrypted"

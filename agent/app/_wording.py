@@ -173,6 +173,10 @@ ERRORS: dict[str, dict[str, tuple[str, str]]] = {
                "so it was not opened.", "If the file is genuine, re-export it (e.g. print it to PDF) and add it again."),
         "zh": ("{file} 含有解压后超过 {limit} 的压缩数据（解压炸弹？），因此没有打开。",
                "如果文件是正常的，请重新导出（例如打印为 PDF）后再添加。")},
+    "doc_unsafe": {
+        "en": ("{file} could not be read safely: the PDF reader failed on it.",
+               "Open it in a PDF viewer and re-save or print it to PDF, then add it again."),
+        "zh": ("无法安全地读取 {file}：PDF 阅读器在处理它时出错。", "请在 PDF 阅读器中打开它，重新保存或打印为 PDF 后再添加。")},
 }
 
 # Settings field -> language -> tooltip on the Settings page (plain words, no internal names).
