@@ -2,9 +2,12 @@
 
 PDFium is native code: a hostile file can make it abort (an LZW stream: SIGABRT), crash or
 allocate gigabytes, and in the web app that would kill the server for every session. So
-`parse_in_child` runs `parse_pdf` in `python -m agent.ingest._child` under RLIMIT_AS; the
-two sides speak JSON lines over stdin/stdout (the parent never unpickles what a child that
-read a hostile file sends), and a child that dies becomes a DocumentError.
+`parse_in_child` runs `parse_pdf` in a child process under RLIMIT_AS. The children are forked
+by a fork server, `python -m agent.ingest._child`: a clean single-threaded process started once
+that has imported the parser, so a file costs a fork rather than an interpreter start, and the
+threaded app itself is never forked. The server forks a watcher per file, which forks the
+parser and reports how it ended. They answer in JSON lines over a socket of the caller's: the
+app never unpickles what a process that read a hostile file sends.
 """
 
 from __future__ import annotations
@@ -12,8 +15,12 @@ from __future__ import annotations
 import json
 import os
 import resource
+import signal
+import socket
 import subprocess
 import sys
+import threading
+import traceback
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -25,6 +32,8 @@ from agent.ingest.parse import ParsedPage, ParsedPDF, Progress, parse_pdf
 # (onnxruntime's arenas and thread stacks are mostly reserved, not used); a 256 MB stream
 # decoded, a page rendered for OCR and headroom fit in the rest.
 CHILD_MEMORY = 4 * 1024 * 1024 * 1024
+MAX_REPLY = 512 * 1024 * 1024  # bytes of one reply line: the text of the largest accepted PDF fits
+_OUT_OF_MEMORY = 3  # the parser's exit status after a MemoryError
 _ERRORS = {"DocumentError": DocumentError, "EncryptedPDFError": EncryptedPDFError}
 _PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])
 
@@ -38,7 +47,7 @@ def _unsafe(name: str, why: str) -> DocumentError:
 def _exit_reason(returncode: int) -> str:
     if returncode < 0:
         return {6: "aborted", 9: "was killed", 11: "crashed"}.get(-returncode, f"stopped (signal {-returncode})")
-    return "ran out of memory" if returncode == 3 else f"failed (exit {returncode})"
+    return "ran out of memory" if returncode == _OUT_OF_MEMORY else f"failed (exit {returncode})"
 
 
 def _parsed(result: dict[str, Any]) -> ParsedPDF:
@@ -46,9 +55,45 @@ def _parsed(result: dict[str, Any]) -> ParsedPDF:
     return ParsedPDF(pages=pages, **result)
 
 
-def _child_env() -> dict[str, str]:
-    path = os.environ.get("PYTHONPATH", "")
-    return {**os.environ, "PYTHONPATH": _PACKAGE_ROOT + (os.pathsep + path if path else "")}
+class _ForkServer:
+    """The app's one fork server, started on first use and again if it died."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._process: subprocess.Popen | None = None
+        self._control: socket.socket | None = None
+
+    def _start(self) -> None:
+        if self._process is not None:
+            self._process.kill()
+            self._process.wait()
+            self._control.close()
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        path = os.environ.get("PYTHONPATH", "")
+        env = {**os.environ, "PYTHONPATH": _PACKAGE_ROOT + (os.pathsep + path if path else "")}
+        with theirs:
+            self._process = subprocess.Popen([sys.executable, "-m", "agent.ingest._child", str(theirs.fileno())],
+                                             pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL,
+                                             stdout=subprocess.DEVNULL, env=env)
+        self._control = ours
+
+    def submit(self, request: dict[str, Any]) -> socket.socket:
+        """A socket on which a freshly forked parser answers `request`."""
+        ours, theirs = socket.socketpair()
+        with theirs, self._lock:
+            for attempt in range(2):
+                if self._process is None or self._process.poll() is not None or attempt:
+                    self._start()
+                try:
+                    socket.send_fds(self._control, [json.dumps(request).encode()], [theirs.fileno()])
+                    return ours
+                except OSError:
+                    continue
+        ours.close()
+        raise DocumentError("The PDF reader could not be started.", "Check the app's log, then try again.")
+
+
+_SERVER = _ForkServer()
 
 
 def parse_in_child(path: str | os.PathLike, *, progress: Progress | None = None,
@@ -60,64 +105,106 @@ def parse_in_child(path: str | os.PathLike, *, progress: Progress | None = None,
     of memory raises DocumentError code doc_unsafe. An exception from `progress` ends the child.
     """
     name = Path(path).name
-    request = json.dumps({"path": str(path), "memory": memory or CHILD_MEMORY, "options": options})
-    with subprocess.Popen([sys.executable, "-m", "agent.ingest._child"], stdin=subprocess.PIPE,
-                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=_child_env()) as child:
-        try:
-            child.stdin.write(request.encode())
-            child.stdin.close()
-            for line in child.stdout:
-                if (parsed := _reply(line, name, progress)) is not None:
-                    return parsed
-            child.wait()
-        finally:
-            if child.poll() is None:
-                child.kill()
-    raise _unsafe(name, _exit_reason(child.returncode))
+    request = {"path": str(Path(path).resolve()), "memory": memory or CHILD_MEMORY, "options": options}
+    parser = 0
+    with _SERVER.submit(request) as channel, channel.makefile("rb") as replies:
+        while message := replies.readline(MAX_REPLY):
+            reply = _reply(message, name)
+            if isinstance(reply, ParsedPDF):
+                return reply
+            if isinstance(reply, int):
+                parser = reply
+            elif progress:
+                try:
+                    progress(*reply)
+                except BaseException:
+                    _kill(parser)
+                    raise
+    raise _unsafe(name, "was killed")
 
 
-def _reply(line: bytes, name: str, progress: Progress | None) -> ParsedPDF | None:
-    """The result in one line from the child; None for progress; raises the error it reports."""
+def _kill(pid: int) -> None:
     try:
-        reply = json.loads(line)
+        os.kill(pid, signal.SIGKILL)
+    except OSError:
+        pass  # it has ended
+
+
+def _reply(message: bytes, name: str) -> ParsedPDF | int | tuple[str, int, int]:
+    """What one line from the child means: the result, the parser's pid, or a progress event;
+    raises the error it reports, or doc_unsafe when the parser ended without a result."""
+    try:
+        if not message.endswith(b"\n"):
+            raise ValueError("a reply line over MAX_REPLY")
+        reply = json.loads(message)
+        if "result" in reply:
+            return _parsed(reply["result"])
+        if "pid" in reply:
+            return int(reply["pid"])
         if "progress" in reply:
             stage, done, total = reply["progress"]
-        elif "result" in reply:
-            return _parsed(reply["result"])
+            return str(stage), int(done), int(total)
+        if "exit" in reply:
+            failure = _unsafe(name, _exit_reason(int(reply["exit"])))
         else:
             error = reply["error"]
             failure = _ERRORS.get(error.pop("type"), DocumentError)(**error)
     except (ValueError, TypeError, KeyError, AttributeError):
         raise _unsafe(name, "sent an unreadable reply") from None
-    if "progress" not in reply:
-        raise failure
-    if progress:
-        progress(str(stage), int(done), int(total))
-    return None
+    raise failure
 
 
-def main() -> None:
-    """The child: one request on stdin; progress, then a result or an error, as JSON lines on the
-    original stdout (anything a library prints goes to stderr instead)."""
-    channel = os.fdopen(os.dup(1), "w")
-    os.dup2(2, 1)
+def _send(channel: socket.socket, message: dict[str, Any]) -> None:
+    channel.sendall(json.dumps(message).encode() + b"\n")
 
-    def send(message: dict[str, Any]) -> None:
-        channel.write(json.dumps(message) + "\n")
-        channel.flush()
 
-    request = json.loads(sys.stdin.read())
+def _parse(channel: socket.socket, request: dict[str, Any]) -> int:
+    """In the parser: its pid, progress, then a result or an error, as JSON lines on `channel`;
+    returns its exit status."""
+    _send(channel, {"pid": os.getpid()})
     resource.setrlimit(resource.RLIMIT_AS, (request["memory"], request["memory"]))
     try:
-        parsed = parse_pdf(request["path"], progress=lambda *event: send({"progress": event}), **request["options"])
+        parsed = parse_pdf(request["path"], progress=lambda *event: _send(channel, {"progress": event}),
+                           **request["options"])
+        _send(channel, {"result": asdict(parsed)})
     except DocumentError as exc:
-        send({"error": {"type": type(exc).__name__, "message": exc.message, "fix": exc.fix,
-                        "code": exc.code, "params": exc.params}})
-        return
+        _send(channel, {"error": {"type": type(exc).__name__, "message": exc.message, "fix": exc.fix,
+                                  "code": exc.code, "params": exc.params}})
     except MemoryError:
-        sys.exit(3)
-    send({"result": asdict(parsed)})
+        return _OUT_OF_MEMORY
+    except Exception:  # noqa: BLE001 - the exit status says it failed; the traceback goes to the log
+        traceback.print_exc()
+        return 1
+    return 0
+
+
+def _watch(channel: socket.socket, request: dict[str, Any]) -> None:
+    """In the watcher: fork the parser, wait for it, and report how it ended."""
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    pid = os.fork()
+    if pid == 0:
+        os._exit(_parse(channel, request))
+    _send(channel, {"exit": os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])})
+
+
+def _serve(control: socket.socket) -> None:
+    """The fork server: for each request (JSON and a socket), fork a watcher; ends with the app."""
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # watchers are reaped by the system
+    while True:
+        message, fds, _flags, _address = socket.recv_fds(control, 1 << 20, 1)
+        if not message:
+            return
+        channel = socket.socket(fileno=fds[0])
+        if os.fork() == 0:
+            control.close()
+            try:
+                _watch(channel, json.loads(message))
+            finally:
+                os._exit(0)
+        channel.close()
 
 
 if __name__ == "__main__":
-    main()
+    import pypdfium2  # noqa: F401 - loaded once here, not in every parser
+
+    _serve(socket.socket(fileno=int(sys.argv[1])))

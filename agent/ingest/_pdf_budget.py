@@ -13,9 +13,9 @@ from __future__ import annotations
 import mmap
 import re
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 from agent.errors import DocumentError
 from agent.ingest._pdf_filters import STEP, FilterError, decode_chain

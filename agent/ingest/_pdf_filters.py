@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 import re
 import zlib
-from typing import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 STEP = 1 << 20  # bytes of output per yielded chunk
 
