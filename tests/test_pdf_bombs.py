@@ -19,6 +19,7 @@ from pypdf._codecs._codecs import LzwCodec
 
 from agent.errors import DocumentError, EncryptedPDFError
 from agent.ingest import _child as child_mod
+from agent.ingest import _pdf_budget as budget_mod
 from agent.ingest._child import parse_in_child
 from agent.ingest._pdf_budget import check_inflation
 from agent.ingest._pdf_filters import FilterError, decode_chain
@@ -262,3 +263,20 @@ def test_the_child_gives_what_parse_pdf_gives():
     with pytest.raises(EncryptedPDFError) as err:
         parse_in_child(DEVSET_PDFS / "libreoffice-writer-password.pdf", max_bytes=10**8, max_pages=100)
     assert err.value.code == "doc_encrypted"
+
+
+def test_the_check_decodes_a_bounded_amount_of_lzw_and_run_length_in_python(tmp_path, monkeypatch):
+    """A file of many slow streams (LZW, RunLength: 1-3 MB/s in Python) is checked up to
+    MAX_SLOW_INPUT bytes of them; past that, the parser's memory limit is the guard."""
+    literal = run_length(bytes(range(256)) * 1024)  # 256 KB in, 256 KB out: the slowest kind
+    monkeypatch.setattr(budget_mod, "MAX_SLOW_INPUT", 3 * MB)  # 16 MB takes 5-15 s
+    objects = [b"<< /Type /Catalog /Pages 2 0 R >>", b"<< /Type /Pages /Kids [] /Count 0 >>"]
+    objects += [stream(literal, b"/Filter /RunLengthDecode")] * 40
+    path = tmp_path / "slow.pdf"
+    path.write_bytes(build_pdf(objects))
+    decoded: list[int] = []
+    real_decode = budget_mod.decode_chain
+    monkeypatch.setattr(budget_mod, "decode_chain", lambda chunks, filters: (
+        decoded.append(1) or real_decode(chunks, filters)))
+    check_inflation(path)
+    assert len(decoded) == budget_mod.MAX_SLOW_INPUT // len(literal) < 40

@@ -18,13 +18,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from agent.errors import DocumentError
-from agent.ingest._pdf_filters import STEP, FilterError, decode_chain
+from agent.ingest._pdf_filters import SLOW_DECODERS, STEP, FilterError, decode_chain
 
 # Largest decoded size of one stream (times its repeats in one /Contents array): far beyond
 # real streams (a 600 dpi A4 colour scan is 100 MB).
 MAX_INFLATED_STREAM = 256 * 1024 * 1024
 # Largest decoded size of all streams of a file, each once: bounds this check to a few seconds.
 MAX_INFLATED_TOTAL = 4 * 1024 * 1024 * 1024
+# Raw bytes of streams decoded in Python (LZW, RunLength: 1-3 MB/s) per file; a bomb needs far less
+# (LZW: 0.2 MB for 256 MB), and a stream past this is left to the parser's memory limit (`_child`).
+MAX_SLOW_INPUT = 16 * 1024 * 1024
 
 _OBJECT = re.compile(rb"(\d+)\s+(\d+)\s+obj\b")
 _STREAM_OR_END = re.compile(rb"endobj|stream(?:\r\n|\n|\r)")
@@ -111,9 +114,14 @@ class _Budget:
     stream_limit: int
     total_limit: int
     total: int = 0
+    slow_input: int = 0
 
     def spend(self, data: mmap.mmap, stream: _Stream, repeats: int, keep: bytearray | None = None) -> None:
         """Decode one stream, counting its output `repeats` times against the stream limit."""
+        if any(name in SLOW_DECODERS for name, _params in stream.filters):
+            self.slow_input += stream.end - stream.start
+            if self.slow_input > MAX_SLOW_INPUT:
+                return
         size = 0
         try:
             for chunk in decode_chain(_raw(data, stream), stream.filters):

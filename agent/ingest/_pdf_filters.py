@@ -155,6 +155,10 @@ DECODERS: dict[bytes, Decoder] = {
 }
 
 
+# Decoded byte by byte in Python, about 1-3 MB of input a second: the caller bounds their input.
+SLOW_DECODERS = frozenset({b"LZWDecode", b"LZW", b"RunLengthDecode", b"RL"})
+
+
 def decode_chain(chunks: Iterable[bytes], filters: list[tuple[bytes, dict[str, int]]]) -> Chunks:
     """The output of `filters` applied in order, lazily; stops before the first filter not in
     DECODERS (images: DCT, JPX, JBIG2, CCITT), whose input is then what is yielded."""
