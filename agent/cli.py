@@ -22,7 +22,7 @@ from agent.cli_models import cmd_models
 from agent.config import Settings, load_settings, update_settings
 from agent.errors import AgentError, SettingsError
 from agent.ingest.pipeline import IngestResult, ingest_file, remove_document
-from agent.search.retrieval import Source
+from agent.search.retrieval import LOCATION_KEYS, Source
 from agent.search.vector_index import use_one_thread
 from agent.workspace import Workspace
 
@@ -173,6 +173,13 @@ def _notes(answer: Answer) -> list[str]:
     return [t(f"note_{note['code']}", "en", **note["params"]) for note in answer.notes]
 
 
+def _where(s: Source) -> str:
+    """A source's location for the terminal: "p.22 (PDF page 26)", "slide 3", "Install, ¶ 2", "image"."""
+    if s.get("loc_kind", "page") != "page":
+        return page_label(s)
+    return f"p.{s['page_label']} (PDF page {s['page']})" if s.get("page_label") else f"p.{s['page']}"
+
+
 def _print_sources(sources: list[Source], out: TextIO | None = None) -> None:
     if not sources:
         return
@@ -181,9 +188,7 @@ def _print_sources(sources: list[Source], out: TextIO | None = None) -> None:
     for i, s in enumerate(sources, 1):
         excerpt = " ".join(s["text"].split())[:160]
         cited = " cited" if s.get("cited") else ""
-        page = (page_label(s) if s.get("loc_kind", "page") != "page"  # slide, lines, heading path
-                else f"p.{s['page_label']} (PDF page {s['page']})" if s.get("page_label") else f"p.{s['page']}")
-        out.write(f"  [{s.get('number', i)}] {s['file']} {page}{cited} ({s['score']:.3f}) {excerpt}\n")
+        out.write(f"  [{s.get('number', i)}] {s['file']} {_where(s)}{cited} ({s['score']:.3f}) {excerpt}\n")
 
 
 def cmd_chat(args: argparse.Namespace, stdin: TextIO | None = None, out: TextIO | None = None) -> int:
@@ -335,10 +340,10 @@ def cmd_retrieve(args: argparse.Namespace) -> int:
                                                "--collection": ("collections", args.collection)})
     sources = ChatEngine(Workspace(settings)).retrieve(question)
     if args.json:
-        print_json([{k: s[k] for k in ("file", "page", "text", "score")} for s in sources])
+        print_json([{k: s[k] for k in ("file", "page", *LOCATION_KEYS, "text", "score") if k in s} for s in sources])
     else:
         for i, s in enumerate(sources, 1):
-            print(f"{i}. [{s['file']} p.{s['page']}] score {s['score']:.4f}\n   {' '.join(s['text'].split())[:300]}")
+            print(f"{i}. [{s['file']} {_where(s)}] score {s['score']:.4f}\n   {' '.join(s['text'].split())[:300]}")
     return 0
 
 

@@ -273,7 +273,7 @@ def show_turn(turn: Any, key: str) -> None:
         st.markdown(turn.question)
     with st.chat_message("assistant"):
         if turn.answer:
-            st.markdown(inert_images(link_citations(turn.answer, turn.sources, key)))
+            st.markdown(inert_images(link_citations(turn.answer, turn.sources, key, ctx.lang)))
         answer_footer(Shown.of(turn, turn.answer), key)
         if turn.incomplete:  # the broken turn is not replayed to the model, so asking again is clean
             st.button(T("ask_again"), key=f"again-{key}", icon=":material/refresh:",
@@ -328,7 +328,7 @@ def follow_job(job: AnswerJob, input_disabled: bool) -> None:
             st.rerun()
         answer = job.answer
         if answer.text:
-            st.markdown(inert_images(link_citations(answer.text, answer.sources, "job")))
+            st.markdown(inert_images(link_citations(answer.text, answer.sources, "job", ctx.lang)))
         answer_footer(Shown.of(answer, answer.text), "job")
 
 

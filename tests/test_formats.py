@@ -128,7 +128,37 @@ def test_docx_sections_have_heading_paths_and_paragraph_numbers(tmp_path):
     assert kind == "docx"
     assert [s.heading for s in sections] == ["", "Install", "Install > Wiring"]
     assert "Volts | 12" in sections[2].text and "red wire" in sections[2].text
-    assert sections[1].line_start == 2 and sections[2].line_start > sections[1].line_end
+    assert [s.para_first for s in sections] == [1, 0, 0]  # the preface has no heading line; the others open with it
+    chunks = chunk_pages(sections, file="r.docx", doc_id="d", chunk_size=25, chunk_overlap=0)
+    where = {c.page_content: (c.metadata["heading"], c.metadata["para_start"], c.metadata["para_end"]) for c in chunks}
+    assert where["Preface text"] == ("", 1, 1)
+    assert where["Connect the red wire."] == ("Install > Wiring", 1, 1)
+    assert where["Volts | 12"] == ("Install > Wiring", 2, 2)
+
+
+def _paragraph_locations(sections, chunk_size=40):
+    chunks = chunk_pages(sections, file="f", doc_id="d", chunk_size=chunk_size, chunk_overlap=0)
+    return [(c.metadata["heading"], c.metadata["para_start"], c.metadata["para_end"], c.page_content) for c in chunks]
+
+
+def test_html_chunks_carry_heading_and_paragraph_numbers():
+    page = (b"<body><p>Before any heading.</p><h1>Setup</h1><p>Unpack the box.</p><ul><li>Check the cable.</li>"
+            b"<li>Check the plug.</li></ul><h2>Wiring</h2><p>Connect the red wire.<br>Then the blue one.</p></body>")
+    numbered = {"Before any heading.": ("", 1), "Setup": ("Setup", 0), "Unpack the box.": ("Setup", 1),
+                "Check the cable.": ("Setup", 2), "Check the plug.": ("Setup", 3), "Wiring": ("Setup > Wiring", 0),
+                "Connect the red wire.": ("Setup > Wiring", 1), "Then the blue one.": ("Setup > Wiring", 2)}
+    for size in (22, 40, 400):  # every block fits in a chunk; chunks take one or more blocks
+        locations = _paragraph_locations(html.read(page), chunk_size=size)
+        assert "".join(text for *_, text in locations).replace("\n", "") == "".join(numbered)
+        for heading, start, end, text in locations:
+            lines = [numbered[line] for line in text.split("\n")]
+            assert {h for h, _ in lines} == {heading}
+            assert (start, end) == (max(lines[0][1], 1), max(lines[-1][1], 1))
+
+
+def test_html_section_without_a_heading_title_line_counts_from_its_first_block():
+    sections = html.read(b"<h1> </h1><p>Only a paragraph.</p>")
+    assert [(s.heading, s.para_first) for s in sections] == [("", 1)]
 
 
 def test_pptx_one_section_per_slide(tmp_path):
@@ -167,6 +197,7 @@ def test_epub_chapters_in_spine_order(tmp_path):
     assert kind == "epub"
     assert [(s.number, s.heading) for s in sections] == [(1, "Chapter One"), (2, "Chapter Two")]
     assert "x()" not in sections[1].text
+    assert [(h, a, b) for h, a, b, _ in _paragraph_locations(sections)] == [("Chapter One", 1, 1), ("Chapter Two", 1, 1)]
 
 
 def test_zip_bomb_refused_by_declared_size(tmp_path):
@@ -277,6 +308,13 @@ def test_location_labels_and_highlighted_section(tmp_path):
     assert page_label({"page": 1, "loc_kind": "lines", "line_start": 1, "line_end": 60}, "zh") == "第 1–60 行"
     assert page_label({"page": 2, "loc_kind": "section", "heading": "Pumps > Wiring"}) == "Pumps > Wiring"
     assert page_label({"page": 26, "page_label": "22"}) == "p. 22 (PDF page 26)"
+    paragraphs = {"page": 2, "loc_kind": "section", "heading": "Setup > Wiring", "para_start": 2, "para_end": 4}
+    assert page_label(paragraphs) == "Setup > Wiring, ¶ 2–4"
+    assert page_label(paragraphs, "zh") == "Setup > Wiring，第 2–4 段"
+    assert page_label({**paragraphs, "para_end": 2}) == "Setup > Wiring, ¶ 2"
+    assert page_label({"page": 5, "loc_kind": "section", "para_start": 1, "para_end": 1}, "zh") == "第 5 节，第 1 段"
+    assert page_label({"page": 2, "loc_kind": "section", "heading": "A > B", "line_start": 4, "line_end": 5}) == \
+        "A > B, lines 4–5"
     path = _write(tmp_path, "n.md", b"# Pumps\nThe pump runs at 40 litres.\n")
     assert ":orange-background[The pump runs at 40 litres\\.]" in section_markdown(path, {"page": 1,
                                                                                        "text": "The pump runs at 40 litres."})
@@ -303,3 +341,19 @@ def test_a_50_mb_text_file_of_one_line_is_cut_into_bounded_sections(tmp_path):
     assert kind == "text" and time.perf_counter() - t0 < 20
     assert max(len(s.text) for s in sections) <= (text.MAX_LINE + 1) * text.LINES_PER_SECTION
     assert sections[-1].line_end == -(-size // text.MAX_LINE)  # every piece of the line is kept, numbered
+
+
+def test_paragraph_locations_reach_sources_and_ask_json():
+    from langchain_core.documents import Document
+
+    from agent.chat.answer import Answer
+    from agent.search.retrieval import Hit
+
+    chunk = chunk_pages(html.read(b"<h1>Setup</h1><p>Unpack.</p><p>Plug in the cable.</p>"), file="m.html",
+                        doc_id="d", chunk_size=20, chunk_overlap=0)[-1]
+    source = Hit(Document(page_content=chunk.page_content, metadata=chunk.metadata), 0.5).source()
+    assert (source["loc_kind"], source["heading"], source["para_start"], source["para_end"]) == ("section", "Setup", 2, 2)
+    shown = Answer("x [1]", [{**source, "number": 1, "cited": True}], "m", "c", "rag").as_json()["sources"][0]
+    assert {k: shown[k] for k in ("loc_kind", "heading", "para_start", "para_end")} == \
+        {"loc_kind": "section", "heading": "Setup", "para_start": 2, "para_end": 2}
+    assert "line_start" not in shown  # only the keys a source has

@@ -342,4 +342,9 @@ STRINGS: dict[str, dict[str, str]] = {
     "col_type": {"en": "Type", "zh": "类型"},
     "upload_label_formats": {"en": "Add documents (PDF, Word, PowerPoint, EPUB, Markdown, HTML, text, PNG/JPEG)",
                              "zh": "添加文档（PDF、Word、PowerPoint、EPUB、Markdown、HTML、文本、PNG/JPEG）"},
+    # ---- formats gaps (issue 17): paragraphs inside a heading, images
+    "loc_para": {"en": "¶ {n}", "zh": "第 {n} 段"},
+    "loc_paras": {"en": "¶ {start}–{end}", "zh": "第 {start}–{end} 段"},
+    "loc_at": {"en": "{where}, {inside}", "zh": "{where}，{inside}"},
+    "loc_image": {"en": "image", "zh": "图片"},
 }

@@ -49,9 +49,24 @@ def page_label(source: Source, lang: str = "en") -> str:
     if kind == "lines":
         return t("loc_lines", lang, start=source.get("line_start", "?"), end=source.get("line_end", "?"))
     if kind == "section":
-        return source.get("heading") or t("loc_section", lang, n=page)
+        return _section_label(source, lang)
+    if kind == "image":
+        return t("loc_image", lang)
     label = source.get("page_label")
     return t("page_labelled", lang, label=label, page=page) if label else t("page_short", lang, page=page)
+
+
+def _section_label(source: Source, lang: str) -> str:
+    """"Install > Wiring, ¶ 2–3" (DOCX/HTML/EPUB) or "Install, lines 4–9" (Markdown): heading path, then where in it."""
+    where = source.get("heading") or t("loc_section", lang, n=source.get("page", "?"))
+    start, end = source.get("para_start"), source.get("para_end")
+    if start:
+        inside = t("loc_para", lang, n=start) if end in (None, start) else t("loc_paras", lang, start=start, end=end)
+    elif source.get("line_start"):
+        inside = t("loc_lines", lang, start=source["line_start"], end=source.get("line_end", "?"))
+    else:
+        return where
+    return t("loc_at", lang, where=where, inside=inside)
 
 
 def highlight_boxes(pdf_page: Any, text: str) -> list[Box]:
@@ -173,7 +188,7 @@ def source_anchor(key: str, number: int) -> str:
     return f"source-{safe_file_name(key, default='answer')}-{number}".replace(".", "-")
 
 
-def link_citations(text: str, sources: list[Source], key: str) -> str:
+def link_citations(text: str, sources: list[Source], key: str, lang: str = "en") -> str:
     """Answer Markdown whose [n] markers link to their sources (file and page on hover); a marker
     that matches no excerpt is struck through, so it never reads as a citation."""
     by_number = {s["number"]: s for s in sources if "number" in s}
@@ -182,7 +197,7 @@ def link_citations(text: str, sources: list[Source], key: str) -> str:
         source = by_number.get(number)
         if source is None:
             return f"~~\\[{number}\\]~~"
-        hover = f"{source.get('file', '')} p. {source.get('page', '')}".replace('"', "'")
+        hover = f"{source.get('file', '')} {page_label(source, lang)}".replace('"', "'")
         return f'[\\[{number}\\]](#{source_anchor(key, number)} "{hover}")'
 
     return MARKER_RE.sub(lambda m: "".join(one(n) for n in marker_numbers(m)), text)

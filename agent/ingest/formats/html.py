@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from html.parser import HTMLParser
 
-from agent.ingest.formats._section import Section
+from agent.ingest.formats._section import Section, first_paragraph
 from agent.ingest.formats.text import decode
 
 _SKIP = {"script", "style", "iframe", "object", "embed", "noscript", "template", "svg", "math", "head"}
@@ -58,7 +58,8 @@ def read(data: bytes) -> list[Section]:
 
 
 def read_text(markup: str) -> list[Section]:
-    """Sections of an already decoded HTML document (EPUB chapters come in this way)."""
+    """Sections of an already decoded HTML document (EPUB chapters come in this way); each block
+    (paragraph, list item, table row, line break) is one numbered paragraph of its heading."""
     collector = _Collector()
     collector.feed(markup)
     collector.close()
@@ -67,5 +68,7 @@ def read_text(markup: str) -> list[Section]:
     for heading, body in collector.sections:
         body = "\n".join(l for l in body.split("\n") if l.strip())
         if body:
-            out.append(Section(len(out) + 1, body, "section", heading=heading))
+            title = heading.rsplit(" > ", 1)[-1]
+            out.append(Section(len(out) + 1, body, "section", heading=heading,
+                               para_first=first_paragraph(body, title)))
     return out
