@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
 from agent._files import check_collection_name
 from agent._terminal import SafeStream, plain, print_json, raw
-from agent.app.sources import page_label
+from agent.app.sources import is_image_source, page_label
 from agent.cli_models import cmd_models
 from agent.config import Settings, load_settings, update_settings
 from agent.errors import AgentError, SettingsError
@@ -175,7 +175,7 @@ def _notes(answer: Answer) -> list[str]:
 
 def _where(s: Source) -> str:
     """A source's location for the terminal: "p.22 (PDF page 26)", "slide 3", "Install, ¶ 2", "image"."""
-    if s.get("loc_kind", "page") != "page":
+    if s.get("loc_kind", "page") != "page" or is_image_source(s):
         return page_label(s)
     return f"p.{s['page_label']} (PDF page {s['page']})" if s.get("page_label") else f"p.{s['page']}"
 

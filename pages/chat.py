@@ -23,6 +23,7 @@ from agent.app.sources import (
     export_file_name,
     inert_images,
     inert_stream,
+    is_image_source,
     link_citations,
     md_escape,
     page_label,
@@ -211,11 +212,11 @@ def show_source(source: Source, number: int, key: str) -> None:
         if pdf is None:
             st.caption(T("page_unavailable"))
             return
+        if is_image_source(source):  # an OCR'd picture: show the picture itself
+            st.image(str(pdf), width="content")
+            return
         if source.get("loc_kind", "page") != "page":  # DOCX/PPTX/MD/HTML/EPUB/text: the section, not a page image
             st.markdown(section_markdown(pdf, source).replace("\n", "  \n"))
-            return
-        if Path(pdf).suffix.lower() in (".png", ".jpg", ".jpeg"):  # an OCR'd picture: show the picture itself
-            st.image(str(pdf), width="content")
             return
         try:
             st.image(page_png(str(pdf), Path(pdf).stat().st_mtime, int(source.get("page", 1)), source.get("text", "")),

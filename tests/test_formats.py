@@ -61,8 +61,9 @@ def test_one_huge_line_is_cut_not_kept_whole():
 
 
 def test_markdown_heading_paths():
-    sections = markdown.read(b"intro\n# A\nalpha\n## B\nbeta\n# C\ngamma\n")
-    assert [(s.heading, s.line_start) for s in sections] == [("", 1), ("A", 2), ("A > B", 4), ("C", 6)]
+    sections = markdown.read(b"intro\n# A\nalpha\n\n## B\nbeta\n# C\ngamma\n\n")
+    assert [(s.heading, s.line_start, s.line_end) for s in sections] == \
+        [("", 1, 1), ("A", 2, 3), ("A > B", 5, 6), ("C", 7, 8)]  # a range ends at its section's last written line
 
 
 def test_html_drops_scripts_and_iframes_and_keeps_headings():
@@ -259,7 +260,7 @@ def test_png_text_is_read_by_ocr(tmp_path):
     pytest.importorskip("rapidocr_onnxruntime")
     kind, sections = read_sections(_write(tmp_path, "photo.png", _png(["The pump runs at 40 litres per minute"])),
                                    "photo.png", max_bytes=10**7)
-    assert kind == "image" and sections[0].ocr and sections[0].loc_kind == "page"
+    assert kind == "image" and sections[0].ocr and sections[0].loc_kind == "image"
     assert "litres" in sections[0].text.lower()
 
 
@@ -357,3 +358,20 @@ def test_paragraph_locations_reach_sources_and_ask_json():
     assert {k: shown[k] for k in ("loc_kind", "heading", "para_start", "para_end")} == \
         {"loc_kind": "section", "heading": "Setup", "para_start": 2, "para_end": 2}
     assert "line_start" not in shown  # only the keys a source has
+
+
+def test_an_image_source_reads_as_the_image_not_a_page(tmp_path, monkeypatch):
+    from agent.app.sources import is_image_source, page_label
+    from agent.cli import _where
+    from agent.ingest import ocr
+
+    monkeypatch.setattr(ocr, "ocr_image", lambda image: "The pump runs at 40 litres per minute")
+    kind, sections = read_sections(_write(tmp_path, "photo.jpg.bin", _png(["x"])), "photo.jpg.bin", max_bytes=10**7)
+    assert kind == "image" and sections[0].loc_kind == "image"  # by content: the name says nothing
+    meta = chunk_pages(sections, file="photo.png", doc_id="d", chunk_size=300, chunk_overlap=0)[0].metadata
+    assert meta["loc_kind"] == "image" and meta["ocr"]
+    source = {"file": "photo.png", "page": 1, "loc_kind": "image", "heading": ""}
+    assert (page_label(source), page_label(source, "zh"), _where(source)) == ("image", "图片", "image")
+    old = {"file": "scan.JPG", "page": 1}  # indexed before the "image" location: the file name decides
+    assert is_image_source(old) and page_label(old) == "image"
+    assert not is_image_source({"file": "a.pdf", "page": 1}) and page_label({"file": "a.pdf", "page": 1}) == "p. 1"

@@ -95,7 +95,28 @@ def test_markdown_source_preview_is_its_section_with_the_passage_highlighted(dat
     assert not at.exception and not at.image
     previews = [md.value for md in at.markdown if md.value.startswith(":orange-background[")]
     assert previews and "40 litres per minute" in previews[0], [md.value for md in at.markdown]
-    assert any(md.value.endswith("· Pumps") for md in at.markdown)  # the heading path is the location
+    assert any(md.value.endswith("· Pumps, lines 1–2") for md in at.markdown)  # heading path and lines
+
+
+def test_image_source_is_labelled_image_and_previewed_as_the_picture(data_dir: Path, double: OllamaDouble,
+                                                                     tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    from PIL import Image
+
+    from agent.ingest import ocr
+
+    monkeypatch.setattr(ocr, "ocr_image", lambda image: "The pump runs at 40 litres per minute.")
+    photo = tmp_path / "pump.png"
+    Image.new("RGB", (64, 48), "white").save(photo)
+    ingest(photo)
+    double.reply_tool_call("search_documents", {"query": "pump litres"})
+    double.reply("It runs at 40 litres per minute [1].")
+    at = ask(run_app(), "How fast is the pump?")
+    assert any("pump\\.png** · image · OCR" in md.value for md in at.markdown), [md.value for md in at.markdown]
+    assert not any("p. 1" in md.value for md in at.markdown)
+    at.toggle(key=next(tg.key for tg in at.toggle if tg.key and tg.key.startswith("page-"))).set_value(True).run()
+    assert not at.exception and len(at.image) == 1
+    assert not any(md.value.startswith(":orange-background[") for md in at.markdown)  # no section text
 
 
 def test_model_output_is_not_rendered_as_html(data_dir: Path, double: OllamaDouble) -> None:

@@ -15,6 +15,7 @@ from agent.ingest import formats
 from agent.ingest._pdf_open import PDFIUM_LOCK
 from agent.search.retrieval import Source
 
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 PAGE_IMAGE_WIDTH = 900
 MAX_PAGE_PIXELS = 4_000_000  # a 1 x 1000 pt page at 900 px wide would be 900 x 900,000 pixels (5.5 GB)
 
@@ -37,6 +38,13 @@ def source_pdf(collections: list[Any], source: Source) -> Path | None:
     return None
 
 
+def is_image_source(source: Source) -> bool:
+    """Whether a source is a PNG/JPEG picture (its preview is the picture; indexes from before the "image"
+    location said "page", so for them the file name decides)."""
+    kind = source.get("loc_kind", "page")
+    return kind == "image" or (kind == "page" and Path(str(source.get("file", ""))).suffix.lower() in IMAGE_SUFFIXES)
+
+
 Box = tuple[float, float, float, float]  # left, top, right, bottom in PDF points from the top-left
 
 
@@ -44,14 +52,14 @@ def page_label(source: Source, lang: str = "en") -> str:
     """"p. 22 (PDF page 26)" where the PDF prints another number on the page, else "p. 26"."""
     page = source.get("page", "?")
     kind = source.get("loc_kind", "page")
+    if is_image_source(source):
+        return t("loc_image", lang)
     if kind == "slide":
         return t("loc_slide", lang, n=page)
     if kind == "lines":
         return t("loc_lines", lang, start=source.get("line_start", "?"), end=source.get("line_end", "?"))
     if kind == "section":
         return _section_label(source, lang)
-    if kind == "image":
-        return t("loc_image", lang)
     label = source.get("page_label")
     return t("page_labelled", lang, label=label, page=page) if label else t("page_short", lang, page=page)
 
