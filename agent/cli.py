@@ -21,6 +21,7 @@ from agent.app.sources import is_image_source, page_label
 from agent.cli_models import cmd_models
 from agent.config import Settings, load_settings, update_settings
 from agent.errors import AgentError, SettingsError
+from agent.ingest.formats import type_label
 from agent.ingest.pipeline import IngestResult, ingest_file, remove_document
 from agent.search.retrieval import LOCATION_KEYS, Source
 from agent.search.vector_index import use_one_thread
@@ -357,8 +358,8 @@ def cmd_docs(args: argparse.Namespace) -> int:
         print("No documents. Add some with `python -m agent ingest FILE.pdf`.")
     for info in infos:
         ocr = f" OCR:{len(info.ocr_pages)}" if info.ocr_pages else ""
-        print(f"{info.doc_id[:12]}  {info.file:40} {info.pages:5} p {info.chunks:6} chunks "
-              f"{info.size / 1e6:7.2f} MB{ocr}  {info.added}")
+        print(f"{info.doc_id[:12]}  {info.file:40} {type_label(info.file, info.kind):9} {info.pages:5} p "
+              f"{info.chunks:6} chunks {info.size / 1e6:7.2f} MB{ocr}  {info.added}")
     return 0
 
 

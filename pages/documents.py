@@ -260,7 +260,7 @@ def document_table(name: str) -> None:
         reindex_report(name)
         return
     zone = ctx.zone
-    rows = [{T("col_file"): i.file, T("col_type"): type_label(i.file), T("col_pages"): i.pages, T("col_chunks"): i.chunks,
+    rows = [{T("col_file"): i.file, T("col_type"): type_label(i.file, i.kind), T("col_pages"): i.pages, T("col_chunks"): i.chunks,
              T("col_ocr"): len(i.ocr_pages), T("col_size"): round(i.size / 1e6, 2),
              T("col_added"): local_time(i.added, zone), T("col_id"): i.doc_id[:12]} for i in infos]
     st.space(24)  # room for the table's toolbar, which would otherwise cover the heading on a phone

@@ -331,7 +331,9 @@ def test_cli_ingests_markdown_and_refuses_an_unsupported_type(ollama, tmp_path):
     assert result.returncode == 1 and "Traceback" not in result.stdout + result.stderr
     assert "ADDED     notes.md" in result.stdout
     assert "FAILED    tool.bin" in result.stdout and "Word (.docx)" in result.stdout
-    assert [d["file"] for d in json.loads(run_cli(["docs", "--json"], env).stdout)] == ["notes.md"]
+    listed = json.loads(run_cli(["docs", "--json"], env).stdout)
+    assert [(d["file"], d["kind"]) for d in listed] == [("notes.md", "markdown")]
+    assert " notes.md " in (listing := run_cli(["docs"], env).stdout) and " Markdown " in listing, listing
 
 
 def test_a_50_mb_text_file_of_one_line_is_cut_into_bounded_sections(tmp_path):
@@ -375,3 +377,23 @@ def test_an_image_source_reads_as_the_image_not_a_page(tmp_path, monkeypatch):
     old = {"file": "scan.JPG", "page": 1}  # indexed before the "image" location: the file name decides
     assert is_image_source(old) and page_label(old) == "image"
     assert not is_image_source({"file": "a.pdf", "page": 1}) and page_label({"file": "a.pdf", "page": 1}) == "p. 1"
+
+
+def test_the_type_is_the_detected_format_and_older_records_fall_back_to_the_extension(workspace, tmp_path):
+    from agent.ingest.formats import type_label
+    from agent.ingest.pipeline import ingest_file
+    from agent.workspace import Workspace
+
+    collection = workspace.collection()
+    for name, data in (("report.bin", _docx_bytes()), ("page.txt", b"<!DOCTYPE html><h1>Pumps</h1><p>40 l/min</p>"),
+                       ("notes.md", b"# Valves\nClose slowly.\n")):
+        assert ingest_file(_write(tmp_path, name, data), collection, workspace.embeddings, workspace.settings).ok
+    types = {i.file: type_label(i.file, i.kind) for i in collection.document_infos()}
+    assert types == {"report.bin": "DOCX", "page.txt": "HTML", "notes.md": "Markdown"}  # by content, not name
+    manifest = json.loads(collection.manifest_path.read_text(encoding="utf-8"))
+    for record in manifest["documents"].values():
+        del record["kind"]  # as written before the format was recorded
+    collection.manifest_path.write_text(json.dumps(manifest), encoding="utf-8")
+    old = Workspace(workspace.settings).collection()  # a fresh process's view
+    assert {i.file: type_label(i.file, i.kind) for i in old.document_infos()} == \
+        {"report.bin": "BIN", "page.txt": "Text", "notes.md": "Markdown"}

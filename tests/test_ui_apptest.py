@@ -275,6 +275,16 @@ def test_upload_ingests_and_lists_the_pdf(data_dir: Path, double: OllamaDouble) 
     assert [i.file for i in infos] == ["squad_Geology.pdf"]
 
 
+def test_documents_table_type_is_the_detected_format(data_dir: Path, double: OllamaDouble, tmp_path: Path) -> None:
+    page = tmp_path / "manual.txt"  # named text, holds HTML
+    page.write_bytes(b"<!DOCTYPE html><html><body><h1>Pumps</h1><p>40 litres per minute.</p></body></html>")
+    ingest(page)
+    at = run_app("pages/documents.py")
+    assert not at.exception
+    table = at.dataframe[0].value
+    assert list(zip(table["File"], table["Type"])) == [("manual.txt", "HTML")]
+
+
 @needs_devset
 def test_encrypted_upload_asks_for_password_and_retries(data_dir: Path, double: OllamaDouble) -> None:
     at = run_app("pages/documents.py")

@@ -19,6 +19,7 @@ _HEAD = 4096
 # What the uploader offers (content decides the reader; the extension only filters the file dialog).
 UPLOAD_EXTENSIONS = ("pdf", "docx", "pptx", "epub", "md", "markdown", "html", "htm", "txt", "png", "jpg", "jpeg")
 _TYPE_LABELS = {"md": "Markdown", "markdown": "Markdown", "htm": "HTML", "txt": "Text", "jpg": "JPEG"}
+_KIND_LABELS = {"markdown": "Markdown", "text": "Text", "image": "PNG/JPEG"}  # the other kinds read in capitals
 INFLATE_FACTOR = 4  # a zip container may unpack to this many times the upload limit, no more
 _ZIP_READERS = {"docx": office.read_docx, "pptx": office.read_pptx}
 
@@ -49,8 +50,11 @@ def detect(name: str, head: bytes) -> str:
     return "text"
 
 
-def type_label(file_name: str) -> str:
-    """The document table's "Type" for a stored file name ("PDF", "DOCX", "Markdown", ...)."""
+def type_label(file_name: str, kind: str = "") -> str:
+    """The document table's "Type": the detected format recorded at ingest ("PDF", "DOCX", "Markdown", ...),
+    else (records from before it was recorded) the file name's extension."""
+    if kind:
+        return _KIND_LABELS.get(kind, kind.upper())
     suffix = Path(file_name).suffix.lower().lstrip(".")
     return _TYPE_LABELS.get(suffix, suffix.upper() or "Text")
 
