@@ -27,6 +27,7 @@ from agent.app.sources import (
     link_citations,
     md_escape,
     page_label,
+    preview_key,
     render_page_png,
     section_markdown,
     source_anchor,
@@ -207,7 +208,7 @@ def show_source(source: Source, number: int, key: str) -> None:
     st.markdown(f"**[{number}] {md_escape(str(source.get('file', '?')))}** · "
                 f"{page_label(source, ctx.lang)}{ocr}{cited}")
     st.text(excerpt(source.get("text", "")))
-    if st.toggle(T("show_page"), key=f"page-{key}-{number}"):
+    if st.toggle(T(preview_key(source)), key=f"page-{key}-{number}"):
         pdf = source_pdf(chat_collections(), source)
         if pdf is None:
             st.caption(T("page_unavailable"))

@@ -116,6 +116,7 @@ def test_image_source_is_labelled_image_and_previewed_as_the_picture(data_dir: P
     assert not any("p. 1" in md.value for md in at.markdown)
     at.toggle(key=next(tg.key for tg in at.toggle if tg.key and tg.key.startswith("page-"))).set_value(True).run()
     assert not at.exception and len(at.image) == 1
+    assert any(tg.label == "Show the image" for tg in at.toggle)
     assert not any(md.value.startswith(":orange-background[") for md in at.markdown)  # no section text
 
 

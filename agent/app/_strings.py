@@ -347,4 +347,6 @@ STRINGS: dict[str, dict[str, str]] = {
     "loc_paras": {"en": "¶ {start}–{end}", "zh": "第 {start}–{end} 段"},
     "loc_at": {"en": "{where}, {inside}", "zh": "{where}，{inside}"},
     "loc_image": {"en": "image", "zh": "图片"},
+    "show_section": {"en": "Show the section", "zh": "显示该节"},
+    "show_image": {"en": "Show the image", "zh": "显示该图片"},
 }

@@ -45,6 +45,13 @@ def is_image_source(source: Source) -> bool:
     return kind == "image" or (kind == "page" and Path(str(source.get("file", ""))).suffix.lower() in IMAGE_SUFFIXES)
 
 
+def preview_key(source: Source) -> str:
+    """The string key of a source's preview toggle: a PDF shows its page, a picture itself, any other format its section."""
+    if is_image_source(source):
+        return "show_image"
+    return "show_page" if source.get("loc_kind", "page") == "page" else "show_section"
+
+
 Box = tuple[float, float, float, float]  # left, top, right, bottom in PDF points from the top-left
 
 
