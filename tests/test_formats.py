@@ -4,6 +4,7 @@ from __future__ import annotations
 import io
 import itertools
 import json
+import re
 import time
 import zipfile
 
@@ -397,3 +398,24 @@ def test_the_type_is_the_detected_format_and_older_records_fall_back_to_the_exte
     old = Workspace(workspace.settings).collection()  # a fresh process's view
     assert {i.file: type_label(i.file, i.kind) for i in old.document_infos()} == \
         {"report.bin": "BIN", "page.txt": "Text", "notes.md": "Markdown"}
+
+
+def test_cli_ask_shows_a_docx_source_by_heading_and_paragraph(ollama, tmp_path):
+    from agent.cli import _print_sources
+    from agent.config import load_settings
+    from agent.ingest.pipeline import ingest_file
+    from agent.workspace import Workspace
+    from tests.support import double_environ, run_cli
+
+    env = double_environ(ollama, AGENT_DATA_DIR=str(tmp_path / "data"))
+    workspace = Workspace(load_settings(tmp_path / "data", environ=env))
+    assert ingest_file(_write(tmp_path, "r.docx", _docx_bytes()), workspace.collection(), workspace.embeddings,
+                       workspace.settings).ok
+    ollama.reply_tool_call("search_documents", {"query": "red wire"})
+    ollama.reply("Connect the red wire [1].")
+    data = json.loads(run_cli(["ask", "Which wire do I connect?", "--json"], env).stdout)
+    wiring = next(s for s in data["sources"] if "red wire" in s["text"])
+    assert (wiring["loc_kind"], wiring["heading"], wiring["para_start"]) == ("section", "Install > Wiring", 1)
+    shown = io.StringIO()
+    _print_sources(data["sources"], shown)  # what `ask` prints under the answer
+    assert re.search(r"\[\d\] r\.docx Install > Wiring, ¶ 1(–\d)? ", shown.getvalue()), shown.getvalue()
