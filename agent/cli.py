@@ -403,7 +403,7 @@ def cmd_conversations(args: argparse.Namespace) -> int:
     elif args.action == "delete":
         store.delete(args.id)
     else:
-        sys.stdout.write(store.export_markdown(args.id))
+        sys.stdout.write(store.export_markdown(args.id, where=_where))
     return 0
 
 

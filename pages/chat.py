@@ -170,7 +170,7 @@ def manage_conversation(store: Any, current: str, title: str, running: bool) -> 
         key = f"rename-{current}-{zlib.crc32(title.encode())}"  # a new title resets the field
         st.text_input(T("title"), value=title, key=key, max_chars=200)
         st.button(T("rename"), on_click=rename_conversation, args=(current, key), key=f"do-{key}")
-        st.download_button(T("export_markdown"), data=partial(store.export_markdown, current),  # read on click
+        st.download_button(T("export_markdown"), data=partial(store.export_markdown, current, page_label),  # read on click
                            file_name=export_file_name(title, current), mime="text/markdown",
                            icon=":material/download:")
         st.caption(T("delete_warning"))
