@@ -398,6 +398,8 @@ def test_the_type_is_the_detected_format_and_older_records_fall_back_to_the_exte
     old = Workspace(workspace.settings).collection()  # a fresh process's view
     assert {i.file: type_label(i.file, i.kind) for i in old.document_infos()} == \
         {"report.bin": "BIN", "page.txt": "Text", "notes.md": "Markdown"}
+    assert (type_label("a.JPG", "image"), type_label("scan.bin", "image"), type_label("a.pdf", "pdf")) == \
+        ("JPEG", "Image", "PDF")
 
 
 def test_cli_ask_shows_a_docx_source_by_heading_and_paragraph(ollama, tmp_path):

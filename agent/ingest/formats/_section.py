@@ -21,4 +21,3 @@ class Section:
 def first_paragraph(text: str, title: str) -> int:
     """`Section.para_first` for a heading section whose text may open with its own title line."""
     return 0 if title and text.split("\n", 1)[0].strip() == title.strip() else 1
-
