@@ -286,6 +286,16 @@ def test_documents_table_type_is_the_detected_format(data_dir: Path, double: Oll
     assert list(zip(table["File"], table["Type"])) == [("manual.txt", "HTML")]
 
 
+def test_documents_table_type_words_are_translated(data_dir: Path, double: OllamaDouble, tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AGENT_UI_LANGUAGE", "zh")
+    notes = tmp_path / "notes.md.bak"  # plain text under a name that says nothing
+    notes.write_text("The pump runs at 40 litres per minute.\n", encoding="utf-8")
+    ingest(notes)
+    table = run_app("pages/documents.py").dataframe[0].value
+    assert list(table.iloc[:, 1]) == ["文本"]
+
+
 @needs_devset
 def test_encrypted_upload_asks_for_password_and_retries(data_dir: Path, double: OllamaDouble) -> None:
     at = run_app("pages/documents.py")

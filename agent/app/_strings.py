@@ -349,4 +349,6 @@ STRINGS: dict[str, dict[str, str]] = {
     "loc_image": {"en": "image", "zh": "图片"},
     "show_section": {"en": "Show the section", "zh": "显示该节"},
     "show_image": {"en": "Show the image", "zh": "显示该图片"},
+    "type_text": {"en": "Text", "zh": "文本"},
+    "type_image": {"en": "Image", "zh": "图片"},
 }
