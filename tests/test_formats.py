@@ -118,6 +118,9 @@ def _docx_bytes() -> bytes:
     document.add_paragraph("Unpack the box.")
     document.add_heading("Wiring", level=2)
     document.add_paragraph("Connect the red wire.")
+    soft = document.add_paragraph("Then the blue one,")
+    soft.add_run().add_break()  # a line break inside the paragraph (Shift+Enter)
+    soft.add_run("and tighten both.")
     table = document.add_table(rows=1, cols=2)
     table.rows[0].cells[0].text, table.rows[0].cells[1].text = "Volts", "12"
     out = io.BytesIO()
@@ -131,11 +134,16 @@ def test_docx_sections_have_heading_paths_and_paragraph_numbers(tmp_path):
     assert [s.heading for s in sections] == ["", "Install", "Install > Wiring"]
     assert "Volts | 12" in sections[2].text and "red wire" in sections[2].text
     assert [s.para_first for s in sections] == [1, 0, 0]  # the preface has no heading line; the others open with it
-    chunks = chunk_pages(sections, file="r.docx", doc_id="d", chunk_size=25, chunk_overlap=0)
-    where = {c.page_content: (c.metadata["heading"], c.metadata["para_start"], c.metadata["para_end"]) for c in chunks}
-    assert where["Preface text"] == ("", 1, 1)
-    assert where["Connect the red wire."] == ("Install > Wiring", 1, 1)
-    assert where["Volts | 12"] == ("Install > Wiring", 2, 2)
+    chunks = chunk_pages(sections, file="r.docx", doc_id="d", chunk_size=40, chunk_overlap=0)
+
+    def where(passage):
+        meta = next(c.metadata for c in chunks if c.page_content.endswith(passage))
+        return meta["heading"], meta["para_start"], meta["para_end"]
+
+    assert where("Preface text") == ("", 1, 1)
+    assert where("Connect the red wire.") == ("Install > Wiring", 1, 1)  # in a chunk with its heading's title
+    assert where("Then the blue one, and tighten both.") == ("Install > Wiring", 2, 2)  # one paragraph, one ¶
+    assert where("Volts | 12") == ("Install > Wiring", 3, 3)
 
 
 def _paragraph_locations(sections, chunk_size=40):

@@ -45,7 +45,7 @@ def read_docx(data: bytes) -> list[Section]:
         if level and block.text.strip():
             flush()
             path = [p for p in path if p[0] < level] + [(level, block.text.strip())]
-        body.append(block.text)
+        body.append(" ".join(block.text.split("\n")))  # a line break inside a paragraph keeps it one paragraph
     flush()
     return sections
 
