@@ -153,10 +153,12 @@ def _paragraph_locations(sections, chunk_size=40):
 
 def test_html_chunks_carry_heading_and_paragraph_numbers():
     page = (b"<body><p>Before any heading.</p><h1>Setup</h1><p>Unpack the box.</p><ul><li>Check the cable.</li>"
-            b"<li>Check the plug.</li></ul><h2>Wiring</h2><p>Connect the red wire.<br>Then the blue one.</p></body>")
+            b"<li>Check the plug.</li></ul><h2>Wiring</h2><p>Connect the red\n  wire.</p><p>Blue<br>next.</p>"
+            b"<pre>step 1\nstep 2</pre></body>")
     numbered = {"Before any heading.": ("", 1), "Setup": ("Setup", 0), "Unpack the box.": ("Setup", 1),
                 "Check the cable.": ("Setup", 2), "Check the plug.": ("Setup", 3), "Wiring": ("Setup > Wiring", 0),
-                "Connect the red wire.": ("Setup > Wiring", 1), "Then the blue one.": ("Setup > Wiring", 2)}
+                "Connect the red wire.": ("Setup > Wiring", 1), "Blue next.": ("Setup > Wiring", 2),
+                "step 1": ("Setup > Wiring", 3), "step 2": ("Setup > Wiring", 4)}  # a source line break is a space
     for size in (22, 40, 400):  # every block fits in a chunk; chunks take one or more blocks
         locations = _paragraph_locations(html.read(page), chunk_size=size)
         assert "".join(text for *_, text in locations).replace("\n", "") == "".join(numbered)
