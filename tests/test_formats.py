@@ -161,9 +161,9 @@ def test_html_chunks_carry_heading_and_paragraph_numbers():
                 "step 1": ("Setup > Wiring", 3), "step 2": ("Setup > Wiring", 4)}  # a source line break is a space
     for size in (22, 40, 400):  # every block fits in a chunk; chunks take one or more blocks
         locations = _paragraph_locations(html.read(page), chunk_size=size)
-        assert "".join(text for *_, text in locations).replace("\n", "") == "".join(numbered)
-        for heading, start, end, text in locations:
-            lines = [numbered[line] for line in text.split("\n")]
+        assert "".join(chunk for *_, chunk in locations).replace("\n", "") == "".join(numbered)
+        for heading, start, end, chunk in locations:
+            lines = [numbered[line] for line in chunk.split("\n")]
             assert {h for h, _ in lines} == {heading}
             assert (start, end) == (max(lines[0][1], 1), max(lines[-1][1], 1))
 
