@@ -10,6 +10,7 @@ import resource
 import subprocess
 import sys
 import textwrap
+import time
 import zlib
 from pathlib import Path
 from signal import SIGABRT, SIGKILL, SIGSEGV
@@ -280,3 +281,37 @@ def test_the_check_decodes_a_bounded_amount_of_lzw_and_run_length_in_python(tmp_
         decoded.append(1) or real_decode(chunks, filters)))
     check_inflation(path)
     assert len(decoded) == budget_mod.MAX_SLOW_INPUT // len(literal) < 40
+
+
+def parsers() -> list[int]:
+    """Pids of the parsers and watchers our fork server has forked."""
+    table = processes()
+    servers = {pid for pid, (parent, command) in table.items()
+               if parent == os.getpid() and b"agent.ingest._child" in command}
+    watchers = {pid for pid, (parent, _command) in table.items() if parent in servers}
+    return sorted(watchers | {pid for pid, (parent, _command) in table.items() if parent in watchers})
+
+
+def test_a_stopped_parse_ends_its_parser_and_a_dead_fork_server_is_replaced():
+    pdf = DEVSET_PDFS / "squad_Geology.pdf"
+
+    class Stop(Exception):
+        pass
+
+    running: list[list[int]] = []
+
+    def stop(stage: str, done: int, total: int) -> None:
+        running.append(parsers())
+        raise Stop
+
+    with pytest.raises(Stop):
+        parse_in_child(pdf, max_bytes=10**8, max_pages=100, ocr=False, progress=stop)
+    assert len(running[0]) == 2  # a watcher and its parser
+    for _ in range(100):  # the watcher reports the killed parser, then both are gone
+        if not parsers():
+            break
+        time.sleep(0.05)
+    assert parsers() == []
+    child_mod._SERVER._process.kill()
+    child_mod._SERVER._process.wait()
+    assert parse_in_child(pdf, max_bytes=10**8, max_pages=100, ocr=False).page_count > 0
