@@ -64,6 +64,7 @@ class _ForkServer:
         self._control: socket.socket | None = None
 
     def _start(self) -> None:
+        """(Re)start the server in a session of its own: a Ctrl-C in the terminal is the app's to handle."""
         if self._process is not None:
             self._process.kill()
             self._process.wait()
@@ -74,7 +75,7 @@ class _ForkServer:
         with theirs:
             self._process = subprocess.Popen([sys.executable, "-m", "agent.ingest._child", str(theirs.fileno())],
                                              pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL,
-                                             stdout=subprocess.DEVNULL, env=env)
+                                             stdout=subprocess.DEVNULL, env=env, start_new_session=True)
         self._control = ours
 
     def submit(self, request: dict[str, Any]) -> socket.socket:
@@ -82,9 +83,9 @@ class _ForkServer:
         ours, theirs = socket.socketpair()
         with theirs, self._lock:
             for attempt in range(2):
-                if self._process is None or self._process.poll() is not None or attempt:
-                    self._start()
                 try:
+                    if self._process is None or self._process.poll() is not None or attempt:
+                        self._start()
                     socket.send_fds(self._control, [json.dumps(request).encode()], [theirs.fileno()])
                     return ours
                 except OSError:
@@ -108,18 +109,19 @@ def parse_in_child(path: str | os.PathLike, *, progress: Progress | None = None,
     request = {"path": str(Path(path).resolve()), "memory": memory or CHILD_MEMORY, "options": options}
     parser = 0
     with _SERVER.submit(request) as channel, channel.makefile("rb") as replies:
-        while message := replies.readline(MAX_REPLY):
-            reply = _reply(message, name)
-            if isinstance(reply, ParsedPDF):
-                return reply
-            if isinstance(reply, int):
-                parser = reply
-            elif progress:
-                try:
+        try:
+            while message := replies.readline(MAX_REPLY):
+                reply = _reply(message, name)
+                if isinstance(reply, ParsedPDF):
+                    return reply
+                if isinstance(reply, int):
+                    parser = reply
+                elif progress:
                     progress(*reply)
-                except BaseException:
-                    _kill(parser)
-                    raise
+        except BaseException as exc:  # a stop, Ctrl-C: end the parser; a DocumentError: it has ended
+            if parser and not isinstance(exc, DocumentError):
+                _kill(parser)
+            raise
     raise _unsafe(name, "was killed")
 
 
