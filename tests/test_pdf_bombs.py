@@ -315,3 +315,14 @@ def test_a_stopped_parse_ends_its_parser_and_a_dead_fork_server_is_replaced():
     child_mod._SERVER._process.kill()
     child_mod._SERVER._process.wait()
     assert parse_in_child(pdf, max_bytes=10**8, max_pages=100, ocr=False).page_count > 0
+
+
+@pytest.mark.parametrize("reply", [
+    b"not json\n", b'{"result": {"pages": [{"number": "one", "text": 5, "ocr": false}], "page_count": 1}}\n',
+    b'{"result": {"pages": [], "page_count": "many"}}\n', b'{"progress": [1]}\n', b'{"what": 1}\n',
+    b'{"result": {"pages": []}}',  # no newline: a line longer than MAX_REPLY
+])
+def test_a_reply_a_parser_should_not_send_is_a_clear_refusal(reply):
+    with pytest.raises(DocumentError) as err:
+        child_mod._reply(reply, "x.pdf")
+    assert err.value.code == "doc_unsafe" and "sent an unreadable reply" in err.value.message

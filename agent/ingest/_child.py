@@ -25,8 +25,10 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from pydantic import TypeAdapter
+
 from agent.errors import DocumentError, EncryptedPDFError
-from agent.ingest.parse import ParsedPage, ParsedPDF, Progress, parse_pdf
+from agent.ingest.parse import ParsedPDF, Progress, parse_pdf
 
 # Address space a child may map: Python, PDFium and the OCR engine map about 1.5 GB of it
 # (onnxruntime's arenas and thread stacks are mostly reserved, not used); a 256 MB stream
@@ -36,6 +38,7 @@ MAX_REPLY = 512 * 1024 * 1024  # bytes of one reply line: the text of the larges
 _OUT_OF_MEMORY = 3  # the parser's exit status after a MemoryError
 _ERRORS = {"DocumentError": DocumentError, "EncryptedPDFError": EncryptedPDFError}
 _PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])
+_RESULT = TypeAdapter(ParsedPDF)
 
 
 def _unsafe(name: str, why: str) -> DocumentError:
@@ -48,11 +51,6 @@ def _exit_reason(returncode: int) -> str:
     if returncode < 0:
         return {6: "aborted", 9: "was killed", 11: "crashed"}.get(-returncode, f"stopped (signal {-returncode})")
     return "ran out of memory" if returncode == _OUT_OF_MEMORY else f"failed (exit {returncode})"
-
-
-def _parsed(result: dict[str, Any]) -> ParsedPDF:
-    pages = [ParsedPage(**{**page, "outline": tuple(page["outline"])}) for page in result.pop("pages")]
-    return ParsedPDF(pages=pages, **result)
 
 
 class _ForkServer:
@@ -140,7 +138,7 @@ def _reply(message: bytes, name: str) -> ParsedPDF | int | tuple[str, int, int]:
             raise ValueError("a reply line over MAX_REPLY")
         reply = json.loads(message)
         if "result" in reply:
-            return _parsed(reply["result"])
+            return _RESULT.validate_python(reply["result"])  # types checked: the child read a hostile file
         if "pid" in reply:
             return int(reply["pid"])
         if "progress" in reply:
