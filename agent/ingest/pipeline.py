@@ -29,7 +29,8 @@ from agent.config import Settings
 from agent.errors import AgentError, DocumentError, EncryptedPDFError
 from agent.ingest import formats
 from agent.ingest.chunking import chunk_pages, embedding_text
-from agent.ingest.parse import ParsedPDF, parse_pdf
+from agent.ingest._child import parse_in_child
+from agent.ingest.parse import ParsedPDF
 from agent.search.embeddings import checked_vectors
 from agent.search.store import Collection, DocumentInfo
 
@@ -139,8 +140,8 @@ def _parse(path: Path, name: str, password: str | None, settings: Settings,
     with path.open("rb") as handle:
         kind = formats.detect(name, handle.read(4096))
     if kind == "pdf":
-        return kind, parse_pdf(path, password=password, max_bytes=max_bytes, max_pages=settings.max_pages,
-                               ocr=settings.ocr, progress=progress, max_ocr_pages=settings.max_ocr_pages)
+        return kind, parse_in_child(path, password=password, max_bytes=max_bytes, max_pages=settings.max_pages,
+                                    ocr=settings.ocr, progress=progress, max_ocr_pages=settings.max_ocr_pages)
     kind, sections = formats.read_sections(path, name, max_bytes)
     ocr_pages = [s.number for s in sections if s.ocr]
     return kind, ParsedPDF(pages=sections, page_count=len(sections), ocr_pages=ocr_pages)  # type: ignore[arg-type]
