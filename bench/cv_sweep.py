@@ -23,6 +23,7 @@ weighting: a separate vector weight for queries of at most 3 terms.
 from __future__ import annotations
 
 import itertools
+import re
 import sys
 import tempfile
 import time
@@ -37,7 +38,8 @@ from bench.common import Run, markdown_table, parser, set_blas_threads
 from bench.quality import _question_set, ingest_all
 
 NAME = "cv_sweep"
-SIGNALS = ("bm25_chunk", "bm25_page", "vector", "title", "first", "prf", "vector_short", "contents", "heading")
+SIGNALS = ("bm25_chunk", "bm25_page", "vector", "title", "first", "prf", "vector_short", "contents", "heading",
+           "section", "faq")
 SHORT_TERMS = 3  # a query of at most this many index terms is "short"
 PRF_PAGES, PRF_TERMS = 3, 10
 
@@ -51,9 +53,16 @@ IDEAS = {"weights": {}, "first": {"first": (0.0, 0.05, 0.1, 0.2)}, "prf": {"prf"
          "contents, product weights": {"contents": (0.0, -0.5, -1.0, -2.0, -4.0, -8.0)},
          "heading, product weights": {"heading": (0.0, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0)},
          "contents + heading, product weights": {"contents": (0.0, -1.0, -2.0, -4.0, -8.0),
-                                                 "heading": (0.0, 1.0, 2.0, 4.0, 8.0, 16.0)}}
+                                                 "heading": (0.0, 1.0, 2.0, 4.0, 8.0, 16.0)},
+         "first, product weights": {"first": (0.0, 0.05, 0.1, 0.2, 0.4)},
+         "prf, product weights": {"prf": (0.0, 0.05, 0.1, 0.2, 0.4)},
+         "query length, product weights": {"vector_short": (-0.2, -0.1, 0.0, 0.1, 0.2, 0.4)},
+         "section, product weights": {"section": (0.0, 0.25, 0.5, 1.0, 2.0, 4.0)},
+         "faq, product weights": {"faq": (0.0, 0.25, 0.5, 1.0, 2.0, 4.0)}}
 #: families that keep the product's WEIGHTS (all of them) and fit only their own signal (less variance)
-ON_PRODUCT = {"contents, product weights", "heading, product weights", "contents + heading, product weights"}
+ON_PRODUCT = {name for name in IDEAS if name.endswith("product weights")}
+#: a FAQ question line: ends in a question mark, or starts with a Q: / 问： marker
+_QUESTION_LINE = re.compile(r"^\s*(?:Q\s*[:：.]|问\s*[:：]).*$|^.*[?？]\s*$", re.MULTILINE)
 
 
 def _first_mention(ix: Any, terms: Sequence[str]) -> np.ndarray:
@@ -83,6 +92,55 @@ def _prf(ix: Any, lexicon: Any, fused: np.ndarray, terms: Sequence[str]) -> np.n
     return bm.scores(best).astype(np.float64)
 
 
+def _share(ix: Any, postings: dict[str, np.ndarray], terms: Sequence[str]) -> np.ndarray:
+    """Per page: the share of the query's idf found in the page's titles (`postings`: term -> pages)."""
+    ids = ix.page_bm25.vocabulary.ids
+    idf = {t: float(ix.page_bm25.idf[ids[t]]) for t in set(terms) if t in ids}
+    total = sum(idf.values())
+    out = np.zeros(len(ix.pages), dtype=np.float64)
+    for t, v in idf.items():
+        if t in postings:
+            out[postings[t]] += v / total
+    return out
+
+
+def _postings(texts: Sequence[str]) -> dict[str, np.ndarray]:
+    from agent.search.lexical import tokenize
+
+    out: dict[str, list[int]] = {}
+    for p, text in enumerate(texts):
+        for term in set(tokenize(text)) if text else ():
+            out.setdefault(term, []).append(p)
+    return {t: np.array(v, dtype=np.int64) for t, v in out.items()}
+
+
+def _section_postings(ix: Any) -> dict[str, np.ndarray]:
+    """Term -> pages whose enclosing section (the last outline title on an earlier page of the same file,
+    i.e. the section the page begins inside) holds it: the heading path's last step, for pages a section
+    continues onto."""
+    from agent.search.lexical import page_groups
+
+    _, members = page_groups(ix.documents)
+    carried: dict[str, str] = {}
+    texts = [""] * len(ix.pages)
+    for p in sorted(range(len(ix.pages)), key=lambda p: ix.pages[p]):
+        f = ix.pages[p][0]
+        texts[p] = carried.get(f, "")
+        titles = ix.documents[members[p][0]].metadata.get("outline")
+        if titles:
+            carried[f] = titles[-1]
+    return _postings(texts)
+
+
+def _faq_postings(ix: Any) -> dict[str, np.ndarray]:
+    """Term -> pages holding a FAQ question line with it (the question heads the answer below it)."""
+    from agent.search.lexical import page_groups, page_text
+
+    _, members = page_groups(ix.documents)
+    return _postings(["\n".join(_QUESTION_LINE.findall(page_text([ix.documents[i] for i in rows])))
+                      for rows in members])
+
+
 def collect(questions: Sequence[Any], collection: Any, emb: Any, run: Run) -> list[dict[str, Any]]:
     """Per question: z-scored signals of its candidate pages (pages with any evidence), gold mask."""
     from agent.search.lexical import Lexicon, tokenize
@@ -92,6 +150,8 @@ def collect(questions: Sequence[Any], collection: Any, emb: Any, run: Run) -> li
     snap = collection.snapshot()
     lexicon = snap.lexicon if snap.lexicon is not None and snap.lexicon.fits(ix.documents, len(ix.pages)) \
         else Lexicon.build(ix.documents)
+    section, faq = _section_postings(ix), _faq_postings(ix)
+    run.log(f"faq lines on {len({int(p) for v in faq.values() for p in v})} pages")
     rows = []
     for i, q in enumerate(questions):
         ps = page_signals(q.question, [collection], embeddings=emb, lexical=True, vector=True)
@@ -104,6 +164,8 @@ def collect(questions: Sequence[Any], collection: Any, emb: Any, run: Run) -> li
         z = {name: (v if name in _RAW else _zscore(v)) for name, v in raw.items()}
         z["first"] = _zscore(_first_mention(ix, terms))
         z["prf"] = _zscore(_prf(ix, lexicon, product, terms))
+        z["section"] = _share(ix, section, terms)
+        z["faq"] = _share(ix, faq, terms)
         z["vector_short"] = z["vector"] if len(terms) <= SHORT_TERMS else np.zeros(ps.view.pages)
         cand = np.flatnonzero((raw["bm25_chunk"] > 0) | ps.view.page_max(ps.found))
         gold = np.array([ix.pages[int(p)] in q.gold for p in cand])
