@@ -143,7 +143,7 @@ def _faq_postings(ix: Any) -> dict[str, np.ndarray]:
 
 def collect(questions: Sequence[Any], collection: Any, emb: Any, run: Run) -> list[dict[str, Any]]:
     """Per question: z-scored signals of its candidate pages (pages with any evidence), gold mask."""
-    from agent.search.lexical import Lexicon, tokenize
+    from agent.search.lexical import Lexicon, query_terms
     from agent.search.retrieval import _RAW, WEIGHTS, _fuse, _zscore, collection_index, page_signals
 
     ix = collection_index(collection)
@@ -156,7 +156,7 @@ def collect(questions: Sequence[Any], collection: Any, emb: Any, run: Run) -> li
     for i, q in enumerate(questions):
         ps = page_signals(q.question, [collection], embeddings=emb, lexical=True, vector=True)
         assert ps is not None
-        terms = tokenize(q.question)
+        terms = query_terms(q.question)
         raw = dict(ps.pages)
         for name in _RAW:
             raw.setdefault(name, np.zeros(ps.view.pages))

@@ -15,6 +15,7 @@ from agent.search.embeddings import (
     embedding_model_id,
     make_embeddings,
 )
+from agent.search.lexical import query_terms
 from agent.search.retrieval import (
     BM25Index,
     Hit,
@@ -104,6 +105,17 @@ def test_names_marked_by_a_symbol_are_not_merged_with_plain_words():
     coll = Collection(docs, ConstantEmbeddings())
     assert search("What is C#?", [coll], embeddings=coll.embeddings, k=3)[0].document.metadata["page"] == 2
     assert search("Does it run on .NET?", [coll], embeddings=coll.embeddings, k=3)[0].document.metadata["page"] == 2
+
+
+def test_chinese_question_words_do_not_rank_pages():
+    assert query_terms("新手怎样入门 LaTeX？") == ["新", "手", "新手", "入", "门", "入门", "latex"]
+    assert query_terms("What is C#?") == tokenize("What is C#?")
+    docs = [doc("为什么要编译两次？怎样安装宏包？怎样设置页边距？什么是导言区？", page=1),
+            doc("入门：新手先安装一个发行版，再读一份简短的入门文档。", page=2),
+            doc("页码和页眉的设置方法见下一节。", page=3)]
+    coll = Collection(docs, ConstantEmbeddings())
+    hits = search("新手应该怎样入门？为什么？", [coll], embeddings=coll.embeddings, k=3)
+    assert hits[0].document.metadata["page"] == 2
 
 
 def test_bm25_finds_chinese_term_inside_unsegmented_text():

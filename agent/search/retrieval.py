@@ -58,6 +58,7 @@ from agent.search.lexical import (
     file_title,
     page_groups,
     page_key,
+    query_terms,
     tokenize,
 )
 
@@ -345,7 +346,7 @@ def page_signals(query: str, collections: Sequence[SearchableCollection], *, emb
     if view.pages == 0:
         return None
     out = PageSignals(view, {}, {}, np.zeros(view.chunks, dtype=bool))
-    terms = tokenize(query)
+    terms = query_terms(query)
     if lexical:
         out.chunks["bm25_chunk"] = _cat([ix.chunk_bm25.scores(terms) for ix in indexes], np.float32)
         out.pages["bm25_chunk"] = view.page_max(out.chunks["bm25_chunk"]).astype(np.float64)
