@@ -264,12 +264,29 @@ def test_contents_page_ranks_below_the_page_it_points_to():
     assert [h.document.metadata["page"] for h in hits] == [12, 3]  # still found, below the body page
 
 
+def test_a_short_question_goes_to_the_section_its_title_names_exactly():
+    docs = [doc("Galois counter mode builds on counter mode; counter mode encryption with a hash.", page=52),
+            doc("Counter mode turns a block cipher into a stream cipher.", page=43)]
+    docs[0].metadata["outline"] = ["Galois counter mode"]
+    docs[1].metadata["outline"] = ["7.3.2 Counter mode"]
+    coll = Collection(docs, ConstantEmbeddings())
+
+    def ranked(question, **weights):
+        hits = search(question, [coll], embeddings=coll.embeddings, k=2, weights={**retrieval.WEIGHTS, **weights})
+        return [(h.document.metadata["page"], h.score) for h in hits]
+
+    assert ranked("What is counter mode?", title_match=0.0)[0][0] == 52  # more mentions, a title holding the words
+    assert ranked("What is counter mode?")[0][0] == 43  # the title that is just "counter mode"
+    long = "What is counter mode encryption with a hash and a block cipher in this library?"
+    assert ranked(long) == ranked(long, title_match=0.0)  # longer questions: titles name only a part of them
+
+
 def test_page_where_the_named_section_starts_ranks_first():
     text = "Memcheck reports errors with a stack trace; the options below change what it reports and how."
     docs = [doc(text + " Memcheck error reports list each error.", page=4), doc(text, page=9)]
     docs[1].metadata["outline"] = ["4.2 Memcheck error reports"]
     coll = Collection(docs, ConstantEmbeddings())
     assert search("memcheck error reports", [coll], embeddings=coll.embeddings, k=2,
-                  weights={**retrieval.WEIGHTS, "heading": 0.0})[0].document.metadata["page"] == 4
+                  weights={**retrieval.WEIGHTS, "heading": 0.0, "title_match": 0.0})[0].document.metadata["page"] == 4
     hits = search("memcheck error reports", [coll], embeddings=coll.embeddings, k=2)
     assert [h.document.metadata["page"] for h in hits] == [9, 4]
