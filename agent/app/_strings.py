@@ -73,9 +73,9 @@ STRINGS: dict[str, dict[str, str]] = {
     "note_invalid_citations": {"en": "The answer cites {markers}, but no excerpt has that number: it is not a "
                                      "citation. Check the claim against the sources below.",
                                "zh": "回答引用了 {markers}，但没有这个编号的摘录：它不是有效的引用。请对照下方来源核实该说法。"},
-    "note_nothing_found": {"en": "Nothing relevant was found in the documents the chat searches, so this answer is "
-                                 "not grounded in them. Add documents on the Documents page or rephrase the question.",
-                           "zh": "在对话检索的文档中没有找到相关内容，因此这个回答没有文档依据。请在“文档”页添加文档，或换个说法提问。"},
+    "note_nothing_found": {"en": "Nothing relevant was found in the documents the chat searches, so nothing here is "
+                                 "grounded in them. Add documents on the Documents page or rephrase the question.",
+                           "zh": "在对话检索的文档中没有找到相关内容，因此这里的内容都没有文档依据。请在“文档”页添加文档，或换个说法提问。"},
     "note_weak_match": {"en": "The excerpts found share no word with the question: they may not answer it. Check "
                               "the sources, or rephrase the question with words the documents use.",
                         "zh": "找到的摘录与问题没有共同的词：它们可能并不能回答这个问题。请核对来源，或用文档中的说法重新提问。"},
@@ -342,4 +342,18 @@ STRINGS: dict[str, dict[str, str]] = {
     "col_type": {"en": "Type", "zh": "类型"},
     "upload_label_formats": {"en": "Add documents (PDF, Word, PowerPoint, EPUB, Markdown, HTML, text, PNG/JPEG)",
                              "zh": "添加文档（PDF、Word、PowerPoint、EPUB、Markdown、HTML、文本、PNG/JPEG）"},
+    # ---- Ollama pool hosts in the sidebar (issue 18.5)
+    "status_pool_host_ok": {"en": ":green[:material/check_circle:] `{host}` Ollama {version}: {models}",
+                            "zh": ":green[:material/check_circle:] `{host}` Ollama {version}：{models}"},
+    "status_pool_host_down": {"en": ":red[:material/cancel:] `{host}` is down: {error}",
+                              "zh": ":red[:material/cancel:] `{host}` 无法连接：{error}"},
+    # ---- formats gaps (issue 17): paragraphs inside a heading, images
+    "loc_para": {"en": "¶ {n}", "zh": "第 {n} 段"},
+    "loc_paras": {"en": "¶ {start}–{end}", "zh": "第 {start}–{end} 段"},
+    "loc_at": {"en": "{where}, {inside}", "zh": "{where}，{inside}"},
+    "loc_image": {"en": "image", "zh": "图片"},
+    "show_section": {"en": "Show the section", "zh": "显示该节"},
+    "show_image": {"en": "Show the image", "zh": "显示该图片"},
+    "type_text": {"en": "Text", "zh": "文本"},
+    "type_image": {"en": "Image", "zh": "图片"},
 }

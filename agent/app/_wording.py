@@ -167,6 +167,12 @@ ERRORS: dict[str, dict[str, tuple[str, str]]] = {
         "en": ("The answer took longer than {seconds} s and was cut there.",
                "Raise the answer time limit in Settings, or ask a narrower question."),
         "zh": ("回答用时超过 {seconds} 秒，已在此截断。", "请在设置中调高回答时限，或提一个更具体的问题。")},
+    # ---- Ollama pool (issue 18.5)
+    "embedding_pool_mixed": {
+        "en": ("The Ollama hosts do not all have the same embedding model `{model}`: {hosts}.",
+               "Run `ollama pull {model}` on every host of `AGENT_OLLAMA_HOSTS` so they hold the same build."),
+        "zh": ("各 Ollama 服务上的嵌入模型 `{model}` 不一致：{hosts}。",
+               "请在 `AGENT_OLLAMA_HOSTS` 的每个服务上运行 `ollama pull {model}`，使它们使用同一版本。")},
 }
 
 # Settings field -> language -> tooltip on the Settings page (plain words, no internal names).

@@ -136,8 +136,14 @@ class Source(TypedDict):
     heading: NotRequired[str]  # heading path of a section ("A > B")
     line_start: NotRequired[int]  # line range of a text file's chunk
     line_end: NotRequired[int]
+    para_start: NotRequired[int]  # paragraphs (within `heading`) of a DOCX/HTML/EPUB chunk
+    para_end: NotRequired[int]
     number: NotRequired[int]  # its [n] in the answer's prompt (agent.chat.citations)
     cited: NotRequired[bool]  # whether the answer cites it
+
+
+#: The keys that say where a non-PDF source is (what `ask --json` / `retrieve --json` pass on besides file and page).
+LOCATION_KEYS = ("loc_kind", "heading", "line_start", "line_end", "para_start", "para_end")
 
 
 def _location(meta: dict) -> dict:
@@ -148,6 +154,8 @@ def _location(meta: dict) -> dict:
     out = {"loc_kind": kind, "heading": str(meta.get("heading", ""))}
     if meta.get("line_start"):
         out.update(line_start=int(meta["line_start"]), line_end=int(meta.get("line_end", 0)))
+    if meta.get("para_start"):
+        out.update(para_start=int(meta["para_start"]), para_end=int(meta.get("para_end", meta["para_start"])))
     return out
 
 
