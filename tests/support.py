@@ -247,8 +247,7 @@ def assert_pages_fit(collection: Collection) -> None:
     assert [lexicon.chunk_page[rows].tolist() for rows in members] == [[p] * len(rows) for p, rows in enumerate(members)]
     fresh = PageTable.build(docs)
     assert pages is not None and pages.keys() == keys and pages.contents.tolist() == fresh.contents.tolist()
-    assert {t: p.tolist() for t, p in pages.outline_postings().items()} == \
-        {t: p.tolist() for t, p in fresh.outline_postings().items()}
+    assert pages.titles_by_page() == fresh.titles_by_page()
 
 
 # ------------------------------------------------------------------ the web app in AppTest

@@ -51,7 +51,7 @@ def test_a_loaded_collection_builds_its_keyword_index_without_a_document_per_chu
     monkeypatch.setattr(ChunkTable, "__getitem__", lambda self, i: made.append(i) or real(self, i))
     ix = retrieval.collection_index(reopened)
     assert made == [] and ix.pages.keys() == [("aaa.pdf", 1), ("aaa.pdf", 2), ("aaa.pdf", 3), ("ccc.pdf", 1)]
-    assert ix.contents[0] > 0.5 and ix.outline["fit"].tolist() == [1]
+    assert ix.contents[0] > 0.5 and ix.sections.postings["fit"].tolist() == [1]
     hits = retrieval.search("fitting curves", [reopened], embeddings=TinyEmbeddings(), k=2)
     assert [h.document.metadata["chunk_id"] for h in hits] == ["aaa:2:0", "ccc:1:0"] and len(made) == 2
 

@@ -1,8 +1,8 @@
 """What keyword search knows of each page besides its terms, as arrays saved per generation.
 
 Per page (in `lexical.page_groups` order, the row order of `Lexicon.pages`): its key (file,
-page number), the share of its lines that are table-of-contents entries, and the terms of
-the outline titles that start on it. Computing these takes a `Document` per chunk (~0.5 s
+page number), the share of its lines that are table-of-contents entries, and the titles of the
+sections that start on it (chunk metadata `outline`; agent.search.section_titles reads them). Computing these takes a `Document` per chunk (~0.5 s
 per 10k chunks, and memory the allocator keeps), so they are computed when chunks are
 added, saved as `pages-<gen>.npz` (numpy arrays, loaded without pickle) and carried over
 from one generation to the next: loading a collection then builds no `Document`.
@@ -19,22 +19,22 @@ from pathlib import Path
 import numpy as np
 from langchain_core.documents import Document
 
-from agent.search.lexical import TermCounts, contents_share, page_groups, tokenize
+from agent.search.lexical import contents_share, page_groups
 
 logger = logging.getLogger(__name__)
 
 
 @dataclass
 class PageTable:
-    """Pages of one collection version: `files[file[p]]`, `number[p]`, `contents[p]`, and the
-    outline terms of page p, `outline_terms[outline.row(p)[0]]` (an own vocabulary)."""
+    """Pages of one collection version: `files[file[p]]`, `number[p]`, `contents[p]`, and for the
+    pages `titled` (ascending), their section titles (`titles`, each page's joined by a line break)."""
 
     files: list[str]
     file: np.ndarray      # int32 per page, a position in `files`
     number: np.ndarray    # int64 per page
     contents: np.ndarray  # float64 per page
-    outline_terms: list[str]
-    outline: TermCounts   # per page: ids in `outline_terms` (count 1 each)
+    titled: np.ndarray    # int64, the pages that start sections
+    titles: list[str]     # per titled page
 
     @property
     def rows(self) -> int:
@@ -51,50 +51,39 @@ class PageTable:
         keys, members = page_groups(docs)
         files = list(dict.fromkeys(f for f, _ in keys))
         file_pos = {f: i for i, f in enumerate(files)}
-        terms: dict[str, int] = {}
-        rows = []
-        for rows_of_page in members:
-            titles = docs[rows_of_page[0]].metadata.get("outline")
-            ids = [terms.setdefault(t, len(terms)) for t in dict.fromkeys(tokenize(" ".join(titles)))] \
-                if titles else []
-            rows.append((np.array(ids, np.int32), np.ones(len(ids), np.uint16)))
+        titled = {p: docs[rows[0]].metadata["outline"] for p, rows in enumerate(members)
+                  if docs[rows[0]].metadata.get("outline")}
         return cls(files, np.array([file_pos[f] for f, _ in keys], np.int32),
-                   np.array([n for _, n in keys], np.int64), contents_share(docs, members), list(terms),
-                   TermCounts.assemble(rows))
+                   np.array([n for _, n in keys], np.int64), contents_share(docs, members),
+                   np.array(list(titled), np.int64),
+                   ["\n".join(" ".join(str(t).split()) for t in titles) for titles in titled.values()])
+
+    def titles_by_page(self) -> dict[int, list[str]]:
+        """Page -> the titles of the sections starting on it (pages that start none left out)."""
+        return {p: text.split("\n") for p, text in zip(self.titled.tolist(), self.titles)}
 
     def take(self, rows: np.ndarray) -> PageTable:
         """Only these pages (ascending positions), in their order."""
-        return PageTable(self.files, self.file[rows], self.number[rows], self.contents[rows], self.outline_terms,
-                         self.outline.take(rows))
+        rows = np.asarray(rows, np.int64)
+        at = np.minimum(np.searchsorted(rows, self.titled), max(len(rows) - 1, 0))
+        kept = (at < len(rows)) & (rows[at] == self.titled) if len(rows) else np.zeros(len(self.titled), bool)
+        return PageTable(self.files, self.file[rows], self.number[rows], self.contents[rows], at[kept],
+                         [t for t, k in zip(self.titles, kept.tolist()) if k])
 
     def concat(self, other: PageTable) -> PageTable:
-        """These pages followed by `other`'s (their file names and outline terms merged)."""
+        """These pages followed by `other`'s (their file names merged)."""
         files = list(dict.fromkeys([*self.files, *other.files]))
-        terms = list(dict.fromkeys([*self.outline_terms, *other.outline_terms]))
-        file_map = _positions(other.files, files)
-        term_map = _positions(other.outline_terms, terms)
-        tail = TermCounts(other.outline.ptr, term_map[other.outline.term], other.outline.tf)
+        pos = {f: i for i, f in enumerate(files)}
+        file_map = np.array([pos[f] for f in other.files], np.int32) if other.files else np.zeros(0, np.int32)
         return PageTable(files, np.concatenate([self.file, file_map[other.file]]),
                          np.concatenate([self.number, other.number]), np.concatenate([self.contents, other.contents]),
-                         terms, self.outline.concat(tail))
-
-    def outline_postings(self) -> dict[str, np.ndarray]:
-        """Term -> the pages whose outline titles hold it."""
-        if not len(self.outline.term):
-            return {}
-        page_of = np.repeat(np.arange(self.rows, dtype=np.int64), np.diff(self.outline.ptr))
-        order = np.argsort(self.outline.term, kind="stable")
-        bounds = np.searchsorted(self.outline.term[order], np.arange(len(self.outline_terms) + 1))
-        pages = page_of[order]
-        return {t: pages[bounds[i]:bounds[i + 1]] for i, t in enumerate(self.outline_terms)
-                if bounds[i + 1] > bounds[i]}
+                         np.concatenate([self.titled, other.titled + self.rows]), [*self.titles, *other.titles])
 
     # ---- files -------------------------------------------------------------------------------
     def to_bytes(self) -> bytes:
         buf = io.BytesIO()
         np.savez(buf, files=_joined(self.files), page_file=self.file, number=self.number, contents=self.contents,
-                 outline_terms=_joined(self.outline_terms), outline_ptr=self.outline.ptr,
-                 outline_term=self.outline.term)
+                 titled=self.titled, titles=_joined(self.titles))
         return buf.getvalue()
 
     @classmethod
@@ -102,29 +91,24 @@ class PageTable:
         """The saved table if it has `pages` rows and is whole, else None (then built from the chunks)."""
         try:
             with np.load(path, allow_pickle=False) as data:
-                files, terms = _split(data["files"]), _split(data["outline_terms"])
-                ptr, term = data["outline_ptr"], data["outline_term"]
-                table = cls(files, data["page_file"], data["number"], data["contents"], terms,
-                            TermCounts(ptr, term, np.ones(len(term), np.uint16)))
+                files = _split(data["files"])
+                table = cls(files, data["page_file"], data["number"], data["contents"], data["titled"],
+                            _split(data["titles"]))
         except Exception as exc:  # noqa: BLE001 - zip, numpy and decode errors alike: rebuild
             if Path(path).exists():
                 logger.warning("ignoring unreadable page table %s (%s)", path, exc)
             return None
-        sizes = {len(table.file), len(table.number), len(table.contents), table.outline.rows}
-        if sizes != {pages} or ptr.ndim != 1 or (pages and not 0 <= table.file.min() <= table.file.max() < len(files)) \
-                or ptr[-1] != len(term) or (len(term) and not 0 <= term.min() <= term.max() < len(terms)):
+        titled = table.titled
+        if {len(table.file), len(table.number), len(table.contents)} != {pages} or len(titled) != len(table.titles) \
+                or (pages and not 0 <= table.file.min() <= table.file.max() < len(files)) \
+                or (len(titled) and not (0 <= titled[0] and titled[-1] < pages and np.all(np.diff(titled) > 0))):
             logger.warning("ignoring inconsistent page table %s", path)
             return None
         return table
 
 
-def _positions(names: Sequence[str], within: Sequence[str]) -> np.ndarray:
-    pos = {n: i for i, n in enumerate(within)}
-    return np.array([pos[n] for n in names], np.int32) if names else np.zeros(0, np.int32)
-
-
 def _joined(names: Sequence[str]) -> np.ndarray:
-    """Names as one UTF-8 array, each ended by NUL (file names and terms never hold one)."""
+    """Names as one UTF-8 array, each ended by NUL (file names and titles never hold one)."""
     return np.frombuffer("".join(n + "\0" for n in names).encode("utf-8"), np.uint8)
 
 
