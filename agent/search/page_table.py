@@ -13,13 +13,13 @@ from __future__ import annotations
 import io
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 from langchain_core.documents import Document
 
-from agent.search.lexical import contents_share, page_groups
+from agent.search.lexical import Lexicon, contents_share, page_groups
 
 logger = logging.getLogger(__name__)
 
@@ -105,6 +105,18 @@ class PageTable:
             logger.warning("ignoring inconsistent page table %s", path)
             return None
         return table
+
+
+def counts_from_chunks(documents: Sequence[Document], lexicon: Lexicon | None) -> tuple[Lexicon, PageTable]:
+    """Term counts (`lexicon` when it fits) with each chunk's page, and the page table, read from the chunks."""
+    docs = list(documents)  # made once for the build, then dropped
+    pages = PageTable.build(docs)
+    if lexicon is None or not lexicon.fits(docs, pages.rows):
+        lexicon = Lexicon.build(docs)
+    chunk_page = np.empty(len(docs), dtype=np.int64)
+    for p, rows in enumerate(page_groups(docs)[1]):
+        chunk_page[rows] = p
+    return replace(lexicon, chunk_page=chunk_page), pages
 
 
 def _joined(names: Sequence[str]) -> np.ndarray:

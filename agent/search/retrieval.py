@@ -42,7 +42,7 @@ import math
 import threading
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, Literal, NotRequired, Protocol, TypedDict, runtime_checkable
 
@@ -60,12 +60,11 @@ from agent.search.lexical import (
     BM25Index,
     Lexicon,
     file_title,
-    page_groups,
     page_key,
     query_terms,
     tokenize,
 )
-from agent.search.page_table import PageTable
+from agent.search.page_table import PageTable, counts_from_chunks
 from agent.search.section_titles import SectionTitles
 
 Mode = Literal["hybrid", "vector", "bm25"]
@@ -173,7 +172,7 @@ class CollectionIndex:
         self.documents = documents  # a collection's ChunkTable stays columnar: `Document`s per hit only
         if lexicon is None or pages is None or lexicon.chunk_page is None or lexicon.pages.rows != pages.rows \
                 or not lexicon.fits(documents, pages.rows):
-            lexicon, pages = _from_chunks(documents, lexicon)
+            lexicon, pages = counts_from_chunks(documents, lexicon)
         self.pages = pages
         self.contents = pages.contents
         self.sections = SectionTitles.of_pages(pages.rows, pages.titles_by_page())
@@ -197,18 +196,6 @@ class CollectionIndex:
     def chunk_key(doc: Document) -> Any:
         cid = doc.metadata.get("chunk_id")
         return cid if cid is not None else (page_key(doc), doc.page_content)
-
-
-def _from_chunks(documents: Sequence[Document], lexicon: Lexicon | None) -> tuple[Lexicon, PageTable]:
-    """Term counts (`lexicon` when it fits) with each chunk's page, and the page table, read from the chunks."""
-    docs = list(documents)  # made once for the build, then dropped
-    pages = PageTable.build(docs)
-    if lexicon is None or not lexicon.fits(docs, pages.rows):
-        lexicon = Lexicon.build(docs)
-    chunk_page = np.empty(len(docs), dtype=np.int64)
-    for p, rows in enumerate(page_groups(docs)[1]):
-        chunk_page[rows] = p
-    return replace(lexicon, chunk_page=chunk_page), pages
 
 
 _MERGED: dict[tuple[int, ...], _Merged] = {}  # views of several indexes, by their ids
