@@ -33,6 +33,27 @@ MIGRATIONS: tuple[str, ...] = (
         meta TEXT NOT NULL DEFAULT '{}');
     CREATE INDEX turns_by_conversation ON turns(conversation_id, id);
     """,
+    """
+    CREATE EXTENSION IF NOT EXISTS vector;
+    CREATE TABLE collections (
+        name TEXT PRIMARY KEY, embedding_model TEXT NOT NULL, dimension INTEGER,
+        version BIGINT NOT NULL DEFAULT 0);
+    CREATE TABLE documents (
+        collection TEXT NOT NULL REFERENCES collections(name) ON DELETE CASCADE, doc_id TEXT NOT NULL,
+        seq BIGSERIAL, info JSONB NOT NULL, PRIMARY KEY (collection, doc_id));
+    CREATE TABLE chunks (
+        collection TEXT NOT NULL, doc_id TEXT NOT NULL, position INTEGER NOT NULL, id TEXT NOT NULL,
+        text TEXT NOT NULL, metadata JSONB NOT NULL, embedding vector NOT NULL,
+        terms TEXT[] NOT NULL, tfs INTEGER[] NOT NULL, PRIMARY KEY (collection, doc_id, position),
+        FOREIGN KEY (collection, doc_id) REFERENCES documents(collection, doc_id) ON DELETE CASCADE);
+    CREATE TABLE pages (
+        collection TEXT NOT NULL, doc_id TEXT NOT NULL, position INTEGER NOT NULL,
+        terms TEXT[] NOT NULL, tfs INTEGER[] NOT NULL, PRIMARY KEY (collection, doc_id, position),
+        FOREIGN KEY (collection, doc_id) REFERENCES documents(collection, doc_id) ON DELETE CASCADE);
+    CREATE TABLE originals (
+        collection TEXT NOT NULL REFERENCES collections(name) ON DELETE CASCADE, doc_id TEXT NOT NULL,
+        file TEXT NOT NULL, content BYTEA NOT NULL, PRIMARY KEY (collection, doc_id));
+    """,
 )
 _LOCK_KEY = 0x6167656E74  # pg_advisory_xact_lock key for schema upgrades ("agent")
 _pools: dict[str, ConnectionPool] = {}

@@ -1,0 +1,393 @@
+"""Collections in PostgreSQL, shared by every app instance (store = postgres).
+
+The database holds everything a collection is: document records, chunks (text, metadata,
+pgvector embedding, keyword term counts made by agent.search.lexical's tokenizer, so
+Chinese needs no Postgres extension), page term counts and the uploaded originals. Each
+write (one document, one removal, one re-index) is one transaction that also bumps the
+collection's `version`, under a per-collection advisory lock, so writers queue up and a
+reader sees a document whole or not at all.
+
+Search runs on an in-memory snapshot of the committed rows, the same `Snapshot` a local
+collection publishes: `reload()` (called before every question) compares one version
+number and fetches only the documents added since, so ranking is the local code on the
+same data (same answers; bench/README.md "PostgreSQL store" says why not SQL ranking).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+import numpy as np
+from langchain_core.documents import Document
+from langchain_core.embeddings import Embeddings
+
+from agent._files import atomic_write_bytes, check_collection_name
+from agent._pg import transaction
+from agent.config import Settings
+from agent.errors import EmbeddingMismatchError, StoreError
+from agent.search import vector_index
+from agent.search.lexical import Lexicon, TermCounts, Vocabulary, page_groups
+from agent.search.store import Collection, DocumentInfo, Snapshot, collections_root, delete_collection, \
+    list_collections
+
+if TYPE_CHECKING:
+    import psycopg
+
+_LOCK_SPACE = 0x636F6C  # first key of the per-collection pg_advisory_xact_lock ("col"); the second is hashtext(name)
+_REPEATABLE = "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ"  # one consistent view of documents and chunks
+
+
+class DocumentCollection(Protocol):
+    """What the workspace, ingestion and the pages use of a collection, local or in PostgreSQL."""
+
+    name: str
+    path: Path
+
+    def snapshot(self) -> Snapshot: ...
+    @property
+    def version(self) -> int: ...
+    @property
+    def infos(self) -> Mapping[str, DocumentInfo]: ...
+    @property
+    def documents(self) -> list[Document]: ...
+    def reload(self) -> None: ...
+    def document_infos(self) -> list[DocumentInfo]: ...
+    def recorded_infos(self) -> dict[str, DocumentInfo]: ...
+    def stored_file(self, doc_id: str) -> Path | None: ...
+    def stored_documents(self) -> list[tuple[str, Path]]: ...
+    def writing(self) -> Any: ...
+    def add(self, info: DocumentInfo, chunks: list[Document], vectors: np.ndarray, pdf: Path | None,
+            *, replacing: Sequence[str] = ()) -> None: ...
+    def remove(self, doc_id: str) -> DocumentInfo: ...
+    def replace_all(self, entries: list[tuple[DocumentInfo, list[Document], np.ndarray]], dimension: int) -> None: ...
+
+
+@dataclass(frozen=True)
+class _Loaded:
+    """One document as read from the database, its term ids in this process's vocabulary."""
+
+    seq: int
+    info: DocumentInfo
+    chunks: list[Document]
+    vectors: np.ndarray
+    chunk_rows: list[tuple[np.ndarray, np.ndarray]]
+    page_rows: list[tuple[np.ndarray, np.ndarray]]
+
+
+class PgCollection:
+    """One collection in PostgreSQL, searched through a snapshot refreshed by version number."""
+
+    def __init__(self, url: str, data_dir: Path, name: str, embeddings: Embeddings, embedding_model: str,
+                 *, rebuilding: bool = False, ann_min_vectors: int = vector_index.ANN_MIN_VECTORS) -> None:
+        """`path` is a local cache only (originals fetched for page images, uploads being staged)."""
+        self.url = url
+        self.name = check_collection_name(name)
+        self.path = collections_root(data_dir) / self.name
+        self.embeddings = embeddings
+        self.embedding_model = embedding_model
+        self.ann_min_vectors = ann_min_vectors
+        self._rebuilding = rebuilding
+        self._mutex = threading.RLock()
+        self._db: psycopg.Connection | None = None  # the writer's transaction, inside writing()
+        self._vocab = Vocabulary()
+        self._loaded: dict[str, _Loaded] = {}
+        self._snap = self._snapshot(0, None)
+        self.reload()
+
+    # ---- reading -----------------------------------------------------------------------------
+    def snapshot(self) -> Snapshot:
+        return self._snap
+
+    @property
+    def version(self) -> int:
+        return self._snap.version
+
+    @property
+    def dimension(self) -> int | None:
+        return self._snap.dimension
+
+    @property
+    def infos(self) -> Mapping[str, DocumentInfo]:
+        return self._snap.infos
+
+    @property
+    def documents(self) -> list[Document]:
+        return self._snap.documents
+
+    @property
+    def lexicon(self) -> Lexicon | None:
+        return self._snap.lexicon
+
+    @property
+    def vectorstore(self) -> Any:
+        return self._snap.vectorstore
+
+    def reload(self) -> None:
+        """Catch up with the database: one version query when nothing changed."""
+        with self._mutex:
+            if self._db is not None:
+                self._load(self._db)
+                return
+            with transaction(self.url) as db:
+                db.execute(_REPEATABLE)
+                self._load(db)
+
+    def _load(self, db: psycopg.Connection) -> None:
+        row = db.execute("SELECT version, embedding_model, dimension FROM collections WHERE name = %s",
+                         (self.name,)).fetchone()
+        if row is None or self._rebuilding:
+            if row is None and self.version:  # deleted by another instance
+                self._loaded = {}
+                self._snap = self._snapshot(0, None)
+            return
+        version, model, dimension = row
+        if model != self.embedding_model and dimension is not None:
+            raise _mismatch(self.name, model, self.embedding_model)
+        if version == self.version:
+            return
+        listed = db.execute("SELECT doc_id, seq, info FROM documents WHERE collection = %s ORDER BY seq",
+                            (self.name,)).fetchall()
+        current = {doc_id: self._loaded[doc_id] for doc_id, seq, _ in listed
+                   if doc_id in self._loaded and self._loaded[doc_id].seq == seq}
+        missing = {doc_id: (seq, info) for doc_id, seq, info in listed if doc_id not in current}
+        current |= self._fetch(db, missing)
+        self._loaded = {doc_id: current[doc_id] for doc_id, _, _ in listed}
+        self._snap = self._snapshot(version, dimension)
+
+    def _fetch(self, db: psycopg.Connection, wanted: Mapping[str, tuple[int, dict[str, Any]]]) -> dict[str, _Loaded]:
+        """The chunks, vectors and term counts of the documents `wanted` (doc_id -> (seq, info))."""
+        if not wanted:
+            return {}
+        chunks: dict[str, list[tuple[Any, ...]]] = {doc_id: [] for doc_id in wanted}
+        for row in db.execute("SELECT doc_id, id, text, metadata, vector_send(embedding), terms, tfs FROM chunks "
+                              "WHERE collection = %s AND doc_id = ANY(%s) ORDER BY doc_id, position",
+                              (self.name, list(wanted))):
+            chunks[row[0]].append(row[1:])
+        pages: dict[str, list[tuple[Any, ...]]] = {doc_id: [] for doc_id in wanted}
+        for row in db.execute("SELECT doc_id, terms, tfs FROM pages WHERE collection = %s AND doc_id = ANY(%s) "
+                              "ORDER BY doc_id, position", (self.name, list(wanted))):
+            pages[row[0]].append(row[1:])
+        return {doc_id: _Loaded(seq, DocumentInfo(**info),
+                                [Document(page_content=text, metadata=meta, id=cid) for cid, text, meta, *_ in
+                                 chunks[doc_id]],
+                                _vectors([r[3] for r in chunks[doc_id]]),
+                                [self._ids(r[4], r[5]) for r in chunks[doc_id]],
+                                [self._ids(r[0], r[1]) for r in pages[doc_id]])
+                for doc_id, (seq, info) in wanted.items()}
+
+    def _ids(self, terms: list[str], tfs: list[int]) -> tuple[np.ndarray, np.ndarray]:
+        ids = self._vocab.ids
+        for term in terms:
+            if term not in ids:
+                ids[term] = len(self._vocab.terms)
+                self._vocab.terms.append(term)
+        return (np.fromiter((ids[t] for t in terms), dtype=np.int32, count=len(terms)),
+                np.asarray(tfs, dtype=np.uint16))
+
+    def _snapshot(self, version: int, dimension: int | None) -> Snapshot:
+        from langchain_community.docstore.in_memory import InMemoryDocstore  # noqa: PLC0415  (heavy; store.py has it)
+        from langchain_community.vectorstores import FAISS  # noqa: PLC0415
+        from langchain_community.vectorstores.utils import DistanceStrategy  # noqa: PLC0415
+
+        loaded = list(self._loaded.values())
+        documents = [c for d in loaded for c in d.chunks]
+        parts = [d.vectors for d in loaded if len(d.vectors)]
+        width = dimension or 1
+        index = vector_index.build(np.vstack(parts) if parts else np.zeros((0, width), np.float32), width,
+                                   ann_min=self.ann_min_vectors)
+        lexicon = Lexicon(Vocabulary(list(self._vocab.terms)),
+                          TermCounts.assemble([r for d in loaded for r in d.chunk_rows]),
+                          TermCounts.assemble([r for d in loaded for r in d.page_rows]))
+        files = [d.info.file for d in loaded]
+        if len(set(files)) != len(files) or not lexicon.fits(documents):  # pages would not line up: recount
+            lexicon = None
+        store = FAISS(self.embeddings, index, InMemoryDocstore({d.id: d for d in documents}),
+                      {i: d.id for i, d in enumerate(documents)}, distance_strategy=DistanceStrategy.MAX_INNER_PRODUCT)
+        return Snapshot(version, dimension, {d.info.doc_id: d.info for d in loaded}, documents, lexicon, store)
+
+    def document_infos(self) -> list[DocumentInfo]:
+        return sorted(self.infos.values(), key=lambda info: (info.added, info.file))
+
+    def recorded_infos(self) -> dict[str, DocumentInfo]:
+        """Document records, also when this object was opened for a rebuild (and loaded nothing)."""
+        if self.infos:
+            return dict(self.infos)
+        with self._reading() as db:
+            return {doc_id: DocumentInfo(**info) for doc_id, info in
+                    db.execute("SELECT doc_id, info FROM documents WHERE collection = %s", (self.name,))}
+
+    @contextmanager
+    def _reading(self) -> Iterator[psycopg.Connection]:
+        if self._db is not None:
+            yield self._db
+        else:
+            with transaction(self.url) as db:
+                yield db
+
+    def stored_file(self, doc_id: str) -> Path | None:
+        """A local copy of the document's original, fetched from the database once per instance."""
+        with self._reading() as db:
+            row = db.execute("SELECT file FROM originals WHERE collection = %s AND doc_id = %s",
+                             (self.name, doc_id)).fetchone()
+            if row is None:
+                return None
+            path = self.path / "files" / doc_id / row[0]
+            if not path.is_file():
+                content = db.execute("SELECT content FROM originals WHERE collection = %s AND doc_id = %s",
+                                     (self.name, doc_id)).fetchone()
+                atomic_write_bytes(path, bytes(content[0]))  # type: ignore[index]
+        return path
+
+    def stored_documents(self) -> list[tuple[str, Path]]:
+        """(doc_id, local copy of the original) for every stored original: what a re-index reads."""
+        with self._reading() as db:
+            ids = [r[0] for r in db.execute("SELECT doc_id FROM originals WHERE collection = %s ORDER BY doc_id",
+                                            (self.name,))]
+        found = [(doc_id, self.stored_file(doc_id)) for doc_id in ids]
+        return [(doc_id, path) for doc_id, path in found if path is not None]
+
+    # ---- writing -----------------------------------------------------------------------------
+    @contextmanager
+    def writing(self) -> Iterator[None]:
+        """One transaction holding the collection's lock, with the latest version loaded; the
+        writes made inside commit together at the end (or not at all)."""
+        with self._mutex:
+            with transaction(self.url) as db:
+                db.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (_LOCK_SPACE, self.name))
+                db.execute("INSERT INTO collections (name, embedding_model) VALUES (%s, %s) "
+                           "ON CONFLICT (name) DO NOTHING", (self.name, self.embedding_model))
+                self._db = db
+                try:
+                    self._load(db)
+                    yield
+                finally:
+                    self._db = None
+            self.reload()
+
+    def _writer(self) -> psycopg.Connection:
+        if self._db is None:
+            raise RuntimeError("PgCollection writes go inside `with collection.writing():`")
+        return self._db
+
+    def add(self, info: DocumentInfo, chunks: list[Document], vectors: np.ndarray, pdf: Path | None,
+            *, replacing: Sequence[str] = ()) -> None:
+        """Add one document (and drop `replacing`, its older versions) in the writer's transaction."""
+        if len({c.id for c in chunks}) != len(chunks) or any(not c.id for c in chunks):
+            raise ValueError("every chunk needs a unique id (chunking.chunk_pages sets it)")
+        vectors = np.asarray(vectors, dtype=np.float32).reshape(len(chunks), -1)
+        if self.dimension is not None and vectors.shape[1] != self.dimension and self.documents:
+            raise EmbeddingMismatchError(f"Vectors of dimension {vectors.shape[1]} do not fit collection "
+                                         f"{self.name!r} (dimension {self.dimension}).",
+                                         f"Re-index with `python -m agent reindex --collection {self.name}`.")
+        db = self._writer()
+        gone = [*replacing, info.doc_id]
+        db.execute("DELETE FROM documents WHERE collection = %s AND doc_id = ANY(%s)", (self.name, gone))
+        db.execute("DELETE FROM originals WHERE collection = %s AND doc_id = ANY(%s)", (self.name, list(replacing)))
+        self._insert(db, info, chunks, vectors)
+        if pdf is not None:
+            db.execute("INSERT INTO originals (collection, doc_id, file, content) VALUES (%s, %s, %s, %s) "
+                       "ON CONFLICT (collection, doc_id) DO UPDATE SET file = EXCLUDED.file, content = EXCLUDED.content",
+                       (self.name, info.doc_id, info.file, Path(pdf).read_bytes()))
+        self._bump(db, vectors.shape[1])
+
+    def remove(self, doc_id: str) -> DocumentInfo:
+        """Remove a document's chunks, vectors and original (inside `writing()`)."""
+        info = self.infos[doc_id]
+        db = self._writer()
+        db.execute("DELETE FROM documents WHERE collection = %s AND doc_id = %s", (self.name, doc_id))
+        db.execute("DELETE FROM originals WHERE collection = %s AND doc_id = %s", (self.name, doc_id))
+        self._bump(db, self.dimension)
+        return info
+
+    def replace_all(self, entries: list[tuple[DocumentInfo, list[Document], np.ndarray]], dimension: int) -> None:
+        """Swap in a complete rebuild (re-index) in the writer's transaction; the originals stay."""
+        db = self._writer()
+        db.execute("DELETE FROM documents WHERE collection = %s", (self.name,))
+        db.execute("DELETE FROM originals WHERE collection = %s AND NOT doc_id = ANY(%s)",
+                   (self.name, [info.doc_id for info, _, _ in entries]))
+        for info, chunks, vectors in entries:
+            self._insert(db, info, chunks, np.asarray(vectors, dtype=np.float32).reshape(len(chunks), -1))
+        db.execute("UPDATE collections SET embedding_model = %s WHERE name = %s", (self.embedding_model, self.name))
+        self._bump(db, dimension)
+        self._rebuilding = False
+
+    def _insert(self, db: psycopg.Connection, info: DocumentInfo, chunks: list[Document], vectors: np.ndarray) -> None:
+        """One document's record, chunks (with vectors and term counts) and page term counts."""
+        from pgvector.psycopg import register_vector  # noqa: PLC0415  (binary vectors for COPY)
+
+        register_vector(db)
+        lexicon = Lexicon.build(chunks)
+        terms = lexicon.vocabulary.terms
+        db.execute("INSERT INTO documents (collection, doc_id, info) VALUES (%s, %s, %s)",
+                   (self.name, info.doc_id, json.dumps(asdict(info), ensure_ascii=False)))
+        with db.cursor().copy("COPY chunks (collection, doc_id, position, id, text, metadata, embedding, terms, tfs) "
+                              "FROM STDIN WITH (FORMAT BINARY)") as copy:
+            copy.set_types(["text", "text", "int4", "text", "text", "jsonb", "vector", "text[]", "int4[]"])
+            for i, chunk in enumerate(chunks):
+                ids, tfs = lexicon.chunks.row(i)
+                copy.write_row((self.name, info.doc_id, i, chunk.id, chunk.page_content,
+                                chunk.metadata, vectors[i],
+                                [terms[t] for t in ids], tfs.tolist()))
+        with db.cursor().copy("COPY pages (collection, doc_id, position, terms, tfs) FROM STDIN "
+                              "WITH (FORMAT BINARY)") as copy:
+            copy.set_types(["text", "text", "int4", "text[]", "int4[]"])
+            for p in range(lexicon.pages.rows):
+                ids, tfs = lexicon.pages.row(p)
+                copy.write_row((self.name, info.doc_id, p, [terms[t] for t in ids], tfs.tolist()))
+
+    def _bump(self, db: psycopg.Connection, dimension: int | None) -> None:
+        db.execute("UPDATE collections SET version = version + 1, dimension = COALESCE(%s, dimension) "
+                   "WHERE name = %s", (dimension, self.name))
+
+
+def _vectors(raw: list[bytes]) -> np.ndarray:
+    """pgvector's binary form (int16 dimension, int16 unused, big-endian float4s) as one float32 matrix."""
+    if not raw:
+        return np.zeros((0, 1), np.float32)
+    width = int.from_bytes(raw[0][:2], "big")
+    data = np.frombuffer(b"".join(raw), dtype=">f4").reshape(len(raw), width + 1)
+    return np.ascontiguousarray(data[:, 1:], dtype=np.float32)
+
+
+def _mismatch(name: str, built: str, configured: str) -> EmbeddingMismatchError:
+    return EmbeddingMismatchError(
+        f"Collection {name!r} was built with the embedding model {built!r}, but the settings use "
+        f"{configured!r}; mixing them would give wrong results.",
+        f"Re-index it with `python -m agent reindex --collection {name}`, or switch the embedding setting back.",
+        code="embedding_mismatch", params={"collection": name, "built": built, "configured": configured})
+
+
+# ---- the seam: which store a workspace opens --------------------------------------------------
+def open_collection(settings: Settings, name: str, embeddings: Embeddings, embedding_model: str,
+                    *, rebuilding: bool = False) -> DocumentCollection:
+    """The collection `settings.store` selects: FAISS files in the data directory or the shared database."""
+    if settings.store == "postgres":
+        return PgCollection(settings.database_url, settings.data_dir, name, embeddings, embedding_model,
+                            rebuilding=rebuilding)
+    return Collection(settings.data_dir, name, embeddings, embedding_model, rebuilding=rebuilding)
+
+
+def collection_names(settings: Settings) -> list[str]:
+    if settings.store != "postgres":
+        return list_collections(settings.data_dir)
+    with transaction(settings.database_url) as db:
+        return [r[0] for r in db.execute("SELECT name FROM collections ORDER BY name")]
+
+
+def remove_collection(settings: Settings, name: str) -> None:
+    """Delete a collection with its documents and originals (refused while it is being written)."""
+    if settings.store != "postgres":
+        delete_collection(settings.data_dir, name)
+        return
+    with transaction(settings.database_url) as db:
+        if not db.execute("SELECT pg_try_advisory_xact_lock(%s, hashtext(%s))", (_LOCK_SPACE, name)).fetchone()[0]:
+            raise StoreError(f"Collection {name!r} is being written (an upload or a re-index).",
+                             "Try again when it has finished; nothing was deleted.", code="collection_busy",
+                             params={"collection": name})
+        db.execute("DELETE FROM collections WHERE name = %s", (check_collection_name(name),))
