@@ -3,17 +3,25 @@
 from __future__ import annotations
 
 import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
+import psycopg
 import pytest
 
+from agent.config import load_settings
 from agent.errors import EmbeddingMismatchError
 from agent.ingest.pipeline import file_sha256
 from agent.search.lexical import Lexicon
 from agent.search.pg_store import PgCollection
 from agent.search.retrieval import search
-from tests.support import TinyEmbeddings, assert_consistent, make_doc
+from agent.workspace import Workspace
+from tests.support import ROOT, TinyEmbeddings, assert_consistent, double_environ, make_doc
 
 
 def _open(tmp_path, pg_url, name="a", model="tiny-v1", **kw) -> PgCollection:
@@ -77,3 +85,120 @@ def test_replace_remove_and_reindex_keep_chunks_vectors_and_originals_in_step(tm
     assert [d for d, _ in fresh.stored_documents()] == [d3]  # the original survives the re-index
     with pytest.raises(EmbeddingMismatchError):  # and the old model is now refused
         collection.reload()
+
+
+# ---- several app instances: child processes with their own data dirs, one database -------------
+
+_INGEST = """
+import json, os, signal, sys
+from agent.search.pg_store import PgCollection
+from agent.ingest.pipeline import ingest_file
+from agent.workspace import Workspace
+
+def dying(method):
+    def run(*args, **kwargs):
+        method(*args, **kwargs)
+        os.kill(os.getpid(), signal.SIGKILL)
+    return run
+
+point = os.environ.get("TEST_KILL_AFTER")
+if point:  # a method of the write path, after which this instance dies (before its commit)
+    setattr(PgCollection, point, dying(getattr(PgCollection, point)))
+workspace = Workspace()
+results = [ingest_file(path, workspace.collection(), workspace.embeddings, workspace.settings) for path in sys.argv[1:]]
+print(json.dumps([[r.status, r.message] for r in results]))
+"""
+
+
+def _env(tmp_path, name: str, pg_url: str, double, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AGENT_", "OLLAMA_", "TEST_"))}
+    return {**env, **double_environ(double), "AGENT_DATA_DIR": str(tmp_path / name), "AGENT_STORE": "postgres",
+            "AGENT_DATABASE_URL": pg_url, **extra}
+
+
+def _ingest(tmp_path, name, pg_url, double, *files: Path, **extra: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-c", _INGEST, *map(str, files)], cwd=ROOT, text=True,
+                            env=_env(tmp_path, name, pg_url, double, **extra),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def _statuses(child: subprocess.Popen) -> list[list[str]]:
+    out, err = child.communicate(timeout=120)
+    assert child.returncode == 0, err
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def _text_file(tmp_path, name: str, topic: str, sections: int = 3) -> Path:
+    path = tmp_path / name
+    path.write_text("\n\n".join(f"# {topic} part {i}\n\n" + f"The {topic} notes, paragraph {i}. " * 30
+                                for i in range(sections)), encoding="utf-8")
+    return path
+
+
+def _reader(tmp_path, pg_url, double) -> Workspace:
+    return Workspace(load_settings(tmp_path / "reader", environ=_env(tmp_path, "reader", pg_url, double)))
+
+
+def _rows(pg_url: str) -> dict[str, int]:
+    with psycopg.connect(pg_url) as db:
+        return {table: db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]  # noqa: S608 (constant names)
+                for table in ("documents", "chunks", "pages", "originals")}
+
+
+def test_one_instance_ingests_and_another_with_its_own_data_dir_finds_it(tmp_path, pg_url, double):
+    doc = _text_file(tmp_path, "walrus.md", "walrus")
+    assert _statuses(_ingest(tmp_path, "a", pg_url, double, doc)) == [["added", ""]]
+    workspace = _reader(tmp_path, pg_url, double)
+    collection = workspace.collection()
+    assert [i.file for i in collection.document_infos()] == ["walrus.md"]
+    hits = search("walrus notes paragraph 2", [collection], embeddings=workspace.embeddings, k=1)
+    assert hits and hits[0].document.metadata["file"] == "walrus.md"
+    assert collection.stored_file(file_sha256(doc)).read_bytes() == doc.read_bytes()
+    assert not (tmp_path / "a" / "collections" / "docs" / "manifest.json").exists()  # nothing went to local files
+
+
+@pytest.mark.parametrize(("point", "replacing"), [("_insert", False), ("_bump", False), ("_bump", True)])
+def test_an_instance_killed_during_ingest_leaves_no_partial_document_and_the_rerun_completes(
+        tmp_path, pg_url, double, point, replacing):
+    """Killed after writing the rows (`_insert`) or after the version bump (`_bump`), before the commit;
+    `replacing`: the new file replaces an older version of itself, which must stay whole."""
+    first = _text_file(tmp_path, "first.md", "heron")
+    (tmp_path / "new").mkdir()
+    second = _text_file(tmp_path / "new", "first.md" if replacing else "second.md", "otter", 40)
+    assert _statuses(_ingest(tmp_path, "a", pg_url, double, first)) == [["added", ""]]
+    before = _rows(pg_url)
+    killed = _ingest(tmp_path, "a", pg_url, double, second, TEST_KILL_AFTER=point)
+    killed.communicate(timeout=120)
+    assert killed.returncode == -signal.SIGKILL
+    collection = _reader(tmp_path, pg_url, double).collection()
+    assert [i.doc_id for i in collection.document_infos()] == [file_sha256(first)] and _rows(pg_url) == before
+    assert_consistent(collection)
+    assert _statuses(_ingest(tmp_path, "b", pg_url, double, second)) == [["replaced" if replacing else "added", ""]]
+    collection.reload()
+    assert sorted(i.doc_id for i in collection.document_infos()) == \
+        sorted([file_sha256(second)] + ([] if replacing else [file_sha256(first)]))
+    assert_consistent(collection)
+
+
+def test_two_instances_ingesting_different_files_at_once_both_land(tmp_path, pg_url, double):
+    files = [[_text_file(tmp_path, f"{who}{n}.md", f"{who} topic {n}") for n in range(3)] for who in ("a", "b")]
+    children = [_ingest(tmp_path, who, pg_url, double, *paths) for who, paths in zip("ab", files)]
+    assert [_statuses(child) for child in children] == [[["added", ""]] * 3] * 2
+    collection = _reader(tmp_path, pg_url, double).collection()
+    assert sorted(i.file for i in collection.document_infos()) == sorted(p.name for paths in files for p in paths)
+    assert_consistent(collection)
+
+
+def test_bad_input_loses_nothing(tmp_path, pg_url, double):
+    good = _text_file(tmp_path, "good.md", "lynx")
+    assert _statuses(_ingest(tmp_path, "a", pg_url, double, good)) == [["added", ""]]
+    before = _rows(pg_url)
+    broken = tmp_path / "broken.pdf"
+    broken.write_bytes(b"%PDF-1.7\nnot really a pdf")
+    empty = tmp_path / "empty.md"
+    empty.write_text("   \n", encoding="utf-8")
+    assert [s for s, _ in _statuses(_ingest(tmp_path, "a", pg_url, double, broken, empty))] == ["failed", "failed"]
+    assert _rows(pg_url) == before
+    collection = _reader(tmp_path, pg_url, double).collection()
+    assert [i.file for i in collection.document_infos()] == ["good.md"]
+    assert_consistent(collection)
