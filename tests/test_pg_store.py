@@ -16,12 +16,12 @@ import pytest
 
 from agent.config import load_settings
 from agent.errors import EmbeddingMismatchError
-from agent.ingest.pipeline import file_sha256
+from agent.ingest.pipeline import file_sha256, ingest_file
 from agent.search.lexical import Lexicon
 from agent.search.pg_store import PgCollection
 from agent.search.retrieval import search
 from agent.workspace import Workspace
-from tests.support import ROOT, TinyEmbeddings, assert_consistent, double_environ, make_doc
+from tests.support import ROOT, TinyEmbeddings, assert_consistent, double_environ, make_doc, run_cli
 
 
 def _open(tmp_path, pg_url, name="a", model="tiny-v1", **kw) -> PgCollection:
@@ -202,3 +202,25 @@ def test_bad_input_loses_nothing(tmp_path, pg_url, double):
     collection = _reader(tmp_path, pg_url, double).collection()
     assert [i.file for i in collection.document_infos()] == ["good.md"]
     assert_consistent(collection)
+
+
+def test_migrate_copies_collections_with_vectors_and_originals_both_ways_once(tmp_path, pg_url, double):
+    one = Workspace(load_settings(tmp_path / "one", environ=double_environ(double)))
+    files = [_text_file(tmp_path, "kiwi.md", "kiwi"), _text_file(tmp_path, "emu.md", "emu 鸸鹋")]
+    for path in files:
+        assert ingest_file(path, one.collection(), one.embeddings, one.settings).status == "added"
+    env = {**double_environ(double), "AGENT_DATA_DIR": str(tmp_path / "one"), "AGENT_DATABASE_URL": pg_url}
+    assert "collection default: 2 documents copied" in run_cli(["migrate", "--to", "postgres"], env).stdout
+    assert "collection default: 0 documents copied" in run_cli(["migrate", "--to", "postgres"], env).stdout
+    back = {**env, "AGENT_DATA_DIR": str(tmp_path / "two")}
+    assert "collection default: 2 documents copied" in run_cli(["migrate", "--to", "local"], back).stdout
+    shared = _reader(tmp_path, pg_url, double).collection()
+    two = Workspace(load_settings(tmp_path / "two", environ=double_environ(double))).collection()
+    source = one.collection()
+    for copy in (shared, two):
+        assert copy.infos == source.infos
+        assert [d.page_content for d in copy.documents] == [d.page_content for d in source.documents]
+        assert [d.metadata for d in copy.documents] == [d.metadata for d in source.documents]
+        np.testing.assert_array_equal(copy.vectorstore.index.reconstruct_n(0, len(copy.documents)),
+                                      source.vectorstore.index.reconstruct_n(0, len(source.documents)))
+        assert_consistent(copy)  # originals included, byte for byte (their SHA-256 is the doc_id)

@@ -391,3 +391,25 @@ def remove_collection(settings: Settings, name: str) -> None:
                              "Try again when it has finished; nothing was deleted.", code="collection_busy",
                              params={"collection": name})
         db.execute("DELETE FROM collections WHERE name = %s", (check_collection_name(name),))
+
+
+def copy_documents(source: DocumentCollection, target: DocumentCollection) -> int:
+    """Copy the documents `target` lacks (chunks, vectors, original), one commit each; returns how
+    many were added. Idempotent: a second run adds nothing, and a run cut short continues."""
+    snapshot = source.snapshot()
+    positions: dict[str, list[int]] = {}
+    for position, chunk in enumerate(snapshot.documents):
+        positions.setdefault(chunk.metadata.get("doc_id", ""), []).append(position)
+    added = 0
+    for doc_id, info in snapshot.infos.items():
+        target.reload()
+        if doc_id in target.infos:
+            continue
+        keys = np.asarray(positions.get(doc_id, []), dtype=np.int64)
+        vectors = snapshot.vectorstore.index.reconstruct_batch(keys) if len(keys) else \
+            np.zeros((0, snapshot.dimension or 1), np.float32)
+        with target.writing():
+            if doc_id not in target.infos:  # another run finished it meanwhile
+                target.add(info, [snapshot.documents[i] for i in keys], vectors, source.stored_file(doc_id))
+                added += 1
+    return added
