@@ -40,15 +40,11 @@ MIGRATIONS: tuple[str, ...] = (
         version BIGINT NOT NULL DEFAULT 0);
     CREATE TABLE documents (
         collection TEXT NOT NULL REFERENCES collections(name) ON DELETE CASCADE, doc_id TEXT NOT NULL,
-        seq BIGSERIAL, info JSONB NOT NULL, PRIMARY KEY (collection, doc_id));
+        seq BIGSERIAL, info JSONB NOT NULL, lexicon BYTEA NOT NULL, PRIMARY KEY (collection, doc_id));
     CREATE TABLE chunks (
         collection TEXT NOT NULL, doc_id TEXT NOT NULL, position INTEGER NOT NULL, id TEXT NOT NULL,
         text TEXT NOT NULL, metadata JSONB NOT NULL, embedding vector NOT NULL,
-        terms TEXT[] NOT NULL, tfs INTEGER[] NOT NULL, PRIMARY KEY (collection, doc_id, position),
-        FOREIGN KEY (collection, doc_id) REFERENCES documents(collection, doc_id) ON DELETE CASCADE);
-    CREATE TABLE pages (
-        collection TEXT NOT NULL, doc_id TEXT NOT NULL, position INTEGER NOT NULL,
-        terms TEXT[] NOT NULL, tfs INTEGER[] NOT NULL, PRIMARY KEY (collection, doc_id, position),
+        PRIMARY KEY (collection, doc_id, position),
         FOREIGN KEY (collection, doc_id) REFERENCES documents(collection, doc_id) ON DELETE CASCADE);
     CREATE TABLE originals (
         collection TEXT NOT NULL REFERENCES collections(name) ON DELETE CASCADE, doc_id TEXT NOT NULL,

@@ -142,7 +142,7 @@ def _reader(tmp_path, pg_url, double) -> Workspace:
 def _rows(pg_url: str) -> dict[str, int]:
     with psycopg.connect(pg_url) as db:
         return {table: db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]  # noqa: S608 (constant names)
-                for table in ("documents", "chunks", "pages", "originals")}
+                for table in ("documents", "chunks", "originals")}
 
 
 def test_one_instance_ingests_and_another_with_its_own_data_dir_finds_it(tmp_path, pg_url, double):

@@ -322,9 +322,9 @@ class Lexicon:
         return buf.getvalue()
 
     @classmethod
-    def load(cls, path: Path) -> Lexicon | None:
-        """The persisted counts, or None when absent, damaged or from another tokenizer
-        version (the caller then recounts: keyword search is never lost, only slower)."""
+    def load(cls, path: Path | io.BytesIO) -> Lexicon | None:
+        """The persisted counts (a file, or `to_bytes` output), or None when absent, damaged or from
+        another tokenizer version (the caller then recounts: keyword search is never lost, only slower)."""
         try:
             with np.load(path, allow_pickle=False) as data:
                 if int(data["version"][0]) != TOKENIZER_VERSION:
@@ -334,7 +334,7 @@ class Lexicon:
                 chunks = TermCounts(data["chunk_ptr"], data["chunk_term"], data["chunk_tf"])
                 pages = TermCounts(data["page_ptr"], data["page_term"], data["page_tf"])
         except Exception as exc:  # noqa: BLE001 - zip, zlib, numpy and decode errors alike: recount
-            if Path(path).exists():
+            if not isinstance(path, Path) or path.exists():
                 logger.warning("ignoring unreadable keyword counts %s (%s); recounting", path, exc)
             return None
         for counts in (chunks, pages):

@@ -1,8 +1,9 @@
 """Collections in PostgreSQL, shared by every app instance (store = postgres).
 
-The database holds everything a collection is: document records, chunks (text, metadata,
-pgvector embedding, keyword term counts made by agent.search.lexical's tokenizer, so
-Chinese needs no Postgres extension), page term counts and the uploaded originals. Each
+The database holds everything a collection is: document records with their chunk- and
+page-level keyword term counts (agent.search.lexical's tokenizer, stored per document as
+its `Lexicon.to_bytes`, so Chinese needs no Postgres extension), chunks (text, metadata,
+pgvector embedding) and the uploaded originals. Each
 write (one document, one removal, one re-index) is one transaction that also bumps the
 collection's `version`, under a per-collection advisory lock, so writers queue up and a
 reader sees a document whole or not at all.
@@ -15,6 +16,7 @@ same data (same answers; bench/README.md "PostgreSQL store" says why not SQL ran
 
 from __future__ import annotations
 
+import io
 import json
 import threading
 from collections.abc import Iterator, Mapping, Sequence
@@ -70,14 +72,14 @@ class DocumentCollection(Protocol):
 
 @dataclass(frozen=True)
 class _Loaded:
-    """One document as read from the database, its term ids in this process's vocabulary."""
+    """One document as read from the database, its term counts in this process's vocabulary."""
 
     seq: int
     info: DocumentInfo
     chunks: list[Document]
     vectors: np.ndarray
-    chunk_rows: list[tuple[np.ndarray, np.ndarray]]
-    page_rows: list[tuple[np.ndarray, np.ndarray]]
+    chunk_counts: TermCounts
+    page_counts: TermCounts
 
 
 class PgCollection:
@@ -164,31 +166,30 @@ class PgCollection:
         """The chunks, vectors and term counts of the documents `wanted` (doc_id -> (seq, info))."""
         if not wanted:
             return {}
-        chunks: dict[str, list[tuple[Any, ...]]] = {doc_id: [] for doc_id in wanted}
-        for row in db.execute("SELECT doc_id, id, text, metadata, vector_send(embedding), terms, tfs FROM chunks "
+        rows: dict[str, list[tuple[Any, ...]]] = {doc_id: [] for doc_id in wanted}
+        for row in db.execute("SELECT doc_id, id, text, metadata, vector_send(embedding) FROM chunks "
                               "WHERE collection = %s AND doc_id = ANY(%s) ORDER BY doc_id, position",
                               (self.name, list(wanted))):
-            chunks[row[0]].append(row[1:])
-        pages: dict[str, list[tuple[Any, ...]]] = {doc_id: [] for doc_id in wanted}
-        for row in db.execute("SELECT doc_id, terms, tfs FROM pages WHERE collection = %s AND doc_id = ANY(%s) "
-                              "ORDER BY doc_id, position", (self.name, list(wanted))):
-            pages[row[0]].append(row[1:])
-        return {doc_id: _Loaded(seq, DocumentInfo(**info),
-                                [Document(page_content=text, metadata=meta, id=cid) for cid, text, meta, *_ in
-                                 chunks[doc_id]],
-                                _vectors([r[3] for r in chunks[doc_id]]),
-                                [self._ids(r[4], r[5]) for r in chunks[doc_id]],
-                                [self._ids(r[0], r[1]) for r in pages[doc_id]])
-                for doc_id, (seq, info) in wanted.items()}
+            rows[row[0]].append(row[1:])
+        lexicons = dict(db.execute("SELECT doc_id, lexicon FROM documents WHERE collection = %s AND doc_id = ANY(%s)",
+                                   (self.name, list(wanted))).fetchall())
+        loaded = {}
+        for doc_id, (seq, info) in wanted.items():
+            chunks = [Document(page_content=text, metadata=meta, id=cid) for cid, text, meta, _ in rows[doc_id]]
+            # the stored counts, or recounted when made by another tokenizer version
+            lexicon = Lexicon.load(io.BytesIO(lexicons[doc_id])) or Lexicon.build(chunks)
+            ids = np.fromiter((self._term_id(t) for t in lexicon.vocabulary.terms), dtype=np.int32,
+                              count=len(lexicon.vocabulary))
+            loaded[doc_id] = _Loaded(seq, DocumentInfo(**info), chunks, _vectors([r[3] for r in rows[doc_id]]),
+                                     _renumbered(lexicon.chunks, ids), _renumbered(lexicon.pages, ids))
+        return loaded
 
-    def _ids(self, terms: list[str], tfs: list[int]) -> tuple[np.ndarray, np.ndarray]:
-        ids = self._vocab.ids
-        for term in terms:
-            if term not in ids:
-                ids[term] = len(self._vocab.terms)
-                self._vocab.terms.append(term)
-        return (np.fromiter((ids[t] for t in terms), dtype=np.int32, count=len(terms)),
-                np.asarray(tfs, dtype=np.uint16))
+    def _term_id(self, term: str) -> int:
+        found = self._vocab.ids.get(term)
+        if found is None:
+            found = self._vocab.ids[term] = len(self._vocab.terms)
+            self._vocab.terms.append(term)
+        return found
 
     def _snapshot(self, version: int, dimension: int | None) -> Snapshot:
         from langchain_community.docstore.in_memory import InMemoryDocstore  # noqa: PLC0415  (heavy; store.py has it)
@@ -201,11 +202,10 @@ class PgCollection:
         width = dimension or 1
         index = vector_index.build(np.vstack(parts) if parts else np.zeros((0, width), np.float32), width,
                                    ann_min=self.ann_min_vectors)
-        lexicon = Lexicon(Vocabulary(list(self._vocab.terms)),
-                          TermCounts.assemble([r for d in loaded for r in d.chunk_rows]),
-                          TermCounts.assemble([r for d in loaded for r in d.page_rows]))
+        lexicon: Lexicon | None = Lexicon(Vocabulary(list(self._vocab.terms)), _joined([d.chunk_counts for d in loaded]),
+                                          _joined([d.page_counts for d in loaded]))
         files = [d.info.file for d in loaded]
-        if len(set(files)) != len(files) or not lexicon.fits(documents):  # pages would not line up: recount
+        if len(set(files)) != len(files) or not lexicon.fits(documents):  # type: ignore[union-attr]  # pages would not line up: recount
             lexicon = None
         store = FAISS(self.embeddings, index, InMemoryDocstore({d.id: d for d in documents}),
                       {i: d.id for i, d in enumerate(documents)}, distance_strategy=DistanceStrategy.MAX_INNER_PRODUCT)
@@ -322,24 +322,14 @@ class PgCollection:
         from pgvector.psycopg import register_vector  # noqa: PLC0415  (binary vectors for COPY)
 
         register_vector(db)
-        lexicon = Lexicon.build(chunks)
-        terms = lexicon.vocabulary.terms
-        db.execute("INSERT INTO documents (collection, doc_id, info) VALUES (%s, %s, %s)",
-                   (self.name, info.doc_id, json.dumps(asdict(info), ensure_ascii=False)))
-        with db.cursor().copy("COPY chunks (collection, doc_id, position, id, text, metadata, embedding, terms, tfs) "
+        db.execute("INSERT INTO documents (collection, doc_id, info, lexicon) VALUES (%s, %s, %s, %s)",
+                   (self.name, info.doc_id, json.dumps(asdict(info), ensure_ascii=False),
+                    Lexicon.build(chunks).to_bytes()))
+        with db.cursor().copy("COPY chunks (collection, doc_id, position, id, text, metadata, embedding) "
                               "FROM STDIN WITH (FORMAT BINARY)") as copy:
-            copy.set_types(["text", "text", "int4", "text", "text", "jsonb", "vector", "text[]", "int4[]"])
+            copy.set_types(["text", "text", "int4", "text", "text", "jsonb", "vector"])
             for i, chunk in enumerate(chunks):
-                ids, tfs = lexicon.chunks.row(i)
-                copy.write_row((self.name, info.doc_id, i, chunk.id, chunk.page_content,
-                                chunk.metadata, vectors[i],
-                                [terms[t] for t in ids], tfs.tolist()))
-        with db.cursor().copy("COPY pages (collection, doc_id, position, terms, tfs) FROM STDIN "
-                              "WITH (FORMAT BINARY)") as copy:
-            copy.set_types(["text", "text", "int4", "text[]", "int4[]"])
-            for p in range(lexicon.pages.rows):
-                ids, tfs = lexicon.pages.row(p)
-                copy.write_row((self.name, info.doc_id, p, [terms[t] for t in ids], tfs.tolist()))
+                copy.write_row((self.name, info.doc_id, i, chunk.id, chunk.page_content, chunk.metadata, vectors[i]))
 
     def _bump(self, db: psycopg.Connection, dimension: int | None) -> None:
         db.execute("UPDATE collections SET version = version + 1, dimension = COALESCE(%s, dimension) "
@@ -353,6 +343,21 @@ def _vectors(raw: list[bytes]) -> np.ndarray:
     width = int.from_bytes(raw[0][:2], "big")
     data = np.frombuffer(b"".join(raw), dtype=">f4").reshape(len(raw), width + 1)
     return np.ascontiguousarray(data[:, 1:], dtype=np.float32)
+
+
+def _renumbered(counts: TermCounts, ids: np.ndarray) -> TermCounts:
+    """`counts` with its term numbers mapped through `ids` (document vocabulary -> this process's)."""
+    return TermCounts(counts.ptr, ids[counts.term] if len(counts.term) else counts.term, counts.tf)
+
+
+def _joined(parts: Sequence[TermCounts]) -> TermCounts:
+    """The rows of every part, in order (one copy, where chaining `TermCounts.concat` copies n times)."""
+    if not parts:
+        return TermCounts.assemble([])
+    offsets = np.cumsum([0] + [int(p.ptr[-1]) for p in parts])
+    ptr = np.concatenate([p.ptr[:-1] + off for p, off in zip(parts, offsets)] + [offsets[-1:]])
+    return TermCounts(ptr.astype(np.int64), np.concatenate([p.term for p in parts]).astype(np.int32),
+                      np.concatenate([p.tf for p in parts]).astype(np.uint16))
 
 
 def _mismatch(name: str, built: str, configured: str) -> EmbeddingMismatchError:
