@@ -26,6 +26,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
+from langchain_community.docstore.in_memory import InMemoryDocstore
+from langchain_community.vectorstores import FAISS
+from langchain_community.vectorstores.utils import DistanceStrategy
 from langchain_core.documents import Document
 from langchain_core.embeddings import Embeddings
 
@@ -34,9 +37,8 @@ from agent._pg import transaction
 from agent.config import Settings
 from agent.errors import EmbeddingMismatchError, StoreError
 from agent.search import vector_index
-from agent.search.lexical import Lexicon, TermCounts, Vocabulary, page_groups
-from agent.search.store import Collection, DocumentInfo, Snapshot, collections_root, delete_collection, \
-    list_collections
+from agent.search.lexical import Lexicon, TermCounts, Vocabulary
+from agent.search.store import Collection, DocumentInfo, Snapshot, collections_root, delete_collection, list_collections
 
 if TYPE_CHECKING:
     import psycopg
@@ -127,7 +129,7 @@ class PgCollection:
         return self._snap.lexicon
 
     @property
-    def vectorstore(self) -> Any:
+    def vectorstore(self) -> FAISS:
         return self._snap.vectorstore
 
     def reload(self) -> None:
@@ -192,10 +194,6 @@ class PgCollection:
         return found
 
     def _snapshot(self, version: int, dimension: int | None) -> Snapshot:
-        from langchain_community.docstore.in_memory import InMemoryDocstore  # noqa: PLC0415  (heavy; store.py has it)
-        from langchain_community.vectorstores import FAISS  # noqa: PLC0415
-        from langchain_community.vectorstores.utils import DistanceStrategy  # noqa: PLC0415
-
         loaded = list(self._loaded.values())
         documents = [c for d in loaded for c in d.chunks]
         parts = [d.vectors for d in loaded if len(d.vectors)]
@@ -319,7 +317,7 @@ class PgCollection:
 
     def _insert(self, db: psycopg.Connection, info: DocumentInfo, chunks: list[Document], vectors: np.ndarray) -> None:
         """One document's record, chunks (with vectors and term counts) and page term counts."""
-        from pgvector.psycopg import register_vector  # noqa: PLC0415  (binary vectors for COPY)
+        from pgvector.psycopg import register_vector  # noqa: PLC0415  (imports psycopg: postgres store only)
 
         register_vector(db)
         db.execute("INSERT INTO documents (collection, doc_id, info, lexicon) VALUES (%s, %s, %s, %s)",
