@@ -316,8 +316,8 @@ class PgCollection:
         self._rebuilding = False
 
     def _insert(self, db: psycopg.Connection, info: DocumentInfo, chunks: list[Document], vectors: np.ndarray) -> None:
-        """One document's record, chunks (with vectors and term counts) and page term counts."""
-        from pgvector.psycopg import register_vector  # noqa: PLC0415  (imports psycopg: postgres store only)
+        """One document's record (with its chunk and page term counts) and its chunks with their vectors."""
+        from pgvector.psycopg import register_vector  # imports psycopg: loaded by the postgres store only
 
         register_vector(db)
         db.execute("INSERT INTO documents (collection, doc_id, info, lexicon) VALUES (%s, %s, %s, %s)",
