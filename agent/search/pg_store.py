@@ -98,7 +98,7 @@ class PgCollection:
         self.ann_min_vectors = ann_min_vectors
         self._rebuilding = rebuilding
         self._mutex = threading.RLock()
-        self._db: psycopg.Connection | None = None  # the writer's transaction, inside writing()
+        self._tx = threading.local()  # .db: this thread's write transaction, inside writing()
         self._vocab = Vocabulary()
         self._loaded: dict[str, _Loaded] = {}
         self._snap = self._snapshot(0, None)
@@ -135,8 +135,8 @@ class PgCollection:
     def reload(self) -> None:
         """Catch up with the database: one version query when nothing changed."""
         with self._mutex:
-            if self._db is not None:
-                self._load(self._db)
+            if (db := self._own_write()) is not None:
+                self._load(db)
                 return
             with transaction(self.url) as db:
                 db.execute(_REPEATABLE)
@@ -222,8 +222,8 @@ class PgCollection:
 
     @contextmanager
     def _reading(self) -> Iterator[psycopg.Connection]:
-        if self._db is not None:
-            yield self._db
+        if (db := self._own_write()) is not None:
+            yield db
         else:
             with transaction(self.url) as db:
                 yield db
@@ -255,23 +255,27 @@ class PgCollection:
     def writing(self) -> Iterator[None]:
         """One transaction holding the collection's lock, with the latest version loaded; the
         writes made inside commit together at the end (or not at all)."""
-        with self._mutex:
-            with transaction(self.url) as db:
-                db.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (_LOCK_SPACE, self.name))
-                db.execute("INSERT INTO collections (name, embedding_model) VALUES (%s, %s) "
-                           "ON CONFLICT (name) DO NOTHING", (self.name, self.embedding_model))
-                self._db = db
+        with transaction(self.url) as db:
+            # the lock first: searches in this process keep going while another instance writes
+            db.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (_LOCK_SPACE, self.name))
+            db.execute("INSERT INTO collections (name, embedding_model) VALUES (%s, %s) "
+                       "ON CONFLICT (name) DO NOTHING", (self.name, self.embedding_model))
+            with self._mutex:
+                self._tx.db = db
                 try:
                     self._load(db)
                     yield
                 finally:
-                    self._db = None
-            self.reload()
+                    self._tx.db = None
+        self.reload()
+
+    def _own_write(self) -> psycopg.Connection | None:
+        return getattr(self._tx, "db", None)
 
     def _writer(self) -> psycopg.Connection:
-        if self._db is None:
+        if (db := self._own_write()) is None:
             raise RuntimeError("PgCollection writes go inside `with collection.writing():`")
-        return self._db
+        return db
 
     def add(self, info: DocumentInfo, chunks: list[Document], vectors: np.ndarray, pdf: Path | None,
             *, replacing: Sequence[str] = ()) -> None:
