@@ -78,7 +78,8 @@ def pool(url: str) -> ConnectionPool:
     with _pools_lock:
         found = _pools.get(url)
         if found is None:
-            found = ConnectionPool(url, min_size=1, max_size=8, open=False, timeout=30)
+            # autocommit: `transaction()` still opens one explicitly; a single poll (`query_one`) needs no BEGIN/COMMIT
+            found = ConnectionPool(url, min_size=1, max_size=8, open=False, timeout=30, kwargs={"autocommit": True})
             try:
                 found.open(wait=True, timeout=30)
                 with found.connection() as db, db.transaction():
@@ -98,6 +99,17 @@ def transaction(url: str) -> Iterator[psycopg.Connection]:
     try:
         with pool(url).connection() as db, db.transaction():
             yield db
+    except psycopg.Error as exc:
+        raise _fail(url, exc) from exc
+
+
+def query_one(url: str, sql: str, params: tuple[object, ...]) -> tuple[object, ...] | None:
+    """The first row of one statement run on its own: one round trip, for a poll such as a version check."""
+    import psycopg
+
+    try:
+        with pool(url).connection() as db:
+            return db.execute(sql, params).fetchone()  # type: ignore[arg-type]  # trusted constant SQL
     except psycopg.Error as exc:
         raise _fail(url, exc) from exc
 

@@ -63,21 +63,17 @@ def _open(kind: str, url: str, data_dir: Path, name: str, emb: Embeddings, **kw:
     return Collection(data_dir, name, emb, LOCAL_MODEL_ID, **kw)
 
 
-def _timed_searches(collection: Any, emb: Embeddings, qs: list[str]) -> list[float]:
+def _timed_search(collection: Any, emb: Embeddings, question: str) -> float:
     from agent.search.retrieval import search
 
-    times = []
-    for q in qs:
-        t0 = time.perf_counter()
-        collection.reload()
-        search(q, [collection], embeddings=emb, k=5, mode="hybrid")
-        times.append(time.perf_counter() - t0)
-    return times
+    t0 = time.perf_counter()
+    collection.reload()
+    search(question, [collection], embeddings=emb, k=5, mode="hybrid")
+    return time.perf_counter() - t0
 
 
-def speed_row(kind: str, n: int, entries: list[Any], url: str, tmp: Path, emb: Embeddings, qs: list[str],
-              run: Run) -> dict[str, Any]:
-    """Write, open, search and grow one collection of `n` chunks in one store."""
+def _opened(kind: str, n: int, entries: list[Any], url: str, tmp: Path, emb: Embeddings) -> tuple[Any, dict[str, Any]]:
+    """The collection written by one instance and opened by another (postgres: another data dir)."""
     name = f"s{n}"
     t0 = time.perf_counter()
     writer = _open(kind, url, tmp / f"{kind}-writer", name, emb, rebuilding=True)
@@ -86,11 +82,13 @@ def speed_row(kind: str, n: int, entries: list[Any], url: str, tmp: Path, emb: E
     write_s = time.perf_counter() - t0
     del writer
     t0 = time.perf_counter()
-    reader_dir = tmp / ("postgres-reader" if kind == "postgres" else "local-writer")  # another instance's data dir
+    reader_dir = tmp / ("postgres-reader" if kind == "postgres" else "local-writer")
     collection = _open(kind, url, reader_dir, name, emb)
-    open_s = time.perf_counter() - t0
-    first = _timed_searches(collection, emb, qs[:1])[0]  # builds the keyword index of this version
-    times = _timed_searches(collection, emb, qs[1:])
+    return collection, {"store": kind, "n": n, "write_all_s": write_s, "open_s": time.perf_counter() - t0}
+
+
+def _added(collection: Any, n: int) -> list[float]:
+    """Seconds to commit each of ADDED_DOCS new 900-chunk documents."""
     rng = np.random.default_rng(7)
     adds = []
     for i in range(ADDED_DOCS):
@@ -100,12 +98,28 @@ def speed_row(kind: str, n: int, entries: list[Any], url: str, tmp: Path, emb: E
         with collection.writing():
             collection.add(*entry, pdf=None)
         adds.append(time.perf_counter() - t0)
-    row = {"store": kind, "n": n, "write_all_s": write_s, "open_s": open_s, "first_search_s": first,
-           "search_ms": summarize([t * 1000 for t in times]), "add_s": summarize(adds),
-           "add_chunks_per_s": 900 * ADDED_DOCS / sum(adds)}
-    run.log(f"{kind} n={n}: write {write_s:.1f} s, open {open_s:.1f} s, p50 {row['search_ms']['median']:.1f} ms, "
-            f"add {row['add_s']['median']:.2f} s/doc")
-    return row
+    return adds
+
+
+def speed_rows(n: int, url: str, tmp: Path, emb: Embeddings, qs: list[str], run: Run) -> list[dict[str, Any]]:
+    """Both stores at `n` chunks; their searches interleaved question by question, so a load
+    change on the shared machine hits both alike."""
+    rng = np.random.default_rng(0)
+    entries = [synthetic_entry(*f, rng) for f in synthetic_files(n, 0)]
+    opened = [_opened(kind, n, entries, url, tmp, emb) for kind in ("local", "postgres")]
+    del entries
+    for collection, row in opened:
+        row["first_search_s"] = _timed_search(collection, emb, qs[0])  # builds this version's keyword index
+    times: list[list[float]] = [[], []]
+    for q in qs[1:]:
+        for (collection, _), sample in zip(opened, times):
+            sample.append(_timed_search(collection, emb, q) * 1000)
+    for (collection, row), sample in zip(opened, times):
+        adds = _added(collection, n)
+        row.update(search_ms=summarize(sample), add_s=summarize(adds), add_chunks_per_s=900 * ADDED_DOCS / sum(adds))
+        run.log(f"{row['store']} n={n}: write {row['write_all_s']:.1f} s, open {row['open_s']:.1f} s, "
+                f"p50 {row['search_ms']['median']:.1f} ms, add {row['add_s']['median']:.2f} s/doc")
+    return [row for _, row in opened]
 
 
 def part_speed(sizes: list[int], url: str, run: Run) -> None:
@@ -115,10 +129,8 @@ def part_speed(sizes: list[int], url: str, run: Run) -> None:
     emb = Precomputed(dict(zip(qs, LocalEmbeddings().embed_documents(qs))))
     rows = []
     for n in sizes:
-        rng = np.random.default_rng(0)
-        entries = [synthetic_entry(*f, rng) for f in synthetic_files(n, 0)]
         with tempfile.TemporaryDirectory(prefix="bench-pg-") as tmp:
-            rows += [speed_row(kind, n, entries, url, Path(tmp), emb, qs, run) for kind in ("local", "postgres")]
+            rows += speed_rows(n, url, Path(tmp), emb, qs, run)
     run.results["speed"] = rows
     run.table("Hybrid search and writes, local vs postgres (synthetic chunks, 512-d)", markdown_table(
         ["chunks", "store", "search p50 ms", "p95 ms", "open s", "first search s", "write all s", "add 900-chunk doc s",

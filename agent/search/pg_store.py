@@ -33,7 +33,7 @@ from langchain_core.documents import Document
 from langchain_core.embeddings import Embeddings
 
 from agent._files import atomic_write_bytes, check_collection_name
-from agent._pg import transaction
+from agent._pg import query_one, transaction
 from agent.config import Settings
 from agent.errors import EmbeddingMismatchError, StoreError
 from agent.search import vector_index
@@ -133,10 +133,13 @@ class PgCollection:
         return self._snap.vectorstore
 
     def reload(self) -> None:
-        """Catch up with the database: one version query when nothing changed."""
+        """Catch up with the database: one round trip when nothing changed."""
         with self._mutex:
             if (db := self._own_write()) is not None:
                 self._load(db)
+                return
+            row = query_one(self.url, "SELECT version FROM collections WHERE name = %s", (self.name,))
+            if row is not None and row[0] == self.version and not self._rebuilding:
                 return
             with transaction(self.url) as db:
                 db.execute(_REPEATABLE)
