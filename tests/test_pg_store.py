@@ -180,6 +180,22 @@ def test_an_instance_killed_during_ingest_leaves_no_partial_document_and_the_rer
     assert_consistent(collection)
 
 
+def test_another_instance_reindexes_from_the_originals_in_the_database(tmp_path, pg_url, double):
+    docs = [_text_file(tmp_path, "ibis.md", "ibis"), _text_file(tmp_path, "stork.md", "stork 白鹳")]
+    assert _statuses(_ingest(tmp_path, "a", pg_url, double, *docs)) == [["added", ""]] * 2
+    for path in docs:
+        path.unlink()  # only the database has them now
+    workspace = Workspace(load_settings(tmp_path / "other", environ=_env(tmp_path, "other", pg_url, double,
+                                                                          AGENT_CHUNK_SIZE="300")))
+    before = workspace.collection().version
+    results = workspace.reindex("default")
+    assert results.committed and sorted(r.status for r in results) == ["added", "added"]
+    collection = _reader(tmp_path, pg_url, double).collection()
+    assert collection.version > before and sorted(i.file for i in collection.document_infos()) == ["ibis.md", "stork.md"]
+    assert max(len(d.page_content) for d in collection.documents) <= 300  # rebuilt with the new chunk size
+    assert_consistent(collection)
+
+
 def test_two_instances_ingesting_different_files_at_once_both_land(tmp_path, pg_url, double):
     files = [[_text_file(tmp_path, f"{who}{n}.md", f"{who} topic {n}") for n in range(3)] for who in ("a", "b")]
     children = [_ingest(tmp_path, who, pg_url, double, *paths) for who, paths in zip("ab", files)]
