@@ -244,11 +244,12 @@ class Vocabulary:
     def count(self, text: str) -> tuple[np.ndarray, np.ndarray]:
         """(term ids, counts) of one text, adding its new terms."""
         counts = Counter(tokenize(text))
-        ids = np.fromiter((self._id(t) for t in counts), dtype=np.int32, count=len(counts))
+        ids = np.fromiter((self.id_for(t) for t in counts), dtype=np.int32, count=len(counts))
         tfs = np.fromiter((min(c, _TF_MAX) for c in counts.values()), dtype=np.uint16, count=len(counts))
         return ids, tfs
 
-    def _id(self, term: str) -> int:
+    def id_for(self, term: str) -> int:
+        """The term's id, added when new."""
         found = self.ids.get(term)
         if found is None:
             found = self.ids[term] = len(self.terms)

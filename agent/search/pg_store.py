@@ -183,18 +183,11 @@ class PgCollection:
             chunks = [Document(page_content=text, metadata=meta, id=cid) for cid, text, meta, _ in rows[doc_id]]
             # the stored counts, or recounted when made by another tokenizer version
             lexicon = Lexicon.load(io.BytesIO(lexicons[doc_id])) or Lexicon.build(chunks)
-            ids = np.fromiter((self._term_id(t) for t in lexicon.vocabulary.terms), dtype=np.int32,
+            ids = np.fromiter((self._vocab.id_for(t) for t in lexicon.vocabulary.terms), dtype=np.int32,
                               count=len(lexicon.vocabulary))
             loaded[doc_id] = _Loaded(seq, DocumentInfo(**info), chunks, _vectors([r[3] for r in rows[doc_id]]),
                                      _renumbered(lexicon.chunks, ids), _renumbered(lexicon.pages, ids))
         return loaded
-
-    def _term_id(self, term: str) -> int:
-        found = self._vocab.ids.get(term)
-        if found is None:
-            found = self._vocab.ids[term] = len(self._vocab.terms)
-            self._vocab.terms.append(term)
-        return found
 
     def _snapshot(self, version: int, dimension: int | None) -> Snapshot:
         loaded = list(self._loaded.values())
@@ -203,14 +196,15 @@ class PgCollection:
         width = dimension or 1
         index = vector_index.build(np.vstack(parts) if parts else np.zeros((0, width), np.float32), width,
                                    ann_min=self.ann_min_vectors)
-        lexicon: Lexicon | None = Lexicon(Vocabulary(list(self._vocab.terms)), _joined([d.chunk_counts for d in loaded]),
-                                          _joined([d.page_counts for d in loaded]))
+        # a copy of the vocabulary: the next load appends to ours while this version's searches read theirs
+        lexicon = Lexicon(Vocabulary(list(self._vocab.terms)), _joined([d.chunk_counts for d in loaded]),
+                          _joined([d.page_counts for d in loaded]))
         files = [d.info.file for d in loaded]
-        if len(set(files)) != len(files) or not lexicon.fits(documents):  # type: ignore[union-attr]  # pages would not line up: recount
-            lexicon = None
+        usable = len(set(files)) == len(files) and lexicon.fits(documents)  # else pages do not line up: recount
         store = FAISS(self.embeddings, index, InMemoryDocstore({d.id: d for d in documents}),
                       {i: d.id for i, d in enumerate(documents)}, distance_strategy=DistanceStrategy.MAX_INNER_PRODUCT)
-        return Snapshot(version, dimension, {d.info.doc_id: d.info for d in loaded}, documents, lexicon, store)
+        return Snapshot(version, dimension, {d.info.doc_id: d.info for d in loaded}, documents,
+                        lexicon if usable else None, store)
 
     def document_infos(self) -> list[DocumentInfo]:
         return sorted(self.infos.values(), key=lambda info: (info.added, info.file))
