@@ -15,8 +15,10 @@ import psycopg
 import pytest
 
 from agent.config import load_settings
-from agent.errors import EmbeddingMismatchError
+from agent.errors import EmbeddingMismatchError, StoreError
 from agent.ingest.pipeline import file_sha256, ingest_file
+from agent.search import pg_store
+from agent.search import store as local_store
 from agent.search.lexical import Lexicon
 from agent.search.pg_store import PgCollection
 from agent.search.retrieval import search
@@ -87,10 +89,25 @@ def test_replace_remove_and_reindex_keep_chunks_vectors_and_originals_in_step(tm
         collection.reload()
 
 
+def test_a_writer_waits_for_another_instances_write_then_gives_up_with_a_clear_error(tmp_path, pg_url, monkeypatch):
+    collection = _open(tmp_path, pg_url)
+    _add(collection, "d1", ["one"])
+    monkeypatch.setattr(local_store, "LOCK_TIMEOUT", 0.3)
+    with psycopg.connect(pg_url) as other, other.transaction():  # another instance in the middle of a write
+        other.execute("SELECT pg_advisory_xact_lock(%s, hashtext('docs'))", (pg_store._LOCK_SPACE,))
+        with pytest.raises(StoreError, match="locked by another ingestion"), collection.writing():
+            pass
+    with collection.writing():  # released with the other transaction
+        collection.add(*make_doc("d2", ["two"]), None)
+    assert list(collection.infos) == ["d1", "d2"]
+
+
 # ---- several app instances: child processes with their own data dirs, one database -------------
 
 _INGEST = """
 import json, os, signal, sys
+from agent.search import pg_store
+from agent.search import store as local_store
 from agent.search.pg_store import PgCollection
 from agent.ingest.pipeline import ingest_file
 from agent.workspace import Workspace

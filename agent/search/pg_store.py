@@ -36,7 +36,7 @@ from agent._files import atomic_write_bytes, check_collection_name
 from agent._pg import query_one, transaction
 from agent.config import Settings
 from agent.errors import EmbeddingMismatchError, StoreError
-from agent.search import vector_index
+from agent.search import store, vector_index
 from agent.search.lexical import Lexicon, TermCounts, Vocabulary
 from agent.search.store import Collection, DocumentInfo, Snapshot, collections_root, delete_collection, list_collections
 
@@ -201,10 +201,11 @@ class PgCollection:
                           _joined([d.page_counts for d in loaded]))
         files = [d.info.file for d in loaded]
         usable = len(set(files)) == len(files) and lexicon.fits(documents)  # else pages do not line up: recount
-        store = FAISS(self.embeddings, index, InMemoryDocstore({d.id: d for d in documents}),
-                      {i: d.id for i, d in enumerate(documents)}, distance_strategy=DistanceStrategy.MAX_INNER_PRODUCT)
+        searchable = FAISS(self.embeddings, index, InMemoryDocstore({d.id: d for d in documents}),
+                           {i: d.id for i, d in enumerate(documents)},
+                           distance_strategy=DistanceStrategy.MAX_INNER_PRODUCT)
         return Snapshot(version, dimension, {d.info.doc_id: d.info for d in loaded}, documents,
-                        lexicon if usable else None, store)
+                        lexicon if usable else None, searchable)
 
     def document_infos(self) -> list[DocumentInfo]:
         return sorted(self.infos.values(), key=lambda info: (info.added, info.file))
@@ -254,7 +255,7 @@ class PgCollection:
         writes made inside commit together at the end (or not at all)."""
         with transaction(self.url) as db:
             # the lock first: searches in this process keep going while another instance writes
-            db.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (_LOCK_SPACE, self.name))
+            self._lock(db)
             db.execute("INSERT INTO collections (name, embedding_model) VALUES (%s, %s) "
                        "ON CONFLICT (name) DO NOTHING", (self.name, self.embedding_model))
             with self._mutex:
@@ -265,6 +266,17 @@ class PgCollection:
                 finally:
                     self._tx.db = None
         self.reload()
+
+    def _lock(self, db: psycopg.Connection) -> None:
+        """Wait for the collection's other writers, as long as a local writer waits for the file lock."""
+        import psycopg
+
+        db.execute(f"SET LOCAL lock_timeout = '{int(store.LOCK_TIMEOUT * 1000)}ms'")  # type: ignore[arg-type]
+        try:
+            db.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (_LOCK_SPACE, self.name))
+        except psycopg.errors.LockNotAvailable:
+            raise StoreError(f"Collection {self.name!r} is locked by another ingestion.",
+                             "Wait for it to finish, then try again.") from None
 
     def _own_write(self) -> psycopg.Connection | None:
         return getattr(self._tx, "db", None)
