@@ -23,7 +23,18 @@ from agent.search.lexical import Lexicon
 from agent.search.pg_store import PgCollection
 from agent.search.retrieval import search
 from agent.workspace import Workspace
-from tests.support import ROOT, TinyEmbeddings, assert_consistent, double_environ, make_doc, run_cli
+from tests.support import (
+    GEOLOGY,
+    ROOT,
+    TinyEmbeddings,
+    ask,
+    assert_consistent,
+    double_environ,
+    make_doc,
+    needs_devset,
+    run_app,
+    run_cli,
+)
 
 
 def _open(tmp_path, pg_url, name="a", model="tiny-v1", **kw) -> PgCollection:
@@ -289,3 +300,20 @@ def test_devset_questions_rank_the_same_pages_in_postgres_and_local_mode(tmp_pat
                               for h in search(q.question, [store], embeddings=emb, k=5, mode=mode)]
                              for store in stores)
             assert local and local == shared, (mode, q.question)
+
+
+@needs_devset
+def test_the_app_of_another_instance_answers_from_a_shared_document_and_shows_its_page(
+        data_dir, double, pg_url, monkeypatch, tmp_path):
+    monkeypatch.setenv("AGENT_STORE", "postgres")
+    monkeypatch.setenv("AGENT_DATABASE_URL", pg_url)
+    uploader = Workspace(load_settings(tmp_path / "uploader"))  # another instance, its own data dir
+    assert ingest_file(GEOLOGY, uploader.collection(), uploader.embeddings, uploader.settings).status == "added"
+    double.reply_tool_call("search_documents", {"query": "geology"})
+    double.reply("Geology is an earth science [squad_Geology.pdf p.1].")
+    at = ask(run_app(), "What is geology?")
+    assert "squad\\_Geology\\.pdf" in "\n".join(md.value for e in at.expander for md in e.markdown)
+    at.toggle(key=next(tg.key for tg in at.toggle if tg.key and tg.key.startswith("page-"))).set_value(True).run()
+    assert not at.exception and at.image, "the cited page, rendered from the original kept in PostgreSQL"
+    folder = data_dir / "collections" / "default"
+    assert not (folder / "manifest.json").exists() and list(folder.glob("files/*/squad_Geology.pdf"))  # fetched
