@@ -82,6 +82,8 @@ def test_replace_remove_and_reindex_keep_chunks_vectors_and_originals_in_step(tm
     _add(collection, d3, ["three again", "four"], pdf=p3, replacing=[d2])
     assert list(collection.infos) == [d1, d3]
     assert_consistent(collection)
+    expected = np.vstack([make_doc(d1, ["one", "two"])[2], make_doc(d3, ["three again", "four"])[2]])
+    np.testing.assert_allclose(collection.vectorstore.index.reconstruct_n(0, 4), expected, rtol=1e-6)  # kept ones too
     assert {d for d, _ in collection.stored_documents()} == {d1, d3}
     with collection.writing():
         assert collection.remove(d1).doc_id == d1

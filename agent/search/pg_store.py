@@ -74,12 +74,12 @@ class DocumentCollection(Protocol):
 
 @dataclass(frozen=True)
 class _Loaded:
-    """One document as read from the database, its term counts in this process's vocabulary."""
+    """One document as read from the database, its term counts in this process's vocabulary (its
+    vectors live in the snapshot's index only: one copy in memory)."""
 
     seq: int
     info: DocumentInfo
     chunks: list[Document]
-    vectors: np.ndarray
     chunk_counts: TermCounts
     page_counts: TermCounts
 
@@ -163,12 +163,24 @@ class PgCollection:
         current = {doc_id: self._loaded[doc_id] for doc_id, seq, _ in listed
                    if doc_id in self._loaded and self._loaded[doc_id].seq == seq}
         missing = {doc_id: (seq, info) for doc_id, seq, info in listed if doc_id not in current}
-        current |= self._fetch(db, missing)
+        vectors = self._kept_vectors(set(current))
+        for doc_id, (doc, fetched) in self._fetch(db, missing).items():
+            current[doc_id], vectors[doc_id] = doc, fetched
         self._loaded = {doc_id: current[doc_id] for doc_id, _, _ in listed}
-        self._snap = self._snapshot(version, dimension)
+        self._snap = self._snapshot(version, dimension, [vectors[doc_id] for doc_id in self._loaded])
 
-    def _fetch(self, db: psycopg.Connection, wanted: Mapping[str, tuple[int, dict[str, Any]]]) -> dict[str, _Loaded]:
-        """The chunks, vectors and term counts of the documents `wanted` (doc_id -> (seq, info))."""
+    def _kept_vectors(self, kept: set[str]) -> dict[str, np.ndarray]:
+        """The vectors of the documents in `kept`, copied out of the current snapshot's index."""
+        index, start, out = self._snap.vectorstore.index, 0, {}
+        for doc_id, doc in self._loaded.items():
+            if doc_id in kept:
+                out[doc_id] = index.reconstruct_n(start, len(doc.chunks))
+            start += len(doc.chunks)
+        return out
+
+    def _fetch(self, db: psycopg.Connection,
+               wanted: Mapping[str, tuple[int, dict[str, Any]]]) -> dict[str, tuple[_Loaded, np.ndarray]]:
+        """The chunks, term counts and vectors of the documents `wanted` (doc_id -> (seq, info))."""
         if not wanted:
             return {}
         rows: dict[str, list[tuple[Any, ...]]] = {doc_id: [] for doc_id in wanted}
@@ -185,14 +197,15 @@ class PgCollection:
             lexicon = Lexicon.load(io.BytesIO(lexicons[doc_id])) or Lexicon.build(chunks)
             ids = np.fromiter((self._vocab.id_for(t) for t in lexicon.vocabulary.terms), dtype=np.int32,
                               count=len(lexicon.vocabulary))
-            loaded[doc_id] = _Loaded(seq, DocumentInfo(**info), chunks, _vectors([r[3] for r in rows[doc_id]]),
-                                     _renumbered(lexicon.chunks, ids), _renumbered(lexicon.pages, ids))
+            loaded[doc_id] = (_Loaded(seq, DocumentInfo(**info), chunks, _renumbered(lexicon.chunks, ids),
+                                      _renumbered(lexicon.pages, ids)), _vectors([r[3] for r in rows[doc_id]]))
         return loaded
 
-    def _snapshot(self, version: int, dimension: int | None) -> Snapshot:
+    def _snapshot(self, version: int, dimension: int | None, vectors: Sequence[np.ndarray] = ()) -> Snapshot:
+        """The searchable version of `self._loaded`, whose documents' vectors are `vectors`, in order."""
         loaded = list(self._loaded.values())
         documents = [c for d in loaded for c in d.chunks]
-        parts = [d.vectors for d in loaded if len(d.vectors)]
+        parts = [v for v in vectors if len(v)]
         width = dimension or 1
         index = vector_index.build(np.vstack(parts) if parts else np.zeros((0, width), np.float32), width,
                                    ann_min=self.ann_min_vectors)
