@@ -258,11 +258,12 @@ class Vocabulary:
     def count(self, text: str) -> tuple[np.ndarray, np.ndarray]:
         """(term ids, counts) of one text, adding its new terms."""
         counts = Counter(tokenize(text))
-        ids = np.fromiter((self._id(t) for t in counts), dtype=np.int32, count=len(counts))
+        ids = np.fromiter((self.id_for(t) for t in counts), dtype=np.int32, count=len(counts))
         tfs = np.fromiter((min(c, _TF_MAX) for c in counts.values()), dtype=np.uint16, count=len(counts))
         return ids, tfs
 
-    def _id(self, term: str) -> int:
+    def id_for(self, term: str) -> int:
+        """The term's id, added when new."""
         found = self.ids.get(term)
         if found is None:
             found = self.ids[term] = len(self.terms)
@@ -336,9 +337,9 @@ class Lexicon:
         return buf.getvalue()
 
     @classmethod
-    def load(cls, path: Path) -> Lexicon | None:
-        """The persisted counts, or None when absent, damaged or from another tokenizer
-        version (the caller then recounts: keyword search is never lost, only slower)."""
+    def load(cls, path: Path | io.BytesIO) -> Lexicon | None:
+        """The persisted counts (a file, or `to_bytes` output), or None when absent, damaged or from
+        another tokenizer version (the caller then recounts: keyword search is never lost, only slower)."""
         try:
             with np.load(path, allow_pickle=False) as data:
                 if int(data["version"][0]) != TOKENIZER_VERSION:
@@ -348,7 +349,7 @@ class Lexicon:
                 chunks = TermCounts(data["chunk_ptr"], data["chunk_term"], data["chunk_tf"])
                 pages = TermCounts(data["page_ptr"], data["page_term"], data["page_tf"])
         except Exception as exc:  # noqa: BLE001 - zip, zlib, numpy and decode errors alike: recount
-            if Path(path).exists():
+            if not isinstance(path, Path) or path.exists():
                 logger.warning("ignoring unreadable keyword counts %s (%s); recounting", path, exc)
             return None
         for counts in (chunks, pages):
