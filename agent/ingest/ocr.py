@@ -31,6 +31,9 @@ MAX_SIDE_PX = 3000
 # recognition reads the crops at full resolution. RapidOCR's default instead shrinks
 # the whole page to 2000 px first, which costs the recognition its resolution.
 ENGINE_KWARGS = {"max_side_len": 4000, "det_limit_type": "max", "det_limit_side_len": 1600}
+# use_cls=False: rendered PDF pages are upright; the 0/180 degree classifier
+# costs ~20% more time and, on upright text, flips a few lines the wrong way.
+CALL_KWARGS = {"use_cls": False}
 # Recognised lines scoring below this are dropped (RapidOCR's own default).
 MIN_SCORE = 0.5
 
@@ -95,9 +98,7 @@ def ocr_image(image: Image.Image) -> str:
     if image.mode != "RGB":
         image = image.convert("RGB")
     with _run_lock:
-        # use_cls=False: rendered PDF pages are upright; the 0/180 degree classifier
-        # costs ~20% more time and, on upright text, flips a few lines the wrong way.
-        result, _elapsed = engine(image, use_cls=False)
+        result, _elapsed = engine(image, **CALL_KWARGS)
     return lines_to_text(result or [])
 
 
