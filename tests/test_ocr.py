@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import threading
+import time
+from pathlib import Path
+
 import numpy as np
 import pytest
+from PIL import Image, ImageDraw
 
-from agent.ingest import ocr
+from agent.ingest import ocr, parse
 from bench.ocr import cer, normalize, render, scanner, typeset
 
 
@@ -71,3 +76,66 @@ def test_a_synthetic_two_column_scan_is_read_column_by_column():
     assert cer(text.replace(" ", ""), truth.replace(" ", "")) < 0.03, text
     flat = normalize(text).replace(" ", "")
     assert flat.index("steamengine") < flat.index("bursting") < flat.index("Apollo5") < flat.index("SaturnIB")
+
+
+# ------------------------------------------------------------------ several pages at once
+
+def image_only_pdf(path: Path, pages: int) -> Path:
+    """Image-only pages of growing width (so a page is known by its rendered width)."""
+    images = []
+    for n in range(pages):
+        image = Image.new("L", (600 + 100 * n, 400), 255)
+        ImageDraw.Draw(image).rectangle((50, 50, 300, 120), fill=0)
+        images.append(image)
+    images[0].save(path, "PDF", resolution=150, save_all=True, append_images=images[1:])
+    return path
+
+
+class FakeOCR:
+    """Stands in for the engine: says which page it saw, records how many pages it read at once."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.active = self.most = self.calls = 0
+
+    def __call__(self, image: Image.Image) -> str:
+        with self.lock:
+            self.active += 1
+            self.calls += 1
+            self.most = max(self.most, self.active)
+        time.sleep(0.3)
+        with self.lock:
+            self.active -= 1
+        return f"width {image.width} px"
+
+
+@pytest.fixture
+def fake_ocr(monkeypatch) -> FakeOCR:
+    fake = FakeOCR()
+    monkeypatch.setattr(ocr, "get_engine", lambda: None)
+    monkeypatch.setattr(ocr, "ocr_image", fake)
+    return fake
+
+
+def test_pages_are_ocrd_several_at_once_and_kept_in_page_order(tmp_path, fake_ocr):
+    events = []
+    parsed = parse.parse_pdf(image_only_pdf(tmp_path / "scan.pdf", 6), max_bytes=1 << 30, max_pages=100,
+                             progress=lambda stage, done, total: events.append((stage, done, total)))
+    assert parsed.ocr_pages == [1, 2, 3, 4, 5, 6]
+    widths = [int(page.text.split()[1]) for page in parsed.pages]
+    assert widths == sorted(widths) and len(set(widths)) == 6
+    assert fake_ocr.most == ocr.WORKERS >= 2
+    assert [e for e in events if e[0] == "ocr"] == [("ocr", n, 6) for n in range(7)]
+
+
+def test_a_cancel_during_ocr_stops_the_pages_not_started(tmp_path, fake_ocr):
+    class Cancelled(Exception):
+        pass
+
+    def progress(stage: str, done: int, total: int) -> None:
+        if stage == "ocr" and done == 1:
+            raise Cancelled
+
+    with pytest.raises(Cancelled):
+        parse.parse_pdf(image_only_pdf(tmp_path / "scan.pdf", 8), max_bytes=1 << 30, max_pages=100, progress=progress)
+    assert fake_ocr.calls <= 1 + ocr.WORKERS  # the page reported and those already being read

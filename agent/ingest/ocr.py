@@ -2,9 +2,10 @@
 
 The engine is RapidOCR (PP-OCRv4 Chinese+English models as ONNX); its models ship
 inside the `rapidocr-onnxruntime` wheel, so nothing is downloaded at run time. The
-engine is loaded lazily, once per process, and shared by all threads; recognition
-runs one page at a time (onnxruntime already uses every core, so running pages in
-parallel would not be faster, only use more memory).
+engines are loaded lazily, once per process: `WORKERS` of them, each running its ONNX
+models on one thread, shared by all threads of the process, so up to `WORKERS` pages are
+read at once (one page on two threads spends much of its time waiting for the slower
+thread at every step, badly so when other work shares the cores).
 
 If the engine cannot be imported or loaded (package missing, or opencv failing to
 find a system library such as libGL), `OCRUnavailable` is raised with the reason;
@@ -16,7 +17,10 @@ its calls must hold `agent.ingest._pdf_open.PDFIUM_LOCK`; this module only sees 
 
 from __future__ import annotations
 
+import queue
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, NamedTuple, Sequence
 
 import numpy as np
@@ -32,11 +36,13 @@ MAX_SIDE_PX = 3000
 # Engine settings: detection runs on a copy shrunk to 1600 px (boxes are mapped back),
 # recognition reads the crops at full resolution. RapidOCR's default instead shrinks
 # the whole page to 2000 px first, which costs the recognition its resolution.
-ENGINE_KWARGS = {"max_side_len": 4000, "det_limit_type": "max", "det_limit_side_len": 1600}
+ENGINE_KWARGS = {"max_side_len": 4000, "det_limit_type": "max", "det_limit_side_len": 1600,
+                 "intra_op_num_threads": 1, "inter_op_num_threads": 1}
 # use_cls=False: rendered PDF pages are upright; the 0/180 degree classifier
 # costs ~20% more time and, on upright text, flips a few lines the wrong way.
 CALL_KWARGS = {"use_cls": False}
-WORKERS = 1
+# Pages read at once, each by its own engine on one thread (bench/README.md, OCR).
+WORKERS = 2
 # Recognised lines scoring below this are dropped (RapidOCR's own default).
 MIN_SCORE = 0.5
 # Column detection: each side of the gutter holds at least this many boxes, which cover at
@@ -48,10 +54,10 @@ MAX_CROSSING_SHARE = 0.15
 MAX_COLUMN_DEPTH = 2  # a column may split once more (three or four columns)
 _GUTTER_BINS = 200
 
-_engine: Any = None
+_engines: list[Any] = []
+_idle: queue.SimpleQueue[Any] = queue.SimpleQueue()
 _engine_error: str | None = None
 _load_lock = threading.Lock()
-_run_lock = threading.Lock()
 
 
 class OCRUnavailable(RuntimeError):
@@ -59,17 +65,17 @@ class OCRUnavailable(RuntimeError):
 
 
 def get_engine() -> Any:
-    """Return the shared RapidOCR engine, loading it on first use (thread-safe).
+    """Return a RapidOCR engine, loading the `WORKERS` shared engines on first use (thread-safe).
 
     A failure is remembered so that a document with many scanned pages does not
     retry (and log) the same failure for every page.
     """
-    global _engine, _engine_error
-    if _engine is not None:
-        return _engine
+    global _engine_error
+    if _engines:
+        return _engines[0]
     with _load_lock:
-        if _engine is not None:
-            return _engine
+        if _engines:
+            return _engines[0]
         if _engine_error is not None:
             raise OCRUnavailable(_engine_error)
         try:
@@ -77,11 +83,25 @@ def get_engine() -> Any:
                 RapidOCR,  # heavy import: onnxruntime + opencv
             )
 
-            _engine = RapidOCR(**ENGINE_KWARGS)
+            loaded = [RapidOCR(**ENGINE_KWARGS) for _ in range(WORKERS)]
         except Exception as exc:  # ImportError, OSError (libGL), onnxruntime errors...
             _engine_error = f"{type(exc).__name__}: {exc}"
             raise OCRUnavailable(_engine_error) from exc
-        return _engine
+        for engine in loaded:
+            _idle.put(engine)
+        _engines.extend(loaded)
+        return _engines[0]
+
+
+@contextmanager
+def _engine_in_use() -> Iterator[Any]:
+    """An engine no other thread is using (waits for one); raises OCRUnavailable."""
+    get_engine()
+    engine = _idle.get()
+    try:
+        yield engine
+    finally:
+        _idle.put(engine)
 
 
 def available() -> bool:
@@ -105,10 +125,9 @@ def ocr_image(image: Image.Image) -> str:
 
     Raises OCRUnavailable when the engine cannot be loaded.
     """
-    engine = get_engine()
     if image.mode != "RGB":
         image = image.convert("RGB")
-    with _run_lock:
+    with _engine_in_use() as engine:
         result, _elapsed = engine(image, **CALL_KWARGS)
     return lines_to_text(result or [])
 

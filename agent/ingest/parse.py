@@ -27,6 +27,7 @@ several threads (Streamlit sessions) interleave page by page.
 from __future__ import annotations
 
 import os
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
@@ -362,12 +363,28 @@ def _ocr_pass(source: _Source, scans: list[_PageScan], ocr: bool, max_ocr_pages:
     todo = wanted[:max(0, max_ocr_pages)] if ocr and run.error is None else []
     if todo and progress:
         progress("ocr", 0, len(todo))
-    for done, scan in enumerate(todo, 1):
+    with ThreadPoolExecutor(ocr_mod.WORKERS, thread_name_prefix="ocr") as pool:
+        pages = [pool.submit(_ocr_page, source, scan.number) for scan in todo]
         try:
-            text = clean_text(ocr_mod.ocr_image(_render_for_ocr(source, scan.number - 1)))
+            _collect_ocr(todo, pages, run, progress)
+        finally:  # a cancel raised by `progress`, or the engine gone: pages not started stay so
+            for page in pages:
+                page.cancel()
+    return run
+
+
+def _ocr_page(source: _Source, number: int) -> str:
+    return clean_text(ocr_mod.ocr_image(_render_for_ocr(source, number - 1)))
+
+
+def _collect_ocr(todo: list[_PageScan], pages: list[Future[str]], run: _OcrRun, progress: Progress | None) -> None:
+    """Take the OCR'd pages in page order as they finish (several are read at once)."""
+    for done, (scan, page) in enumerate(zip(todo, pages), 1):
+        try:
+            text = page.result()
         except ocr_mod.OCRUnavailable as exc:
             run.error = f"the OCR engine could not be loaded ({exc})"
-            break
+            return
         except Exception:
             run.failed_pages.append(scan.number)
             text = ""
@@ -375,7 +392,6 @@ def _ocr_pass(source: _Source, scans: list[_PageScan], ocr: bool, max_ocr_pages:
         _keep_ocr_text(scan, text, run)
         if progress:
             progress("ocr", done, len(todo))
-    return run
 
 
 def _keep_ocr_text(scan: _PageScan, text: str, run: _OcrRun) -> None:
