@@ -70,7 +70,7 @@ class Settings(BaseModel):
     embedding: str = Field("local", description="local (offline USE multilingual) or ollama:<model>.")
     ocr: bool = Field(True, description="OCR pages without a usable text layer.")
     max_ocr_pages: int = Field(100, ge=0, le=100_000, description="Most pages OCR'd per PDF (OCR takes seconds a page).")
-    max_upload_mb: int = Field(200, ge=1, le=4096, description="Largest PDF accepted (MB).")
+    max_upload_mb: int = Field(200, ge=1, le=4096, description="Largest file accepted (MB).")
     max_pages: int = Field(3000, ge=1, le=100_000, description="Most pages accepted in one PDF.")
     answer_style: Literal["auto", "generative", "extractive", "both"] = Field(
         "auto", description="extractive: quotes from the excerpts only; both: quotes, then the model's answer; "

@@ -101,6 +101,14 @@ def test_every_field_has_an_environment_variable():
     assert set(ENV_VARS) == set(Settings.model_fields)
 
 
+def test_every_field_is_documented_in_the_readme_settings_table():
+    from pathlib import Path
+
+    table = Path(__file__).resolve().parents[1].joinpath("README.md").read_text(encoding="utf-8")
+    rows = [line for line in table.splitlines() if line.startswith("| `")]
+    assert [f for f in Settings.model_fields if not any(f"`{f}`" in row.split(" | ")[0] for row in rows)] == []
+
+
 def test_contradicting_stored_values_fall_back_instead_of_locking_the_app(tmp_path):
     # A hand edit: each value is valid alone, together they are not (issue 13, item 4).
     (tmp_path / "settings.json").write_text(json.dumps({"chunk_size": 200, "chunk_overlap": 300, "temperature": 0.4}))

@@ -81,6 +81,19 @@ def test_answer_style_extractive_quotes_without_any_model_call(library, ollama):
     assert {s["file"] for s in answer.sources if s.get("cited")} == {"geology.pdf"}
 
 
+def test_extractive_with_nothing_found_says_so_without_an_error_and_keeps_the_turn(workspace, ollama):
+    answer = engine_for(workspace, answer_style="extractive").ask("How do igneous rocks form?", "e1")
+    assert ollama.chat_requests() == [] and answer.text == "" and not answer.error
+    assert [n["code"] for n in answer.notes] == ["nothing_found"] and answer.as_json()["nothing_found"]
+    stored = workspace.conversations.history("e1", turns=1)
+    assert stored[0].content == "How do igneous rocks form?"
+
+
+def test_excerpts_of_fragments_only_are_quoted_whole():
+    quotes = best_sentences("Which ports?", numbered("Port 80", "Port 443"))
+    assert sorted(q.text for q in quotes) == ["Port 443", "Port 80"]
+
+
 def test_answer_style_both_quotes_first_then_the_models_answer(library, ollama):
     ollama.reply("Magma [1].")
     answer = engine_for(library, answer_style="both").ask("How do igneous rocks form?")

@@ -73,9 +73,9 @@ STRINGS: dict[str, dict[str, str]] = {
     "note_invalid_citations": {"en": "The answer cites {markers}, but no excerpt has that number: it is not a "
                                      "citation. Check the claim against the sources below.",
                                "zh": "回答引用了 {markers}，但没有这个编号的摘录：它不是有效的引用。请对照下方来源核实该说法。"},
-    "note_nothing_found": {"en": "Nothing relevant was found in the documents the chat searches, so this answer is "
-                                 "not grounded in them. Add documents on the Documents page or rephrase the question.",
-                           "zh": "在对话检索的文档中没有找到相关内容，因此这个回答没有文档依据。请在“文档”页添加文档，或换个说法提问。"},
+    "note_nothing_found": {"en": "Nothing relevant was found in the documents the chat searches, so nothing here is "
+                                 "grounded in them. Add documents on the Documents page or rephrase the question.",
+                           "zh": "在对话检索的文档中没有找到相关内容，因此这里的内容都没有文档依据。请在“文档”页添加文档，或换个说法提问。"},
     "note_weak_match": {"en": "The excerpts found share no word with the question: they may not answer it. Check "
                               "the sources, or rephrase the question with words the documents use.",
                         "zh": "找到的摘录与问题没有共同的词：它们可能并不能回答这个问题。请核对来源，或用文档中的说法重新提问。"},

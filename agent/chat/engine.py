@@ -157,11 +157,9 @@ class ChatEngine:
                     yield from self._retrieve_stream(run, history, stop)
             except Exception as exc:  # noqa: BLE001 - every failure becomes a message, never a traceback
                 run.error = self._failure(exc, run, watch.reason)
-        if asked and not run.error and not run.was_stopped and not "".join(run.parts).strip():
-            run.error = empty_answer(run.model)  # only `done`, or only `thinking`: say so, store the turn
         self._check_truncation(run)
         answer = run.finish()
-        if asked and (answer.text or answer.error):  # a valid question: kept even if no model answered
+        if asked and (answer.text or answer.error or answer.notes):  # a valid question: kept even if no model answered
             try:
                 self._store(answer, run.question)
             except AgentError as err:  # a damaged or full conversation database must not end the
@@ -208,6 +206,7 @@ class ChatEngine:
             run.stopped()
         finally:
             _CURRENT_RUN.reset(token)
+        _expect_text(run)
 
     def _agent_events(self, run: Run, stream: Iterator[Any], stop: threading.Event | None) -> Iterator[Event]:
         """Turn the agent's message stream into our events, collecting the tool's sources."""
@@ -267,6 +266,7 @@ class ChatEngine:
                 if not run.add_text(text):
                     return
                 yield Token(text)
+        _expect_text(run)
 
     def _quotes(self, run: Run) -> Generator[Event, None, str]:
         """The extractive part of the answer (answer style extractive or both): the excerpt
@@ -408,6 +408,13 @@ class ChatEngine:
 
 SEARCHING = Status("Searching the documents", "search")
 _CURRENT_RUN: ContextVar[Run] = ContextVar("current_run")  # the answer a search tool call belongs to
+
+
+def _expect_text(run: Run) -> None:
+    """A model that streamed only `done`, or only `thinking`, gave no answer: say so (the turn
+    is stored). Quotes alone (extractive style) never call a model, so they never get here."""
+    if not run.was_stopped and not "".join(run.parts).strip():
+        run.error = empty_answer(run.model)
 
 
 def _reading(n: int) -> Status:

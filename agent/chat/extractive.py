@@ -59,6 +59,8 @@ def best_sentences(question: str, sources: Sequence[Source], embed: Embed | None
                    limit: int = MAX_QUOTES, similarity_share: float = SIMILARITY_SHARE) -> list[Quote]:
     """The `limit` best-scoring sentences of the numbered `sources`, best first."""
     candidates = [(int(s["number"]), sentence) for s in sources for sentence in split_sentences(s["text"])]
+    if not candidates:  # excerpts of fragments only (a table, a list of names): quote them whole
+        candidates = [(int(s["number"]), " ".join(s["text"].split())) for s in sources if s["text"].strip()]
     if not candidates:
         return []
     scores = _lexical(question, [text for _, text in candidates])
