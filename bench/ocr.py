@@ -41,6 +41,7 @@ MARGIN_PX = 300
 GUTTER_PX = 90
 FONT_PT = 11
 SEED = 19
+LONGEST_RUN = 24
 EN_FONT = "/usr/share/fonts/truetype/liberation/LiberationSerif-Regular.ttf"
 ZH_FONT = "/usr/share/fonts/opentype/noto/NotoSerifCJK-Regular.ttc"
 SOURCES = {"en": ["squad_Geology.pdf", "squad_Steam_engine.pdf", "squad_Apollo_program.pdf"],
@@ -85,9 +86,11 @@ def _tokens(text: str) -> list[tuple[bool, str]]:
 
 
 def _split_cjk(run: str) -> list[str]:
+    """CJK characters one by one, other runs whole but at most LONGEST_RUN characters (a path
+    longer than a column would otherwise run into the next column)."""
     pieces: list[str] = []
     for ch in run:
-        if is_cjk(ch) or not pieces or is_cjk(pieces[-1][-1]):
+        if is_cjk(ch) or not pieces or is_cjk(pieces[-1][-1]) or len(pieces[-1]) >= LONGEST_RUN:
             pieces.append(ch)
         else:
             pieces[-1] += ch
@@ -233,8 +236,13 @@ def rapidocr(engine_kwargs: dict[str, Any], call_kwargs: dict[str, Any], workers
     return make
 
 
-def tesseract(langs: str) -> Callable[[], Reader]:
-    """Factory for Debian's tesseract CLI (a process per page, its own layout analysis)."""
+def tesseract(langs: str, threads: int | None = None) -> Callable[[], Reader]:
+    """Factory for Debian's tesseract CLI (a process per page, its own layout analysis);
+    `threads` caps its OpenMP threads (default: all cores)."""
+    import os
+
+    env = {**os.environ, "OMP_THREAD_LIMIT": str(threads)} if threads else None
+
     def make() -> Reader:
         def one(image: Image.Image) -> str:
             import io
@@ -242,7 +250,7 @@ def tesseract(langs: str) -> Callable[[], Reader]:
             buf = io.BytesIO()
             image.save(buf, format="PNG")
             proc = subprocess.run(["tesseract", "stdin", "stdout", "-l", langs], input=buf.getvalue(),
-                                  capture_output=True, timeout=600, check=True)
+                                  capture_output=True, timeout=600, check=True, env=env)
             return proc.stdout.decode("utf-8", "replace")
         return lambda images: [one(image) for image in images]
     return make
@@ -262,15 +270,13 @@ def options(quick: bool) -> list[Option]:
     no_cls = {"use_cls": False}
     return [
         plain, ours,
-        Option("det 1600 px, no cls (product before)", 200, rapidocr({**det, "det_limit_side_len": 1600}, no_cls)),
-        Option("det 960 px, no cls", 200, rapidocr({**det, "det_limit_side_len": 960}, no_cls)),
-        Option("det 960 px, no cls, 150 dpi", 150, rapidocr({**det, "det_limit_side_len": 960}, no_cls)),
-        Option("det 960 px, no cls, rec batch 16", 200,
-               rapidocr({**det, "det_limit_side_len": 960, "rec_batch_num": 16}, no_cls)),
-        Option("det 960 px, no cls, 1 thread", 200, rapidocr({**det, "det_limit_side_len": 960, **one}, no_cls)),
+        Option("det 1600 px, no cls, 2 threads (product before)", 200,
+               rapidocr({**det, "det_limit_side_len": 1600}, no_cls)),
+        Option("det 1600 px, no cls, 1 thread", 200, rapidocr({**det, "det_limit_side_len": 1600, **one}, no_cls)),
         Option("det 960 px, no cls, 1 thread x 2 pages", 200,
                rapidocr({**det, "det_limit_side_len": 960, **one}, no_cls, workers=2)),
         Option("tesseract eng+chi_sim", 300, tesseract("eng+chi_sim")),
+        Option("tesseract eng+chi_sim, 1 thread", 300, tesseract("eng+chi_sim", threads=1)),
     ]
 
 

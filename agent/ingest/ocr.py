@@ -35,7 +35,8 @@ OCR_DPI = 200
 MAX_SIDE_PX = 3000
 # Engine settings: detection runs on a copy shrunk to 1600 px (boxes are mapped back),
 # recognition reads the crops at full resolution. RapidOCR's default instead shrinks
-# the whole page to 2000 px first, which costs the recognition its resolution.
+# the whole page to 2000 px first, which costs the recognition its resolution (and the
+# spaces between English words). One ONNX thread per engine: see WORKERS.
 ENGINE_KWARGS = {"max_side_len": 4000, "det_limit_type": "max", "det_limit_side_len": 1600,
                  "intra_op_num_threads": 1, "inter_op_num_threads": 1}
 # use_cls=False: rendered PDF pages are upright; the 0/180 degree classifier
