@@ -11,7 +11,7 @@ import pytest
 from PIL import Image, ImageDraw
 
 from agent.ingest import ocr, parse
-from bench.ocr import cer, normalize, render, scanner, typeset
+from bench.ocr import LONGEST_RUN, cer, font, normalize, render, scanner, typeset, wrap
 
 
 def box(x0: float, y0: float, x1: float, y1: float) -> list[list[float]]:
@@ -139,3 +139,23 @@ def test_a_cancel_during_ocr_stops_the_pages_not_started(tmp_path, fake_ocr):
     with pytest.raises(Cancelled):
         parse.parse_pdf(image_only_pdf(tmp_path / "scan.pdf", 8), max_bytes=1 << 30, max_pages=100, progress=progress)
     assert fake_ocr.calls <= 1 + ocr.WORKERS  # the page reported and those already being read
+
+
+# ------------------------------------------------------------------ the benchmark's yardstick
+
+def test_cer_ignores_layout_whitespace_and_full_width_forms_but_counts_lost_spaces():
+    assert cer("hello  world\nagain", "hello world again") == 0.0
+    assert cer("中文 文本，好", "中文文本,好") == 0.0  # no spaces beside CJK; NFKC: ， is ,
+    assert cer("helloworld", "hello world") == pytest.approx(1 / 11)
+    assert cer("", "abcd") == 1.0 and normalize(" a \t b ") == "a b"
+
+
+def test_wrap_fits_the_width_keeps_every_word_and_breaks_long_runs():
+    face = font("en", 40)
+    text = "alpha beta gamma delta " * 10 + "x" * 100
+    lines = wrap(text, face, 600, max_lines=100)
+    assert all(face.getlength(line) <= 600 for line in lines)
+    assert "".join(lines).replace(" ", "") == text.replace(" ", "")
+    assert sum("x" in line for line in lines) >= 100 // LONGEST_RUN  # a 100-character run is broken up
+    zh = wrap("中文文本" * 40, font("zh", 40), 400, max_lines=3)
+    assert len(zh) == 3 and all(font("zh", 40).getlength(line) <= 400 for line in zh)
