@@ -17,12 +17,13 @@ from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
 from agent._files import check_collection_name
 from agent._terminal import SafeStream, plain, print_json, raw
-from agent.app.sources import page_label
+from agent.app.sources import is_image_source, page_label
 from agent.cli_models import cmd_models
 from agent.config import Settings, load_settings, update_settings
 from agent.errors import AgentError, SettingsError
+from agent.ingest.formats import type_label
 from agent.ingest.pipeline import IngestResult, ingest_file, remove_document
-from agent.search.retrieval import Source
+from agent.search.retrieval import LOCATION_KEYS, Source
 from agent.search.vector_index import use_one_thread
 from agent.workspace import Workspace
 
@@ -173,6 +174,13 @@ def _notes(answer: Answer) -> list[str]:
     return [t(f"note_{note['code']}", "en", **note["params"]) for note in answer.notes]
 
 
+def _where(s: Source) -> str:
+    """A source's location for the terminal: "p.22 (PDF page 26)", "slide 3", "Install, ¶ 2", "image"."""
+    if s.get("loc_kind", "page") != "page" or is_image_source(s):
+        return page_label(s)
+    return f"p.{s['page_label']} (PDF page {s['page']})" if s.get("page_label") else f"p.{s['page']}"
+
+
 def _print_sources(sources: list[Source], out: TextIO | None = None) -> None:
     if not sources:
         return
@@ -181,9 +189,7 @@ def _print_sources(sources: list[Source], out: TextIO | None = None) -> None:
     for i, s in enumerate(sources, 1):
         excerpt = " ".join(s["text"].split())[:160]
         cited = " cited" if s.get("cited") else ""
-        page = (page_label(s) if s.get("loc_kind", "page") != "page"  # slide, lines, heading path
-                else f"p.{s['page_label']} (PDF page {s['page']})" if s.get("page_label") else f"p.{s['page']}")
-        out.write(f"  [{s.get('number', i)}] {s['file']} {page}{cited} ({s['score']:.3f}) {excerpt}\n")
+        out.write(f"  [{s.get('number', i)}] {s['file']} {_where(s)}{cited} ({s['score']:.3f}) {excerpt}\n")
 
 
 def cmd_chat(args: argparse.Namespace, stdin: TextIO | None = None, out: TextIO | None = None) -> int:
@@ -335,10 +341,10 @@ def cmd_retrieve(args: argparse.Namespace) -> int:
                                                "--collection": ("collections", args.collection)})
     sources = ChatEngine(Workspace(settings)).retrieve(question)
     if args.json:
-        print_json([{k: s[k] for k in ("file", "page", "text", "score")} for s in sources])
+        print_json([{k: s[k] for k in ("file", "page", *LOCATION_KEYS, "text", "score") if k in s} for s in sources])
     else:
         for i, s in enumerate(sources, 1):
-            print(f"{i}. [{s['file']} p.{s['page']}] score {s['score']:.4f}\n   {' '.join(s['text'].split())[:300]}")
+            print(f"{i}. [{s['file']} {_where(s)}] score {s['score']:.4f}\n   {' '.join(s['text'].split())[:300]}")
     return 0
 
 
@@ -352,8 +358,8 @@ def cmd_docs(args: argparse.Namespace) -> int:
         print("No documents. Add some with `python -m agent ingest FILE.pdf`.")
     for info in infos:
         ocr = f" OCR:{len(info.ocr_pages)}" if info.ocr_pages else ""
-        print(f"{info.doc_id[:12]}  {info.file:40} {info.pages:5} p {info.chunks:6} chunks "
-              f"{info.size / 1e6:7.2f} MB{ocr}  {info.added}")
+        print(f"{info.doc_id[:12]}  {info.file:40} {type_label(info.file, info.kind):9} {info.pages:5} p "
+              f"{info.chunks:6} chunks {info.size / 1e6:7.2f} MB{ocr}  {info.added}")
     return 0
 
 
@@ -397,7 +403,7 @@ def cmd_conversations(args: argparse.Namespace) -> int:
     elif args.action == "delete":
         store.delete(args.id)
     else:
-        sys.stdout.write(store.export_markdown(args.id))
+        sys.stdout.write(store.export_markdown(args.id, where=_where))
     return 0
 
 

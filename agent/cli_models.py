@@ -42,7 +42,7 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 def _print_hosts(settings: Any) -> None:
     """One line per pool host: health, version, models."""
-    from agent.chat.pool import host_states
+    from agent.search.pool import host_states
 
     for host in host_states(settings):
         health = f"ok {host.version}" if host.healthy else f"down ({host.error})"

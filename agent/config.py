@@ -65,6 +65,8 @@ class Settings(BaseModel):
     max_searches: int = Field(4, ge=1, le=20, description="Most searches the model may run for one answer (agent mode).")
     retrieval_k: int = Field(5, ge=1, le=50, description="Chunks retrieved per question.")
     hybrid: bool = Field(True, description="Fuse BM25 keyword search with vector search.")
+    rerank: bool = Field(False, description="Let the chat model reorder the pages a search found (one more model "
+                         "call per search; Ollama models only; not scored offline).")
     chunk_size: int = Field(800, ge=100, le=8000, description="Characters per chunk.")
     chunk_overlap: int = Field(120, ge=0, le=2000, description="Characters shared by neighbouring chunks.")
     embedding: str = Field("local", description="local (offline USE multilingual) or ollama:<model>.")

@@ -233,7 +233,7 @@ def run_eval_command(questions: str | Path, pdfs: str | Path, settings: Any, *, 
         print(msg, file=sys.stderr, flush=True)
 
     emb: Any = make_embeddings(settings.embedding, ollama_host=settings.ollama_host,
-                               timeout=settings.request_timeout)
+                               timeout=settings.request_timeout, hosts=settings.hosts())
     qs = load_questions(questions)
     pdf_paths = sorted(Path(pdfs).glob("*.pdf"))
     with tempfile.TemporaryDirectory(prefix="agent-eval-") as tmp:

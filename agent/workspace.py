@@ -31,8 +31,8 @@ _EMBEDDERS_LOCK = threading.Lock()
 
 
 def _embedding_identity(settings: Settings) -> tuple[str, str]:
-    """Which vectors an embedder makes: the model, and the server for Ollama-served models."""
-    return settings.embedding, settings.ollama_host if settings.embedding != "local" else ""
+    """Which vectors an embedder makes: the model, and the servers for Ollama-served models."""
+    return settings.embedding, ",".join(settings.hosts()) if settings.embedding != "local" else ""
 
 
 def _embedder_key(settings: Settings) -> tuple[object, ...]:
@@ -51,7 +51,7 @@ def shared_embeddings(settings: Settings) -> Embeddings:
     with _EMBEDDERS_LOCK:
         if key not in _EMBEDDERS:
             _EMBEDDERS[key] = make_embeddings(settings.embedding, ollama_host=settings.ollama_host,
-                                              timeout=settings.request_timeout)
+                                              timeout=settings.request_timeout, hosts=settings.hosts())
         return _EMBEDDERS[key]
 
 

@@ -23,6 +23,7 @@ weighting: a separate vector weight for queries of at most 3 terms.
 from __future__ import annotations
 
 import itertools
+import re
 import sys
 import tempfile
 import time
@@ -37,7 +38,8 @@ from bench.common import Run, markdown_table, parser, set_blas_threads
 from bench.quality import _question_set, ingest_all
 
 NAME = "cv_sweep"
-SIGNALS = ("bm25_chunk", "bm25_page", "vector", "title", "first", "prf", "vector_short", "contents", "heading")
+SIGNALS = ("bm25_chunk", "bm25_page", "vector", "title", "first", "prf", "vector_short", "contents", "heading",
+           "section", "faq", "title_match", *(f"title_match_le{n}" for n in (4, 6, 8, 12, 1000)))
 SHORT_TERMS = 3  # a query of at most this many index terms is "short"
 PRF_PAGES, PRF_TERMS = 3, 10
 
@@ -51,9 +53,21 @@ IDEAS = {"weights": {}, "first": {"first": (0.0, 0.05, 0.1, 0.2)}, "prf": {"prf"
          "contents, product weights": {"contents": (0.0, -0.5, -1.0, -2.0, -4.0, -8.0)},
          "heading, product weights": {"heading": (0.0, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0)},
          "contents + heading, product weights": {"contents": (0.0, -1.0, -2.0, -4.0, -8.0),
-                                                 "heading": (0.0, 1.0, 2.0, 4.0, 8.0, 16.0)}}
+                                                 "heading": (0.0, 1.0, 2.0, 4.0, 8.0, 16.0)},
+         "first, product weights": {"first": (0.0, 0.05, 0.1, 0.2, 0.4)},
+         "prf, product weights": {"prf": (0.0, 0.05, 0.1, 0.2, 0.4)},
+         "query length, product weights": {"vector_short": (-0.2, -0.1, 0.0, 0.1, 0.2, 0.4)},
+         "section, product weights": {"section": (0.0, 0.25, 0.5, 1.0, 2.0, 4.0)},
+         "faq, product weights": {"faq": (0.0, 0.25, 0.5, 1.0, 2.0, 4.0)},
+         "title match or heading, product weights": {"title_match": (0.0,), "heading": (0.0, 1.0, 2.0),
+                                                     "title_match_le1000": (0.0, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0)},
+         **{f"title match, questions <= {n} terms, product weights": {
+             "title_match": (0.0,), f"title_match_le{n}": (0.0, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0)}
+            for n in (4, 6, 8, 12, 1000)}}
 #: families that keep the product's WEIGHTS (all of them) and fit only their own signal (less variance)
-ON_PRODUCT = {"contents, product weights", "heading, product weights", "contents + heading, product weights"}
+ON_PRODUCT = {name for name in IDEAS if name.endswith("product weights")}
+#: a FAQ question line: ends in a question mark, or starts with a Q: / 问： marker
+_QUESTION_LINE = re.compile(r"^\s*(?:Q\s*[:：.]|问\s*[:：]).*$|^.*[?？]\s*$", re.MULTILINE)
 
 
 def _first_mention(ix: Any, terms: Sequence[str]) -> np.ndarray:
@@ -83,20 +97,71 @@ def _prf(ix: Any, lexicon: Any, fused: np.ndarray, terms: Sequence[str]) -> np.n
     return bm.scores(best).astype(np.float64)
 
 
+def _share(ix: Any, postings: dict[str, np.ndarray], terms: Sequence[str]) -> np.ndarray:
+    """Per page: the share of the query's idf found in the page's titles (`postings`: term -> pages)."""
+    ids = ix.page_bm25.vocabulary.ids
+    idf = {t: float(ix.page_bm25.idf[ids[t]]) for t in set(terms) if t in ids}
+    total = sum(idf.values())
+    out = np.zeros(len(ix.pages), dtype=np.float64)
+    for t, v in idf.items():
+        if t in postings:
+            out[postings[t]] += v / total
+    return out
+
+
+def _postings(texts: Sequence[str]) -> dict[str, np.ndarray]:
+    from agent.search.lexical import tokenize
+
+    out: dict[str, list[int]] = {}
+    for p, text in enumerate(texts):
+        for term in set(tokenize(text)) if text else ():
+            out.setdefault(term, []).append(p)
+    return {t: np.array(v, dtype=np.int64) for t, v in out.items()}
+
+
+def _section_postings(ix: Any) -> dict[str, np.ndarray]:
+    """Term -> pages whose enclosing section (the last outline title on an earlier page of the same file,
+    i.e. the section the page begins inside) holds it: the heading path's last step, for pages a section
+    continues onto."""
+    from agent.search.lexical import page_groups
+
+    _, members = page_groups(ix.documents)
+    carried: dict[str, str] = {}
+    texts = [""] * len(ix.pages)
+    for p in sorted(range(len(ix.pages)), key=lambda p: ix.pages[p]):
+        f = ix.pages[p][0]
+        texts[p] = carried.get(f, "")
+        titles = ix.documents[members[p][0]].metadata.get("outline")
+        if titles:
+            carried[f] = titles[-1]
+    return _postings(texts)
+
+
+def _faq_postings(ix: Any) -> dict[str, np.ndarray]:
+    """Term -> pages holding a FAQ question line with it (the question heads the answer below it)."""
+    from agent.search.lexical import page_groups, page_text
+
+    _, members = page_groups(ix.documents)
+    return _postings(["\n".join(_QUESTION_LINE.findall(page_text([ix.documents[i] for i in rows])))
+                      for rows in members])
+
+
 def collect(questions: Sequence[Any], collection: Any, emb: Any, run: Run) -> list[dict[str, Any]]:
     """Per question: z-scored signals of its candidate pages (pages with any evidence), gold mask."""
-    from agent.search.lexical import Lexicon, tokenize
+    from agent.search.lexical import Lexicon, query_terms
     from agent.search.retrieval import _RAW, WEIGHTS, _fuse, _zscore, collection_index, page_signals
 
     ix = collection_index(collection)
     snap = collection.snapshot()
     lexicon = snap.lexicon if snap.lexicon is not None and snap.lexicon.fits(ix.documents, len(ix.pages)) \
         else Lexicon.build(ix.documents)
+    section, faq = _section_postings(ix), _faq_postings(ix)
+    run.log(f"faq lines on {len({int(p) for v in faq.values() for p in v})} pages")
     rows = []
     for i, q in enumerate(questions):
         ps = page_signals(q.question, [collection], embeddings=emb, lexical=True, vector=True)
         assert ps is not None
-        terms = tokenize(q.question)
+        terms = query_terms(q.question)
         raw = dict(ps.pages)
         for name in _RAW:
             raw.setdefault(name, np.zeros(ps.view.pages))
@@ -104,6 +169,11 @@ def collect(questions: Sequence[Any], collection: Any, emb: Any, run: Run) -> li
         z = {name: (v if name in _RAW else _zscore(v)) for name, v in raw.items()}
         z["first"] = _zscore(_first_mention(ix, terms))
         z["prf"] = _zscore(_prf(ix, lexicon, product, terms))
+        z["section"] = _share(ix, section, terms)
+        z["faq"] = _share(ix, faq, terms)
+        match = ix.sections.match(terms, ix.page_bm25)  # the product's signal, whatever the question's length
+        for n in (4, 6, 8, 12, 1000):
+            z[f"title_match_le{n}"] = match if len(terms) <= n else np.zeros(ps.view.pages)
         z["vector_short"] = z["vector"] if len(terms) <= SHORT_TERMS else np.zeros(ps.view.pages)
         cand = np.flatnonzero((raw["bm25_chunk"] > 0) | ps.view.page_max(ps.found))
         gold = np.array([ix.pages[int(p)] in q.gold for p in cand])
@@ -165,7 +235,8 @@ def _w(vec: np.ndarray) -> str:
 def report(rows: list[dict[str, Any]], run: Run, fixed: dict[str, dict[str, float]]) -> dict[str, Any]:
     """The fixed weight sets as they are, then every idea family cross-validated."""
     langs = np.array([r["lang"] for r in rows])
-    table, results = [], {}
+    sets = np.array([r["set"] for r in rows])
+    table, by_set, results = [], [], {}
     for label, weights in fixed.items():
         vec = np.array([[weights.get(s, 0.0) for s in SIGNALS]])
         h = hits(rows, vec)[:, 0]
@@ -184,6 +255,11 @@ def report(rows: list[dict[str, Any]], run: Run, fixed: dict[str, dict[str, floa
                       *(f"{held[langs == lg, 0].mean():.3f}/{held[langs == lg, 1].mean():.3f}" for lg in ("en", "zh")),
                       _w(cv["in_weights"])])
         run.log(f"{idea}: folds chose " + "; ".join(f"{f}: {_w(w)}" for f, w in cv["chosen"].items()))
+        by_set.append([idea, *(f"{a[sets == st, 0].mean():.3f}/{a[sets == st, 1].mean():.3f}"
+                               for st in sorted(set(sets)) for a in (ins, held))])
+    if len(set(sets)) > 1:
+        run.table("Pooled folds, per set: in-sample and held-out hybrid hit@1/hit@5", markdown_table(
+            ["family", *(f"{st} {kind}" for st in sorted(set(sets)) for kind in ("in-sample", "held-out"))], by_set))
     run.table("Leave-one-document-out: in-sample vs held-out hybrid hit@1 / hit@5", markdown_table(
         ["family", "in-sample hit@1", "in-sample hit@5", "held-out hit@1", "held-out hit@5",
          "held-out en @1/@5", "held-out zh @1/@5", "in-sample best weights"], table))
@@ -192,32 +268,38 @@ def report(rows: list[dict[str, Any]], run: Run, fixed: dict[str, dict[str, floa
 
 def main(argv: list[str] | None = None) -> int:
     p = parser(__doc__.split("\n\n")[0])
-    p.add_argument("--set", dest="qset", choices=("devset", "evalset"), default="evalset")
+    p.add_argument("--set", dest="qset", choices=("devset", "evalset", "pooled"), default="evalset",
+                   help="pooled: the devset and the evalset's tune split, folds by document across both")
     p.add_argument("--split", choices=("all", "tune", "test"), default="tune")
-    p.add_argument("--check", default=None, metavar="NAME=W,...",
-                   help="also score these fixed weights as they are, e.g. bm25_chunk=0.6,vector=0.4")
+    p.add_argument("--check", action="append", default=[], metavar="NAME=W,...",
+                   help="also score these fixed weights as they are, e.g. bm25_chunk=0.6,vector=0.4 (repeatable)")
     args = p.parse_args(argv)
     from agent.search.retrieval import WEIGHTS
 
     fixed = {"product WEIGHTS": dict(WEIGHTS)}
-    if args.check:
-        fixed["--check"] = {k: float(v) for k, v in (kv.split("=") for kv in args.check.split(","))}
+    for i, check in enumerate(args.check):
+        fixed[f"--check {i + 1}"] = {k: float(v) for k, v in (kv.split("=") for kv in check.split(","))}
     from agent.evaluate import load_questions
     from agent.search.embeddings import LocalEmbeddings
 
     name = f"{NAME}-{args.qset}" + (f"-{args.split}" if args.qset == "evalset" else "")
     run = Run(name, args, argv if argv is not None else sys.argv[1:])
-    pdfs, questions = _question_set(args.qset, args.split, None, load_questions)
+    sets = [("devset", "all"), ("evalset", "tune")] if args.qset == "pooled" else [(args.qset, args.split)]
+    chosen = [(qset, split, *_question_set(qset, split, None, load_questions)) for qset, split in sets]
     set_blas_threads(1)
-    run.params = {"fixed": fixed, "set": args.qset, "split": args.split, "files": [p.name for p in pdfs], "questions": len(questions),
+    run.params = {"fixed": fixed, "set": args.qset, "split": args.split,
+                  "files": [p.name for *_, pdfs, _ in chosen for p in pdfs],
+                  "questions": sum(len(qs) for *_, qs in chosen),
                   "grid": GRID_BASE, "ideas": IDEAS, "short_terms": SHORT_TERMS, "prf": [PRF_PAGES, PRF_TERMS],
                   "objective": "(hit@1 + hit@5) / 2, leave one document out"}
     emb = LocalEmbeddings()
-    with tempfile.TemporaryDirectory(prefix="bench-cv-") as tmp:
-        t0 = time.perf_counter()
-        collection, _ = ingest_all(pdfs, Path(tmp) / "data", emb, run)
-        run.log(f"ingested in {time.perf_counter() - t0:.0f} s")
-        rows = collect(questions, collection, emb, run)
+    rows = []
+    for qset, split, pdfs, questions in chosen:  # pooled: one collection per set, folds by document across both
+        with tempfile.TemporaryDirectory(prefix="bench-cv-") as tmp:
+            t0 = time.perf_counter()
+            collection, _ = ingest_all(pdfs, Path(tmp) / "data", emb, run)
+            run.log(f"ingested in {time.perf_counter() - t0:.0f} s")
+            rows += [{**r, "set": f"{qset}:{split}"} for r in collect(questions, collection, emb, run)]
     run.results = report(rows, run, fixed)
     run.finish()
     return 0

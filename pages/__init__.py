@@ -18,7 +18,7 @@ from agent.app import i18n
 from agent.app.i18n import LANGUAGES, t
 from agent.app.jobs import JobRegistry
 from agent.app.settings_edit import pinned_fields, resolve_language, save_changes
-from agent.app.status import OllamaStatus, ollama_status
+from agent.app.status import HostHealth, OllamaStatus, ollama_status, pool_health
 from agent.chat.engine import ChatEngine
 from agent.chat.llm import Backend, ModelInfo, list_models
 from agent.chat.models import PullJob
@@ -52,7 +52,7 @@ def _base_workspace(data_dir: str, embedding: str, embed_host: str, _settings: S
 def _engine(settings: Settings, ollama_up: bool) -> ChatEngine:
     """A chat engine per settings value (and per Ollama reachability, so the backend is
     re-resolved when the server comes or goes); collections are shared via with_settings."""
-    embed_host = settings.ollama_host if settings.embedding != "local" else ""
+    embed_host = ",".join(settings.hosts()) if settings.embedding != "local" else ""
     base = _base_workspace(str(settings.data_dir), settings.embedding, embed_host, settings)
     return ChatEngine(base.with_settings(settings))
 
@@ -60,6 +60,11 @@ def _engine(settings: Settings, ollama_up: bool) -> ChatEngine:
 @st.cache_data(show_spinner=False, ttl=5, hash_funcs={Settings: _settings_key})
 def _status(settings: Settings) -> OllamaStatus:
     return ollama_status(settings)
+
+
+@st.cache_data(show_spinner=False, ttl=5, hash_funcs={Settings: _settings_key})
+def _pool(settings: Settings) -> list[HostHealth]:
+    return pool_health(settings)
 
 
 @st.cache_data(show_spinner=False, ttl=30)
@@ -245,6 +250,7 @@ def language_switch(lang: str) -> None:
 def refresh_models() -> None:
     _models.clear()
     _status.clear()
+    _pool.clear()
 
 
 def _context_value(name: str) -> str | None:
@@ -274,6 +280,8 @@ def sidebar_status(ctx: AppContext) -> None:
         else:
             backend_error = None
         ollama_line(ctx, answering=backend is not None)
+        if s.backend != "embedded":
+            pool_lines(ctx)
         if backend_error is not None and backend_error.code != "ollama_unreachable":  # said just above
             show_error(backend_error, lang=ctx.lang)
         if backend is not None:
@@ -300,12 +308,22 @@ def ollama_line(ctx: AppContext, answering: bool) -> None:
     if s.backend == "embedded":
         st.caption(T("status_ollama_off_forced"))
     elif ctx.status.reachable:
-        st.caption(ctx.md("status_ollama_ok", host=s.ollama_host, version=ctx.status.version))
+        st.caption(ctx.md("status_ollama_ok", host=ctx.status.host, version=ctx.status.version))
     elif answering:
-        st.info(ctx.md("status_ollama_absent", host=s.ollama_host), icon=":material/cloud_off:")
+        st.info(ctx.md("status_ollama_absent", host=ctx.status.host), icon=":material/cloud_off:")
     else:
-        reason = ctx.status.error or AgentError("", code="ollama_unreachable", params={"host": s.ollama_host})
+        reason = ctx.status.error or AgentError("", code="ollama_unreachable", params={"host": ctx.status.host})
         st.error(ctx.error(reason), icon=":material/power_off:")
+
+
+def pool_lines(ctx: AppContext) -> None:
+    """With several Ollama hosts: each one's health and models."""
+    for host in _pool(ctx.settings):
+        if host.healthy:
+            st.caption(ctx.md("status_pool_host_ok", host=host.url, version=host.version,
+                              models=", ".join(host.models) or "-"))
+        else:
+            st.caption(ctx.md("status_pool_host_down", host=host.url, error=host.error))
 
 
 def model_line(ctx: AppContext, backend: Backend) -> None:

@@ -23,9 +23,11 @@ from agent.app.sources import (
     export_file_name,
     inert_images,
     inert_stream,
+    is_image_source,
     link_citations,
     md_escape,
     page_label,
+    preview_key,
     render_page_png,
     section_markdown,
     source_anchor,
@@ -168,7 +170,7 @@ def manage_conversation(store: Any, current: str, title: str, running: bool) -> 
         key = f"rename-{current}-{zlib.crc32(title.encode())}"  # a new title resets the field
         st.text_input(T("title"), value=title, key=key, max_chars=200)
         st.button(T("rename"), on_click=rename_conversation, args=(current, key), key=f"do-{key}")
-        st.download_button(T("export_markdown"), data=partial(store.export_markdown, current),  # read on click
+        st.download_button(T("export_markdown"), data=partial(store.export_markdown, current, page_label),  # read on click
                            file_name=export_file_name(title, current), mime="text/markdown",
                            icon=":material/download:")
         st.caption(T("delete_warning"))
@@ -206,16 +208,16 @@ def show_source(source: Source, number: int, key: str) -> None:
     st.markdown(f"**[{number}] {md_escape(str(source.get('file', '?')))}** · "
                 f"{page_label(source, ctx.lang)}{ocr}{cited}")
     st.text(excerpt(source.get("text", "")))
-    if st.toggle(T("show_page"), key=f"page-{key}-{number}"):
+    if st.toggle(T(preview_key(source)), key=f"page-{key}-{number}"):
         pdf = source_pdf(chat_collections(), source)
         if pdf is None:
             st.caption(T("page_unavailable"))
             return
+        if is_image_source(source):  # an OCR'd picture: show the picture itself
+            st.image(str(pdf), width="content")
+            return
         if source.get("loc_kind", "page") != "page":  # DOCX/PPTX/MD/HTML/EPUB/text: the section, not a page image
             st.markdown(section_markdown(pdf, source).replace("\n", "  \n"))
-            return
-        if Path(pdf).suffix.lower() in (".png", ".jpg", ".jpeg"):  # an OCR'd picture: show the picture itself
-            st.image(str(pdf), width="content")
             return
         try:
             st.image(page_png(str(pdf), Path(pdf).stat().st_mtime, int(source.get("page", 1)), source.get("text", "")),
@@ -273,7 +275,7 @@ def show_turn(turn: Any, key: str) -> None:
         st.markdown(turn.question)
     with st.chat_message("assistant"):
         if turn.answer:
-            st.markdown(inert_images(link_citations(turn.answer, turn.sources, key)))
+            st.markdown(inert_images(link_citations(turn.answer, turn.sources, key, ctx.lang)))
         answer_footer(Shown.of(turn, turn.answer), key)
         if turn.incomplete:  # the broken turn is not replayed to the model, so asking again is clean
             st.button(T("ask_again"), key=f"again-{key}", icon=":material/refresh:",
@@ -328,7 +330,7 @@ def follow_job(job: AnswerJob, input_disabled: bool) -> None:
             st.rerun()
         answer = job.answer
         if answer.text:
-            st.markdown(inert_images(link_citations(answer.text, answer.sources, "job")))
+            st.markdown(inert_images(link_citations(answer.text, answer.sources, "job", ctx.lang)))
         answer_footer(Shown.of(answer, answer.text), "job")
 
 

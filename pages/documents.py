@@ -22,12 +22,13 @@ from agent.app.uploads import (
     clean_stale_uploads,
     create_collection,
     discard_upload,
+    document_type,
     ingest_job,
     reindex_job,
     save_upload,
 )
 from agent.errors import AgentError
-from agent.ingest.formats import UPLOAD_EXTENSIONS, type_label
+from agent.ingest.formats import UPLOAD_EXTENSIONS
 from agent.ingest.pipeline import IngestResult, remove_document
 from pages import OFFER_KEY, offer_collection, page_setup, session_id, show_error
 
@@ -260,7 +261,7 @@ def document_table(name: str) -> None:
         reindex_report(name)
         return
     zone = ctx.zone
-    rows = [{T("col_file"): i.file, T("col_type"): type_label(i.file), T("col_pages"): i.pages, T("col_chunks"): i.chunks,
+    rows = [{T("col_file"): i.file, T("col_type"): document_type(i, ctx.lang), T("col_pages"): i.pages, T("col_chunks"): i.chunks,
              T("col_ocr"): len(i.ocr_pages), T("col_size"): round(i.size / 1e6, 2),
              T("col_added"): local_time(i.added, zone), T("col_id"): i.doc_id[:12]} for i in infos]
     st.space(24)  # room for the table's toolbar, which would otherwise cover the heading on a phone

@@ -35,7 +35,8 @@ import time
 import traceback
 import zlib
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -134,8 +135,10 @@ class ModelSpec:
 
     @property
     def digest(self) -> str:
-        """A stable fake sha256 digest, so tags/ps/pull agree with each other."""
-        return hashlib.sha256(self.name.encode()).hexdigest()
+        """A stable fake sha256 digest, so tags/ps/pull agree with each other; like a real digest it
+        differs between two builds of one name (another quantization or embedding length)."""
+        weights = f"{self.name}|{self.quantization_level}|{self.embedding_length}|{self.size}"
+        return hashlib.sha256(weights.encode()).hexdigest()
 
     def details(self) -> JSON:
         return {
@@ -405,6 +408,7 @@ class OllamaDouble:
     Settings that tests may change at any time: `latency` (seconds before any route
     answers), `first_token_delay` and `chunk_delay` (defaults for chat/generate replies),
     `embed_delay` (seconds per /api/embed batch: a slow embedding model),
+    `num_parallel` (answers served at once, as OLLAMA_NUM_PARALLEL; later ones wait; 0: no limit),
     `default_text` (the default responder's answer text), `default_num_ctx`, `pull_delay`.
     """
 
@@ -426,6 +430,9 @@ class OllamaDouble:
         self.first_token_delay = first_token_delay
         self.chunk_delay = chunk_delay
         self.embed_delay = 0.0
+        self.num_parallel = 0
+        self._serving = 0
+        self._slot_free = threading.Condition()
         self.default_text = default_text
         self.default_num_ctx = default_num_ctx
         self.version = version
@@ -871,8 +878,29 @@ class OllamaDouble:
         prefix = "According to the documents" if source.get("role") == "tool" else "You asked"
         return Reply(f'{prefix}: "{snippet}"')
 
+    @contextmanager
+    def _answer_slot(self) -> Iterator[None]:
+        """Ollama's scheduler answers OLLAMA_NUM_PARALLEL requests per model at once; the others
+        wait in its queue, sending nothing (a stop drops them unanswered)."""
+        with self._slot_free:
+            while self.num_parallel and self._serving >= self.num_parallel:
+                if self._stopping.is_set():
+                    raise _Disconnect
+                self._slot_free.wait(0.05)
+            self._serving += 1
+        try:
+            yield
+        finally:
+            with self._slot_free:
+                self._serving -= 1
+                self._slot_free.notify()
+
     def _serve_turn(self, ex: _Handler, body: JSON, think: bool, shape: _Shape, prompt: str, final_extra: JSON) -> None:
-        """Deliver one reply: delays, chunks, then a final chunk, an error line or a cut."""
+        """Deliver one reply (in an answer slot): delays, chunks, then a final chunk, an error line or a cut."""
+        with self._answer_slot():
+            self._serve_reply(ex, body, think, shape, prompt, final_extra)
+
+    def _serve_reply(self, ex: _Handler, body: JSON, think: bool, shape: _Shape, prompt: str, final_extra: JSON) -> None:
         reply = self._next_reply(body)
         self._pause(self.first_token_delay if reply.first_token_delay is None else reply.first_token_delay)
         if reply.status != 200:
@@ -1021,6 +1049,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--models", nargs="+", metavar="NAME", help="models to offer (default: built-in set)")
     parser.add_argument("--first-token-delay", type=float, default=0.0, metavar="SECONDS")
     parser.add_argument("--chunk-delay", type=float, default=0.0, metavar="SECONDS")
+    parser.add_argument("--num-parallel", type=int, default=0, metavar="N",
+                        help="answers served at once (OLLAMA_NUM_PARALLEL); 0: no limit")
     parser.add_argument("--latency", type=float, default=0.0, metavar="SECONDS", help="delay before every answer")
     parser.add_argument("--reply-file", type=Path, help="file whose text is the default answer")
     args = parser.parse_args(argv)
@@ -1029,6 +1059,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         first_token_delay=args.first_token_delay, chunk_delay=args.chunk_delay,
         default_text=args.reply_file.read_text(encoding="utf-8") if args.reply_file else None,
     )
+    double.num_parallel = args.num_parallel
     with double:
         print(double.url, flush=True)
         names = ", ".join(s.name for s in double.models)

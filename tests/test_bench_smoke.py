@@ -143,3 +143,20 @@ def test_quality_bench_quick_writes_its_json(tmp_path):
     assert modes == {"vector", "bm25", "hybrid"}
     overall = [r for r in local["rows"] if r["group"] == "all"]
     assert all(r["n"] == data["params"]["questions"] > 0 and 0 <= r["mrr"] <= 1 for r in overall)
+
+
+@pytest.mark.slow  # ~25 s: three phases of 4 questions over two Ollama doubles
+def test_pool_bench_quick_spreads_and_survives_a_killed_host(tmp_path):
+    data = run_bench("pool", tmp_path, "--questions", "4", "--token-delay", "0.01")
+    two, killed = data["results"]["two hosts"], data["results"]["two hosts, first killed"]
+    assert data["results"]["one host"]["per_host"] == [4, 0]
+    assert sum(two["per_host"]) == 4 and min(two["per_host"]) >= 1  # 2/2 unless a user starts late on a busy box
+    assert killed["failed"] == 0 and killed["answered"] + killed["cut"] == 4
+
+
+@pytest.mark.slow  # ~40 s: PostgreSQL, two doubles, two app instances
+def test_load_bench_quick_stores_every_turn_in_postgres(tmp_path):
+    data = run_bench("load", tmp_path, "--turns", "16", timeout=300)
+    result = data["results"]
+    assert result["answered"] == result["stored"] == 16 and result["lost"] == 0 and not result["failed"]
+    assert not result["short_conversations"] and all(n > 0 for n in result["chat_requests_per_host"])

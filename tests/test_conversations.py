@@ -45,6 +45,16 @@ def test_export_markdown_includes_sources(tmp_path):
     assert text.startswith("# 问题?") and "**You:** 问题?" in text and "- 手册.pdf p.7" in text
 
 
+def test_export_words_each_source_location_as_asked(tmp_path):
+    from agent.app.sources import page_label
+
+    store = ConversationStore(tmp_path)
+    docx_source = {"file": "r.docx", "page": 2, "text": "t", "score": 0.5, "loc_kind": "section",
+                   "heading": "Install > Wiring", "para_start": 3, "para_end": 3}
+    store.append_turn("c1", Turn("q?", "a", [docx_source], "llama3.2"))
+    assert "- r.docx Install > Wiring, ¶ 3" in store.export_markdown("c1", page_label)
+
+
 def test_history_of_unknown_conversation_is_empty(tmp_path):
     assert ConversationStore(tmp_path).history("new-id") == []
 

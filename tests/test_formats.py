@@ -4,6 +4,7 @@ from __future__ import annotations
 import io
 import itertools
 import json
+import re
 import time
 import zipfile
 
@@ -61,8 +62,9 @@ def test_one_huge_line_is_cut_not_kept_whole():
 
 
 def test_markdown_heading_paths():
-    sections = markdown.read(b"intro\n# A\nalpha\n## B\nbeta\n# C\ngamma\n")
-    assert [(s.heading, s.line_start) for s in sections] == [("", 1), ("A", 2), ("A > B", 4), ("C", 6)]
+    sections = markdown.read(b"intro\n# A\nalpha\n\n## B\nbeta\n# C\ngamma\n\n")
+    assert [(s.heading, s.line_start, s.line_end) for s in sections] == \
+        [("", 1, 1), ("A", 2, 3), ("A > B", 5, 6), ("C", 7, 8)]  # a range ends at its section's last written line
 
 
 def test_html_drops_scripts_and_iframes_and_keeps_headings():
@@ -116,6 +118,9 @@ def _docx_bytes() -> bytes:
     document.add_paragraph("Unpack the box.")
     document.add_heading("Wiring", level=2)
     document.add_paragraph("Connect the red wire.")
+    soft = document.add_paragraph("Then the blue one,")
+    soft.add_run().add_break()  # a line break inside the paragraph (Shift+Enter)
+    soft.add_run("and tighten both.")
     table = document.add_table(rows=1, cols=2)
     table.rows[0].cells[0].text, table.rows[0].cells[1].text = "Volts", "12"
     out = io.BytesIO()
@@ -128,7 +133,44 @@ def test_docx_sections_have_heading_paths_and_paragraph_numbers(tmp_path):
     assert kind == "docx"
     assert [s.heading for s in sections] == ["", "Install", "Install > Wiring"]
     assert "Volts | 12" in sections[2].text and "red wire" in sections[2].text
-    assert sections[1].line_start == 2 and sections[2].line_start > sections[1].line_end
+    assert [s.para_first for s in sections] == [1, 0, 0]  # the preface has no heading line; the others open with it
+    chunks = chunk_pages(sections, file="r.docx", doc_id="d", chunk_size=40, chunk_overlap=0)
+
+    def where(passage):
+        meta = next(c.metadata for c in chunks if c.page_content.endswith(passage))
+        return meta["heading"], meta["para_start"], meta["para_end"]
+
+    assert where("Preface text") == ("", 1, 1)
+    assert where("Connect the red wire.") == ("Install > Wiring", 1, 1)  # in a chunk with its heading's title
+    assert where("Then the blue one, and tighten both.") == ("Install > Wiring", 2, 2)  # one paragraph, one ¶
+    assert where("Volts | 12") == ("Install > Wiring", 3, 3)
+
+
+def _paragraph_locations(sections, chunk_size=40):
+    chunks = chunk_pages(sections, file="f", doc_id="d", chunk_size=chunk_size, chunk_overlap=0)
+    return [(c.metadata["heading"], c.metadata["para_start"], c.metadata["para_end"], c.page_content) for c in chunks]
+
+
+def test_html_chunks_carry_heading_and_paragraph_numbers():
+    page = (b"<body><p>Before any heading.</p><h1>Setup</h1><p>Unpack the box.</p><ul><li>Check the cable.</li>"
+            b"<li>Check the plug.</li></ul><h2>Wiring</h2><p>Connect the red\n  wire.</p><p>Blue<br>next.</p>"
+            b"<pre>step 1\nstep 2</pre></body>")
+    numbered = {"Before any heading.": ("", 1), "Setup": ("Setup", 0), "Unpack the box.": ("Setup", 1),
+                "Check the cable.": ("Setup", 2), "Check the plug.": ("Setup", 3), "Wiring": ("Setup > Wiring", 0),
+                "Connect the red wire.": ("Setup > Wiring", 1), "Blue next.": ("Setup > Wiring", 2),
+                "step 1": ("Setup > Wiring", 3), "step 2": ("Setup > Wiring", 4)}  # a source line break is a space
+    for size in (22, 40, 400):  # every block fits in a chunk; chunks take one or more blocks
+        locations = _paragraph_locations(html.read(page), chunk_size=size)
+        assert "".join(chunk for *_, chunk in locations).replace("\n", "") == "".join(numbered)
+        for heading, start, end, chunk in locations:
+            lines = [numbered[line] for line in chunk.split("\n")]
+            assert {h for h, _ in lines} == {heading}
+            assert (start, end) == (max(lines[0][1], 1), max(lines[-1][1], 1))
+
+
+def test_html_section_without_a_heading_title_line_counts_from_its_first_block():
+    sections = html.read(b"<h1> </h1><p>Only a paragraph.</p>")
+    assert [(s.heading, s.para_first) for s in sections] == [("", 1)]
 
 
 def test_pptx_one_section_per_slide(tmp_path):
@@ -167,6 +209,7 @@ def test_epub_chapters_in_spine_order(tmp_path):
     assert kind == "epub"
     assert [(s.number, s.heading) for s in sections] == [(1, "Chapter One"), (2, "Chapter Two")]
     assert "x()" not in sections[1].text
+    assert [(h, a, b) for h, a, b, _ in _paragraph_locations(sections)] == [("Chapter One", 1, 1), ("Chapter Two", 1, 1)]
 
 
 def test_zip_bomb_refused_by_declared_size(tmp_path):
@@ -228,7 +271,7 @@ def test_png_text_is_read_by_ocr(tmp_path):
     pytest.importorskip("rapidocr_onnxruntime")
     kind, sections = read_sections(_write(tmp_path, "photo.png", _png(["The pump runs at 40 litres per minute"])),
                                    "photo.png", max_bytes=10**7)
-    assert kind == "image" and sections[0].ocr and sections[0].loc_kind == "page"
+    assert kind == "image" and sections[0].ocr and sections[0].loc_kind == "image"
     assert "litres" in sections[0].text.lower()
 
 
@@ -277,6 +320,13 @@ def test_location_labels_and_highlighted_section(tmp_path):
     assert page_label({"page": 1, "loc_kind": "lines", "line_start": 1, "line_end": 60}, "zh") == "第 1–60 行"
     assert page_label({"page": 2, "loc_kind": "section", "heading": "Pumps > Wiring"}) == "Pumps > Wiring"
     assert page_label({"page": 26, "page_label": "22"}) == "p. 22 (PDF page 26)"
+    paragraphs = {"page": 2, "loc_kind": "section", "heading": "Setup > Wiring", "para_start": 2, "para_end": 4}
+    assert page_label(paragraphs) == "Setup > Wiring, ¶ 2–4"
+    assert page_label(paragraphs, "zh") == "Setup > Wiring，第 2–4 段"
+    assert page_label({**paragraphs, "para_end": 2}) == "Setup > Wiring, ¶ 2"
+    assert page_label({"page": 5, "loc_kind": "section", "para_start": 1, "para_end": 1}, "zh") == "第 5 节，第 1 段"
+    assert page_label({"page": 2, "loc_kind": "section", "heading": "A > B", "line_start": 4, "line_end": 5}) == \
+        "A > B, lines 4–5"
     path = _write(tmp_path, "n.md", b"# Pumps\nThe pump runs at 40 litres.\n")
     assert ":orange-background[The pump runs at 40 litres\\.]" in section_markdown(path, {"page": 1,
                                                                                        "text": "The pump runs at 40 litres."})
@@ -292,7 +342,9 @@ def test_cli_ingests_markdown_and_refuses_an_unsupported_type(ollama, tmp_path):
     assert result.returncode == 1 and "Traceback" not in result.stdout + result.stderr
     assert "ADDED     notes.md" in result.stdout
     assert "FAILED    tool.bin" in result.stdout and "Word (.docx)" in result.stdout
-    assert [d["file"] for d in json.loads(run_cli(["docs", "--json"], env).stdout)] == ["notes.md"]
+    listed = json.loads(run_cli(["docs", "--json"], env).stdout)
+    assert [(d["file"], d["kind"]) for d in listed] == [("notes.md", "markdown")]
+    assert " notes.md " in (listing := run_cli(["docs"], env).stdout) and " Markdown " in listing, listing
 
 
 def test_a_50_mb_text_file_of_one_line_is_cut_into_bounded_sections(tmp_path):
@@ -303,3 +355,79 @@ def test_a_50_mb_text_file_of_one_line_is_cut_into_bounded_sections(tmp_path):
     assert kind == "text" and time.perf_counter() - t0 < 20
     assert max(len(s.text) for s in sections) <= (text.MAX_LINE + 1) * text.LINES_PER_SECTION
     assert sections[-1].line_end == -(-size // text.MAX_LINE)  # every piece of the line is kept, numbered
+
+
+def test_paragraph_locations_reach_sources_and_ask_json():
+    from langchain_core.documents import Document
+
+    from agent.chat.answer import Answer
+    from agent.search.retrieval import Hit
+
+    chunk = chunk_pages(html.read(b"<h1>Setup</h1><p>Unpack.</p><p>Plug in the cable.</p>"), file="m.html",
+                        doc_id="d", chunk_size=20, chunk_overlap=0)[-1]
+    source = Hit(Document(page_content=chunk.page_content, metadata=chunk.metadata), 0.5).source()
+    assert (source["loc_kind"], source["heading"], source["para_start"], source["para_end"]) == ("section", "Setup", 2, 2)
+    shown = Answer("x [1]", [{**source, "number": 1, "cited": True}], "m", "c", "rag").as_json()["sources"][0]
+    assert {k: shown[k] for k in ("loc_kind", "heading", "para_start", "para_end")} == \
+        {"loc_kind": "section", "heading": "Setup", "para_start": 2, "para_end": 2}
+    assert "line_start" not in shown  # only the keys a source has
+
+
+def test_an_image_source_reads_as_the_image_not_a_page(tmp_path, monkeypatch):
+    from agent.app.sources import is_image_source, page_label
+    from agent.cli import _where
+    from agent.ingest import ocr
+
+    monkeypatch.setattr(ocr, "ocr_image", lambda image: "The pump runs at 40 litres per minute")
+    kind, sections = read_sections(_write(tmp_path, "photo.jpg.bin", _png(["x"])), "photo.jpg.bin", max_bytes=10**7)
+    assert kind == "image" and sections[0].loc_kind == "image"  # by content: the name says nothing
+    meta = chunk_pages(sections, file="photo.png", doc_id="d", chunk_size=300, chunk_overlap=0)[0].metadata
+    assert meta["loc_kind"] == "image" and meta["ocr"]
+    source = {"file": "photo.png", "page": 1, "loc_kind": "image", "heading": ""}
+    assert (page_label(source), page_label(source, "zh"), _where(source)) == ("image", "图片", "image")
+    old = {"file": "scan.JPG", "page": 1}  # indexed before the "image" location: the file name decides
+    assert is_image_source(old) and page_label(old) == "image"
+    assert not is_image_source({"file": "a.pdf", "page": 1}) and page_label({"file": "a.pdf", "page": 1}) == "p. 1"
+
+
+def test_the_type_is_the_detected_format_and_older_records_fall_back_to_the_extension(workspace, tmp_path):
+    from agent.ingest.formats import type_label
+    from agent.ingest.pipeline import ingest_file
+    from agent.workspace import Workspace
+
+    collection = workspace.collection()
+    for name, data in (("report.bin", _docx_bytes()), ("page.txt", b"<!DOCTYPE html><h1>Pumps</h1><p>40 l/min</p>"),
+                       ("notes.md", b"# Valves\nClose slowly.\n")):
+        assert ingest_file(_write(tmp_path, name, data), collection, workspace.embeddings, workspace.settings).ok
+    types = {i.file: type_label(i.file, i.kind) for i in collection.document_infos()}
+    assert types == {"report.bin": "DOCX", "page.txt": "HTML", "notes.md": "Markdown"}  # by content, not name
+    manifest = json.loads(collection.manifest_path.read_text(encoding="utf-8"))
+    for record in manifest["documents"].values():
+        del record["kind"]  # as written before the format was recorded
+    collection.manifest_path.write_text(json.dumps(manifest), encoding="utf-8")
+    old = Workspace(workspace.settings).collection()  # a fresh process's view
+    assert {i.file: type_label(i.file, i.kind) for i in old.document_infos()} == \
+        {"report.bin": "BIN", "page.txt": "Text", "notes.md": "Markdown"}
+    assert (type_label("a.JPG", "image"), type_label("scan.bin", "image"), type_label("a.pdf", "pdf")) == \
+        ("JPEG", "Image", "PDF")
+
+
+def test_cli_ask_shows_a_docx_source_by_heading_and_paragraph(ollama, tmp_path):
+    from agent.cli import _print_sources
+    from agent.config import load_settings
+    from agent.ingest.pipeline import ingest_file
+    from agent.workspace import Workspace
+    from tests.support import double_environ, run_cli
+
+    env = double_environ(ollama, AGENT_DATA_DIR=str(tmp_path / "data"))
+    workspace = Workspace(load_settings(tmp_path / "data", environ=env))
+    assert ingest_file(_write(tmp_path, "r.docx", _docx_bytes()), workspace.collection(), workspace.embeddings,
+                       workspace.settings).ok
+    ollama.reply_tool_call("search_documents", {"query": "red wire"})
+    ollama.reply("Connect the red wire [1].")
+    data = json.loads(run_cli(["ask", "Which wire do I connect?", "--json"], env).stdout)
+    wiring = next(s for s in data["sources"] if "red wire" in s["text"])
+    assert (wiring["loc_kind"], wiring["heading"], wiring["para_start"]) == ("section", "Install > Wiring", 1)
+    shown = io.StringIO()
+    _print_sources(data["sources"], shown)  # what `ask` prints under the answer
+    assert re.search(r"\[\d\] r\.docx Install > Wiring, ¶ 1(–\d)? ", shown.getvalue()), shown.getvalue()

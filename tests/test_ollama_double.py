@@ -371,3 +371,22 @@ def test_cli_serves_on_the_printed_url(tmp_path: Path) -> None:
     finally:
         process.terminate()
         process.wait(5)
+
+
+def test_num_parallel_makes_later_answers_wait_their_turn():
+    with OllamaDouble(default_text="one two three", first_token_delay=0.3) as server:
+        server.num_parallel = 1
+        done: list[float] = []
+
+        def ask() -> None:
+            httpx.post(f"{server.url}/api/chat", json={"model": "llama3.2", "stream": False,
+                                                        "messages": [{"role": "user", "content": "hi"}]}, timeout=10)
+            done.append(time.monotonic())
+
+        started = time.monotonic()
+        threads = [threading.Thread(target=ask) for _ in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(10)
+        assert sorted(t - started for t in done)[1] >= 0.6  # the second waited for the first

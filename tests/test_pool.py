@@ -7,8 +7,8 @@ import ollama
 import pytest
 
 from agent.chat.llm import Backend, build_chat_model
-from agent.chat.pool import Pool
 from agent.config import Settings
+from agent.search.pool import Pool
 from tests.ollama_double import OllamaDouble, Reply
 
 
@@ -19,7 +19,7 @@ def doubles():
 
 
 def _model(doubles, pool: Pool, monkeypatch):
-    monkeypatch.setattr("agent.chat.pool.POOL", pool)
+    monkeypatch.setattr("agent.search.pool.POOL", pool)
     settings = Settings(ollama_hosts=[d.url for d in doubles], request_timeout=5)
     return build_chat_model(settings, Backend("ollama", "llama3.2", tools=False))
 
@@ -107,3 +107,115 @@ def test_models_command_lists_every_host_with_health(doubles, monkeypatch, capsy
     assert "ok" in lines[one.url] and "llama3.2" in lines[one.url]
     assert "down" in lines[two.url]
     assert "llama3.2" in out.split(two.url, 1)[1]
+
+
+# ------------------------------------------------------------------ embeddings through the pool
+
+def _pooled_workspace(tmp_path, doubles, monkeypatch, pool: Pool | None = None):
+    from agent.config import load_settings
+    from agent.workspace import Workspace
+    from tests.support import double_environ
+
+    monkeypatch.setattr("agent.search.pool.POOL", pool or Pool())
+    env = double_environ(doubles[0], AGENT_OLLAMA_HOSTS=",".join(d.url for d in doubles))
+    return Workspace(load_settings(tmp_path / "data", environ=env))
+
+
+def _ingest(workspace, path):
+    from agent.ingest.pipeline import ingest_file
+
+    return ingest_file(path, workspace.collection(), workspace.embeddings, workspace.settings)
+
+
+def _found(workspace, question: str) -> list[str]:
+    from agent.search.retrieval import search
+
+    hits = search(question, workspace.chat_collections(), embeddings=workspace.embeddings, k=3, mode="vector")
+    return [h.document.metadata["file"] for h in hits]
+
+
+def test_embeddings_arriving_together_spread_over_both_hosts(tmp_path, doubles, monkeypatch):
+    from concurrent.futures import ThreadPoolExecutor
+
+    for double in doubles:
+        double.embed_delay = 1.0  # long enough that all four are in flight together, even on a busy box
+    pool = Pool()
+    embeddings = _pooled_workspace(tmp_path, doubles, monkeypatch, pool).embeddings
+    with ThreadPoolExecutor(4) as threads:
+        vectors = list(threads.map(embeddings.embed_query, ["rocks", "rivers", "granite", "basalt"]))
+    assert all(len(v) == 768 for v in vectors)
+    assert [len(d.embed_requests()) for d in doubles] == [2, 2]
+    assert [pool.state(d.url).in_flight for d in doubles] == [0, 0]  # every finished request released its host
+
+
+def test_ingest_and_search_work_with_one_host_down_or_failing(tmp_path, doubles, monkeypatch):
+    from tests.support import DEVSET_PDFS
+
+    one, two = doubles
+    workspace = _pooled_workspace(tmp_path, doubles, monkeypatch)
+    one.stop()
+    assert _ingest(workspace, DEVSET_PDFS / "squad_Geology.pdf").status == "added"
+    assert not one.embed_requests() and two.embed_requests()
+    one.start()
+    pool = Pool()
+    monkeypatch.setattr("agent.search.pool.POOL", pool)  # forget that `one` was down: it is first again
+    one.fail_next("/api/embed", 500, "GPU fell over")  # retried on the other host, no error
+    before = len(two.embed_requests())
+    assert _found(workspace, "What do geologists study?")[0] == "squad_Geology.pdf"
+    assert len(two.embed_requests()) == before + 1 and not pool.state(one.url).healthy
+
+
+def test_hosts_with_different_builds_of_the_embedding_model_are_refused(tmp_path, monkeypatch):
+    from agent.errors import AgentError
+    from tests.ollama_double import DEFAULT_MODELS, ModelSpec
+    from tests.support import DEVSET_PDFS
+
+    other_build = [m for m in DEFAULT_MODELS if not m.name.startswith("nomic")] + [
+        ModelSpec("nomic-embed-text:latest", ("embedding",), embedding_length=1024, quantization_level="Q8_0")]
+    with OllamaDouble() as one, OllamaDouble(models=other_build) as two:
+        workspace = _pooled_workspace(tmp_path, (one, two), monkeypatch)
+        with pytest.raises(AgentError) as refused:
+            workspace.embeddings.embed_query("rocks")
+        assert refused.value.code == "embedding_pool_mixed" and two.url in refused.value.message
+        result = _ingest(workspace, DEVSET_PDFS / "squad_Geology.pdf")
+        assert result.status == "failed" and result.code == "embedding_pool_mixed"
+        assert not one.embed_requests() and not two.embed_requests()
+        two.remove_model("nomic-embed-text")  # a host without the model is refused too
+        monkeypatch.setattr("agent.search.pool.POOL", Pool())
+        with pytest.raises(AgentError, match="missing"):
+            workspace.embeddings.embed_query("rocks")
+
+
+# ------------------------------------------------------------------ the sidebar
+
+def test_sidebar_shows_each_hosts_health_and_models(data_dir, double, monkeypatch):
+    from tests.support import plain, run_app
+
+    monkeypatch.setattr("agent.search.pool.POOL", Pool())
+    with OllamaDouble() as down:
+        down.stop()
+        monkeypatch.setenv("AGENT_OLLAMA_HOSTS", f"{down.url},{double.url}")
+        monkeypatch.setenv("OLLAMA_HOST", down.url)  # the status line must still find the live host
+        at = run_app()
+        sidebar = [plain(c.value) for c in at.sidebar.caption]
+        live = next(line for line in sidebar if double.url in line and "Ollama" in line and "llama3.2" in line)
+        assert "nomic-embed-text" in live, sidebar
+        assert any(down.url in line and "is down" in line for line in sidebar), sidebar
+        assert not at.sidebar.error  # one live host: the app answers, no error box
+        monkeypatch.setenv("AGENT_UI_LANGUAGE", "zh")
+        at = run_app()
+        assert any(down.url in plain(c.value) and "无法连接" in c.value for c in at.sidebar.caption)
+
+
+def test_a_pool_of_one_host_serves_chat_discovery_and_embeddings(tmp_path, monkeypatch):
+    from agent.chat.llm import list_models
+    from agent.config import load_settings
+    from agent.workspace import Workspace
+
+    monkeypatch.setattr("agent.search.pool.POOL", Pool())
+    with OllamaDouble() as only:
+        env = {"OLLAMA_HOST": "http://127.0.0.1:9", "AGENT_OLLAMA_HOSTS": only.url,  # OLLAMA_HOST: nothing there
+               "AGENT_EMBEDDING": "ollama:nomic-embed-text", "AGENT_CONNECT_RETRIES": "1"}
+        workspace = Workspace(load_settings(tmp_path / "data", environ=env))
+        assert len(workspace.embeddings.embed_query("rocks")) == 768 and only.embed_requests()
+        assert "llama3.2:latest" in [m.name for m in list_models(workspace.settings)]

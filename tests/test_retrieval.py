@@ -15,6 +15,7 @@ from agent.search.embeddings import (
     embedding_model_id,
     make_embeddings,
 )
+from agent.search.lexical import query_terms
 from agent.search.retrieval import (
     BM25Index,
     Hit,
@@ -104,6 +105,17 @@ def test_names_marked_by_a_symbol_are_not_merged_with_plain_words():
     coll = Collection(docs, ConstantEmbeddings())
     assert search("What is C#?", [coll], embeddings=coll.embeddings, k=3)[0].document.metadata["page"] == 2
     assert search("Does it run on .NET?", [coll], embeddings=coll.embeddings, k=3)[0].document.metadata["page"] == 2
+
+
+def test_chinese_question_words_do_not_rank_pages():
+    assert query_terms("新手怎样入门 LaTeX？") == ["新", "手", "新手", "入", "门", "入门", "latex"]
+    assert query_terms("What is C#?") == tokenize("What is C#?")
+    docs = [doc("为什么要编译两次？怎样安装宏包？怎样设置页边距？什么是导言区？", page=1),
+            doc("入门：新手先安装一个发行版，再读一份简短的入门文档。", page=2),
+            doc("页码和页眉的设置方法见下一节。", page=3)]
+    coll = Collection(docs, ConstantEmbeddings())
+    hits = search("新手应该怎样入门？为什么？", [coll], embeddings=coll.embeddings, k=3)
+    assert hits[0].document.metadata["page"] == 2
 
 
 def test_bm25_finds_chinese_term_inside_unsegmented_text():
@@ -252,12 +264,29 @@ def test_contents_page_ranks_below_the_page_it_points_to():
     assert [h.document.metadata["page"] for h in hits] == [12, 3]  # still found, below the body page
 
 
+def test_a_short_question_goes_to_the_section_its_title_names_exactly():
+    docs = [doc("Galois counter mode builds on counter mode; counter mode encryption with a hash.", page=52),
+            doc("Counter mode turns a block cipher into a stream cipher.", page=43)]
+    docs[0].metadata["outline"] = ["Galois counter mode"]
+    docs[1].metadata["outline"] = ["7.3.2 Counter mode"]
+    coll = Collection(docs, ConstantEmbeddings())
+
+    def ranked(question, **weights):
+        hits = search(question, [coll], embeddings=coll.embeddings, k=2, weights={**retrieval.WEIGHTS, **weights})
+        return [(h.document.metadata["page"], h.score) for h in hits]
+
+    assert ranked("What is counter mode?", title_match=0.0)[0][0] == 52  # more mentions, a title holding the words
+    assert ranked("What is counter mode?")[0][0] == 43  # the title that is just "counter mode"
+    long = "What is counter mode encryption with a hash and a block cipher in this library?"
+    assert ranked(long) == ranked(long, title_match=0.0)  # longer questions: titles name only a part of them
+
+
 def test_page_where_the_named_section_starts_ranks_first():
     text = "Memcheck reports errors with a stack trace; the options below change what it reports and how."
     docs = [doc(text + " Memcheck error reports list each error.", page=4), doc(text, page=9)]
     docs[1].metadata["outline"] = ["4.2 Memcheck error reports"]
     coll = Collection(docs, ConstantEmbeddings())
     assert search("memcheck error reports", [coll], embeddings=coll.embeddings, k=2,
-                  weights={**retrieval.WEIGHTS, "heading": 0.0})[0].document.metadata["page"] == 4
+                  weights={**retrieval.WEIGHTS, "heading": 0.0, "title_match": 0.0})[0].document.metadata["page"] == 4
     hits = search("memcheck error reports", [coll], embeddings=coll.embeddings, k=2)
     assert [h.document.metadata["page"] for h in hits] == [9, 4]

@@ -95,7 +95,29 @@ def test_markdown_source_preview_is_its_section_with_the_passage_highlighted(dat
     assert not at.exception and not at.image
     previews = [md.value for md in at.markdown if md.value.startswith(":orange-background[")]
     assert previews and "40 litres per minute" in previews[0], [md.value for md in at.markdown]
-    assert any(md.value.endswith("· Pumps") for md in at.markdown)  # the heading path is the location
+    assert any(md.value.endswith("· Pumps, lines 1–2") for md in at.markdown)  # heading path and lines
+
+
+def test_image_source_is_labelled_image_and_previewed_as_the_picture(data_dir: Path, double: OllamaDouble,
+                                                                     tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    from PIL import Image
+
+    from agent.ingest import ocr
+
+    monkeypatch.setattr(ocr, "ocr_image", lambda image: "The pump runs at 40 litres per minute.")
+    photo = tmp_path / "pump.png"
+    Image.new("RGB", (64, 48), "white").save(photo)
+    ingest(photo)
+    double.reply_tool_call("search_documents", {"query": "pump litres"})
+    double.reply("It runs at 40 litres per minute [1].")
+    at = ask(run_app(), "How fast is the pump?")
+    assert any("pump\\.png** · image · OCR" in md.value for md in at.markdown), [md.value for md in at.markdown]
+    assert not any("p. 1" in md.value for md in at.markdown)
+    at.toggle(key=next(tg.key for tg in at.toggle if tg.key and tg.key.startswith("page-"))).set_value(True).run()
+    assert not at.exception and len(at.image) == 1
+    assert any(tg.label == "Show the image" for tg in at.toggle)
+    assert not any(md.value.startswith(":orange-background[") for md in at.markdown)  # no section text
 
 
 def test_model_output_is_not_rendered_as_html(data_dir: Path, double: OllamaDouble) -> None:
@@ -252,6 +274,26 @@ def test_upload_ingests_and_lists_the_pdf(data_dir: Path, double: OllamaDouble) 
     assert not list((data_dir / "uploads").glob("*")), "the temp upload is removed"
     infos = Workspace(load_settings()).collection("default").document_infos()
     assert [i.file for i in infos] == ["squad_Geology.pdf"]
+
+
+def test_documents_table_type_is_the_detected_format(data_dir: Path, double: OllamaDouble, tmp_path: Path) -> None:
+    page = tmp_path / "manual.txt"  # named text, holds HTML
+    page.write_bytes(b"<!DOCTYPE html><html><body><h1>Pumps</h1><p>40 litres per minute.</p></body></html>")
+    ingest(page)
+    at = run_app("pages/documents.py")
+    assert not at.exception
+    table = at.dataframe[0].value
+    assert list(zip(table["File"], table["Type"])) == [("manual.txt", "HTML")]
+
+
+def test_documents_table_type_words_are_translated(data_dir: Path, double: OllamaDouble, tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AGENT_UI_LANGUAGE", "zh")
+    notes = tmp_path / "notes.md.bak"  # plain text under a name that says nothing
+    notes.write_text("The pump runs at 40 litres per minute.\n", encoding="utf-8")
+    ingest(notes)
+    table = run_app("pages/documents.py").dataframe[0].value
+    assert list(table.iloc[:, 1]) == ["文本"]
 
 
 @needs_devset

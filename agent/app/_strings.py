@@ -342,4 +342,18 @@ STRINGS: dict[str, dict[str, str]] = {
     "col_type": {"en": "Type", "zh": "类型"},
     "upload_label_formats": {"en": "Add documents (PDF, Word, PowerPoint, EPUB, Markdown, HTML, text, PNG/JPEG)",
                              "zh": "添加文档（PDF、Word、PowerPoint、EPUB、Markdown、HTML、文本、PNG/JPEG）"},
+    # ---- Ollama pool hosts in the sidebar (issue 18.5)
+    "status_pool_host_ok": {"en": ":green[:material/check_circle:] `{host}` Ollama {version}: {models}",
+                            "zh": ":green[:material/check_circle:] `{host}` Ollama {version}：{models}"},
+    "status_pool_host_down": {"en": ":red[:material/cancel:] `{host}` is down: {error}",
+                              "zh": ":red[:material/cancel:] `{host}` 无法连接：{error}"},
+    # ---- formats gaps (issue 17): paragraphs inside a heading, images
+    "loc_para": {"en": "¶ {n}", "zh": "第 {n} 段"},
+    "loc_paras": {"en": "¶ {start}–{end}", "zh": "第 {start}–{end} 段"},
+    "loc_at": {"en": "{where}, {inside}", "zh": "{where}，{inside}"},
+    "loc_image": {"en": "image", "zh": "图片"},
+    "show_section": {"en": "Show the section", "zh": "显示该节"},
+    "show_image": {"en": "Show the image", "zh": "显示该图片"},
+    "type_text": {"en": "Text", "zh": "文本"},
+    "type_image": {"en": "Image", "zh": "图片"},
 }

@@ -167,6 +167,22 @@ ERRORS: dict[str, dict[str, tuple[str, str]]] = {
         "en": ("The answer took longer than {seconds} s and was cut there.",
                "Raise the answer time limit in Settings, or ask a narrower question."),
         "zh": ("回答用时超过 {seconds} 秒，已在此截断。", "请在设置中调高回答时限，或提一个更具体的问题。")},
+    # ---- Ollama pool (issue 18.5)
+    "embedding_pool_mixed": {
+        "en": ("The Ollama hosts do not all have the same embedding model `{model}`: {hosts}.",
+               "Run `ollama pull {model}` on every host of `AGENT_OLLAMA_HOSTS` so they hold the same build."),
+        "zh": ("各 Ollama 服务上的嵌入模型 `{model}` 不一致：{hosts}。",
+               "请在 `AGENT_OLLAMA_HOSTS` 的每个服务上运行 `ollama pull {model}`，使它们使用同一版本。")},
+    # ---- unsafe documents (issue 14.4)
+    "doc_bomb": {
+        "en": ("{file} holds compressed data that expands to more than {limit} (a decompression bomb?), "
+               "so it was not opened.", "If the file is genuine, re-export it (e.g. print it to PDF) and add it again."),
+        "zh": ("{file} 含有解压后超过 {limit} 的压缩数据（解压炸弹？），因此没有打开。",
+               "如果文件是正常的，请重新导出（例如打印为 PDF）后再添加。")},
+    "doc_unsafe": {
+        "en": ("{file} could not be read safely: the PDF reader failed on it.",
+               "Open it in a PDF viewer and re-save or print it to PDF, then add it again."),
+        "zh": ("无法安全地读取 {file}：PDF 阅读器在处理它时出错。", "请在 PDF 阅读器中打开它，重新保存或打印为 PDF 后再添加。")},
 }
 
 # Settings field -> language -> tooltip on the Settings page (plain words, no internal names).

@@ -15,6 +15,7 @@ from agent.ingest import formats
 from agent.ingest._pdf_open import PDFIUM_LOCK
 from agent.search.retrieval import Source
 
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 PAGE_IMAGE_WIDTH = 900
 MAX_PAGE_PIXELS = 4_000_000  # a 1 x 1000 pt page at 900 px wide would be 900 x 900,000 pixels (5.5 GB)
 
@@ -37,6 +38,20 @@ def source_pdf(collections: list[Any], source: Source) -> Path | None:
     return None
 
 
+def is_image_source(source: Source) -> bool:
+    """Whether a source is a PNG/JPEG picture (its preview is the picture; indexes from before the "image"
+    location said "page", so for them the file name decides)."""
+    kind = source.get("loc_kind", "page")
+    return kind == "image" or (kind == "page" and Path(str(source.get("file", ""))).suffix.lower() in IMAGE_SUFFIXES)
+
+
+def preview_key(source: Source) -> str:
+    """The string key of a source's preview toggle: a PDF shows its page, a picture itself, any other format its section."""
+    if is_image_source(source):
+        return "show_image"
+    return "show_page" if source.get("loc_kind", "page") == "page" else "show_section"
+
+
 Box = tuple[float, float, float, float]  # left, top, right, bottom in PDF points from the top-left
 
 
@@ -44,14 +59,29 @@ def page_label(source: Source, lang: str = "en") -> str:
     """"p. 22 (PDF page 26)" where the PDF prints another number on the page, else "p. 26"."""
     page = source.get("page", "?")
     kind = source.get("loc_kind", "page")
+    if is_image_source(source):
+        return t("loc_image", lang)
     if kind == "slide":
         return t("loc_slide", lang, n=page)
     if kind == "lines":
         return t("loc_lines", lang, start=source.get("line_start", "?"), end=source.get("line_end", "?"))
     if kind == "section":
-        return source.get("heading") or t("loc_section", lang, n=page)
+        return _section_label(source, lang)
     label = source.get("page_label")
     return t("page_labelled", lang, label=label, page=page) if label else t("page_short", lang, page=page)
+
+
+def _section_label(source: Source, lang: str) -> str:
+    """"Install > Wiring, ¶ 2–3" (DOCX/HTML/EPUB) or "Install, lines 4–9" (Markdown): heading path, then where in it."""
+    where = source.get("heading") or t("loc_section", lang, n=source.get("page", "?"))
+    start, end = source.get("para_start"), source.get("para_end")
+    if start:
+        inside = t("loc_para", lang, n=start) if end in (None, start) else t("loc_paras", lang, start=start, end=end)
+    elif source.get("line_start"):
+        inside = t("loc_lines", lang, start=source["line_start"], end=source.get("line_end", "?"))
+    else:
+        return where
+    return t("loc_at", lang, where=where, inside=inside)
 
 
 def highlight_boxes(pdf_page: Any, text: str) -> list[Box]:
@@ -173,7 +203,7 @@ def source_anchor(key: str, number: int) -> str:
     return f"source-{safe_file_name(key, default='answer')}-{number}".replace(".", "-")
 
 
-def link_citations(text: str, sources: list[Source], key: str) -> str:
+def link_citations(text: str, sources: list[Source], key: str, lang: str = "en") -> str:
     """Answer Markdown whose [n] markers link to their sources (file and page on hover); a marker
     that matches no excerpt is struck through, so it never reads as a citation."""
     by_number = {s["number"]: s for s in sources if "number" in s}
@@ -182,7 +212,7 @@ def link_citations(text: str, sources: list[Source], key: str) -> str:
         source = by_number.get(number)
         if source is None:
             return f"~~\\[{number}\\]~~"
-        hover = f"{source.get('file', '')} p. {source.get('page', '')}".replace('"', "'")
+        hover = f"{source.get('file', '')} {page_label(source, lang)}".replace('"', "'")
         return f'[\\[{number}\\]](#{source_anchor(key, number)} "{hover}")'
 
     return MARKER_RE.sub(lambda m: "".join(one(n) for n in marker_numbers(m)), text)

@@ -10,13 +10,23 @@ from collections.abc import Callable, Container, Mapping
 from pathlib import Path
 
 from agent._files import check_collection_name, safe_file_name
+from agent.app.i18n import t
 from agent.app.jobs import Job
 from agent.config import Settings
 from agent.errors import AgentError
+from agent.ingest.formats import type_label
 from agent.ingest.pipeline import IngestResult, ReindexResults, ingest_file
+from agent.search.store import DocumentInfo
 from agent.workspace import Workspace
 
 UPLOADS_DIR = "uploads"
+_TYPE_WORDS = {"Text": "type_text", "Image": "type_image"}  # type labels that are words, not format names
+
+
+def document_type(info: DocumentInfo, lang: str) -> str:
+    """The document table's Type: the detected format's name ("DOCX", "Markdown"), words in the UI's language."""
+    label = type_label(info.file, info.kind)
+    return t(_TYPE_WORDS[label], lang) if label in _TYPE_WORDS else label
 
 
 def uploads_dir(settings: Settings) -> Path:

@@ -13,7 +13,7 @@ from agent.chat.cleanup import loop_start, strip_markup
 from agent.chat.conversations import Note
 from agent.errors import AgentError
 from agent.search.lexical import shares_terms
-from agent.search.retrieval import Source
+from agent.search.retrieval import LOCATION_KEYS, Source
 
 
 @dataclass
@@ -36,7 +36,7 @@ class Answer:
 
     def as_json(self) -> dict[str, Any]:
         """The documented `ask --json` shape."""
-        keys = ("number", "cited", "file", "page", "page_label", "text", "score")
+        keys = ("number", "cited", "file", "page", "page_label", *LOCATION_KEYS, "text", "score")
         return {"answer": self.text, "model": self.model, "conversation": self.conversation,
                 "sources": [{k: s[k] for k in keys if k in s} for s in self.sources],
                 "invalid_citations": self.invalid_citations,

@@ -126,8 +126,10 @@ class Conversations:
     def get(self, conversation_id: str) -> Conversation:
         raise NotImplementedError
 
-    def export_markdown(self, conversation_id: str) -> str:
-        """The conversation as Markdown, with each answer's sources."""
+    def export_markdown(self, conversation_id: str, where: Callable[[Source], str] | None = None) -> str:
+        """The conversation as Markdown, with each answer's sources; `where` words a source's location
+        (agent.app.sources.page_label: slide, heading and paragraph, ...), else "p.N"."""
+        where = where or (lambda source: f"p.{source['page']}")
         conversation = self.get(conversation_id)
         lines = [f"# {conversation.title}", "", f"_Created {conversation.created}, id `{conversation.id}`_", ""]
         for turn in conversation.turns:
@@ -136,7 +138,7 @@ class Conversations:
                 lines += [f"> The answer was cut short: {turn.error}", ""]
             if turn.sources:
                 lines.append("Sources:")
-                lines += [f"- {s['file']} p.{s['page']}" for s in turn.sources]
+                lines += [f"- {s['file']} {where(s)}" for s in turn.sources]
                 lines.append("")
         return "\n".join(lines)
 

@@ -53,6 +53,7 @@ from agent.chat.llm import (
 from agent.chat.memory import WindowMiddleware, approx_tokens, budget_for, fit_messages, message_tokens, window
 from agent.chat.models import prompt_truncated
 from agent.chat.pg_conversations import PgConversationStore
+from agent.chat.rerank import rerank
 from agent.chat.transport import watch_answer
 from agent.config import Settings
 from agent.errors import AgentError, ModelCapabilityError
@@ -373,10 +374,14 @@ class ChatEngine:
 
     # ---- shared ----------------------------------------------------------------------------
     def retrieve(self, query: str) -> list[Source]:
-        """Search the chat's collections (hybrid or vector, k from settings)."""
+        """Search the chat's collections (hybrid or vector, k from settings), reordered by the model if
+        `settings.rerank` (Ollama models only: the embedded demo model is too weak to judge)."""
         hits = search(query[:MAX_QUERY_CHARS], self.workspace.chat_collections(), embeddings=self.workspace.embeddings,
                       k=self.settings.retrieval_k, hybrid=self.settings.hybrid)
-        return [hit.source() for hit in hits]
+        sources = [hit.source() for hit in hits]
+        if self.settings.rerank and self.backend().kind == "ollama":
+            sources = rerank(query[:MAX_QUERY_CHARS], sources, lambda prompt: str(self.model().invoke(prompt).content))
+        return sources
 
     def _system_text(self) -> str:
         return prompts.render(self.settings.system_prompt, language=self._language())

@@ -1,5 +1,5 @@
 """Opening an untrusted PDF: cheap checks first (size, type, encryption, page count), and
-streams that would inflate past a budget refused before PDFium inflates them.
+streams that would decode past a budget refused before PDFium inflates them (`_pdf_budget`).
 
 PDFium is not thread-safe (not even across documents), so every PDFium call in the app must
 hold `PDFIUM_LOCK`.
@@ -7,23 +7,15 @@ hold `PDFIUM_LOCK`.
 
 from __future__ import annotations
 
-import mmap
 import os
-import re
 import threading
-import zlib
 from pathlib import Path
 
 from agent.errors import DocumentError, EncryptedPDFError
+from agent.ingest._pdf_budget import check_inflation
 
 # Re-entrant so a caller that already holds it may call into the PDF layer.
 PDFIUM_LOCK = threading.RLock()
-
-# Largest decompressed size of one Flate stream: PDFium inflates a stream whole, with no limit,
-# so a small file could exhaust memory. Far beyond real streams (even a 600 dpi A4 colour scan).
-MAX_INFLATED_STREAM = 256 * 1024 * 1024
-
-
 
 _SIGNATURES: list[tuple[bytes, str]] = [
     (b"\x89PNG\r\n\x1a\n", "a PNG image"),
@@ -119,43 +111,6 @@ def _unreadable_error(name: str) -> DocumentError:
                          code="doc_damaged", params={"file": name})
 
 
-_STREAM_KEYWORD = re.compile(rb"stream\r?\n")
-_INFLATE_STEP = 1 << 20
-
-
-def _check_inflation(path: Path, limit: int = MAX_INFLATED_STREAM) -> None:
-    """Refuse a decompression bomb before any PDF library inflates it.
-
-    Every stream's data follows a `stream` keyword in the raw file (streams are never
-    inside object streams), so each zlib-looking one is inflated here in 1 MB steps
-    that are counted and thrown away: memory stays flat and a bomb is stopped at
-    `limit`. Costs about a second per GB inflated; other filters are skipped at once.
-    """
-    with path.open("rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
-        for match in _STREAM_KEYWORD.finditer(data):
-            start = match.end()
-            head = data[start:start + 2]
-            if len(head) < 2 or head[0] & 0x0F != 8 or (head[0] << 8 | head[1]) % 31:
-                continue  # not a zlib header: another filter, or no filter
-            inflater = zlib.decompressobj()
-            size, pos = 0, start
-            try:
-                while not inflater.eof and size <= limit:
-                    chunk = inflater.unconsumed_tail or data[pos:pos + _INFLATE_STEP]
-                    if not inflater.unconsumed_tail:
-                        pos += _INFLATE_STEP
-                    if not chunk:
-                        break
-                    size += len(inflater.decompress(chunk, _INFLATE_STEP))
-            except zlib.error:
-                continue  # damaged or not zlib after all: the PDF readers judge it
-            if size > limit:
-                raise DocumentError(
-                    f"{path.name} holds a compressed stream that expands to more than {_mb(limit)} "
-                    "(a decompression bomb?), so it was not opened.",
-                    "If the file is genuine, re-export it (e.g. print it to PDF) and add it again.")
-
-
 class _Source:
     """An opened PDF: PDFium when it can open the file, else pypdf's repair reader."""
 
@@ -217,7 +172,7 @@ def _open(path: str | os.PathLike, password: str | None, max_bytes: int, max_pag
 
     path = Path(path)
     _check_file(path, max_bytes)
-    _check_inflation(path)
+    check_inflation(path)
     source = _Source(path, password)
     name = path.name
     try:

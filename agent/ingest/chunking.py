@@ -94,7 +94,7 @@ def chunk_pages(pages: Iterable[PageLike], *, file: str, doc_id: str, chunk_size
         text = normalise_page_text(page.text or "")
         if not text.strip():
             continue
-        heading = getattr(page, "heading", "") or page_heading(text)
+        heading = _heading(page, text)
         pieces = [p for p in splitter.split_text(text) if p.strip()]
         cursor = 0
         for i, piece in enumerate(pieces):
@@ -117,17 +117,35 @@ def chunk_pages(pages: Iterable[PageLike], *, file: str, doc_id: str, chunk_size
                     "start": max(start, 0),
                     **({"outline": list(page.outline)} if getattr(page, "outline", ()) else {}),
                     **({"page_label": page.label} if getattr(page, "label", "") else {}),
-                    **_location(page),
+                    **_location(page, text, max(start, 0), piece),
                 },
             ))
     return docs
 
 
-def _location(page: PageLike) -> dict[str, object]:
-    """Where a chunk sits: loc_kind, plus the line range for text files (PDF pages say "page")."""
+def _heading(page: PageLike, text: str) -> str:
+    """The page's heading, else its first line; text before a document's first heading has none (its label says so)."""
+    if getattr(page, "heading", ""):
+        return str(page.heading)
+    return "" if getattr(page, "loc_kind", "page") == "section" else page_heading(text)
+
+
+def _location(page: PageLike, text: str, start: int, piece: str) -> dict[str, object]:
+    """Where a chunk sits: loc_kind, plus the line range for text files or the paragraphs of a
+    heading section (DOCX/HTML/EPUB); PDF pages say "page"."""
     kind = getattr(page, "loc_kind", "page")
-    lines = {"line_start": page.line_start, "line_end": page.line_end} if getattr(page, "line_start", 0) else {}
-    return {"loc_kind": kind, **lines}
+    out: dict[str, object] = {"loc_kind": kind}
+    if getattr(page, "line_start", 0):
+        out.update(line_start=page.line_start, line_end=page.line_end)
+    if getattr(page, "para_first", None) is not None:
+        out["para_start"], out["para_end"] = paragraph_span(page.para_first, text, start, piece)
+    return out
+
+
+def paragraph_span(para_first: int, text: str, start: int, piece: str) -> tuple[int, int]:
+    """The paragraphs (one per line of a section's text, see Section.para_first) that `piece`, at `start`, covers."""
+    first = para_first + text.count("\n", 0, start)
+    return max(first, 1), max(first + piece.count("\n"), first, 1)
 
 
 def embedding_text(doc: Document) -> str:

@@ -29,7 +29,8 @@ from agent.config import Settings
 from agent.errors import AgentError, DocumentError, EncryptedPDFError
 from agent.ingest import formats
 from agent.ingest.chunking import chunk_pages, embedding_text
-from agent.ingest.parse import ParsedPDF, parse_pdf
+from agent.ingest._child import parse_in_child
+from agent.ingest.parse import ParsedPDF
 from agent.search.embeddings import checked_vectors
 from agent.search.store import Collection, DocumentInfo
 
@@ -117,7 +118,7 @@ def _ingest(path: Path, name: str, collection: Collection, embeddings: Embedding
 def prepare(path: Path, name: str, doc_id: str, embeddings: Embeddings, settings: Settings,
             password: str | None, progress: Progress) -> tuple[DocumentInfo, list[Document], np.ndarray]:
     """Parse, chunk and embed one document: all the slow work, done before the index is touched."""
-    parsed = _parse(path, name, password, settings, progress)
+    kind, parsed = _parse(path, name, password, settings, progress)
     chunks = chunk_pages(parsed.pages, file=name, doc_id=doc_id,
                          chunk_size=settings.chunk_size, chunk_overlap=settings.chunk_overlap)
     if not chunks:
@@ -126,21 +127,24 @@ def prepare(path: Path, name: str, doc_id: str, embeddings: Embeddings, settings
     vectors = embed_chunks(chunks, embeddings, progress)
     info = DocumentInfo(doc_id=doc_id, file=name, pages=parsed.page_count, chunks=len(chunks),
                         size=path.stat().st_size, added=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                        ocr_pages=parsed.ocr_pages, empty_pages=parsed.empty_pages, warnings=parsed.warnings)
+                        ocr_pages=parsed.ocr_pages, empty_pages=parsed.empty_pages, warnings=parsed.warnings,
+                        kind=kind)
     return info, chunks, vectors
 
 
-def _parse(path: Path, name: str, password: str | None, settings: Settings, progress: Progress) -> ParsedPDF:
-    """A PDF through agent.ingest.parse; any other format through agent.ingest.formats (sections as pages)."""
+def _parse(path: Path, name: str, password: str | None, settings: Settings,
+           progress: Progress) -> tuple[str, ParsedPDF]:
+    """(format, text) of a document: a PDF through agent.ingest.parse; any other format through
+    agent.ingest.formats (sections as pages)."""
     max_bytes = settings.max_upload_mb * 1024 * 1024
     with path.open("rb") as handle:
         kind = formats.detect(name, handle.read(4096))
     if kind == "pdf":
-        return parse_pdf(path, password=password, max_bytes=max_bytes, max_pages=settings.max_pages,
-                         ocr=settings.ocr, progress=progress, max_ocr_pages=settings.max_ocr_pages)
-    _kind, sections = formats.read_sections(path, name, max_bytes)
+        return kind, parse_in_child(path, password=password, max_bytes=max_bytes, max_pages=settings.max_pages,
+                                    ocr=settings.ocr, progress=progress, max_ocr_pages=settings.max_ocr_pages)
+    kind, sections = formats.read_sections(path, name, max_bytes)
     ocr_pages = [s.number for s in sections if s.ocr]
-    return ParsedPDF(pages=sections, page_count=len(sections), ocr_pages=ocr_pages)  # type: ignore[arg-type]
+    return kind, ParsedPDF(pages=sections, page_count=len(sections), ocr_pages=ocr_pages)  # type: ignore[arg-type]
 
 
 def _unchanged(info: DocumentInfo) -> IngestResult:

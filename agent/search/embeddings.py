@@ -12,8 +12,8 @@ is never queried with another.
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 import httpx
 import numpy as np
@@ -21,7 +21,10 @@ from langchain_core.embeddings import Embeddings
 
 from agent.config import check_embedding_spec
 from agent.errors import AgentError, ModelNotFoundError, OllamaResponseError, OllamaUnreachableError
+from agent.search import pool
 from agent.search.ollama_lib import ollama
+
+T = TypeVar("T")
 
 LOCAL_MODEL_ID = "local:usem3-multilingual-v3"
 LOCAL_DIMENSION = 512
@@ -85,16 +88,47 @@ def embedding_model_id(spec: str) -> str:
     return LOCAL_MODEL_ID if spec == "local" else spec
 
 
-def make_embeddings(spec: str, *, ollama_host: str, timeout: float) -> Embeddings:
-    """Embeddings for a settings value: `local` or `ollama:<model>`."""
+def make_embeddings(spec: str, *, ollama_host: str, timeout: float, hosts: Sequence[str] = ()) -> Embeddings:
+    """Embeddings for a settings value: `local` or `ollama:<model>`, served by `hosts` (through
+    the pool when there are several; none given: `ollama_host`)."""
     model_id = embedding_model_id(spec)
     if model_id == LOCAL_MODEL_ID:
         return LocalEmbeddings()
+    model = model_id.split(":", 1)[1]
+    hosts = list(hosts) or [ollama_host]
+    if len(hosts) > 1:
+        return CheckedEmbeddings(PooledEmbeddings(model, hosts, timeout), model, ", ".join(hosts))
+    return CheckedEmbeddings(_ollama_embeddings(model, hosts[0], timeout), model, hosts[0])
+
+
+def _ollama_embeddings(model: str, host: str, timeout: float) -> Embeddings:
     from langchain_ollama import OllamaEmbeddings
 
-    model = model_id.split(":", 1)[1]
-    return CheckedEmbeddings(OllamaEmbeddings(model=model, base_url=ollama_host, client_kwargs={"timeout": timeout}),
-                             model, ollama_host)
+    return OllamaEmbeddings(model=model, base_url=host, client_kwargs={"timeout": timeout})
+
+
+class PooledEmbeddings(Embeddings):
+    """Ollama embeddings over a pool of hosts: least busy healthy host, retried on the next one
+    before any result; refused when the live hosts hold different builds of the model."""
+
+    def __init__(self, model: str, hosts: list[str], timeout: float) -> None:
+        self.model, self.hosts, self.timeout = model, hosts, timeout
+        self._clients: dict[str, Embeddings] = {}
+
+    def _on_pool(self, call: Callable[[Embeddings], T]) -> T:
+        pool.check_same_build(self.hosts, self.model)
+        return pool.first_result(self.hosts, self.model, lambda url: call(self._client(url)))
+
+    def _client(self, url: str) -> Embeddings:
+        if url not in self._clients:
+            self._clients[url] = _ollama_embeddings(self.model, url, self.timeout)
+        return self._clients[url]
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        return self._on_pool(lambda client: client.embed_documents(texts))
+
+    def embed_query(self, text: str) -> list[float]:
+        return self._on_pool(lambda client: client.embed_query(text))
 
 
 class CheckedEmbeddings(Embeddings):

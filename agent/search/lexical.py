@@ -102,6 +102,20 @@ def tokenize(text: str) -> list[str]:
     return out
 
 
+#: Chinese question words and particles, cut out of a question before it is tokenised: the counterpart
+#: of EN_STOPWORDS ("what", "how", "is") for unsegmented Chinese, where they would also join their
+#: neighbours into bigrams that are not words (新手怎样入门 -> 手怎, 样入).
+ZH_QUESTION_WORDS = ("为什么", "有没有", "是不是", "什么", "怎么", "怎样", "如何", "为何", "是否", "能否", "哪些",
+                     "哪里", "哪个", "请问", "吗", "呢", "吧", "啊")
+_ZH_QUESTION = re.compile("|".join(sorted(ZH_QUESTION_WORDS, key=len, reverse=True)))
+
+
+def query_terms(query: str) -> list[str]:
+    """Index terms of a question: `tokenize` after cutting out Chinese question words (a comma, not a
+    space, takes their place: spaces between Chinese characters are removed by `normalise`)."""
+    return tokenize(_ZH_QUESTION.sub(",", normalise(query)))
+
+
 def shares_terms(query: str, texts: Iterable[str]) -> bool:
     """Whether any index term of `query` occurs in `texts`: a search whose excerpts share no
     term with the question found them by vector similarity alone, which is weak evidence.

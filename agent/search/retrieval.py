@@ -21,13 +21,16 @@ collection persisted them, its chunks' term counts `.lexicon`):
   questions better than the pages it points to;
 - heading: the share of the query's idf found in the titles of the PDF outline entries
   (bookmarks) that point to the page, i.e. sections that start there (chunk metadata `outline`;
-  without an outline, the titles set in a larger type: agent/ingest/_headings.py).
+  without an outline, the titles set in a larger type: agent/ingest/_headings.py);
+- title_match (questions of at most `SHORT_QUERY` terms): how exactly one of those titles names what
+  the question asks about (an F1 of the two term sets, idf-weighted): "What is counter mode?" belongs
+  on the page where the section "Counter mode" starts, not where counter mode is mentioned most.
 
 Fusion: each signal is z-normalised against its own top `_Z_TOP` pages for this
 query (so a confident, peaked signal counts more than a flat one, unlike rank-only RRF)
 and the z-scores are summed with weights (see `WEIGHTS`; the first four chosen on the devset,
-`contents` and `heading` by leave-one-document-out on the evalset's tune split, bench/cv_sweep.py). `mode="bm25"` uses only
-the lexical signals, `mode="vector"` only the vector one.
+`contents`, `heading`, `title_match` by leave-one-document-out on the evalset's tune split,
+bench/cv_sweep.py). `mode="bm25"` uses only the lexical signals, `mode="vector"` only the vector one.
 
 Tokenisation and BM25 live in agent.search.lexical. The BM25 indexes are built on the first
 search of a collection version and kept on that version (its snapshot).
@@ -58,15 +61,19 @@ from agent.search.lexical import (
     file_title,
     page_groups,
     page_key,
+    query_terms,
     tokenize,
 )
+from agent.search.section_titles import SectionTitles
 
 Mode = Literal["hybrid", "vector", "bm25"]
 
 #: Weights of the z-normalised page signals in hybrid mode (bm25 mode drops "vector").
 WEIGHTS: dict[str, float] = {"bm25_chunk": 0.4, "bm25_page": 0.4, "vector": 0.2, "title": 0.5, "contents": -4.0,
-                             "heading": 2.0}
-_RAW = ("title", "contents", "heading")  # title: a bonus in idf units; contents, heading: shares (0..1)
+                             "heading": 2.0, "title_match": 4.0}
+#: title: a bonus in idf units; contents, heading: shares (0..1); title_match: an F1 (0..1)
+_RAW = ("title", "contents", "heading", "title_match")
+SHORT_QUERY = 4       # title_match applies to questions of at most this many index terms
 _Z_TOP = 100          # a signal is normalised by the mean/std of its best _Z_TOP pages
 _MIN_FETCH = 100      # chunks asked of the vector store (at least)
 
@@ -129,8 +136,14 @@ class Source(TypedDict):
     heading: NotRequired[str]  # heading path of a section ("A > B")
     line_start: NotRequired[int]  # line range of a text file's chunk
     line_end: NotRequired[int]
+    para_start: NotRequired[int]  # paragraphs (within `heading`) of a DOCX/HTML/EPUB chunk
+    para_end: NotRequired[int]
     number: NotRequired[int]  # its [n] in the answer's prompt (agent.chat.citations)
     cited: NotRequired[bool]  # whether the answer cites it
+
+
+#: The keys that say where a non-PDF source is (what `ask --json` / `retrieve --json` pass on besides file and page).
+LOCATION_KEYS = ("loc_kind", "heading", "line_start", "line_end", "para_start", "para_end")
 
 
 def _location(meta: dict) -> dict:
@@ -141,6 +154,8 @@ def _location(meta: dict) -> dict:
     out = {"loc_kind": kind, "heading": str(meta.get("heading", ""))}
     if meta.get("line_start"):
         out.update(line_start=int(meta["line_start"]), line_end=int(meta.get("line_end", 0)))
+    if meta.get("para_start"):
+        out.update(para_start=int(meta["para_start"]), para_end=int(meta.get("para_end", meta["para_start"])))
     return out
 
 
@@ -156,7 +171,7 @@ class CollectionIndex:
         self.chunk_ids = {self.chunk_key(d): i for i, d in enumerate(self.documents)}
         self.pages, members = page_groups(self.documents)
         self.contents = contents_share(self.documents, members)
-        self.outline = _outline_postings([self.documents[rows[0]] for rows in members])
+        self.sections = SectionTitles([self.documents[rows[0]] for rows in members])
         self.chunk_page = np.empty(len(self.documents), dtype=np.int64)
         for p, rows in enumerate(members):
             self.chunk_page[rows] = p
@@ -171,32 +186,10 @@ class CollectionIndex:
         self.page_bm25 = BM25Index.from_counts(lexicon.pages, lexicon.vocabulary)
         self.own_view: _Merged | None = None  # this index alone seen as a merged view (see `_merged`)
 
-    def heading_share(self, terms: Sequence[str]) -> np.ndarray:
-        """Per page: the share of the query's idf found in the titles of the sections starting on it
-        (a share, not a sum: common Chinese characters match many titles but weigh little)."""
-        ids = self.page_bm25.vocabulary.ids
-        idf = {t: float(self.page_bm25.idf[ids[t]]) for t in set(terms) if t in ids}
-        total = sum(idf.values())
-        out = np.zeros(len(self.pages), dtype=np.float64)
-        for t, v in idf.items():
-            if t in self.outline:
-                out[self.outline[t]] += v / total
-        return out
-
     @staticmethod
     def chunk_key(doc: Document) -> Any:
         cid = doc.metadata.get("chunk_id")
         return cid if cid is not None else (page_key(doc), doc.page_content)
-
-
-def _outline_postings(first_chunks: Sequence[Document]) -> dict[str, np.ndarray]:
-    """Term -> pages whose outline titles hold it (each chunk carries its page's titles, `outline`)."""
-    postings: dict[str, list[int]] = {}
-    for p, doc in enumerate(first_chunks):
-        titles = doc.metadata.get("outline")
-        for term in set(tokenize(" ".join(titles))) if titles else ():
-            postings.setdefault(term, []).append(p)
-    return {t: np.array(pages, dtype=np.int64) for t, pages in postings.items()}
 
 
 _MERGED: dict[tuple[int, ...], _Merged] = {}  # views of several indexes, by their ids
@@ -345,7 +338,7 @@ def page_signals(query: str, collections: Sequence[SearchableCollection], *, emb
     if view.pages == 0:
         return None
     out = PageSignals(view, {}, {}, np.zeros(view.chunks, dtype=bool))
-    terms = tokenize(query)
+    terms = query_terms(query)
     if lexical:
         out.chunks["bm25_chunk"] = _cat([ix.chunk_bm25.scores(terms) for ix in indexes], np.float32)
         out.pages["bm25_chunk"] = view.page_max(out.chunks["bm25_chunk"]).astype(np.float64)
@@ -355,9 +348,13 @@ def page_signals(query: str, collections: Sequence[SearchableCollection], *, emb
             out.pages["title"] = bonus
         if view.contents.any():
             out.pages["contents"] = view.contents
-        heading = _cat([ix.heading_share(terms) for ix in indexes], np.float64)
+        heading = _cat([ix.sections.share(terms, ix.page_bm25) for ix in indexes], np.float64)
         if heading.any():
             out.pages["heading"] = heading
+        if len(terms) <= SHORT_QUERY:
+            match = _cat([ix.sections.match(terms, ix.page_bm25) for ix in indexes], np.float64)
+            if match.any():
+                out.pages["title_match"] = match
     if vector and embeddings is not None:
         vector = checked_vectors([embeddings.embed_query(query)], 1, _dimension(versions))[0].tolist()
         sims = _vector_similarities(query, vector, versions, indexes, view, fetch=fetch)

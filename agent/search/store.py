@@ -65,6 +65,7 @@ class DocumentInfo:
     ocr_pages: list[int] = field(default_factory=list)
     empty_pages: list[int] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    kind: str = ""  # the content's format (agent.ingest.formats.detect: "pdf", "docx", ...); "" in older records
 
 
 @dataclass(frozen=True, eq=False)

@@ -19,6 +19,7 @@ _HEAD = 4096
 # What the uploader offers (content decides the reader; the extension only filters the file dialog).
 UPLOAD_EXTENSIONS = ("pdf", "docx", "pptx", "epub", "md", "markdown", "html", "htm", "txt", "png", "jpg", "jpeg")
 _TYPE_LABELS = {"md": "Markdown", "markdown": "Markdown", "htm": "HTML", "txt": "Text", "jpg": "JPEG"}
+_KIND_LABELS = {"markdown": "Markdown", "text": "Text"}  # the other kinds read in capitals
 INFLATE_FACTOR = 4  # a zip container may unpack to this many times the upload limit, no more
 _ZIP_READERS = {"docx": office.read_docx, "pptx": office.read_pptx}
 
@@ -49,10 +50,14 @@ def detect(name: str, head: bytes) -> str:
     return "text"
 
 
-def type_label(file_name: str) -> str:
-    """The document table's "Type" for a stored file name ("PDF", "DOCX", "Markdown", ...)."""
+def type_label(file_name: str, kind: str = "") -> str:
+    """The document table's "Type": the detected format recorded at ingest ("PDF", "DOCX", "Markdown", ...),
+    else (records from before it was recorded) the file name's extension."""
     suffix = Path(file_name).suffix.lower().lstrip(".")
-    return _TYPE_LABELS.get(suffix, suffix.upper() or "Text")
+    by_name = _TYPE_LABELS.get(suffix, suffix.upper() or "Text")
+    if kind == "image":  # the content says picture; a picture's own name says which kind
+        return by_name if suffix in ("png", "jpg", "jpeg") else "Image"
+    return _KIND_LABELS.get(kind, kind.upper()) if kind else by_name
 
 
 def read_sections(path: Path, name: str, max_bytes: int) -> tuple[str, list[Section]]:

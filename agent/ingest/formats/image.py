@@ -33,11 +33,12 @@ def _open(data: bytes) -> Image.Image:
 
 
 def read(data: bytes) -> list[Section]:
-    """One section (page 1) holding the recognised text; refused when OCR is not installed."""
+    """One section (number 1, location "image": the picture, not a page) holding the recognised text;
+    refused when OCR is not installed."""
     image = _open(data)
     try:
         text = ocr.ocr_image(image)
     except ocr.OCRUnavailable:
         raise DocumentError("Reading text from images needs the OCR engine, which is not installed.",
                             "Install the OCR extra (see README) or upload a PDF/text version.") from None
-    return [Section(1, text, "page", ocr=True)]
+    return [Section(1, text, "image", ocr=True)]

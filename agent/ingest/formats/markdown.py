@@ -23,6 +23,8 @@ def read(data: bytes) -> list[Section]:
     sections: list[Section] = []
     for n, (line, level, title) in enumerate(bounds):
         end = bounds[n + 1][0] if n + 1 < len(bounds) else len(lines)
+        while end > line and not lines[end - 1].strip():  # the range ends at the section's last written line
+            end -= 1
         if level:
             path = [p for p in path if p[0] < level] + [(level, title)]
         body = "\n".join(lines[line:end]).strip()

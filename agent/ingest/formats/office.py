@@ -7,7 +7,7 @@ import docx
 import pptx
 from docx.table import Table
 
-from agent.ingest.formats._section import Section
+from agent.ingest.formats._section import Section, first_paragraph
 
 
 def _heading_level(style_name: str) -> int:
@@ -23,31 +23,30 @@ def _table_text(table: Table) -> str:
 
 
 def read_docx(data: bytes) -> list[Section]:
-    """Sections cut at heading paragraphs; line_start/line_end are the paragraph numbers (1-based)."""
+    """Sections cut at heading paragraphs, their paragraphs numbered within the heading (Section.para_first)."""
     document = docx.Document(io.BytesIO(data))
     path: list[tuple[int, str]] = []
     sections: list[Section] = []
     body: list[str] = []
-    first = 1
 
-    def flush(last: int) -> None:
+    def flush() -> None:
         text = "\n".join(b for b in body if b.strip())
         if text:
+            title = path[-1][1] if path else ""
             sections.append(Section(len(sections) + 1, text, "section", heading=" > ".join(t for _, t in path),
-                                    line_start=first, line_end=last))
+                                    para_first=first_paragraph(text, title)))
         body.clear()
 
-    for n, block in enumerate(document.iter_inner_content(), start=1):
+    for block in document.iter_inner_content():
         if isinstance(block, Table):
             body.append(_table_text(block))
             continue
         level = _heading_level(block.style.name if block.style is not None else "")
         if level and block.text.strip():
-            flush(n - 1)
-            first = n
+            flush()
             path = [p for p in path if p[0] < level] + [(level, block.text.strip())]
-        body.append(block.text)
-    flush(n if sections or body else 0)
+        body.append(" ".join(block.text.split("\n")))  # a line break inside a paragraph keeps it one paragraph
+    flush()
     return sections
 
 
