@@ -14,6 +14,7 @@ one after the other, so they share the machine's load.
 
     nice -n 10 python -m bench.ocr            # 4 pages (en/zh x one/two columns), every option
     nice -n 10 python -m bench.ocr --quick    # 2 small pages, baseline and product only
+    nice -n 10 python -m bench.ocr --only tesseract    # baseline, product and the tesseract options
 """
 
 from __future__ import annotations
@@ -236,9 +237,9 @@ def rapidocr(engine_kwargs: dict[str, Any], call_kwargs: dict[str, Any], workers
     return make
 
 
-def tesseract(langs: str, threads: int | None = None) -> Callable[[], Reader]:
-    """Factory for Debian's tesseract CLI (a process per page, its own layout analysis);
-    `threads` caps its OpenMP threads (default: all cores)."""
+def tesseract(langs: str, threads: int | None = None, workers: int = 1) -> Callable[[], Reader]:
+    """Factory for Debian's tesseract CLI (a process per page, its own layout analysis, `workers`
+    pages at once); `threads` caps its OpenMP threads (default: all cores)."""
     import os
 
     env = {**os.environ, "OMP_THREAD_LIMIT": str(threads)} if threads else None
@@ -252,7 +253,13 @@ def tesseract(langs: str, threads: int | None = None) -> Callable[[], Reader]:
             proc = subprocess.run(["tesseract", "stdin", "stdout", "-l", langs], input=buf.getvalue(),
                                   capture_output=True, timeout=600, check=True, env=env)
             return proc.stdout.decode("utf-8", "replace")
-        return lambda images: [one(image) for image in images]
+
+        def read(images: Sequence[Image.Image]) -> list[str]:
+            from concurrent.futures import ThreadPoolExecutor
+
+            with ThreadPoolExecutor(workers) as pool:
+                return list(pool.map(one, images))
+        return read
     return make
 
 
@@ -277,6 +284,7 @@ def options(quick: bool) -> list[Option]:
                rapidocr({**det, "det_limit_side_len": 960, **one}, no_cls, workers=2)),
         Option("tesseract eng+chi_sim", 300, tesseract("eng+chi_sim")),
         Option("tesseract eng+chi_sim, 1 thread", 300, tesseract("eng+chi_sim", threads=1)),
+        Option("tesseract eng+chi_sim, 1 thread x 2 pages", 300, tesseract("eng+chi_sim", threads=1, workers=2)),
     ]
 
 
@@ -306,14 +314,18 @@ def measure(opts: Sequence[Option], scans: Sequence[Scan], run: Run) -> list[dic
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    args = parser(__doc__.splitlines()[0]).parse_args(argv)
+    cli = parser(__doc__.splitlines()[0])
+    cli.add_argument("--only", nargs="*", default=[""], help="options whose name holds one of these words "
+                     "(the baseline and the product always run)")
+    args = cli.parse_args(argv)
     run = Run(NAME, args, argv)
     scans = synthetic_scans(1, max_lines=12 if args.quick else None)
+    chosen = [o for n, o in enumerate(options(args.quick)) if n < 2 or any(w in o.name for w in args.only)]
     if args.quick:
         scans = [s for s in scans if s.name in ("en-2col-1", "zh-1col-1")]
     run.params = {"pages": [s.name for s in scans], "scan_dpi": SCAN_DPI, "font_pt": FONT_PT, "seed": SEED,
                   "truth_chars": {s.name: len(normalize(s.truth)) for s in scans}}
-    rows = measure(options(args.quick), scans, run)
+    rows = measure(chosen, scans, run)
     base = rows[0]
     for row in rows:
         row["speedup"] = row["pages_per_s"] / base["pages_per_s"]

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFont
 
 from agent.ingest import ocr, parse
 from bench.ocr import LONGEST_RUN, cer, font, normalize, render, scanner, typeset, wrap
@@ -139,6 +139,25 @@ def test_a_cancel_during_ocr_stops_the_pages_not_started(tmp_path, fake_ocr):
     with pytest.raises(Cancelled):
         parse.parse_pdf(image_only_pdf(tmp_path / "scan.pdf", 8), max_bytes=1 << 30, max_pages=100, progress=progress)
     assert fake_ocr.calls <= 1 + ocr.WORKERS  # the page reported and those already being read
+
+
+def test_scanned_pages_are_read_by_both_engines_inside_the_memory_limited_parser_child(tmp_path):
+    from agent.ingest._child import parse_in_child
+
+    path = tmp_path / "scans.pdf"
+    lines = ["Quarterly report for the harbour", "the lazy dog near the river."]
+    pages = []
+    for n in range(3):
+        image = Image.new("L", (1240, 300), 255)
+        draw = ImageDraw.Draw(image)
+        for i, line in enumerate(lines):
+            draw.text((80, 60 + 75 * i), f"{line} {n + 1}", fill=0, font=ImageFont.load_default(size=40))
+        pages.append(image)
+    pages[0].save(path, "PDF", resolution=150, save_all=True, append_images=pages[1:])
+    parsed = parse_in_child(path, max_bytes=10**8, max_pages=100)
+    assert parsed.ocr_pages == [1, 2, 3] and not parsed.warnings
+    for n, page in enumerate(parsed.pages, 1):
+        assert "harbour" in page.text and page.text.rstrip().endswith(f"river. {n}"), page.text
 
 
 # ------------------------------------------------------------------ the benchmark's yardstick
