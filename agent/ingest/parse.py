@@ -17,7 +17,7 @@ Pipeline (`parse_pdf`):
 4. OCR (agent.ocr, RapidOCR) for pages that have no text layer but do draw
    something, that are garbled, or that are mostly an image with a few words.
    OCR costs seconds per page on a laptop CPU, so at most `max_ocr_pages` pages
-   are OCR'd per file; the rest are reported in `warnings`.
+   are OCR'd per file (`ocr.WORKERS` at once); the rest are reported in `warnings`.
 5. `clean_text` normalises every page's text.
 
 Every PDFium call holds `PDFIUM_LOCK` (see `_pdf_open`), taken per page, so parses in
@@ -374,6 +374,7 @@ def _ocr_pass(source: _Source, scans: list[_PageScan], ocr: bool, max_ocr_pages:
 
 
 def _ocr_page(source: _Source, number: int) -> str:
+    """Render page `number` (under PDFium's lock) and read it; runs in an OCR worker thread."""
     return clean_text(ocr_mod.ocr_image(_render_for_ocr(source, number - 1)))
 
 
