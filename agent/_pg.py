@@ -33,6 +33,23 @@ MIGRATIONS: tuple[str, ...] = (
         meta TEXT NOT NULL DEFAULT '{}');
     CREATE INDEX turns_by_conversation ON turns(conversation_id, id);
     """,
+    """
+    CREATE EXTENSION IF NOT EXISTS vector;
+    CREATE TABLE collections (
+        name TEXT PRIMARY KEY, embedding_model TEXT NOT NULL, dimension INTEGER,
+        version BIGINT NOT NULL DEFAULT 0);
+    CREATE TABLE documents (
+        collection TEXT NOT NULL REFERENCES collections(name) ON DELETE CASCADE, doc_id TEXT NOT NULL,
+        seq BIGSERIAL, info JSONB NOT NULL, lexicon BYTEA NOT NULL, PRIMARY KEY (collection, doc_id));
+    CREATE TABLE chunks (
+        collection TEXT NOT NULL, doc_id TEXT NOT NULL, position INTEGER NOT NULL, id TEXT NOT NULL,
+        text TEXT NOT NULL, metadata JSONB NOT NULL, embedding vector NOT NULL,
+        PRIMARY KEY (collection, doc_id, position),
+        FOREIGN KEY (collection, doc_id) REFERENCES documents(collection, doc_id) ON DELETE CASCADE);
+    CREATE TABLE originals (
+        collection TEXT NOT NULL REFERENCES collections(name) ON DELETE CASCADE, doc_id TEXT NOT NULL,
+        file TEXT NOT NULL, content BYTEA NOT NULL, PRIMARY KEY (collection, doc_id));
+    """,
 )
 _LOCK_KEY = 0x6167656E74  # pg_advisory_xact_lock key for schema upgrades ("agent")
 _pools: dict[str, ConnectionPool] = {}
@@ -61,7 +78,8 @@ def pool(url: str) -> ConnectionPool:
     with _pools_lock:
         found = _pools.get(url)
         if found is None:
-            found = ConnectionPool(url, min_size=1, max_size=8, open=False, timeout=30)
+            # autocommit: `transaction()` still opens one explicitly; a single poll (`query_one`) needs no BEGIN/COMMIT
+            found = ConnectionPool(url, min_size=1, max_size=8, open=False, timeout=30, kwargs={"autocommit": True})
             try:
                 found.open(wait=True, timeout=30)
                 with found.connection() as db, db.transaction():
@@ -81,6 +99,17 @@ def transaction(url: str) -> Iterator[psycopg.Connection]:
     try:
         with pool(url).connection() as db, db.transaction():
             yield db
+    except psycopg.Error as exc:
+        raise _fail(url, exc) from exc
+
+
+def query_one(url: str, sql: str, params: tuple[object, ...]) -> tuple[object, ...] | None:
+    """The first row of one statement run on its own: one round trip, for a poll such as a version check."""
+    import psycopg
+
+    try:
+        with pool(url).connection() as db:
+            return db.execute(sql, params).fetchone()  # type: ignore[arg-type]  # trusted constant SQL
     except psycopg.Error as exc:
         raise _fail(url, exc) from exc
 

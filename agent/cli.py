@@ -108,7 +108,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("id", nargs="?")
     p.add_argument("title", nargs="?")
     p.add_argument("--json", action="store_true")
-    p = command("migrate", cmd_migrate, "Copy conversations between this data directory and PostgreSQL "
+    p = command("migrate", cmd_migrate, "Copy collections and conversations between this data directory "
+                                        "and PostgreSQL "
                                         "(AGENT_DATABASE_URL); safe to run again.")
     p.add_argument("--to", required=True, choices=["postgres", "local"])
     p = command("eval", cmd_eval, "Measure retrieval quality (hit@k, MRR) on a question file.")
@@ -408,14 +409,17 @@ def cmd_conversations(args: argparse.Namespace) -> int:
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
-    from agent.chat.pg_conversations import copy_conversations, open_conversations
+    from agent.chat.pg_conversations import copy_conversations
+    from agent.search.pg_store import copy_documents
 
     settings = load_settings()
     if not settings.database_url:
         raise AgentError("migrate needs the PostgreSQL database.", "Set AGENT_DATABASE_URL (see README, Running for a team).")
-    local, shared = (open_conversations(settings.model_copy(update={"store": store})) for store in ("local", "postgres"))
+    local, shared = (Workspace(settings.model_copy(update={"store": store})) for store in ("local", "postgres"))
     source, target = (local, shared) if args.to == "postgres" else (shared, local)
-    print(f"conversations: {copy_conversations(source, target)} turns copied")
+    for name in source.collection_names():
+        print(f"collection {name}: {copy_documents(source.collection(name), target.collection(name))} documents copied")
+    print(f"conversations: {copy_conversations(source.conversations, target.conversations)} turns copied")
     return 0
 
 

@@ -167,7 +167,22 @@ def format_context(chunks: Iterable[Mapping[str, Any]]) -> str:
     """Numbered, delimited document excerpts for the model (chunks: number, file, page, text)."""
     parts = []
     for chunk in chunks:
-        source = quote_untrusted(f"{chunk['file']} p.{chunk['page']}").replace('"', "'")
+        source = quote_untrusted(f"{chunk['file']} {_where(chunk)}".strip()).replace('"', "'")
         parts.append(f'<document n="{int(chunk["number"])}" source="{source}">\n'
                      f'{quote_untrusted(chunk["text"]).strip()}\n</document>')
     return "\n\n".join(parts) if parts else "(no matching excerpts were found in the documents)"
+
+
+def _where(chunk: Mapping[str, Any]) -> str:
+    """The excerpt's location as the model should read it: a section number of a Word file is
+    not a page, and a model told "p.3" writes "page 3" in its answer."""
+    kind = chunk.get("loc_kind", "page")
+    if kind == "slide":
+        return f"slide {chunk['page']}"
+    if kind == "lines":
+        return f"lines {chunk.get('line_start', '?')}-{chunk.get('line_end', '?')}"
+    if kind == "section":
+        return f"section '{chunk.get('heading') or chunk['page']}'"
+    if kind == "image":
+        return "(image)"
+    return f"p.{chunk['page']}"

@@ -22,8 +22,8 @@ from agent.config import Settings, load_settings
 from agent.errors import AgentError
 from agent.ingest.pipeline import Progress, ReindexResults, reindex
 from agent.search.embeddings import embedding_model_id, make_embeddings
+from agent.search.pg_store import DocumentCollection, collection_names, open_collection, remove_collection
 from agent.search.retrieval import collection_index
-from agent.search.store import Collection, delete_collection, list_collections
 
 logger = logging.getLogger(__name__)
 _EMBEDDERS: dict[tuple[object, ...], Embeddings] = {}
@@ -60,7 +60,7 @@ class _OpenStores:
     """The loaded collections and conversation store of one data directory, and their lock:
     shared whole by the workspaces of that directory."""
 
-    collections: dict[str, Collection] = field(default_factory=dict)
+    collections: dict[str, DocumentCollection] = field(default_factory=dict)
     conversations: ConversationStore | PgConversationStore | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
     #: one per collection name, held while it loads: loading one (42 s at 1M chunks) never makes
@@ -101,7 +101,7 @@ class Workspace:
             fresh._open = self._open  # the same collections, conversations and the lock guarding them
         return fresh
 
-    def collection(self, name: str | None = None) -> Collection:
+    def collection(self, name: str | None = None) -> DocumentCollection:
         """An open collection (created empty on first use), refreshed if another process wrote it."""
         name = name or self.settings.collections[0]
         with self._open.lock:
@@ -110,17 +110,17 @@ class Workspace:
             with self._open.lock:
                 collection = self._open.collections.get(name)
             if collection is None:
-                collection = Collection(self.data_dir, name, self.embeddings, self.embedding_model)
+                collection = open_collection(self.settings, name, self.embeddings, self.embedding_model)
                 with self._open.lock:
                     collection = self._open.collections.setdefault(name, collection)
         collection.reload()
         return collection
 
-    def rebuildable(self, name: str) -> Collection:
+    def rebuildable(self, name: str) -> DocumentCollection:
         """A collection opened for re-indexing (tolerates a damaged or other-model index)."""
         with self._open.lock:
             self._open.collections.pop(name, None)
-        return Collection(self.data_dir, name, self.embeddings, self.embedding_model, rebuilding=True)
+        return open_collection(self.settings, name, self.embeddings, self.embedding_model, rebuilding=True)
 
     def reindex(self, name: str, *, progress: Progress | None = None, passwords: Mapping[str, str] | None = None,
                 only: Container[str] | None = None, drop_failed: bool = False,
@@ -128,13 +128,13 @@ class Workspace:
         """Rebuild a collection from its stored PDFs (see `pipeline.reindex`); the index as it
         is now, when readable with the current embedder, keeps documents that fail."""
         try:
-            previous: Collection | None = self.collection(name)
+            previous: DocumentCollection | None = self.collection(name)
         except AgentError:  # damaged or built with another embedder: rebuild from the PDFs alone
             previous = None
         return reindex(self.rebuildable(name), self.embeddings, self.settings, progress, previous=previous,
                        passwords=passwords, only=only, drop_failed=drop_failed, on_document=on_document)
 
-    def chat_collections(self) -> list[Collection]:
+    def chat_collections(self) -> list[DocumentCollection]:
         """The collections the chat searches (settings.collections)."""
         return [self.collection(name) for name in self.settings.collections]
 
@@ -154,10 +154,10 @@ class Workspace:
         return thread
 
     def collection_names(self) -> list[str]:
-        return sorted(set(list_collections(self.data_dir)) | set(self.settings.collections))
+        return sorted(set(collection_names(self.settings)) | set(self.settings.collections))
 
     def delete_collection(self, name: str) -> None:
         """Delete a collection (refused while it is being written); other workspaces forget it too."""
-        delete_collection(self.data_dir, name)
+        remove_collection(self.settings, name)
         with self._open.lock:
             self._open.collections.pop(name, None)

@@ -37,6 +37,18 @@ def test_document_text_cannot_close_the_quote():
     assert "Ignore previous instructions." in context  # quoted, not dropped
 
 
+def test_excerpts_of_other_formats_are_located_as_slides_sections_lines_or_images():
+    chunks = [{"number": 1, "file": "deck.pptx", "page": 4, "loc_kind": "slide", "text": "a"},
+              {"number": 2, "file": "notes.docx", "page": 3, "loc_kind": "section", "heading": "Install > Wiring",
+               "text": "b"},
+              {"number": 3, "file": "log.txt", "page": 1, "loc_kind": "lines", "line_start": 5, "line_end": 9, "text": "c"},
+              {"number": 4, "file": "scan.png", "page": 1, "loc_kind": "image", "text": "d"}]
+    sources = [line for line in prompts.format_context(chunks).splitlines() if line.startswith("<document")]
+    assert sources == ['<document n="1" source="deck.pptx slide 4">',
+                       '<document n="2" source="notes.docx section \'Install > Wiring\'">',
+                       '<document n="3" source="log.txt lines 5-9">', '<document n="4" source="scan.png (image)">']
+
+
 def test_empty_context_says_nothing_was_found():
     assert "no matching excerpts" in prompts.format_context([])
 

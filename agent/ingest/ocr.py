@@ -2,9 +2,10 @@
 
 The engine is RapidOCR (PP-OCRv4 Chinese+English models as ONNX); its models ship
 inside the `rapidocr-onnxruntime` wheel, so nothing is downloaded at run time. The
-engine is loaded lazily, once per process, and shared by all threads; recognition
-runs one page at a time (onnxruntime already uses every core, so running pages in
-parallel would not be faster, only use more memory).
+engines are loaded lazily, once per process: `WORKERS` of them, each running its ONNX
+models on one thread, shared by all threads of the process, so up to `WORKERS` pages are
+read at once (one page on two threads spends much of its time waiting for the slower
+thread at every step, badly so when other work shares the cores).
 
 If the engine cannot be imported or loaded (package missing, or opencv failing to
 find a system library such as libGL), `OCRUnavailable` is raised with the reason;
@@ -16,8 +17,13 @@ its calls must hold `agent.ingest._pdf_open.PDFIUM_LOCK`; this module only sees 
 
 from __future__ import annotations
 
+import queue
 import threading
-from typing import Any, Sequence
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, NamedTuple, Sequence
+
+import numpy as np
 
 from PIL import Image
 
@@ -29,15 +35,30 @@ OCR_DPI = 200
 MAX_SIDE_PX = 3000
 # Engine settings: detection runs on a copy shrunk to 1600 px (boxes are mapped back),
 # recognition reads the crops at full resolution. RapidOCR's default instead shrinks
-# the whole page to 2000 px first, which costs the recognition its resolution.
-ENGINE_KWARGS = {"max_side_len": 4000, "det_limit_type": "max", "det_limit_side_len": 1600}
+# the whole page to 2000 px first, which costs the recognition its resolution (and the
+# spaces between English words). One ONNX thread per engine: see WORKERS.
+ENGINE_KWARGS = {"max_side_len": 4000, "det_limit_type": "max", "det_limit_side_len": 1600,
+                 "intra_op_num_threads": 1, "inter_op_num_threads": 1}
+# use_cls=False: rendered PDF pages are upright; the 0/180 degree classifier
+# costs ~20% more time and, on upright text, flips a few lines the wrong way.
+CALL_KWARGS = {"use_cls": False}
+# Pages read at once, each by its own engine on one thread (bench/README.md, OCR).
+WORKERS = 2
 # Recognised lines scoring below this are dropped (RapidOCR's own default).
 MIN_SCORE = 0.5
+# Column detection: each side of the gutter holds at least this many boxes, which cover at
+# least this share of its width (text lines do, the short cells of a table do not); at most
+# this share of all boxes may cross the gutter (titles).
+MIN_COLUMN_BOXES = 3
+MIN_COLUMN_FILL = 0.5
+MAX_CROSSING_SHARE = 0.15
+MAX_COLUMN_DEPTH = 2  # a column may split once more (three or four columns)
+_GUTTER_BINS = 200
 
-_engine: Any = None
+_engines: list[Any] = []
+_idle: queue.SimpleQueue[Any] = queue.SimpleQueue()
 _engine_error: str | None = None
 _load_lock = threading.Lock()
-_run_lock = threading.Lock()
 
 
 class OCRUnavailable(RuntimeError):
@@ -45,17 +66,17 @@ class OCRUnavailable(RuntimeError):
 
 
 def get_engine() -> Any:
-    """Return the shared RapidOCR engine, loading it on first use (thread-safe).
+    """Return a RapidOCR engine, loading the `WORKERS` shared engines on first use (thread-safe).
 
     A failure is remembered so that a document with many scanned pages does not
     retry (and log) the same failure for every page.
     """
-    global _engine, _engine_error
-    if _engine is not None:
-        return _engine
+    global _engine_error
+    if _engines:
+        return _engines[0]
     with _load_lock:
-        if _engine is not None:
-            return _engine
+        if _engines:
+            return _engines[0]
         if _engine_error is not None:
             raise OCRUnavailable(_engine_error)
         try:
@@ -63,11 +84,25 @@ def get_engine() -> Any:
                 RapidOCR,  # heavy import: onnxruntime + opencv
             )
 
-            _engine = RapidOCR(**ENGINE_KWARGS)
+            loaded = [RapidOCR(**ENGINE_KWARGS) for _ in range(WORKERS)]
         except Exception as exc:  # ImportError, OSError (libGL), onnxruntime errors...
             _engine_error = f"{type(exc).__name__}: {exc}"
             raise OCRUnavailable(_engine_error) from exc
-        return _engine
+        for engine in loaded:
+            _idle.put(engine)
+        _engines.extend(loaded)
+        return _engines[0]
+
+
+@contextmanager
+def _engine_in_use() -> Iterator[Any]:
+    """An engine no other thread is using (waits for one); raises OCRUnavailable."""
+    get_engine()
+    engine = _idle.get()
+    try:
+        yield engine
+    finally:
+        _idle.put(engine)
 
 
 def available() -> bool:
@@ -91,13 +126,10 @@ def ocr_image(image: Image.Image) -> str:
 
     Raises OCRUnavailable when the engine cannot be loaded.
     """
-    engine = get_engine()
     if image.mode != "RGB":
         image = image.convert("RGB")
-    with _run_lock:
-        # use_cls=False: rendered PDF pages are upright; the 0/180 degree classifier
-        # costs ~20% more time and, on upright text, flips a few lines the wrong way.
-        result, _elapsed = engine(image, use_cls=False)
+    with _engine_in_use() as engine:
+        result, _elapsed = engine(image, **CALL_KWARGS)
     return lines_to_text(result or [])
 
 
@@ -111,45 +143,123 @@ def _join_words(left: str, right: str) -> str:
     return f"{left} {right}"
 
 
-def lines_to_text(result: Sequence[Sequence[Any]], min_score: float = MIN_SCORE) -> str:
-    """Turn RapidOCR results `[[box, text, score], ...]` into text in reading order.
+class _Box(NamedTuple):
+    """One recognised text box: its extent on the page and its text."""
 
-    Boxes are sorted by top then left; boxes that overlap vertically by at least half
-    the smaller box's height are one line, joined left to right with a space (no space
-    between two CJK characters). Lines are joined with newlines. Pure function.
-    """
-    items = []
+    top: float
+    bottom: float
+    left: float
+    right: float
+    text: str
+
+
+def _boxes(result: Sequence[Sequence[Any]], min_score: float) -> list[_Box]:
+    boxes = []
     for entry in result:
         try:
             box, text, score = entry[0], str(entry[1]), float(entry[2])
+            ys = [float(p[1]) for p in box]
+            xs = [float(p[0]) for p in box]
         except (IndexError, TypeError, ValueError):
             continue
         text = text.strip()
-        if not text or score < min_score:
-            continue
-        ys = [float(p[1]) for p in box]
-        xs = [float(p[0]) for p in box]
-        items.append((min(ys), max(ys), min(xs), text))
-    items.sort(key=lambda it: (it[0], it[2]))
+        if text and score >= min_score and xs and ys:
+            boxes.append(_Box(min(ys), max(ys), min(xs), max(xs), text))
+    return boxes
 
-    lines: list[list[tuple[float, float, float, str]]] = []
-    for item in items:
-        top, bottom = item[0], item[1]
+
+def _text_lines(boxes: list[_Box]) -> list[str]:
+    """Boxes overlapping vertically by at least half the smaller height are one line, left to right."""
+    lines: list[list[_Box]] = []
+    for item in sorted(boxes, key=lambda b: (b.top, b.left)):
         if lines:
             current = lines[-1]
-            line_top = min(it[0] for it in current)
-            line_bottom = max(it[1] for it in current)
-            overlap = min(bottom, line_bottom) - max(top, line_top)
-            smaller = min(bottom - top, line_bottom - line_top)
+            line_top = min(b.top for b in current)
+            line_bottom = max(b.bottom for b in current)
+            overlap = min(item.bottom, line_bottom) - max(item.top, line_top)
+            smaller = min(item.bottom - item.top, line_bottom - line_top)
             if smaller > 0 and overlap >= 0.5 * smaller:
                 current.append(item)
                 continue
         lines.append([item])
-
     out = []
     for line in lines:
         text = ""
-        for item in sorted(line, key=lambda it: it[2]):
-            text = _join_words(text, item[3])
+        for item in sorted(line, key=lambda b: b.left):
+            text = _join_words(text, item.text)
         out.append(text)
-    return "\n".join(out)
+    return out
+
+
+def _gutter(boxes: list[_Box]) -> float | None:
+    """x of the gap between two text columns, or None when the boxes do not form two columns.
+
+    The gap is the emptiest stretch of the x-coverage histogram in the middle of the text
+    area; it may be crossed only by a few boxes (titles, headers across both columns), and
+    each side must hold several boxes that cover most of its width (text lines, not the
+    short cells of a table).
+    """
+    if len(boxes) < 2 * MIN_COLUMN_BOXES:
+        return None
+    left, right = min(b.left for b in boxes), max(b.right for b in boxes)
+    width = right - left
+    if width <= 0:
+        return None
+    bins = np.zeros(_GUTTER_BINS)
+    for b in boxes:
+        lo = int((b.left - left) / width * (_GUTTER_BINS - 1))
+        hi = int((b.right - left) / width * (_GUTTER_BINS - 1))
+        bins[lo:hi + 1] += 1
+    offset = int(_GUTTER_BINS * 0.25)
+    middle = bins[offset:int(_GUTTER_BINS * 0.75)]
+    low = float(middle.min())
+    if low > MAX_CROSSING_SHARE * len(boxes):
+        return None
+    # The empty run holding the middle's minimum, and its centre: each side's share of
+    # covered bins counts from the edge of the text to that centre.
+    at = offset + int(np.argmin(middle))
+    first = at - int(np.argmax(np.append(bins[at::-1] != low, True))) + 1
+    last = at + int(np.argmax(np.append(bins[at:] != low, True))) - 1
+    centre = (first + last) // 2
+    x = left + (centre + 0.5) / (_GUTTER_BINS - 1) * width
+    for side, coverage in (([b for b in boxes if b.right <= x], bins[:centre]),
+                           ([b for b in boxes if b.left >= x], bins[centre + 1:])):
+        if len(side) < MIN_COLUMN_BOXES or float(np.mean(coverage > low)) < MIN_COLUMN_FILL:
+            return None
+    return x
+
+
+def _reading_order(boxes: list[_Box], depth: int = 0) -> list[list[_Box]]:
+    """Groups of boxes in reading order: column by column, between boxes that cross the gutter.
+
+    Boxes crossing the gutter (a title over both columns) cut the page into bands; each band
+    is read left column then right column, each column split again if it has columns itself.
+    """
+    x = _gutter(boxes) if depth < MAX_COLUMN_DEPTH else None
+    if x is None:
+        return [boxes]
+    crossing = sorted((b for b in boxes if b.left < x < b.right), key=lambda b: b.top)
+    cuts = [b.top for b in crossing] + [float("inf")]
+    groups: list[list[_Box]] = []
+    top = float("-inf")
+    for n, cut in enumerate(cuts):
+        band = [b for b in boxes if top <= b.top < cut and not b.left < x < b.right]
+        for column in ([b for b in band if b.right <= x], [b for b in band if b.left >= x]):
+            if column:
+                groups += _reading_order(column, depth + 1)
+        if n < len(crossing):
+            groups.append([crossing[n]])
+        top = cut
+    return groups
+
+
+def lines_to_text(result: Sequence[Sequence[Any]], min_score: float = MIN_SCORE) -> str:
+    """Turn RapidOCR results `[[box, text, score], ...]` into text in reading order.
+
+    A page with text columns is read column by column (see `_reading_order`); within a column,
+    boxes that overlap vertically by at least half the smaller box's height are one line,
+    joined left to right with a space (none between two CJK characters). Lines are joined
+    with newlines. Pure function.
+    """
+    groups = _reading_order(_boxes(result, min_score))
+    return "\n".join(line for group in groups for line in _text_lines(group))

@@ -17,7 +17,7 @@ Pipeline (`parse_pdf`):
 4. OCR (agent.ocr, RapidOCR) for pages that have no text layer but do draw
    something, that are garbled, or that are mostly an image with a few words.
    OCR costs seconds per page on a laptop CPU, so at most `max_ocr_pages` pages
-   are OCR'd per file; the rest are reported in `warnings`.
+   are OCR'd per file (`ocr.WORKERS` at once); the rest are reported in `warnings`.
 5. `clean_text` normalises every page's text.
 
 Every PDFium call holds `PDFIUM_LOCK` (see `_pdf_open`), taken per page, so parses in
@@ -27,6 +27,7 @@ several threads (Streamlit sessions) interleave page by page.
 from __future__ import annotations
 
 import os
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
@@ -362,12 +363,29 @@ def _ocr_pass(source: _Source, scans: list[_PageScan], ocr: bool, max_ocr_pages:
     todo = wanted[:max(0, max_ocr_pages)] if ocr and run.error is None else []
     if todo and progress:
         progress("ocr", 0, len(todo))
-    for done, scan in enumerate(todo, 1):
+    with ThreadPoolExecutor(ocr_mod.WORKERS, thread_name_prefix="ocr") as pool:
+        pages = [pool.submit(_ocr_page, source, scan.number) for scan in todo]
         try:
-            text = clean_text(ocr_mod.ocr_image(_render_for_ocr(source, scan.number - 1)))
+            _collect_ocr(todo, pages, run, progress)
+        finally:  # a cancel raised by `progress`, or the engine gone: pages not started stay so
+            for page in pages:
+                page.cancel()
+    return run
+
+
+def _ocr_page(source: _Source, number: int) -> str:
+    """Render page `number` (under PDFium's lock) and read it; runs in an OCR worker thread."""
+    return clean_text(ocr_mod.ocr_image(_render_for_ocr(source, number - 1)))
+
+
+def _collect_ocr(todo: list[_PageScan], pages: list[Future[str]], run: _OcrRun, progress: Progress | None) -> None:
+    """Take the OCR'd pages in page order as they finish (several are read at once)."""
+    for done, (scan, page) in enumerate(zip(todo, pages), 1):
+        try:
+            text = page.result()
         except ocr_mod.OCRUnavailable as exc:
             run.error = f"the OCR engine could not be loaded ({exc})"
-            break
+            return
         except Exception:
             run.failed_pages.append(scan.number)
             text = ""
@@ -375,7 +393,6 @@ def _ocr_pass(source: _Source, scans: list[_PageScan], ocr: bool, max_ocr_pages:
         _keep_ocr_text(scan, text, run)
         if progress:
             progress("ocr", done, len(todo))
-    return run
 
 
 def _keep_ocr_text(scan: _PageScan, text: str, run: _OcrRun) -> None:

@@ -274,11 +274,12 @@ class Vocabulary:
     def count(self, text: str) -> tuple[np.ndarray, np.ndarray]:
         """(term ids, counts) of one text, adding its new terms."""
         counts = Counter(tokenize(text))
-        ids = np.fromiter((self._id(t) for t in counts), dtype=np.int32, count=len(counts))
+        ids = np.fromiter((self.id_for(t) for t in counts), dtype=np.int32, count=len(counts))
         tfs = np.fromiter((min(c, _TF_MAX) for c in counts.values()), dtype=np.uint16, count=len(counts))
         return ids, tfs
 
-    def _id(self, term: str) -> int:
+    def id_for(self, term: str) -> int:
+        """The term's id, added when new."""
         found = self.ids.get(term)
         if found is None:
             found = self.ids[term] = len(self.terms)
@@ -399,10 +400,10 @@ class Lexicon:
         return buf.getvalue()
 
     @classmethod
-    def load(cls, path: Path, before: Lexicon | None = None) -> Lexicon | None:
-        """The persisted counts (after `before`'s, when saved as their continuation), or None when
-        absent, damaged, from another tokenizer version or not following `before` (the caller
-        then recounts: keyword search is never lost, only slower)."""
+    def load(cls, path: Path | io.BytesIO, before: Lexicon | None = None) -> Lexicon | None:
+        """The persisted counts (a file, or `to_bytes` output; after `before`'s, when saved as their
+        continuation), or None when absent, damaged, from another tokenizer version or not following
+        `before` (the caller then recounts: keyword search is never lost, only slower)."""
         try:
             with np.load(path, allow_pickle=False) as data:
                 vocab_from = int(data["vocab_from"][0]) if "vocab_from" in data.files else 0
@@ -415,7 +416,7 @@ class Lexicon:
                 pages = TermCounts(data["page_ptr"], data["page_term"], data["page_tf"])
                 chunk_page = data["chunk_page"] if "chunk_page" in data.files else None
         except Exception as exc:  # noqa: BLE001 - zip, zlib, numpy and decode errors alike: recount
-            if Path(path).exists():
+            if not isinstance(path, Path) or path.exists():
                 logger.warning("ignoring unreadable keyword counts %s (%s); recounting", path, exc)
             return None
         for counts in (chunks, pages):
