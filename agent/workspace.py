@@ -63,6 +63,9 @@ class _OpenStores:
     collections: dict[str, DocumentCollection] = field(default_factory=dict)
     conversations: ConversationStore | PgConversationStore | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
+    #: one per collection name, held while it loads: loading one (42 s at 1M chunks) never makes
+    #: the others wait, and two threads asking for one load it once
+    opening: dict[str, threading.Lock] = field(default_factory=dict)
 
 
 class Workspace:
@@ -102,10 +105,14 @@ class Workspace:
         """An open collection (created empty on first use), refreshed if another process wrote it."""
         name = name or self.settings.collections[0]
         with self._open.lock:
-            if name not in self._open.collections:
-                self._open.collections[name] = open_collection(self.settings, name, self.embeddings,
-                                                               self.embedding_model)
-            collection = self._open.collections[name]
+            opening = self._open.opening.setdefault(name, threading.Lock())
+        with opening:  # this name's alone: the shared lock is never held while a collection loads
+            with self._open.lock:
+                collection = self._open.collections.get(name)
+            if collection is None:
+                collection = open_collection(self.settings, name, self.embeddings, self.embedding_model)
+                with self._open.lock:
+                    collection = self._open.collections.setdefault(name, collection)
         collection.reload()
         return collection
 

@@ -226,6 +226,8 @@ def assert_consistent(collection: Collection) -> None:
     assert collection.vectorstore.index.ntotal == len(collection.documents)
     if collection.version:  # a saved generation has its keyword counts, in step with its chunks
         assert collection.lexicon is not None and collection.lexicon.fits(collection.documents)
+        if isinstance(collection, Collection):  # the file store's page table (PostgreSQL's has none)
+            assert_pages_fit(collection)
     store = collection.vectorstore  # every vector position leads to its own chunk
     assert [store.docstore.search(store.index_to_docstore_id[i]).metadata["chunk_id"]
             for i in range(len(collection.documents))] == [d.metadata["chunk_id"] for d in collection.documents]
@@ -233,6 +235,20 @@ def assert_consistent(collection: Collection) -> None:
         stored = collection.stored_file(doc_id)
         assert stored is not None and stored.name == info.file, (stored, info.file)
         assert file_sha256(stored) == doc_id  # the stored copy is complete
+
+
+def assert_pages_fit(collection: Collection) -> None:
+    """The saved page of each chunk and the page table are what the chunks give when read again."""
+    from agent.search.lexical import page_groups
+    from agent.search.page_table import PageTable
+
+    lexicon, pages, docs = collection.lexicon, collection.snapshot().pages, list(collection.documents)
+    keys, members = page_groups(docs)
+    assert lexicon is not None and lexicon.chunk_page is not None and lexicon.pages.rows == len(keys)
+    assert [lexicon.chunk_page[rows].tolist() for rows in members] == [[p] * len(rows) for p, rows in enumerate(members)]
+    fresh = PageTable.build(docs)
+    assert pages is not None and pages.keys() == keys and pages.contents.tolist() == fresh.contents.tolist()
+    assert pages.titles_by_page() == fresh.titles_by_page()
 
 
 # ------------------------------------------------------------------ the web app in AppTest

@@ -59,7 +59,7 @@ def test_a_reader_retries_when_a_writer_commits_between_manifest_and_files(tmp_p
 def test_a_damaged_generation_is_still_reported(tmp_path):
     data = tmp_path / "data"
     add(open_collection(data), "aaa", ["alpha"])
-    (data / "collections" / "docs" / "chunks-1.jsonl").unlink()
+    (data / "collections" / "docs" / "chunks-1.npy").unlink()
     with pytest.raises(StoreError, match="damaged"):
         open_collection(data)
 
@@ -191,11 +191,11 @@ def test_building_one_keyword_index_does_not_block_searches_of_another(tmp_path,
     release, started = threading.Event(), threading.Event()
     real = retrieval.CollectionIndex.__init__
 
-    def held_build(self, documents, lexicon=None):
+    def held_build(self, documents, *args):
         if documents and documents[0].page_content == "slow text":
             started.set()
             release.wait(30)
-        real(self, documents, lexicon)
+        real(self, documents, *args)
 
     monkeypatch.setattr(retrieval.CollectionIndex, "__init__", held_build)
     builder = threading.Thread(target=collection_index, args=(slow,))
@@ -228,6 +228,36 @@ def test_workspaces_of_one_data_dir_open_each_collection_once(settings, monkeypa
         t.join(30)
     assert len(opened) == 2 and opened[0] is opened[1]
     assert first.conversations is second.conversations
+
+
+def test_loading_one_collection_does_not_block_opening_and_searching_another(settings, monkeypatch):
+    from tests.support import add_texts
+
+    workspace = Workspace(settings)
+    add_texts(workspace, "fast.pdf", ["fast text"], collection="fast")
+    add_texts(workspace, "slow.pdf", ["slow text"], collection="slow")
+    fresh = Workspace(settings)  # a new process's view: nothing loaded yet
+    release, started = threading.Event(), threading.Event()
+    real = Collection.reload
+
+    def held_reload(self):
+        if self.name == "slow" and not started.is_set():
+            started.set()
+            release.wait(30)
+        real(self)
+
+    monkeypatch.setattr(Collection, "reload", held_reload)
+    loader = threading.Thread(target=fresh.collection, args=("slow",))
+    loader.start()
+    try:
+        assert started.wait(10)
+        t0 = time.monotonic()
+        hits = search("fast", [fresh.collection("fast")], embeddings=None, k=1, mode="bm25")
+        assert time.monotonic() - t0 < 2 and hits[0].document.page_content == "fast text"
+    finally:
+        release.set()
+        loader.join(30)
+    assert fresh.collection("slow").documents[0].page_content == "slow text"
 
 
 # ---- 10: deleting a collection during an upload ------------------------------------------------

@@ -290,7 +290,8 @@ def leftovers(data_dir: Path) -> list[Path]:
 @pytest.mark.parametrize("target,phase", [
     (r"report\.pdf", "before"), (r"report\.pdf", "after"),
     (r"index-\d+\.faiss", "before"), (r"index-\d+\.faiss", "after"),
-    (r"chunks-\d+\.jsonl", "before"), (r"chunks-\d+\.jsonl", "after"),
+    (r"chunks-\d+\.npy", "before"), (r"chunks-\d+\.npy", "after"),
+    (r"chunk-offsets-\d+\.npy", "before"), (r"chunk-offsets-\d+\.npy", "after"),
     (r"lexicon-\d+\.npz", "before"), (r"lexicon-\d+\.npz", "after"),
     (r"manifest\.json", "before"), (r"manifest\.json", "after"),
 ])
@@ -449,20 +450,30 @@ def _generation_file(collection, pattern):
     return next(collection.path.glob(pattern))
 
 
+def _flip_byte(path):
+    """One changed byte in the middle of the chunk texts: the shape still reads, the checksum does not."""
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
 CORRUPTIONS = {
     "manifest-empty": lambda c: c.manifest_path.write_bytes(b""),
     "manifest-binary": lambda c: c.manifest_path.write_bytes(os.urandom(300)),
     "manifest-json-list": lambda c: c.manifest_path.write_text("[]"),
     "manifest-missing-keys": lambda c: c.manifest_path.write_text('{"format": 1}'),
     "manifest-bad-document-entry": _edit_manifest(lambda m: m["documents"].update(x={"bogus": 1})),
-    "manifest-missing-generation": _edit_manifest(lambda m: m.update(generation=99)),
+    "manifest-missing-generation": _edit_manifest(lambda m: m["segments"][0].update(generation=99)),
     "index-truncated": lambda c: _generation_file(c, "index-*.faiss").write_bytes(
         _generation_file(c, "index-*.faiss").read_bytes()[:64]),
     "index-empty": lambda c: _generation_file(c, "index-*.faiss").write_bytes(b""),
-    "chunks-truncated": lambda c: _generation_file(c, "chunks-*.jsonl").write_text(
-        "".join(_generation_file(c, "chunks-*.jsonl").read_text().splitlines(True)[:3])),
-    "chunks-bad-line": lambda c: _generation_file(c, "chunks-*.jsonl").open("a").write('{"id": 1}\n[oops\n'),
-    "chunks-not-utf8": lambda c: _generation_file(c, "chunks-*.jsonl").write_bytes(b"\xff\xfe" + os.urandom(500)),
+    "chunks-truncated": lambda c: _generation_file(c, "chunks-*.npy").write_bytes(
+        _generation_file(c, "chunks-*.npy").read_bytes()[:300]),
+    "chunks-byte-flipped": lambda c: _flip_byte(_generation_file(c, "chunks-*.npy")),
+    "chunks-random": lambda c: _generation_file(c, "chunks-*.npy").write_bytes(b"\xff\xfe" + os.urandom(500)),
+    "offsets-truncated": lambda c: _generation_file(c, "chunk-offsets-*.npy").write_bytes(
+        _generation_file(c, "chunk-offsets-*.npy").read_bytes()[:140]),
+    "offsets-missing": lambda c: _generation_file(c, "chunk-offsets-*.npy").unlink(),
 }
 
 

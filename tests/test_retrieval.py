@@ -8,7 +8,7 @@ from langchain_community.vectorstores.utils import DistanceStrategy
 from langchain_core.documents import Document
 from langchain_core.embeddings import Embeddings
 
-from agent.search import retrieval
+from agent.search import lexical, retrieval
 from agent.search.embeddings import (
     LOCAL_MODEL_ID,
     LocalEmbeddings,
@@ -256,7 +256,7 @@ def test_contents_page_ranks_below_the_page_it_points_to():
             "error report with the stack of both calls; the report names the free and the allocation sites.")
     docs = [doc(contents, page=3), doc(body, page=12)]
     coll = Collection(docs, ConstantEmbeddings())
-    assert retrieval.contents_share(docs, [[0], [1]]).tolist() == [1.0, 0.0]
+    assert lexical.contents_share(docs, [[0], [1]]).tolist() == [1.0, 0.0]
     without = search("illegal frees", [coll], embeddings=coll.embeddings, k=2,
                      weights={**retrieval.WEIGHTS, "contents": 0.0})
     assert without[0].document.metadata["page"] == 3  # the heading list matches the query words best

@@ -6,6 +6,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from agent.errors import EmbeddingMismatchError, StoreError
@@ -13,7 +14,7 @@ from agent.search.store import (
     delete_collection,
     list_collections,
 )
-from tests.support import add, make_doc, open_collection
+from tests.support import TinyEmbeddings, add, assert_pages_fit, make_doc, open_collection
 
 
 def test_add_persist_reload_search(tmp_path):
@@ -26,7 +27,46 @@ def test_add_persist_reload_search(tmp_path):
     hits = reopened.vectorstore.similarity_search_with_score("gamma", k=1)
     assert hits[0][0].metadata["doc_id"] == "bbb"
     files = sorted(p.name for p in reopened.path.iterdir())
-    assert files == [".lock", "chunks-2.jsonl", "index-2.faiss", "lexicon-2.npz", "manifest.json"]  # old generation removed
+    assert files == [".lock", "chunk-offsets-2.npy", "chunks-2.npy", "index-2.faiss", "lexicon-2.npz",
+                     "manifest.json", "pages-2.npz"]  # old generation removed
+
+
+def test_a_loaded_collection_builds_its_keyword_index_without_a_document_per_chunk(tmp_path, monkeypatch):
+    from agent.search import retrieval
+    from agent.search.chunk_table import ChunkTable
+
+    c = open_collection(tmp_path)
+    info, chunks, vectors = make_doc("aaa", ["Contents\nSetup ... 3\nUsage ... 9", "how to fit a curve", "plots"])
+    chunks[1].metadata["outline"] = ["Fitting curves"]
+    with c.writing():
+        c.add(info, chunks, vectors, None)
+    add(c, "bbb", ["gamma rays", "fit the data"])
+    with c.writing():
+        c.remove("bbb")
+    add(c, "ccc", ["fitting again"])
+    assert_pages_fit(c)  # page tables carried over by add and remove are those of the chunks
+    reopened = open_collection(tmp_path)
+    made = []
+    real = ChunkTable.__getitem__
+    monkeypatch.setattr(ChunkTable, "__getitem__", lambda self, i: made.append(i) or real(self, i))
+    ix = retrieval.collection_index(reopened)
+    assert made == [] and ix.pages.keys() == [("aaa.pdf", 1), ("aaa.pdf", 2), ("aaa.pdf", 3), ("ccc.pdf", 1)]
+    assert ix.contents[0] > 0.5 and ix.sections.postings["fit"].tolist() == [1]
+    hits = retrieval.search("fitting curves", [reopened], embeddings=TinyEmbeddings(), k=2)
+    assert [h.document.metadata["chunk_id"] for h in hits] == ["aaa:2:0", "ccc:1:0"] and len(made) == 2
+
+
+def test_a_collection_saved_without_a_page_table_is_searched_and_gets_one_on_the_next_save(tmp_path):
+    from agent.search import retrieval
+
+    add(open_collection(tmp_path), "aaa", ["alpha text", "beta text"])
+    (tmp_path / "collections" / "docs" / "pages-1.npz").unlink()  # as saved before page tables
+    old = open_collection(tmp_path)
+    assert old.snapshot().pages is None
+    assert retrieval.search("beta", [old], embeddings=None, k=1, mode="bm25")[0].document.metadata["page"] == 2
+    add(old, "bbb", ["gamma"])
+    assert (old.path / "pages-2.npz").exists()
+    assert_pages_fit(open_collection(tmp_path))
 
 
 def test_remove_drops_vectors_and_chunks(tmp_path):
@@ -114,11 +154,14 @@ def test_list_and_delete_collections(tmp_path):
     assert list_collections(tmp_path) == []
 
 
-def test_chunks_file_is_json_not_pickle(tmp_path):
+def test_chunk_files_are_plain_arrays_not_pickles(tmp_path):
     c = open_collection(tmp_path)
     add(c, "aaa", ["alpha"])
-    line = (c.path / "chunks-1.jsonl").read_text().splitlines()[0]
-    assert json.loads(line)["metadata"]["page"] == 1
+    data = np.load(c.path / "chunks-1.npy", allow_pickle=False)
+    offsets = np.load(c.path / "chunk-offsets-1.npy", allow_pickle=False)
+    assert data[offsets[0, 0]:offsets[1, 0]].tobytes() == b"alpha"
+    doc_id, metadata = json.loads(data[offsets[0, 1]:offsets[1, 1]].tobytes())
+    assert doc_id == "aaa:1:0" and metadata["page"] == 1
 
 
 def test_opening_a_collection_removes_what_a_killed_writer_left_unless_a_writer_is_busy(tmp_path):

@@ -230,6 +230,15 @@ class TermCounts:
     def row(self, i: int) -> tuple[np.ndarray, np.ndarray]:
         return self.term[self.ptr[i]:self.ptr[i + 1]], self.tf[self.ptr[i]:self.ptr[i + 1]]
 
+    def take(self, rows: np.ndarray) -> TermCounts:
+        """Only these rows (ascending positions), in their order."""
+        lengths = np.diff(self.ptr)[rows]
+        ptr = np.zeros(len(rows) + 1, dtype=np.int64)
+        np.cumsum(lengths, out=ptr[1:])
+        starts = np.repeat(self.ptr[:-1][rows] - ptr[:-1], lengths)
+        picked = np.arange(ptr[-1], dtype=np.int64) + starts
+        return TermCounts(ptr, self.term[picked], self.tf[picked])
+
     def concat(self, other: TermCounts) -> TermCounts:
         """These rows followed by `other`'s (same vocabulary)."""
         return TermCounts(np.concatenate([self.ptr[:-1], other.ptr + self.ptr[-1]]),
@@ -251,6 +260,13 @@ class Vocabulary:
     def __init__(self, terms: Sequence[str] = ()) -> None:
         self.terms: list[str] = list(terms)
         self.ids: dict[str, int] = {t: i for i, t in enumerate(self.terms)}
+
+    def extended(self, terms: Sequence[str] = ()) -> Vocabulary:
+        """A copy followed by `terms` (copying the dict is ~10x faster than rebuilding it)."""
+        out = Vocabulary()
+        out.terms, out.ids = [*self.terms, *terms], self.ids.copy()
+        out.ids.update((t, i) for i, t in enumerate(terms, len(self.terms)))
+        return out
 
     def __len__(self) -> int:
         return len(self.terms)
@@ -283,6 +299,9 @@ class Lexicon:
     vocabulary: Vocabulary
     chunks: TermCounts
     pages: TermCounts
+    #: the page row of each chunk (None in counts saved before it was kept): what lets
+    #: `without` drop a document's rows without reading any chunk
+    chunk_page: np.ndarray | None = None
 
     @classmethod
     def build(cls, documents: Sequence[Document], previous: Lexicon | None = None,
@@ -290,19 +309,53 @@ class Lexicon:
         """Counts for `documents`, reusing `previous` (made for `previous_documents`) for
         every chunk with the same id and every page with the same chunks: adding a document
         tokenises only that document."""
-        # a copy: `previous` may be serving searches in another thread while this one grows
-        vocab = Vocabulary(previous.vocabulary.terms if previous is not None else ())
         if previous is None or previous.chunks.rows != len(previous_documents):
-            return cls._counted(documents, vocab)
+            return cls._counted(documents, Vocabulary())
         n = len(previous_documents)
         if _appends_new_files(documents, previous_documents):  # the common case: one more document
-            tail = cls._counted(documents[n:], vocab)
-            return cls(vocab, previous.chunks.concat(tail.chunks), previous.pages.concat(tail.pages))
-        return cls._counted(documents, vocab, previous, previous_documents)
+            return previous.appended(documents[n:])
+        # a copy: `previous` may be serving searches in another thread while this one grows
+        return cls._counted(documents, previous.vocabulary.extended(), previous, previous_documents)
+
+    def appended(self, added: Sequence[Document]) -> Lexicon:
+        """These counts followed by those of `added`, whose pages must all be new (files these
+        counts do not have): only `added` is tokenised."""
+        return self.concat(self.counts_of(added))
+
+    def counts_of(self, added: Sequence[Document]) -> Lexicon:
+        """The counts of `added` alone, over a copy of this vocabulary grown by their new terms."""
+        return self._counted(added, self.vocabulary.extended())  # a copy, as in `build`
+
+    def rows_from(self, chunk: int, page: int) -> Lexicon:
+        """The counts of the chunks from `chunk` on, whose pages are those from `page` on."""
+        chunk_page = None if self.chunk_page is None else self.chunk_page[chunk:] - page
+        return Lexicon(self.vocabulary, self.chunks.take(np.arange(chunk, self.chunks.rows)),
+                       self.pages.take(np.arange(page, self.pages.rows)), chunk_page)
+
+    def concat(self, tail: Lexicon) -> Lexicon:
+        """These counts followed by `tail`'s, whose vocabulary extends this one."""
+        chunk_page = None if self.chunk_page is None or tail.chunk_page is None else \
+            np.concatenate([self.chunk_page, tail.chunk_page + self.pages.rows])
+        return Lexicon(tail.vocabulary, self.chunks.concat(tail.chunks), self.pages.concat(tail.pages), chunk_page)
+
+    def without(self, dropped: np.ndarray) -> Lexicon | None:
+        """These counts minus the chunks at `dropped` (ascending positions) and their pages, when
+        those pages hold no other chunk; None when that is not known (then recount)."""
+        if self.chunk_page is None or len(self.chunk_page) != self.chunks.rows:
+            return None
+        keep = np.setdiff1d(np.arange(self.chunks.rows), dropped)
+        gone = np.zeros(self.pages.rows, dtype=bool)
+        gone[self.chunk_page[dropped]] = True
+        if gone[self.chunk_page[keep]].any():  # a page keeps some of its chunks: its text changes
+            return None
+        new_row = np.cumsum(~gone) - 1
+        return Lexicon(self.vocabulary, self.chunks.take(keep), self.pages.take(np.flatnonzero(~gone)),
+                       new_row[self.chunk_page[keep]])
 
     @classmethod
     def _counted(cls, documents: Sequence[Document], vocab: Vocabulary, previous: Lexicon | None = None,
                  previous_documents: Sequence[Document] = ()) -> Lexicon:
+        documents, previous_documents = list(documents), list(previous_documents)  # a table: parse each chunk once
         old_chunk: dict[Hashable, int] = {}
         old_page: dict[tuple[Hashable, ...], int] = {}
         if previous is not None:
@@ -315,39 +368,53 @@ class Lexicon:
             chunk_rows.append(previous.chunks.row(i) if previous is not None and i is not None
                               else vocab.count(doc.page_content))
         page_rows = []
-        for members in page_groups(documents)[1]:
+        members_of = page_groups(documents)[1]
+        chunk_page = np.zeros(len(chunk_rows), dtype=np.int64)
+        for p, members in enumerate(members_of):
+            chunk_page[members] = p
+        for members in members_of:
             p = old_page.get(tuple(_chunk_key(documents[i]) for i in members))
             page_rows.append(previous.pages.row(p) if previous is not None and p is not None
                              else vocab.count(page_text([documents[i] for i in members])))
-        return cls(vocab, TermCounts.assemble(chunk_rows), TermCounts.assemble(page_rows))
+        return cls(vocab, TermCounts.assemble(chunk_rows), TermCounts.assemble(page_rows), chunk_page)
 
     def fits(self, documents: Sequence[Document], pages: int | None = None) -> bool:
-        """Made for these documents (by count; `pages`: their page count, if known)."""
+        """Made for these documents (by count; `pages`: their page count, if known, else the saved
+        page of each chunk is trusted: grouping the chunks by page makes a `Document` of each)."""
         if self.chunks.rows != len(documents):
             return False
+        if pages is None and self.chunk_page is not None:
+            return True
         return self.pages.rows == (len(page_groups(documents)[0]) if pages is None else pages)
 
-    def to_bytes(self) -> bytes:
-        """An .npz archive (numpy's own format; loaded with allow_pickle=False)."""
-        vocab = "\n".join(self.vocabulary.terms).encode("utf-8")  # tokens never contain "\n"
+    def to_bytes(self, vocab_from: int = 0) -> bytes:
+        """An .npz archive (numpy's own format; loaded with allow_pickle=False). `vocab_from`: the
+        terms before it belong to the counts saved before these (a collection's segments)."""
+        vocab = "\n".join(self.vocabulary.terms[vocab_from:]).encode("utf-8")  # tokens never contain "\n"
         buf = io.BytesIO()
         np.savez(buf, version=np.array([TOKENIZER_VERSION]), vocab=np.frombuffer(vocab, dtype=np.uint8),
+                 vocab_from=np.array([vocab_from]),
                  chunk_ptr=self.chunks.ptr, chunk_term=self.chunks.term, chunk_tf=self.chunks.tf,
-                 page_ptr=self.pages.ptr, page_term=self.pages.term, page_tf=self.pages.tf)
+                 page_ptr=self.pages.ptr, page_term=self.pages.term, page_tf=self.pages.tf,
+                 **({} if self.chunk_page is None else {"chunk_page": self.chunk_page}))
         return buf.getvalue()
 
     @classmethod
-    def load(cls, path: Path | io.BytesIO) -> Lexicon | None:
-        """The persisted counts (a file, or `to_bytes` output), or None when absent, damaged or from
-        another tokenizer version (the caller then recounts: keyword search is never lost, only slower)."""
+    def load(cls, path: Path | io.BytesIO, before: Lexicon | None = None) -> Lexicon | None:
+        """The persisted counts (a file, or `to_bytes` output; after `before`'s, when saved as their
+        continuation), or None when absent, damaged, from another tokenizer version or not following
+        `before` (the caller then recounts: keyword search is never lost, only slower)."""
         try:
             with np.load(path, allow_pickle=False) as data:
-                if int(data["version"][0]) != TOKENIZER_VERSION:
+                vocab_from = int(data["vocab_from"][0]) if "vocab_from" in data.files else 0
+                if int(data["version"][0]) != TOKENIZER_VERSION or \
+                        vocab_from != (0 if before is None else len(before.vocabulary)):
                     return None
                 text = data["vocab"].tobytes().decode("utf-8")
-                vocab = Vocabulary(text.split("\n") if text else [])
+                vocab = (Vocabulary() if before is None else before.vocabulary).extended(text.split("\n") if text else [])
                 chunks = TermCounts(data["chunk_ptr"], data["chunk_term"], data["chunk_tf"])
                 pages = TermCounts(data["page_ptr"], data["page_term"], data["page_tf"])
+                chunk_page = data["chunk_page"] if "chunk_page" in data.files else None
         except Exception as exc:  # noqa: BLE001 - zip, zlib, numpy and decode errors alike: recount
             if not isinstance(path, Path) or path.exists():
                 logger.warning("ignoring unreadable keyword counts %s (%s); recounting", path, exc)
@@ -358,7 +425,11 @@ class Lexicon:
                     or (len(counts.term) and (counts.term.min() < 0 or counts.term.max() >= len(vocab)))):
                 logger.warning("ignoring inconsistent keyword counts %s; recounting", path)
                 return None
-        return cls(vocab, chunks, pages)
+        if chunk_page is not None and (chunk_page.shape != (chunks.rows,) or
+                                       (len(chunk_page) and not 0 <= chunk_page.min() <= chunk_page.max() < pages.rows)):
+            chunk_page = None
+        part = cls(vocab, chunks, pages, chunk_page)
+        return part if before is None else before.concat(part)
 
 
 def _appends_new_files(documents: Sequence[Document], previous: Sequence[Document]) -> bool:
@@ -400,7 +471,7 @@ class BM25Index:
         lengths = np.bincount(row_of, weights=tf, minlength=self.n).astype(np.float32)
         avg = float(lengths.mean()) if self.n and lengths.mean() > 0 else 1.0
         self.norm = (k1 * (1 - b + b * lengths / avg)).astype(np.float32)
-        order = np.argsort(counts.term, kind="stable")  # group by term, rows ascending within
+        order = _term_order(counts.term)
         self.post_rows = row_of[order]
         self.post_tf = tf[order]
         df = np.bincount(counts.term, minlength=len(vocabulary))
@@ -419,3 +490,11 @@ class BM25Index:
             rows, tfs = self.post_rows[lo:hi], self.post_tf[lo:hi]
             scores[rows] += np.float32(self.idf[t]) * tfs * (self.k1 + 1) / (tfs + self.norm[rows])
         return scores
+
+
+def _term_order(term: np.ndarray) -> np.ndarray:
+    """The positions of `term` grouped by term, ascending within each group: a stable argsort,
+    done as a sort of (term, position) keys (numpy's SIMD sort: ~2x faster at 6M entries)."""
+    keys = (term.astype(np.int64) << 32) | np.arange(len(term), dtype=np.int64)
+    keys.sort()
+    return keys & 0xFFFFFFFF

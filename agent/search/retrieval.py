@@ -43,6 +43,7 @@ import threading
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, Literal, NotRequired, Protocol, TypedDict, runtime_checkable
 
 import numpy as np
@@ -53,17 +54,17 @@ from langchain_core.retrievers import BaseRetriever
 from langchain_core.vectorstores import VectorStore
 from pydantic import ConfigDict
 
+from agent.search.chunk_table import PositionKeys
 from agent.search.embeddings import checked_vectors
 from agent.search.lexical import (
     BM25Index,
     Lexicon,
-    contents_share,
     file_title,
-    page_groups,
     page_key,
     query_terms,
     tokenize,
 )
+from agent.search.page_table import PageTable, counts_from_chunks
 from agent.search.section_titles import SectionTitles
 
 Mode = Literal["hybrid", "vector", "bm25"]
@@ -162,29 +163,34 @@ def _location(meta: dict) -> dict:
 class CollectionIndex:
     """Keyword indexes of one collection version: chunk BM25, page BM25, page map.
 
-    Built from the collection's persisted term counts (`.lexicon`, see agent.lexical)
-    when it has them for these documents, else by tokenising every chunk (slow: ~0.4 s
-    per 1,000 chunks)."""
+    Built from the collection's persisted term counts (`.lexicon`, see agent.lexical) and page
+    table (`.pages`, agent.search.page_table) when it has them for these documents, without
+    making a `Document`; else from the chunks (slow: tokenising takes ~0.4 s per 1,000 chunks)."""
 
-    def __init__(self, documents: Sequence[Document], lexicon: Lexicon | None = None) -> None:
-        self.documents = list(documents)
-        self.chunk_ids = {self.chunk_key(d): i for i, d in enumerate(self.documents)}
-        self.pages, members = page_groups(self.documents)
-        self.contents = contents_share(self.documents, members)
-        self.sections = SectionTitles([self.documents[rows[0]] for rows in members])
-        self.chunk_page = np.empty(len(self.documents), dtype=np.int64)
-        for p, rows in enumerate(members):
-            self.chunk_page[rows] = p
+    def __init__(self, documents: Sequence[Document], lexicon: Lexicon | None = None,
+                 pages: PageTable | None = None) -> None:
+        self.documents = documents  # a collection's ChunkTable stays columnar: `Document`s per hit only
+        if lexicon is None or pages is None or lexicon.chunk_page is None or lexicon.pages.rows != pages.rows \
+                or not lexicon.fits(documents, pages.rows):
+            lexicon, pages = counts_from_chunks(documents, lexicon)
+        self.pages = pages
+        self.contents = pages.contents
+        self.sections = SectionTitles.of_pages(pages.rows, pages.titles_by_page())
+        self.chunk_page = np.asarray(lexicon.chunk_page, dtype=np.int64)
         # chunks grouped by page, for per-page maxima with np.maximum.reduceat (ufunc.at is
         # far slower); None when chunks already come page by page
         order = np.argsort(self.chunk_page, kind="stable")
         self.page_order = None if np.array_equal(order, np.arange(len(order))) else order
-        self.page_starts = np.searchsorted(self.chunk_page[order], np.arange(len(self.pages)))
-        if lexicon is None or not lexicon.fits(self.documents, len(self.pages)):
-            lexicon = Lexicon.build(self.documents)
+        self.page_starts = np.searchsorted(self.chunk_page[order], np.arange(pages.rows))
         self.chunk_bm25 = BM25Index.from_counts(lexicon.chunks, lexicon.vocabulary)
         self.page_bm25 = BM25Index.from_counts(lexicon.pages, lexicon.vocabulary)
         self.own_view: _Merged | None = None  # this index alone seen as a merged view (see `_merged`)
+
+    @cached_property
+    def chunk_ids(self) -> dict[Any, int]:
+        """Chunk key -> position: how hits of a vector store that returns only `Document`s are placed
+        (made on first use: a collection's store gives positions, `_vector_positions`)."""
+        return {self.chunk_key(d): i for i, d in enumerate(self.documents)}
 
     @staticmethod
     def chunk_key(doc: Document) -> Any:
@@ -201,7 +207,7 @@ def collection_index(collection: SearchableCollection | CollectionVersion) -> Co
     """The keyword index of a collection's current version (or of that version), built once per
     version and kept on it, without a global lock."""
     version = collection.snapshot() if isinstance(collection, SearchableCollection) else collection
-    return version.keyword_index(lambda v: CollectionIndex(v.documents, v.lexicon))
+    return version.keyword_index(lambda v: CollectionIndex(v.documents, v.lexicon, getattr(v, "pages", None)))
 
 
 class _Merged:
@@ -210,7 +216,7 @@ class _Merged:
 
     def __init__(self, indexes: Sequence[CollectionIndex]) -> None:
         self.indexes = tuple(indexes)
-        page_off = np.cumsum([0] + [len(ix.pages) for ix in indexes])
+        page_off = np.cumsum([0] + [ix.pages.rows for ix in indexes])
         self.chunk_off = np.cumsum([0] + [len(ix.documents) for ix in indexes])
         self.pages = page_off[-1]
         self.chunks = self.chunk_off[-1]
@@ -220,9 +226,10 @@ class _Merged:
             [(np.arange(len(ix.documents)) if o is None else o) + off
              for ix, o, off in zip(indexes, orders, self.chunk_off)], np.int64)
         self.page_starts = _cat([ix.page_starts + off for ix, off in zip(indexes, self.chunk_off)], np.int64)
-        self.files = sorted({f for ix in indexes for f, _ in ix.pages})
+        self.files = sorted({f for ix in indexes for f in ix.pages.files})
         file_pos = {f: i for i, f in enumerate(self.files)}
-        self.page_file = np.fromiter((file_pos[f] for ix in indexes for f, _ in ix.pages), np.int64, self.pages)
+        self.page_file = _cat([np.array([file_pos[f] for f in ix.pages.files], np.int64)[ix.pages.file]
+                               for ix in indexes], np.int64)
         self.title_terms = [file_title_terms(f) for f in self.files]
         self.contents = _cat([ix.contents for ix in indexes], np.float64)
 
@@ -407,13 +414,22 @@ def _vector_similarities(query: str, qvec: list[float], collections: Sequence[Co
     """Per chunk: its similarity if the vector store returned it in its top `fetch`, else NaN."""
     sims = np.full(view.chunks, np.nan)
     for ci, (coll, ix) in enumerate(zip(collections, indexes)):
-        if not ix.documents:
+        if not len(ix.documents):
             continue
-        for doc, sim in _vector_hits(coll.vectorstore, query, qvec, min(fetch, len(ix.documents))):
-            pos = ix.chunk_ids.get(CollectionIndex.chunk_key(doc))
-            if pos is not None:
-                sims[view.chunk_off[ci] + pos] = sim
+        for pos, sim in _vector_positions(coll.vectorstore, query, qvec, min(fetch, len(ix.documents)), ix):
+            sims[view.chunk_off[ci] + pos] = sim
     return sims
+
+
+def _vector_positions(store: VectorStore, query: str, qvec: list[float], k: int,
+                      ix: CollectionIndex) -> list[tuple[int, float]]:
+    """(chunk position, similarity) of the store's k nearest chunks: straight from the FAISS index
+    when the store numbers chunks by position (a collection's: no `Document` per hit)."""
+    if isinstance(getattr(store, "index_to_docstore_id", None), PositionKeys) and qvec is not None:
+        sims, rows = store.index.search(np.asarray([qvec], dtype=np.float32), k)  # type: ignore[attr-defined]
+        return [(int(r), float(s)) for r, s in zip(rows[0], sims[0]) if r >= 0]
+    found = ((ix.chunk_ids.get(CollectionIndex.chunk_key(doc)), sim) for doc, sim in _vector_hits(store, query, qvec, k))
+    return [(pos, sim) for pos, sim in found if pos is not None]
 
 
 def _fuse(signals: dict[str, np.ndarray], w: dict[str, float], mode: Mode) -> np.ndarray:

@@ -8,7 +8,7 @@ title names what a short question asks about).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 from langchain_core.documents import Document
@@ -21,11 +21,23 @@ class SectionTitles:
 
     def __init__(self, first_chunks: Sequence[Document]) -> None:
         """`first_chunks`: one chunk of each page, in page order (every chunk carries its page's titles)."""
+        self._index(len(first_chunks), {p: doc.metadata["outline"] for p, doc in enumerate(first_chunks)
+                                        if doc.metadata.get("outline")})
+
+    @classmethod
+    def of_pages(cls, pages: int, titles: Mapping[int, Sequence[str]]) -> SectionTitles:
+        """From the titles of the pages that start sections (agent.search.page_table: no chunk read)."""
+        out = cls.__new__(cls)
+        out._index(pages, titles)
+        return out
+
+    def _index(self, pages: int, titles: Mapping[int, Sequence[str]]) -> None:
         postings: dict[str, list[int]] = {}
-        self.titles: list[list[frozenset[str]]] = []  # section numbers ("3.3.1") left out
-        for p, doc in enumerate(first_chunks):
-            own = [tokenize(title) for title in doc.metadata.get("outline") or ()]
-            self.titles.append([frozenset(t for t in terms if not t.replace(".", "").isdigit()) for terms in own])
+        self.pages = pages
+        self.titles: dict[int, list[frozenset[str]]] = {}  # section numbers ("3.3.1") left out
+        for p in sorted(titles):
+            own = [tokenize(title) for title in titles[p]]
+            self.titles[p] = [frozenset(t for t in terms if not t.replace(".", "").isdigit()) for terms in own]
             for term in {t for terms in own for t in terms}:
                 postings.setdefault(term, []).append(p)
         self.postings = {t: np.array(pages, dtype=np.int64) for t, pages in postings.items()}
@@ -35,7 +47,7 @@ class SectionTitles:
         characters match many titles but weigh little). `bm25`: the page index, for the idf."""
         query = _idf(terms, bm25)
         total = sum(query.values())
-        out = np.zeros(len(self.titles), dtype=np.float64)
+        out = np.zeros(self.pages, dtype=np.float64)
         for t, v in query.items():
             if t in self.postings:
                 out[self.postings[t]] += v / total
@@ -47,9 +59,9 @@ class SectionTitles:
         less when it also names other things or covers a part of the question."""
         query = _idf(terms, bm25)
         total = sum(query.values())
-        out = np.zeros(len(self.titles), dtype=np.float64)
+        out = np.zeros(self.pages, dtype=np.float64)
         for p in {int(p) for t in query if t in self.postings for p in self.postings[t]}:
-            for title in self.titles[p]:
+            for title in self.titles.get(p, ()):
                 common = sum(v for t, v in query.items() if t in title)
                 if common:
                     precision = common / sum(_idf(title, bm25).values())

@@ -1,23 +1,25 @@
 """Collections: named sets of documents, each with a persistent FAISS index.
 
 Layout under `<data_dir>/collections/<name>/`:
-    manifest.json          the commit point: embedding model, dimension, documents,
-                           and which generation of the files below is current
-    index-<gen>.faiss      the FAISS index (faiss' own binary format, never a pickle)
-    chunks-<gen>.jsonl     chunk text + metadata, in index order
-    lexicon-<gen>.npz      the chunks' and pages' term counts for keyword search
-                           (numpy arrays, loaded without pickle; optional: recounted
-                           from the chunks when missing or damaged)
+    manifest.json          the commit point: embedding model, dimension, documents, and the
+                           segments that hold them (with their deleted row ranges)
+    index-<gen>.faiss      a segment's FAISS index (faiss' own binary format, never a pickle)
+    chunks-<gen>.npy       its chunk texts, then each chunk's [id, metadata] as JSON, and where
+    chunk-offsets-<gen>.npy   each starts (agent.search.chunk_table; memory-mapped; format 1 kept
+                           them in chunks-<gen>.jsonl, still read)
+    lexicon-<gen>.npz      its chunks' and pages' term counts for keyword search, and
+    pages-<gen>.npz        its pages' file, number, contents share and outline terms (numpy
+                           arrays, no pickle; optional: rebuilt from the chunks when damaged)
     files/<sha256>/<name>  a copy of each ingested PDF, so the index can be rebuilt
 
-A save writes a new generation's files, then atomically replaces manifest.json, then
-deletes the old generation. A crash at any point leaves a manifest that names complete
-files. Writers hold a file lock, so two processes ingesting into one collection queue
-up instead of overwriting each other; each writer reloads the latest generation first.
+`<gen>` is the generation whose save wrote the segment (agent.search.segments). A save writes
+its files, then atomically replaces manifest.json, then deletes files no segment names: a
+crash at any point leaves a manifest that names complete files. Writers hold a file lock, so
+two processes ingesting into one collection queue up; each reloads the latest generation first.
 
-Readers see a `langchain_core` `VectorStore` (`vectorstore`) plus the chunk list
-(`documents`) and term counts (`lexicon`) that keyword search needs; `version` changes
-on every write, so caches built from `documents` know when to rebuild.
+Readers see a `langchain_core` `VectorStore` (`vectorstore`), the chunk sequence (`documents`:
+`Document`s made on access) and the term counts (`lexicon`) and page table (`pages`) keyword
+search needs; `version` changes on every write, so caches know when to rebuild.
 """
 
 from __future__ import annotations
@@ -25,16 +27,15 @@ from __future__ import annotations
 import json
 import shutil
 import threading
-from collections.abc import Callable, Container, Iterator, Mapping, Sequence
+from collections.abc import Container, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import faiss
 import numpy as np
 from filelock import FileLock, Timeout
-from langchain_community.docstore.in_memory import InMemoryDocstore
 from langchain_community.vectorstores import FAISS
 from langchain_community.vectorstores.utils import DistanceStrategy
 from langchain_core.documents import Document
@@ -42,53 +43,23 @@ from langchain_core.embeddings import Embeddings
 
 from agent._files import atomic_write_bytes, atomic_write_text, check_collection_name
 from agent.errors import EmbeddingMismatchError, StoreError
+from agent.search import segments as segments_mod
 from agent.search import vector_index
+from agent.search.chunk_table import ChunkTable, PositionKeys, TableDocstore
 from agent.search.lexical import Lexicon
+from agent.search.page_table import PageTable
+from agent.search.segments import Layout, Segment, SegmentedIndex, SegmentedTable
+from agent.search.snapshot import DocumentInfo, Snapshot
 
-FORMAT = 1
+FORMAT = 3
+#: 1: chunks in chunks-<gen>.jsonl, converted on load, rewritten by the next save; 1 and 2: one segment
+READABLE_FORMATS = (1, 2, 3)
+APPEND_MIN_ROWS = 20_000  # from this many chunks on, adding or removing a document writes only its segment
+MAX_SEGMENTS = 8  # at most; more than this share of rows deleted: the next save compacts them into one
+MAX_DELETED_SHARE = 0.25
 LOCK_TIMEOUT = 600.0  # seconds a writer waits for another process's ingestion to finish
 DELETE_WAIT = 2.0  # seconds a delete waits for a writer before telling the user to retry
 LOAD_ATTEMPTS = 5  # a reader retries when a writer commits between its reading the manifest and the files
-T = TypeVar("T")
-
-
-@dataclass
-class DocumentInfo:
-    """What the document list shows for one ingested PDF."""
-
-    doc_id: str
-    file: str
-    pages: int
-    chunks: int
-    size: int
-    added: str
-    ocr_pages: list[int] = field(default_factory=list)
-    empty_pages: list[int] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
-    kind: str = ""  # the content's format (agent.ingest.formats.detect: "pdf", "docx", ...); "" in older records
-
-
-@dataclass(frozen=True, eq=False)
-class Snapshot:
-    """One committed version of a collection, published whole: a search reads one snapshot, so
-    it never pairs the chunks of one version with the vectors of another."""
-
-    version: int
-    dimension: int | None
-    infos: Mapping[str, DocumentInfo]
-    documents: list[Document]
-    lexicon: Lexicon | None
-    vectorstore: FAISS
-    _keyword_index: list[Any] = field(default_factory=list, repr=False)
-    _index_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-
-    def keyword_index(self, build: Callable[[Snapshot], T]) -> T:
-        """The keyword index of this version, built once; the lock is this snapshot's alone, so a
-        build never makes searches of other collections or versions wait."""
-        with self._index_lock:
-            if not self._keyword_index:
-                self._keyword_index.append(build(self))
-            return self._keyword_index[0]
 
 
 def collections_root(data_dir: Path) -> Path:
@@ -122,12 +93,15 @@ class Collection:
     """One collection, loaded in memory; writes go to disk atomically under a lock."""
 
     def __init__(self, data_dir: Path, name: str, embeddings: Embeddings, embedding_model: str,
-                 *, rebuilding: bool = False, ann_min_vectors: int = vector_index.ANN_MIN_VECTORS) -> None:
+                 *, rebuilding: bool = False, ann_min_vectors: int = vector_index.ANN_MIN_VECTORS,
+                 append_min: int = APPEND_MIN_ROWS) -> None:
         """`rebuilding=True` opens a collection only to re-index it: a damaged or
         other-model index is not loaded (nor refused), just superseded by the next save.
-        `ann_min_vectors`: size from which saves switch to an approximate index."""
+        `ann_min_vectors`: size from which saves switch to an approximate index;
+        `append_min`: size from which saves write segments (agent.search.segments)."""
         self._rebuilding = rebuilding
         self.ann_min_vectors = ann_min_vectors
+        self.append_min = append_min
         self.name = check_collection_name(name)
         self.path = collections_root(data_dir) / self.name
         self.embeddings = embeddings
@@ -154,7 +128,7 @@ class Collection:
         return self._snap.infos
 
     @property
-    def documents(self) -> list[Document]:
+    def documents(self) -> ChunkTable | SegmentedTable:
         return self._snap.documents
 
     @property
@@ -166,7 +140,8 @@ class Collection:
         return self._snap.vectorstore
 
     def _empty_snapshot(self, version: int = 0) -> Snapshot:
-        return Snapshot(version, None, {}, [], None, self._wrap(faiss.IndexFlatIP(1), []))
+        empty = ChunkTable.from_documents([])
+        return Snapshot(version, None, {}, empty, None, self._wrap(faiss.IndexFlatIP(1), empty))
 
     # ---- reading -------------------------------------------------------------------------
     @property
@@ -180,7 +155,7 @@ class Collection:
             manifest = json.loads(self.manifest_path.read_text(encoding="utf-8"))
             if not isinstance(manifest, dict):
                 raise ValueError("it is not a JSON object")
-            if manifest.get("format") != FORMAT:
+            if manifest.get("format") not in READABLE_FORMATS:
                 raise ValueError(f"unknown format {manifest.get('format')!r}")
             # Checked here so a damaged manifest is reported with the reindex fix, not as a
             # KeyError/TypeError traceback from the code that reads these fields.
@@ -258,27 +233,32 @@ class Collection:
     def _load_generation(self, manifest: dict[str, Any]) -> Snapshot:
         gen = manifest["generation"]
         try:
-            index = vector_index.prepare(faiss.deserialize_index(
-                np.frombuffer((self.path / f"index-{gen}.faiss").read_bytes(), np.uint8)))
-            lines = (self.path / f"chunks-{gen}.jsonl").read_text(encoding="utf-8").splitlines()
-            documents = [self._chunk_from_json(line) for line in lines if line.strip()]
+            segments = [segments_mod.read_segment(self.path, entry, manifest["format"] == 1)
+                        for entry in segments_mod.entries(manifest)]
             infos = {k: DocumentInfo(**v) for k, v in manifest["documents"].items()}
         except (OSError, RuntimeError, ValueError, KeyError, TypeError) as exc:  # TypeError: malformed entries
             raise self._corrupt(f"generation {gen} is damaged ({exc})") from exc
-        if index.ntotal != len(documents):
-            raise self._corrupt(f"the index holds {index.ntotal} vectors for {len(documents)} chunks")
-        lexicon = Lexicon.load(self.path / f"lexicon-{gen}.npz")
-        return Snapshot(gen, manifest["dimension"], infos, documents,
-                        lexicon if lexicon is not None and lexicon.fits(documents) else None, self._wrap(index, documents))
+        layout = Layout(segments)
+        lexicon, pages = segments_mod.read_counts(self.path, layout)
+        snap = self._snapshot(gen, manifest["dimension"], infos, layout, lexicon, pages)
+        if lexicon is not None and not lexicon.fits(snap.documents):
+            snap = self._snapshot(gen, manifest["dimension"], infos, layout, None, None)
+        return snap
 
-    @staticmethod
-    def _chunk_from_json(line: str) -> Document:
-        data = json.loads(line)
-        return Document(page_content=data["text"], metadata=data["metadata"], id=data["id"])
+    def _snapshot(self, gen: int, dimension: int, infos: Mapping[str, DocumentInfo], layout: Layout,
+                  lexicon: Lexicon | None, pages: PageTable | None) -> Snapshot:
+        """A version over these segments; one segment with nothing deleted is read directly (no view)."""
+        if len(layout.segments) == 1 and not layout.segments[0].deleted:
+            documents: ChunkTable | SegmentedTable = layout.segments[0].table
+            index = layout.segments[0].index
+        else:
+            documents, index = SegmentedTable(layout), SegmentedIndex(layout, dimension)
+        return Snapshot(gen, dimension, infos, documents, lexicon, self._wrap(index, documents), pages,
+                        layout.segments)
 
-    def _wrap(self, index: Any, documents: list[Document]) -> FAISS:
-        docstore = InMemoryDocstore({d.id: d for d in documents})
-        return FAISS(self.embeddings, index, docstore, {i: d.id for i, d in enumerate(documents)},
+    def _wrap(self, index: Any, documents: Sequence[Document]) -> FAISS:
+        """The vector store over a table: its docstore makes a `Document` per hit, not per chunk."""
+        return FAISS(self.embeddings, index, TableDocstore(documents), PositionKeys(len(documents)),
                      distance_strategy=DistanceStrategy.MAX_INNER_PRODUCT)
 
     def recorded_infos(self) -> dict[str, DocumentInfo]:
@@ -340,12 +320,16 @@ class Collection:
         try:
             if pdf is not None:
                 atomic_write_bytes(folder / info.file, Path(pdf).read_bytes())
-            keep, index = self._without(set(replacing), vectors.shape[1])
-            if len(chunks):
-                index.add(vectors)
-            index = vector_index.fit(index, ann_min=self.ann_min_vectors)
             infos = {k: v for k, v in self.infos.items() if k not in replacing} | {info.doc_id: info}
-            self._save(index, [self.documents[i] for i in keep] + list(chunks), infos, vectors.shape[1])
+            added = ChunkTable.from_documents(chunks)
+            dropped = self._rows_of(set(replacing))
+            if not self._append(infos, dropped, added, vectors):
+                keep, index = self._without(dropped, vectors.shape[1])
+                if len(chunks):
+                    index.add(vectors)
+                index = vector_index.fit(index, ann_min=self.ann_min_vectors)
+                documents = ChunkTable.concat([*self._parts(keep), (added, None)])
+                self._save(index, documents, infos, vectors.shape[1], *self._snap.counts_after(keep, added))
         except Exception:
             # Not committed (`_save` only raises before the manifest switch): drop the PDF copy,
             # or the failed document would hold disk space and reappear on the next re-index.
@@ -356,53 +340,120 @@ class Collection:
     def remove(self, doc_id: str) -> DocumentInfo:
         """Remove a document's vectors, chunks and stored PDF (call inside `writing()`)."""
         info = self.infos[doc_id]
-        keep, index = self._without({doc_id}, self.dimension or 1)
         infos = {k: v for k, v in self.infos.items() if k != doc_id}
-        self._save(vector_index.fit(index, ann_min=self.ann_min_vectors), [self.documents[i] for i in keep], infos,
-                   self.dimension or 1)
+        dropped = self._rows_of({doc_id})
+        if not self._append(infos, dropped):
+            keep, index = self._without(dropped, self.dimension or 1)
+            documents = ChunkTable.concat(self._parts(keep))
+            self._save(vector_index.fit(index, ann_min=self.ann_min_vectors), documents, infos, self.dimension or 1,
+                       *self._snap.counts_after(keep))
         return info
 
-    def _without(self, doc_ids: set[str], dimension: int) -> tuple[list[int], Any]:
-        """Positions of the chunks not in `doc_ids`, and a new index holding their vectors only
-        (a copy: a failed save leaves the published snapshot unchanged)."""
+    def _rows_of(self, doc_ids: set[str]) -> np.ndarray:
+        """Ascending positions of these documents' chunks."""
+        return self.documents.rows_with("doc_id", doc_ids) if doc_ids and len(self.documents) else np.zeros(0, np.int64)
+
+    def _parts(self, keep: np.ndarray | None) -> list[tuple[ChunkTable, np.ndarray | None]]:
+        """The tables and rows holding the chunks at positions `keep` (None: all), for `ChunkTable.concat`."""
+        documents = self.documents
+        return documents.parts(keep) if isinstance(documents, SegmentedTable) else [(documents, keep)]
+
+    def _without(self, dropped: np.ndarray, dimension: int) -> tuple[np.ndarray | None, Any]:
+        """Positions of the chunks not `dropped` (None: all of them), and a new index holding their
+        vectors only, of the kind of the first segment's (a copy: a failed save leaves the published
+        snapshot unchanged)."""
         current = self.vectorstore.index
         if current.ntotal == 0:
-            return [], faiss.IndexFlatIP(dimension)
-        if not doc_ids:
-            return list(range(len(self.documents))), faiss.deserialize_index(faiss.serialize_index(current))
-        keep = [i for i, d in enumerate(self.documents) if d.metadata.get("doc_id") not in doc_ids]
-        return keep, vector_index.subset(current, keep)
+            return np.zeros(0, np.int64), faiss.IndexFlatIP(dimension)
+        if not len(dropped) and not isinstance(current, SegmentedIndex):
+            return None, faiss.deserialize_index(faiss.serialize_index(current))
+        keep = np.setdiff1d(np.arange(len(self.documents)), dropped)
+        return keep, vector_index.subset(current, keep.tolist(), like=self._snap.segments[0].index)
+
+    def _append(self, infos: dict[str, DocumentInfo], dropped: np.ndarray, added: ChunkTable | None = None,
+                vectors: np.ndarray | None = None) -> bool:
+        """Commit by writing only a segment of `added`, the chunks at `dropped` marked deleted in theirs,
+        when the collection is big enough for that to pay, merging the last segments into it as
+        `segments.merge_start` says; False when a whole save is due (nothing written then)."""
+        snap, segments = self._snap, list(self._snap.segments)
+        live = len(snap.documents) - len(dropped) + (len(added) if added is not None else 0)
+        rows = sum(len(seg.table) for seg in segments) + (len(added) if added is not None else 0)
+        if live < self.append_min or not segments or not all(seg.checksums for seg in segments) \
+                or rows - live > MAX_DELETED_SHARE * rows:
+            return False
+        keep = np.setdiff1d(np.arange(len(snap.documents)), dropped)
+        lexicon, pages = snap.kept_counts(keep)
+        if lexicon is None or pages is None or (added is not None and snap.shares_a_file(added, keep)):
+            return False
+        kept = Layout(segments).with_deleted(dropped)
+        layout = Layout(kept)
+        start = segments_mod.merge_start([len(layout.rows_of(s)) for s in range(len(kept))],
+                                         len(added) if added is not None else 0, MAX_SEGMENTS)
+        if start == 0:  # the others reached half the first: compact them all
+            return False
+        if start < len(kept):
+            parts, old_vectors, part, part_pages = layout.tail(start, lexicon, pages)
+            kept, vocab_from = kept[:start], kept[start].vocab_from
+        else:
+            parts, old_vectors, part, part_pages = [], None, None, None
+            vocab_from = len(lexicon.vocabulary)
+        gen, dimension = self.version + 1, self.dimension or 1
+        written: list[Path] = []
+        try:
+            if added is not None:
+                tail, tail_pages = lexicon.counts_of(added), PageTable.build(added)
+                lexicon, pages = lexicon.concat(tail), pages.concat(tail_pages)
+                part = tail if part is None else part.concat(tail)
+                part_pages = tail_pages if part_pages is None else part_pages.concat(tail_pages)
+                parts.append((added, None))
+            if parts:
+                new = [v for v in (old_vectors, vectors) if v is not None]
+                index = vector_index.build(np.vstack(new).astype(np.float32), dimension, ann_min=self.ann_min_vectors)
+                kept.append(segments_mod.write_segment(self.path, gen, index, ChunkTable.concat(parts),
+                                                       (part, vocab_from, part_pages), written))
+            self._commit(gen, infos, dimension, kept)
+        except Exception:  # the manifest still names the previous segments: this one is debris
+            for path in written:
+                path.unlink(missing_ok=True)
+            raise
+        self._snap = self._snapshot(gen, dimension, infos, Layout(kept), lexicon, pages)
+        self._drop_old_generations(keep={seg.generation for seg in kept}, documents=infos)
+        return True
 
     def replace_all(self, entries: list[tuple[DocumentInfo, list[Document], np.ndarray]], dimension: int) -> None:
         """Swap in a complete rebuilt index in one generation (re-index; call inside `writing()`)."""
-        documents = [c for _, chunks, _ in entries for c in chunks]
+        documents = ChunkTable.from_documents([c for _, chunks, _ in entries for c in chunks])
         parts = [np.asarray(v, dtype=np.float32).reshape(len(c), -1) for _, c, v in entries if len(c)]
         index = vector_index.build(np.vstack(parts) if parts else np.zeros((0, dimension), np.float32), dimension,
                                    ann_min=self.ann_min_vectors)
         self._save(index, documents, {info.doc_id: info for info, _, _ in entries}, dimension)
         self._rebuilding = False
 
-    def _save(self, index: Any, documents: list[Document], infos: dict[str, DocumentInfo], dimension: int) -> None:
+    def _save(self, index: Any, documents: ChunkTable, infos: dict[str, DocumentInfo], dimension: int,
+              lexicon: Lexicon | None = None, pages: PageTable | None = None) -> None:
+        """Commit a whole new version as one segment (this is also the compaction of segments)."""
         gen = self.version + 1
-        chunks = "".join(json.dumps({"id": d.id, "text": d.page_content, "metadata": d.metadata},
-                                    ensure_ascii=False) + "\n" for d in documents)
         # only the changed chunks are tokenised (the rest is carried over from the last save)
-        lexicon = Lexicon.build(documents, self.lexicon, self.documents)
-        new_files = [self.path / f"index-{gen}.faiss", self.path / f"chunks-{gen}.jsonl",
-                     self.path / f"lexicon-{gen}.npz"]
+        lexicon = lexicon or Lexicon.build(documents, self.lexicon, self.documents)
+        if pages is None or pages.rows != lexicon.pages.rows:
+            pages = PageTable.build(documents)
+        written: list[Path] = []
         try:
-            atomic_write_bytes(new_files[0], faiss.serialize_index(index).tobytes())
-            atomic_write_text(new_files[1], chunks)
-            atomic_write_bytes(new_files[2], lexicon.to_bytes())
-            manifest = {"format": FORMAT, "generation": gen, "embedding_model": self.embedding_model,
-                        "dimension": dimension, "documents": {k: asdict(v) for k, v in infos.items()}}
-            atomic_write_text(self.manifest_path, json.dumps(manifest, ensure_ascii=False, indent=1))
+            segment = segments_mod.write_segment(self.path, gen, index, documents, (lexicon, 0, pages), written)
+            self._commit(gen, infos, dimension, [segment])
         except Exception:  # the manifest still names the previous generation: this one is debris
-            for path in new_files:
+            for path in written:
                 path.unlink(missing_ok=True)
             raise
-        self._snap = Snapshot(gen, dimension, infos, documents, lexicon, self._wrap(index, documents))
-        self._drop_old_generations(keep=gen, documents=infos)
+        self._snap = self._snapshot(gen, dimension, infos, Layout([segment]), lexicon, pages)
+        self._drop_old_generations(keep={gen}, documents=infos)
+
+    def _commit(self, gen: int, infos: dict[str, DocumentInfo], dimension: int, segments: list[Segment]) -> None:
+        """Switch the manifest to these segments: the commit point of every write."""
+        manifest = {"format": FORMAT, "generation": gen, "embedding_model": self.embedding_model,
+                    "dimension": dimension, "documents": {k: asdict(v) for k, v in infos.items()},
+                    "segments": [seg.entry() for seg in segments]}
+        atomic_write_text(self.manifest_path, json.dumps(manifest, ensure_ascii=False, indent=1))
 
     def _stale_temps(self) -> list[Path]:
         """Temp files of a writer killed mid-write (atomic_write_bytes names them ".<name>.<random>.tmp").
@@ -422,12 +473,12 @@ class Collection:
         except (Timeout, OSError):
             pass
 
-    def _drop_old_generations(self, keep: int, documents: Container[str]) -> None:
+    def _drop_old_generations(self, keep: set[int], documents: Container[str]) -> None:
         """Best-effort cleanup after a commit: it must not raise, the save already succeeded.
         Stored copies of documents the manifest no longer names go too (a writer killed between
         its commit and deleting them left them behind)."""
-        old = [p for pattern in ("index-*.faiss", "chunks-*.jsonl", "lexicon-*.npz") for p in self.path.glob(pattern)
-               if p.stem.rsplit("-", 1)[-1] != str(keep)]
+        old = [p for pattern in ("chunks-*.jsonl", *(f.format("*") for f in segments_mod.FILE_PATTERNS))
+               for p in self.path.glob(pattern) if p.stem.rsplit("-", 1)[-1] not in {str(k) for k in keep}]
         for path in old + self._stale_temps():
             try:
                 path.unlink(missing_ok=True)
@@ -440,11 +491,7 @@ class Collection:
 
 
 def _stored_pdfs(folder: Path) -> list[Path]:
-    """The stored PDF copies in one document folder, without temp files.
-
-    A writer killed while copying the PDF leaves `.<name>.<random>.tmp` (possibly
-    truncated) next to the copy; it sorts first, so without this filter re-indexing and
-    page previews would read the half-written temp file. Stored names never start with
-    a dot (`safe_file_name` strips leading dots).
-    """
+    """The stored PDF copies in one document folder, without the `.<name>.<random>.tmp` a writer
+    killed while copying leaves (it sorts first: re-indexing and previews would read it); stored
+    names never start with a dot (`safe_file_name` strips leading dots)."""
     return sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))

@@ -108,11 +108,11 @@ def fit(index: Any, *, ann_min: int = ANN_MIN_VECTORS) -> Any:
     return prepare(index)
 
 
-def subset(index: Any, keep: list[int]) -> Any:
-    """A new index of the same kind holding only the vectors at `keep` (positions, ascending);
-    the caller `fit`s it once its other changes are made."""
+def subset(index: Any, keep: list[int], like: Any = None) -> Any:
+    """A new index of the same kind (as `like`, if given) holding only the vectors at `keep`
+    (positions, ascending); the caller `fit`s it once its other changes are made."""
     kept = all_vectors(index)[keep] if keep else np.zeros((0, index.d), dtype=np.float32)
-    fresh = empty_like(index)
+    fresh = empty_like(index if like is None else like)
     if len(kept):
         fresh.add(kept)
     return fresh

@@ -1,0 +1,88 @@
+"""One committed version of a collection (`Snapshot`) and its document records (`DocumentInfo`),
+with what a write derives from a version without reading its chunks (agent.search.store)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import numpy as np
+from langchain_community.vectorstores import FAISS
+
+from agent.search.chunk_table import ChunkTable
+from agent.search.lexical import Lexicon
+from agent.search.page_table import PageTable
+from agent.search.segments import Segment, SegmentedTable
+
+T = TypeVar("T")
+
+
+@dataclass
+class DocumentInfo:
+    """What the document list shows for one ingested PDF."""
+
+    doc_id: str
+    file: str
+    pages: int
+    chunks: int
+    size: int
+    added: str
+    ocr_pages: list[int] = field(default_factory=list)
+    empty_pages: list[int] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    kind: str = ""  # the content's format (agent.ingest.formats.detect: "pdf", "docx", ...); "" in older records
+
+
+@dataclass(frozen=True, eq=False)
+class Snapshot:
+    """One committed version of a collection, published whole: a search reads one snapshot, so
+    it never pairs the chunks of one version with the vectors of another."""
+
+    version: int
+    dimension: int | None
+    infos: Mapping[str, DocumentInfo]
+    documents: ChunkTable | SegmentedTable
+    lexicon: Lexicon | None
+    vectorstore: FAISS
+    pages: PageTable | None = None  # rows as `lexicon.pages` (None when that is None)
+    segments: tuple[Segment, ...] = ()  # the files behind this version (agent.search.segments)
+    _keyword_index: list[Any] = field(default_factory=list, repr=False)
+    _index_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def keyword_index(self, build: Callable[[Snapshot], T]) -> T:
+        """The keyword index of this version, built once; the lock is this snapshot's alone, so a
+        build never makes searches of other collections or versions wait."""
+        with self._index_lock:
+            if not self._keyword_index:
+                self._keyword_index.append(build(self))
+            return self._keyword_index[0]
+
+    def kept_counts(self, keep: np.ndarray | None) -> tuple[Lexicon | None, PageTable | None]:
+        """The term counts and page table of the chunks at `keep` (None: all), made from the current
+        ones without reading the chunks; None when a dropped chunk shares a page with a kept one."""
+        lexicon, pages = self.lexicon, self.pages
+        if lexicon is None or lexicon.chunks.rows != len(self.documents) or lexicon.chunk_page is None:
+            return None, None
+        if keep is None or len(keep) == len(self.documents):  # all kept (`keep` ascending, unique)
+            return lexicon, pages
+        pages = None if pages is None else pages.take(np.unique(lexicon.chunk_page[keep]))
+        lexicon = lexicon.without(np.setdiff1d(np.arange(len(self.documents)), keep))
+        return lexicon, pages if lexicon is not None else None
+
+    def shares_a_file(self, added: ChunkTable, keep: np.ndarray | None) -> bool:
+        """Whether a kept chunk comes from a file of `added` (then its pages may continue kept ones)."""
+        same_file = self.documents.rows_with("file", {str(d.metadata.get("file", "")) for d in added})
+        return bool(len(same_file if keep is None else np.intersect1d(same_file, keep)))
+
+    def counts_after(self, keep: np.ndarray | None,
+                      added: ChunkTable | None = None) -> tuple[Lexicon | None, PageTable | None]:
+        """The term counts and page table after keeping the chunks at `keep` (None: all) and appending
+        `added`, without reading the kept chunks; None when that cannot be known (`_save` recounts)."""
+        lexicon, pages = self.kept_counts(keep)
+        if lexicon is None or added is None:
+            return lexicon, pages
+        if self.shares_a_file(added, keep):
+            return None, None
+        return lexicon.appended(added), None if pages is None else pages.concat(PageTable.build(added))

@@ -1,0 +1,125 @@
+"""Big collections: memory, load + keyword index, add and remove one 900-chunk file, at
+10k / 100k / 1M chunks, this branch's columnar store against main's in the same run.
+
+    python -m bench.scale [--quick] [--sizes 10000,100000,1000000]
+
+Each size is written once with this branch's store (synthetic texts: Zipf-distributed words,
+one chunk in five Chinese, 400-800 characters; random unit vectors of dimension 512), then
+copied as main reads it (format 1: chunks as JSON lines, same index and keyword counts).
+Each measurement runs in a fresh process with PYTHONPATH on the tree measured: main is
+checked out into a temp dir with `git archive`. Memory is RSS growth over the process's
+start (imports), against the raw size of the vectors + chunk texts (UTF-8).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench.common import Goal, Run, markdown_table, parser, ratio
+from tests.support import ROOT
+
+NAME = "scale"
+WORKER = ROOT / "bench" / "_scale_worker.py"
+MARK = "BENCH-RESULT "
+SERIES = 10  # files added one after another after the add/remove measure (this branch only): the amortised cost
+
+
+def worker(tree: Path, spec: dict[str, Any], timeout: float = 1800) -> dict[str, Any]:
+    proc = subprocess.run(["nice", "-n", "10", sys.executable, str(WORKER), json.dumps(spec)], cwd=tree,
+                          env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(tree), "OMP_NUM_THREADS": "1",
+                               "OPENBLAS_NUM_THREADS": "1", "HOME": str(tree)},
+                          capture_output=True, text=True, timeout=timeout, check=False)
+    for line in reversed(proc.stdout.splitlines()):
+        if line.startswith(MARK):
+            return json.loads(line[len(MARK):])
+    raise RuntimeError(f"worker failed (exit {proc.returncode}): {proc.stderr[-3000:]}")
+
+
+def as_format_1(src: Path, dst: Path) -> None:
+    """The collection at `src` as main writes it: chunks as JSON lines, manifest format 1."""
+    from agent.search.chunk_table import ChunkTable
+
+    shutil.copytree(src, dst)
+    folder = dst / "collections" / "docs"
+    manifest = json.loads((folder / "manifest.json").read_text())
+    gen = manifest["generation"]
+    table = ChunkTable.load(folder / f"chunks-{gen}.npy", folder / f"chunk-offsets-{gen}.npy")
+    with (folder / f"chunks-{gen}.jsonl").open("w", encoding="utf-8") as out:
+        for d in table:
+            out.write(json.dumps({"id": d.id, "text": d.page_content, "metadata": d.metadata}, ensure_ascii=False))
+            out.write("\n")
+    del table
+    (folder / f"chunks-{gen}.npy").unlink()
+    (folder / f"chunk-offsets-{gen}.npy").unlink()
+    del manifest["segments"]  # one, written by `gen` (a fresh collection)
+    (folder / "manifest.json").write_text(json.dumps(manifest | {"format": 1}))
+
+
+def measure_size(run: Run, n: int, work: Path, main_tree: Path) -> list[dict[str, Any]]:
+    ours_dir, main_dir = work / f"ours-{n}", work / f"main-{n}"
+    run.log(f"{n:,} chunks: writing")
+    built = worker(ROOT, {"step": "build", "n": n, "data_dir": str(ours_dir)})
+    as_format_1(ours_dir, main_dir)
+    rows = []
+    for label, tree, data in (("main", main_tree, main_dir), ("columnar", ROOT, ours_dir)):
+        run.log(f"{n:,} chunks: measuring {label}")
+        spec = {"step": "measure", "data_dir": str(data), "series": SERIES if label == "columnar" else 0}
+        row = worker(tree, spec) | {"code": label, "raw_mb": built["raw_mb"]}
+        row["memory_mb"] = row["rss_after_index_mb"] - row["rss_start_mb"]
+        row["memory_x_raw"] = row["memory_mb"] / built["raw_mb"]
+        row["ready_s"] = row["load_s"] + row["keyword_index_s"]
+        rows.append(row)
+        shutil.rmtree(data, ignore_errors=True)
+    shutil.rmtree(ours_dir, ignore_errors=True)
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = parser(__doc__.splitlines()[0])
+    p.add_argument("--sizes", default=None, help="comma-separated chunk counts (default 10000,100000)")
+    args = p.parse_args(argv)
+    sizes = [int(s) for s in (args.sizes or ("2000,10000" if args.quick else "10000,100000")).split(",")]
+    run = Run(NAME, args, argv if argv is not None else sys.argv[1:])
+    run.params = {"sizes": sizes, "dimension": 512, "added_file_chunks": 900}
+    rows: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="bench-scale-") as tmp:
+        work = Path(tmp)
+        main_tree = work / "main-tree"
+        main_tree.mkdir()
+        archive = subprocess.run(["git", "-C", str(ROOT), "archive", "main"], capture_output=True, check=True).stdout
+        subprocess.run(["tar", "-x", "-C", str(main_tree)], input=archive, check=True)
+        for n in sizes:
+            rows += measure_size(run, n, work, main_tree)
+    run.results = {"rows": rows}
+    run.table("Collections at scale: this branch (columnar) vs main, same data, same run", markdown_table(
+        ["chunks", "code", "raw vectors+texts MB", "memory MB (x raw)", "load s", "keyword index s",
+         "load + index s", "add 900 s", "remove 900 s", f"{SERIES} adds in a row: mean / max s", "peak RSS MB"],
+        [[f"{r['n']:,}", r["code"], r["raw_mb"], f"{r['memory_mb']:.0f} ({r['memory_x_raw']:.2f}x)", r["load_s"],
+          r["keyword_index_s"], r["ready_s"], r["add_s"], r["remove_s"],
+          f"{np.mean(r['series_s']):.2f} / {max(r['series_s']):.2f}" if r["series_s"] else "-", r["peak_rss_mb"]]
+         for r in rows]))
+    ours = {r["n"]: r for r in rows if r["code"] == "columnar"}
+    big, small = max(ours), min(ours)
+    run.goals = [
+        Goal(f"memory at {big:,}, x raw vectors+texts", ours[big]["memory_x_raw"], "<=", 2.0),
+        Goal(f"load + keyword index at {big:,}", ours[big]["ready_s"], "<=", 10.0, "s"),
+        Goal(f"add at {big:,} / add at {small:,}", ratio(ours[big]["add_s"], ours[small]["add_s"]), "<=", 3.0),
+        Goal(f"remove at {big:,} / remove at {small:,}", ratio(ours[big]["remove_s"], ours[small]["remove_s"]),
+             "<=", 3.0),
+        Goal(f"mean of {SERIES} adds at {big:,} / at {small:,}",
+             ratio(float(np.mean(ours[big]["series_s"])), float(np.mean(ours[small]["series_s"]))), "<=", 3.0),
+    ]
+    run.finish()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
