@@ -38,6 +38,7 @@ from agent.config import Settings
 from agent.errors import EmbeddingMismatchError, StoreError
 from agent.search import store, vector_index
 from agent.search.lexical import Lexicon, TermCounts, Vocabulary
+from agent.search.snapshot import SnapshotView
 from agent.search.store import Collection, DocumentInfo, Snapshot, collections_root, delete_collection, list_collections
 
 if TYPE_CHECKING:
@@ -84,7 +85,7 @@ class _Loaded:
     page_counts: TermCounts
 
 
-class PgCollection:
+class PgCollection(SnapshotView):
     """One collection in PostgreSQL, searched through a snapshot refreshed by version number."""
 
     def __init__(self, url: str, data_dir: Path, name: str, embeddings: Embeddings, embedding_model: str,
@@ -105,33 +106,6 @@ class PgCollection:
         self.reload()
 
     # ---- reading -----------------------------------------------------------------------------
-    def snapshot(self) -> Snapshot:
-        return self._snap
-
-    @property
-    def version(self) -> int:
-        return self._snap.version
-
-    @property
-    def dimension(self) -> int | None:
-        return self._snap.dimension
-
-    @property
-    def infos(self) -> Mapping[str, DocumentInfo]:
-        return self._snap.infos
-
-    @property
-    def documents(self) -> list[Document]:
-        return self._snap.documents
-
-    @property
-    def lexicon(self) -> Lexicon | None:
-        return self._snap.lexicon
-
-    @property
-    def vectorstore(self) -> FAISS:
-        return self._snap.vectorstore
-
     def reload(self) -> None:
         """Catch up with the database: one round trip when nothing changed."""
         with self._mutex:

@@ -86,3 +86,38 @@ class Snapshot:
         if self.shares_a_file(added, keep):
             return None, None
         return lexicon.appended(added), None if pages is None else pages.concat(PageTable.build(added))
+
+
+class SnapshotView:
+    """What a collection shows of its current snapshot (`_snap`, replaced whole by each writer);
+    shared by the file and PostgreSQL stores."""
+
+    _snap: Snapshot
+
+    def snapshot(self) -> Snapshot:
+        """The current version, whole (one attribute read: safe while a writer publishes the next)."""
+        return self._snap
+
+    @property
+    def version(self) -> int:
+        return self._snap.version
+
+    @property
+    def dimension(self) -> int | None:
+        return self._snap.dimension
+
+    @property
+    def infos(self) -> Mapping[str, DocumentInfo]:
+        return self._snap.infos
+
+    @property
+    def documents(self) -> ChunkTable | SegmentedTable:
+        return self._snap.documents
+
+    @property
+    def lexicon(self) -> Lexicon | None:
+        return self._snap.lexicon
+
+    @property
+    def vectorstore(self) -> FAISS:
+        return self._snap.vectorstore

@@ -49,7 +49,7 @@ from agent.search.chunk_table import ChunkTable, PositionKeys, TableDocstore
 from agent.search.lexical import Lexicon
 from agent.search.page_table import PageTable
 from agent.search.segments import Layout, Segment, SegmentedIndex, SegmentedTable
-from agent.search.snapshot import DocumentInfo, Snapshot
+from agent.search.snapshot import DocumentInfo, Snapshot, SnapshotView
 
 FORMAT = 3
 #: 1: chunks in chunks-<gen>.jsonl, converted on load, rewritten by the next save; 1 and 2: one segment
@@ -89,7 +89,7 @@ def delete_collection(data_dir: Path, name: str) -> None:
         lock.release()
 
 
-class Collection:
+class Collection(SnapshotView):
     """One collection, loaded in memory; writes go to disk atomically under a lock."""
 
     def __init__(self, data_dir: Path, name: str, embeddings: Embeddings, embedding_model: str,
@@ -110,34 +110,6 @@ class Collection:
         self._snap = self._empty_snapshot()
         self.reload()
         self._sweep_if_idle()
-
-    def snapshot(self) -> Snapshot:
-        """The current version, whole (one attribute read: safe while a writer publishes the next)."""
-        return self._snap
-
-    @property
-    def version(self) -> int:
-        return self._snap.version
-
-    @property
-    def dimension(self) -> int | None:
-        return self._snap.dimension
-
-    @property
-    def infos(self) -> Mapping[str, DocumentInfo]:
-        return self._snap.infos
-
-    @property
-    def documents(self) -> ChunkTable | SegmentedTable:
-        return self._snap.documents
-
-    @property
-    def lexicon(self) -> Lexicon | None:
-        return self._snap.lexicon
-
-    @property
-    def vectorstore(self) -> FAISS:
-        return self._snap.vectorstore
 
     def _empty_snapshot(self, version: int = 0) -> Snapshot:
         empty = ChunkTable.from_documents([])
