@@ -276,13 +276,7 @@ class PgCollection(SnapshotView):
     def add(self, info: DocumentInfo, chunks: list[Document], vectors: np.ndarray, pdf: Path | None,
             *, replacing: Sequence[str] = ()) -> None:
         """Add one document (and drop `replacing`, its older versions) in the writer's transaction."""
-        if len({c.id for c in chunks}) != len(chunks) or any(not c.id for c in chunks):
-            raise ValueError("every chunk needs a unique id (chunking.chunk_pages sets it)")
-        vectors = np.asarray(vectors, dtype=np.float32).reshape(len(chunks), -1)
-        if self.dimension is not None and vectors.shape[1] != self.dimension and self.documents:
-            raise EmbeddingMismatchError(f"Vectors of dimension {vectors.shape[1]} do not fit collection "
-                                         f"{self.name!r} (dimension {self.dimension}).",
-                                         f"Re-index with `python -m agent reindex --collection {self.name}`.")
+        vectors = self._checked_add(chunks, vectors)
         db = self._writer()
         gone = [*replacing, info.doc_id]
         db.execute("DELETE FROM documents WHERE collection = %s AND doc_id = ANY(%s)", (self.name, gone))

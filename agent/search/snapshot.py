@@ -10,7 +10,9 @@ from typing import Any, TypeVar
 
 import numpy as np
 from langchain_community.vectorstores import FAISS
+from langchain_core.documents import Document
 
+from agent.errors import EmbeddingMismatchError
 from agent.search.chunk_table import ChunkTable
 from agent.search.lexical import Lexicon
 from agent.search.page_table import PageTable
@@ -93,6 +95,7 @@ class SnapshotView:
     shared by the file and PostgreSQL stores."""
 
     _snap: Snapshot
+    name: str
 
     def snapshot(self) -> Snapshot:
         """The current version, whole (one attribute read: safe while a writer publishes the next)."""
@@ -121,3 +124,15 @@ class SnapshotView:
     @property
     def vectorstore(self) -> FAISS:
         return self._snap.vectorstore
+
+    def _checked_add(self, chunks: list[Document], vectors: np.ndarray) -> np.ndarray:
+        """`vectors` as one float32 row per chunk, once the chunks' ids are unique (the docstore is
+        keyed by them: without, a search returns one chunk for all) and the dimension fits."""
+        if len({c.id for c in chunks}) != len(chunks) or any(not c.id for c in chunks):
+            raise ValueError("every chunk needs a unique id (chunking.chunk_pages sets it)")
+        vectors = np.asarray(vectors, dtype=np.float32).reshape(len(chunks), -1)
+        if self.dimension is not None and vectors.shape[1] != self.dimension and self.documents:
+            raise EmbeddingMismatchError(f"Vectors of dimension {vectors.shape[1]} do not fit collection "
+                                         f"{self.name!r} (dimension {self.dimension}).",
+                                         f"Re-index with `python -m agent reindex --collection {self.name}`.")
+        return vectors

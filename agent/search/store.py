@@ -279,14 +279,7 @@ class Collection(SnapshotView):
             *, replacing: Sequence[str] = ()) -> None:
         """Add one document's chunks and vectors, and drop the documents in `replacing` (its older
         versions), in one commit (call inside `writing()`)."""
-        if len({c.id for c in chunks}) != len(chunks) or any(not c.id for c in chunks):
-            # the docstore is keyed by Document.id: without unique ids, search returns one chunk for all
-            raise ValueError("every chunk needs a unique id (chunking.chunk_pages sets it)")
-        vectors = np.asarray(vectors, dtype=np.float32).reshape(len(chunks), -1)
-        if self.dimension is not None and vectors.shape[1] != self.dimension and self.documents:
-            raise EmbeddingMismatchError(f"Vectors of dimension {vectors.shape[1]} do not fit collection "
-                                         f"{self.name!r} (dimension {self.dimension}).",
-                                         f"Re-index with `python -m agent reindex --collection {self.name}`.")
+        vectors = self._checked_add(chunks, vectors)
         folder = self.path / "files" / info.doc_id
         new_folder = pdf is not None and not folder.exists()
         try:
