@@ -319,8 +319,10 @@ def test_chinese_walk_upload_chat_settings_pull_has_no_english(tmp_path: Path) -
 
 
 def zh_upload(page: Any, expect: Any) -> None:
-    button = page.get_by_test_id("stFileUploaderDropzone").locator("button [data-testid=stMarkdownContainer]")
-    assert "选择文件" in button.evaluate("e => getComputedStyle(e, '::after').content")
+    selector = "[data-testid=stFileUploaderDropzone] button [data-testid=stMarkdownContainer]"
+    page.wait_for_function(  # the page's <style> may arrive a moment after the uploader it restyles
+        "s => (getComputedStyle(document.querySelector(s) || document.body, '::after').content || '').includes('选择文件')",
+        arg=selector, timeout=20_000)
     settle(page)
     assert not english_left(page), english_left(page)  # "Upload", "200MB per file • PDF" are gone
     page.locator("input[type=file]").set_input_files(str(GEOLOGY))
