@@ -23,7 +23,35 @@ from langchain_community.docstore.base import Docstore
 from langchain_core.documents import Document
 
 
-class ChunkTable(Sequence[Document]):
+class DocumentRows(Sequence[Document]):
+    """A read-only sequence of chunks made into `Document`s on access, equal to a list of the same."""
+
+    def _document(self, i: int) -> Document:
+        """Row `i`, 0 <= i < len(self)."""
+        raise NotImplementedError
+
+    @overload
+    def __getitem__(self, i: int) -> Document: ...
+    @overload
+    def __getitem__(self, i: slice) -> list[Document]: ...
+    def __getitem__(self, i: int | slice) -> Document | list[Document]:
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        n = len(self)
+        if not -n <= i < n:
+            raise IndexError(i)
+        return self._document(i % n)
+
+    def __eq__(self, other: object) -> bool:
+        """Equal to any sequence of the same Documents (`collection.documents == []` as with a list)."""
+        if not isinstance(other, Sequence) or isinstance(other, (str, bytes)):
+            return NotImplemented
+        return len(self) == len(other) and all(a == b for a, b in zip(self, other))
+
+    __hash__ = None  # type: ignore[assignment]  # compared by content, as a list: not a dict key
+
+
+class ChunkTable(DocumentRows):
     """Chunks in index order, read-only; `Document`s are built on access, never kept."""
 
     def __init__(self, data: np.ndarray, offsets: np.ndarray) -> None:
@@ -80,27 +108,9 @@ class ChunkTable(Sequence[Document]):
     def __len__(self) -> int:
         return len(self._offsets) - 1
 
-    @overload
-    def __getitem__(self, i: int) -> Document: ...
-    @overload
-    def __getitem__(self, i: slice) -> list[Document]: ...
-    def __getitem__(self, i: int | slice) -> Document | list[Document]:
-        if isinstance(i, slice):
-            return [self[j] for j in range(*i.indices(len(self)))]
-        n = len(self)
-        if not -n <= i < n:
-            raise IndexError(i)
-        i %= n
+    def _document(self, i: int) -> Document:
         doc_id, metadata = json.loads(self.raw_meta(i))
         return Document(page_content=self.raw_text(i).decode("utf-8"), metadata=metadata, id=doc_id)
-
-    def __eq__(self, other: object) -> bool:
-        """Equal to any sequence of the same Documents (`collection.documents == []` as with a list)."""
-        if not isinstance(other, Sequence) or isinstance(other, (str, bytes)):
-            return NotImplemented
-        return len(self) == len(other) and all(a == b for a, b in zip(self, other))
-
-    __hash__ = None  # type: ignore[assignment]  # compared by content, as a list: not a dict key
 
     def __iter__(self) -> Iterator[Document]:
         return (self[i] for i in range(len(self)))

@@ -15,7 +15,7 @@ import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, overload
+from typing import Any
 
 import faiss
 import numpy as np
@@ -23,7 +23,7 @@ from langchain_core.documents import Document
 
 from agent._files import atomic_write_bytes
 from agent.search import vector_index
-from agent.search.chunk_table import ChunkTable
+from agent.search.chunk_table import ChunkTable, DocumentRows
 from agent.search.lexical import Lexicon
 from agent.search.page_table import PageTable
 
@@ -126,7 +126,7 @@ def _ranges(deleted: Sequence[tuple[int, int]], rows: np.ndarray) -> tuple[tuple
     return tuple((int(a), int(b)) for a, b in zip(edges[::2], edges[1::2]))
 
 
-class SegmentedTable(Sequence[Document]):
+class SegmentedTable(DocumentRows):
     """The live chunks of several segments as one read-only sequence (`Document`s made on access)."""
 
     def __init__(self, layout: Layout) -> None:
@@ -135,30 +135,14 @@ class SegmentedTable(Sequence[Document]):
     def __len__(self) -> int:
         return len(self.layout)
 
-    @overload
-    def __getitem__(self, i: int) -> Document: ...
-    @overload
-    def __getitem__(self, i: slice) -> list[Document]: ...
-    def __getitem__(self, i: int | slice) -> Document | list[Document]:
-        if isinstance(i, slice):
-            return [self[j] for j in range(*i.indices(len(self)))]
-        if not -len(self) <= i < len(self):
-            raise IndexError(i)
-        s, row = self.layout.locate(i % len(self))
+    def _document(self, i: int) -> Document:
+        s, row = self.layout.locate(i)
         return self.layout.segments[s].table[row]
 
     def __iter__(self) -> Iterator[Document]:
         for s, seg in enumerate(self.layout.segments):
             for row in self.layout.rows_of(s).tolist():
                 yield seg.table[row]
-
-    def __eq__(self, other: object) -> bool:
-        """Equal to any sequence of the same Documents, as a list."""
-        if not isinstance(other, Sequence) or isinstance(other, (str, bytes)):
-            return NotImplemented
-        return len(self) == len(other) and all(a == b for a, b in zip(self, other))
-
-    __hash__ = None  # type: ignore[assignment]
 
     def rows_with(self, key: str, values: set[str]) -> np.ndarray:
         """Ascending positions of the live chunks whose metadata[key] is one of `values`."""
