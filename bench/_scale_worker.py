@@ -1,5 +1,6 @@
 """One measurement of bench.scale in a fresh process, against whichever tree is on PYTHONPATH
-(this branch, or main checked out into a temp dir), so it imports nothing from bench/ or tests/.
+(this branch, or the baseline checked out into a temp dir), so it imports nothing from bench/ or
+tests/ but its sibling `_scale_data` (the synthetic files; no `agent` import at load).
 
     python bench/_scale_worker.py '{"step": "build" | "measure", ...}'
 """
@@ -7,24 +8,21 @@
 from __future__ import annotations
 
 import json
-import random
 import resource
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-sys.path.pop(0)  # this folder: `agent` must come from PYTHONPATH
+sys.path.append(sys.path.pop(0))  # this folder last: `agent` must come from PYTHONPATH
 
-import numpy as np  # noqa: E402
-from langchain_core.documents import Document  # noqa: E402
-from langchain_core.embeddings import Embeddings  # noqa: E402
+import numpy as np
+from _scale_data import CHECKED_FILES, CHUNKS_PER_PAGE, DIM, PAGES_PER_FILE, Counted, Synthetic, entry
+from langchain_core.embeddings import Embeddings
 
-DIM = 512
-PAGES_PER_FILE = 300
-CHUNKS_PER_PAGE = 3
 MODEL = "bench-scale"
 MARK = "BENCH-RESULT "
+ADDED = 10_000_000  # file numbers of the files added by `measure` (the collection's are 0, 1, ...)
 
 
 class NoEmbeddings(Embeddings):
@@ -37,52 +35,36 @@ class NoEmbeddings(Embeddings):
         raise AssertionError("not used")
 
 
-def _words(rng: random.Random) -> list[str]:
-    letters = "abcdefghijklmnopqrstuvwxyz"
-    return ["".join(rng.choice(letters) for _ in range(rng.randint(3, 10))) for _ in range(30_000)]
-
-
-def _text(rng: random.Random, words: list[str], weights: list[float]) -> str:
-    """400-800 characters: Zipf-distributed words, one chunk in five Chinese."""
-    n = rng.randint(400, 800)
-    if rng.random() < 0.2:
-        return "".join(chr(0x4E00 + int(rng.paretovariate(1.2)) % 3000) for _ in range(n // 2))
-    return " ".join(rng.choices(words, weights, k=n // 7))[:n]
-
-
-def entry(name: str, doc_id: str, n_chunks: int, rng: random.Random, nrng: np.random.Generator) -> tuple:
-    """(DocumentInfo, chunks, vectors) of one synthetic file with the metadata our chunker writes."""
-    from agent.search.store import DocumentInfo
-
-    words = _words(random.Random(7))
-    weights = [1 / (i + 1) for i in range(len(words))]
-    chunks = []
-    for i in range(n_chunks):
-        page, k = i // CHUNKS_PER_PAGE + 1, i % CHUNKS_PER_PAGE
-        cid = f"{doc_id}:{page}:{k}"
-        chunks.append(Document(page_content=_text(rng, words, weights), id=cid, metadata={
-            "file": name, "page": page, "doc_id": doc_id, "chunk_id": cid, "ocr": False, "start": k * 600}))
-    vectors = nrng.standard_normal((n_chunks, DIM), dtype=np.float32)
-    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-    info = DocumentInfo(doc_id=doc_id, file=name, pages=(n_chunks + CHUNKS_PER_PAGE - 1) // CHUNKS_PER_PAGE,
-                        chunks=n_chunks, size=sum(len(c.page_content) for c in chunks), added="2026-01-01T00:00:00")
-    return info, chunks, vectors
-
-
 def build(spec: dict[str, Any]) -> dict[str, Any]:
-    """Write a collection of spec['n'] chunks (files of 900) with the store on PYTHONPATH."""
+    """Write a collection of spec['n'] chunks (files of 900) through the store's own save, with term
+    counts and page table counted from the draws (`_scale_data`; checked on a sample with tokenize)."""
+    from agent.search import vector_index
+    from agent.search.chunk_table import ChunkTable
     from agent.search.store import Collection
 
-    rng, nrng = random.Random(spec["n"]), np.random.default_rng(spec["n"])
-    per_file = PAGES_PER_FILE * CHUNKS_PER_PAGE
-    entries = [entry(f"file_{f:05d}.pdf", f"{f:064x}", min(per_file, spec["n"] - f * per_file), rng, nrng)
-               for f in range(-(-spec["n"] // per_file))]
-    raw = sum(len(c.page_content.encode()) for _, chunks, _ in entries for c in chunks) + spec["n"] * DIM * 4
     t0 = time.perf_counter()
+    n, per_file, synthetic = spec["n"], PAGES_PER_FILE * CHUNKS_PER_PAGE, Synthetic()
+    vectors = np.empty((n, DIM), np.float32)
+    tables, infos, counted, raw = [], {}, Counted(synthetic), vectors.nbytes
+    for f in range(-(-n // per_file)):
+        draw = synthetic.file(f, min(per_file, n - f * per_file))
+        vectors[f * per_file:f * per_file + draw.chunks] = draw.vectors
+        info, chunks, _ = entry(draw)
+        infos[info.doc_id] = info
+        tables.append(ChunkTable.from_documents(chunks))
+        raw += sum(len(t.encode("utf-8")) for t in draw.texts)
+        counted.add(draw, check=f % CHECKED_FILES == 0)
+    documents = ChunkTable.concat([(t, None) for t in tables])
+    del tables
+    drawn_s = time.perf_counter() - t0
+    index = vector_index.build(vectors, DIM)
+    del vectors
+    lexicon, pages = counted.result()
     collection = Collection(Path(spec["data_dir"]), "docs", NoEmbeddings(), MODEL, rebuilding=True)
     with collection.writing():
-        collection.replace_all(entries, DIM)
-    return {"write_s": time.perf_counter() - t0, "raw_mb": raw / 1e6}
+        collection._save(index, documents, infos, DIM, lexicon, pages)  # the store's writer, counts given
+    return {"write_s": time.perf_counter() - t0, "draw_s": drawn_s, "raw_mb": raw / 1e6,
+            "checked_chunks": counted.checked}
 
 
 def rss_mb() -> float:
@@ -97,6 +79,10 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
     from agent.search.retrieval import collection_index
     from agent.search.store import Collection
 
+    per_file, synthetic = PAGES_PER_FILE * CHUNKS_PER_PAGE, Synthetic()
+    added = entry(synthetic.file(ADDED, per_file, "added.pdf", "f" * 64))
+    extras = [entry(synthetic.file(ADDED + 1 + k, per_file, f"series_{k}.pdf", f"{k:064x}"[::-1]))
+              for k in range(spec.get("series", 0))]
     start = rss_mb()
     t0 = time.perf_counter()
     collection = Collection(Path(spec["data_dir"]), "docs", NoEmbeddings(), MODEL)
@@ -106,25 +92,25 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
     collection_index(collection)
     index_s = time.perf_counter() - t0
     after_index = rss_mb()
-    extra = entry("added.pdf", "f" * 64, PAGES_PER_FILE * CHUNKS_PER_PAGE, random.Random(99), np.random.default_rng(99))
     t0 = time.perf_counter()
     with collection.writing():
-        collection.add(*extra, pdf=None)
+        collection.add(*added, pdf=None)
     add_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    collection_index(collection)  # what the first search after the add waits for
+    index_after_add_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     with collection.writing():
         collection.remove("f" * 64)
     remove_s = time.perf_counter() - t0
     n = len(collection.documents)
     series = []  # adds in a row: past 8 segments, a merge (agent.search.store.MAX_SEGMENTS)
-    for k in range(spec.get("series", 0)):
-        extra = entry(f"series_{k}.pdf", f"{k:064x}"[::-1], PAGES_PER_FILE * CHUNKS_PER_PAGE, random.Random(k),
-                      np.random.default_rng(k))
+    for extra in extras:
         t0 = time.perf_counter()
         with collection.writing():
             collection.add(*extra, pdf=None)
         series.append(time.perf_counter() - t0)
-    return {"n": n, "load_s": load_s, "keyword_index_s": index_s, "add_s": add_s, "series_s": series,
+    return {"n": n, "load_s": load_s, "keyword_index_s": index_s, "add_s": add_s, "index_after_add_s": index_after_add_s, "series_s": series,
             "remove_s": remove_s, "rss_start_mb": start, "rss_after_load_mb": after_load,
             "rss_after_index_mb": after_index,
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
