@@ -62,7 +62,7 @@ def build(spec: dict[str, Any]) -> dict[str, Any]:
     lexicon, pages = counted.result()
     collection = Collection(Path(spec["data_dir"]), "docs", NoEmbeddings(), MODEL, rebuilding=True)
     with collection.writing():
-        collection._save(index, documents, infos, DIM, lexicon, pages)  # the store's writer, counts given
+        collection._save(index, documents, lexicon, pages, infos, DIM)  # the store's writer, counts given
     return {"write_s": time.perf_counter() - t0, "draw_s": drawn_s, "raw_mb": raw / 1e6,
             "checked_chunks": counted.checked}
 

@@ -1,6 +1,7 @@
 """Collections as append-only segments (agent.search.segments, issue 19.5): what an add or a
 removal writes, that a segmented collection reads and searches as a whole save of the same
-chunks would, compaction, and kill -9 during a segment add, a removal and a compaction."""
+chunks would, compaction (at save time, and in the background: agent.search.compaction), and
+kill -9 during a segment add, a removal, a compaction and a background compaction."""
 
 import json
 import os
@@ -9,6 +10,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -138,16 +140,59 @@ def test_an_add_merges_the_small_last_segments_and_keeps_the_big_first(tmp_path,
     _assert_whole(open_collection(tmp_path, append_min=1), ["big", "bbb", "ccc", "ddd"])
 
 
+def test_a_background_compaction_keeps_the_adds_and_removals_made_meanwhile_and_blocks_no_search(
+        tmp_path, monkeypatch):
+    monkeypatch.setattr(store, "MAX_DELETED_SHARE", 0.2)
+    c = open_collection(tmp_path, append_min=1, background_min=1)
+    for doc_id in ("aaa", "bbb", "ccc"):
+        add(c, doc_id, TEXTS[doc_id])
+    started, release = threading.Event(), threading.Event()
+    real_whole = store.whole
+
+    def held(*args, **kwargs):
+        if threading.current_thread().name.startswith("compact-"):
+            started.set()
+            assert release.wait(30)
+        return real_whole(*args, **kwargs)
+
+    monkeypatch.setattr(store, "whole", held)
+    with c.writing():
+        c.remove("aaa")  # 2 of 6 rows deleted: a compaction is due, left to a thread
+    assert started.wait(30) and not c.compaction_finished(timeout=0)
+    assert [s["deleted"] for s in json.loads(c.manifest_path.read_text())["segments"]] == [[[0, 2]], [], []]
+    assert c.vectorstore.similarity_search("gamma three", k=1)[0].page_content == "gamma three"
+    add(c, "ddd", TEXTS["ddd"])  # neither waits for the compaction
+    with c.writing():
+        c.remove("bbb")
+    release.set()
+    assert c.compaction_finished(timeout=60)
+    listed = json.loads(c.manifest_path.read_text())["segments"]
+    # the compacted rows are bbb's and ccc's: bbb's marked deleted in it; ddd's segment after it
+    assert [(s["rows"], s["deleted"]) for s in listed] == [(4, [[0, 2]]), (1, [])]
+    assert listed[0]["generation"] == c.version and not (c.path / "compacting").exists()
+    assert sorted(p.name for p in c.path.glob("index-*")) == sorted(f"index-{s['generation']}.faiss" for s in listed)
+    _assert_whole(c, ["ccc", "ddd"])
+    _assert_whole(open_collection(tmp_path, append_min=1), ["ccc", "ddd"])
+    add(c, "aaa", TEXTS["aaa"])  # 2 of 7 rows deleted: compacted again, with nothing left to mark
+    assert c.compaction_finished(timeout=60)
+    assert [(s["rows"], s["deleted"]) for s in json.loads(c.manifest_path.read_text())["segments"]] == [(5, [])]
+    _assert_whole(open_collection(tmp_path, append_min=1), ["ccc", "ddd", "aaa"])
+
+
 # --------------------------------------------------------------------------- killed mid-write
 
 KILL_CHILD = textwrap.dedent("""
-    import os, re, sys, time
+    import os, re, sys, threading, time
     sys.path.insert(0, {root!r})
     target, phase, operation, data_dir = sys.argv[1:5]
     real_replace = os.replace
 
     def replace(src, dst, *args, **kwargs):
-        hit = re.fullmatch(target, os.path.basename(dst))
+        name = os.path.join(os.path.basename(os.path.dirname(dst)), os.path.basename(dst))
+        if not name.startswith("compacting" + os.sep):
+            name = os.path.basename(dst)
+        in_thread = threading.current_thread().name.startswith("compact-")
+        hit = re.fullmatch(target, name) and in_thread == (operation == "background")
         if hit and phase == "before":
             print("AT", os.path.basename(dst), flush=True)
             time.sleep(120)
@@ -164,12 +209,13 @@ KILL_CHILD = textwrap.dedent("""
     store.MAX_DELETED_SHARE = 0.5
     if operation in ("add", "remove"):  # "compact": 2-row segments merge into all; "merge": not the first
         segments.MERGE_RATIO = 0
-    c = open_collection(data_dir, append_min=1)
+    c = open_collection(data_dir, append_min=1, background_min=1 if operation == "background" else 10**9)
     if operation == "remove":
         with c.writing():
             c.remove("bbb")
     else:
-        add(c, "ddd", ["zeta six"])
+        add(c, "ddd", ["zeta six"])  # "background": as "compact", the compaction in a thread
+        c.compaction_finished()
     print("DONE", flush=True)
 """).format(root=str(ROOT))
 
@@ -182,6 +228,9 @@ SEGMENT_FILES = [r"index-4\.faiss", r"chunks-4\.npy", r"lexicon-4\.npz", r"pages
     *[("compact", t, "before") for t in SEGMENT_FILES], ("compact", r"manifest\.json", "after"),
     ("merge", r"index-4\.faiss", "before"), ("merge", r"manifest\.json", "before"),
     ("merge", r"manifest\.json", "after"),
+    ("background", r"compacting/index-\d+\.faiss", "before"), ("background", r"compacting/pages-\d+\.npz", "after"),
+    ("background", r"index-5\.faiss", "before"), ("background", r"pages-5\.npz", "after"),
+    ("background", r"manifest\.json", "before"), ("background", r"manifest\.json", "after"),
 ])
 def test_killed_while_writing_segments_leaves_the_old_or_the_new_version(tmp_path, operation, target, phase):
     before = ["big", "aaa", "bbb"] if operation == "merge" else ["aaa", "bbb", "ccc"]
@@ -199,10 +248,14 @@ def test_killed_while_writing_segments_leaves_the_old_or_the_new_version(tmp_pat
     finally:
         if child.poll() is None:
             child.kill()
-    committed = phase == "after" and target == r"manifest\.json"
+    committed = operation == "background" or (phase == "after" and target == r"manifest\.json")
     after = [d for d in before if d != "bbb"] if operation == "remove" else [*before, "ddd"]
     c = open_collection(tmp_path, append_min=1)
-    _assert_whole(c, after if committed else before)
+    _assert_whole(c, after if committed else before)  # "background": the add committed before the compaction
+    assert not (c.path / "compacting").exists()
+    compacted = operation == "background" and phase == "after" and target == r"manifest\.json"
+    assert len(json.loads(c.manifest_path.read_text())["segments"]) == (1 if compacted else 4) \
+        or operation != "background"
     add(c, "eee", ["eta seven"])  # the next write works and leaves only files the manifest names
     named = {str(s["generation"]) for s in json.loads(c.manifest_path.read_text())["segments"]}
     numbered = [p for p in c.path.iterdir() if re.search(r"-\d+\.", p.name)]

@@ -116,11 +116,26 @@ def merge_start(live_rows: Sequence[int], added: int, max_segments: int) -> int:
     return start
 
 
-def _ranges(deleted: Sequence[tuple[int, int]], rows: np.ndarray) -> tuple[tuple[int, int], ...]:
-    """`deleted` plus `rows`, as sorted, merged [start, end) ranges."""
-    mask = np.zeros(max([int(rows.max()) + 1, *(b for _, b in deleted)]), dtype=bool)
+def deleted_since(base: Sequence[Segment], now: Sequence[Segment]) -> tuple[tuple[int, int], ...]:
+    """The rows of `base`'s segments deleted since (in `now`, the same segments later), as ranges of
+    `base`'s live positions: the rows of a compaction of `base` to mark deleted."""
+    layout = Layout(base)
+    gone = [layout.position[start + np.flatnonzero(_mask(new.deleted, len(old.table)) & ~_mask(old.deleted, len(old.table)))]
+            for old, new, start in zip(base, now, layout.starts.tolist())]
+    positions = np.concatenate(gone) if gone else np.zeros(0, np.int64)
+    return _ranges((), positions) if len(positions) else ()
+
+
+def _mask(deleted: Sequence[tuple[int, int]], rows: int) -> np.ndarray:
+    mask = np.zeros(rows, dtype=bool)
     for a, b in deleted:
         mask[a:b] = True
+    return mask
+
+
+def _ranges(deleted: Sequence[tuple[int, int]], rows: np.ndarray) -> tuple[tuple[int, int], ...]:
+    """`deleted` plus `rows`, as sorted, merged [start, end) ranges."""
+    mask = _mask(deleted, max([int(rows.max()) + 1, *(b for _, b in deleted)]))
     mask[rows] = True
     edges = np.flatnonzero(np.diff(np.r_[0, mask.astype(np.int8), 0]))
     return tuple((int(a), int(b)) for a, b in zip(edges[::2], edges[1::2]))

@@ -81,7 +81,7 @@ class Snapshot:
     def counts_after(self, keep: np.ndarray | None,
                       added: ChunkTable | None = None) -> tuple[Lexicon | None, PageTable | None]:
         """The term counts and page table after keeping the chunks at `keep` (None: all) and appending
-        `added`, without reading the kept chunks; None when that cannot be known (`_save` recounts)."""
+        `added`, without reading the kept chunks; None when that cannot be known (`Collection._whole` recounts)."""
         lexicon, pages = self.kept_counts(keep)
         if lexicon is None or added is None:
             return lexicon, pages

@@ -25,11 +25,12 @@ search needs; `version` changes on every write, so caches know when to rebuild.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import threading
 from collections.abc import Container, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +47,7 @@ from agent.errors import EmbeddingMismatchError, StoreError
 from agent.search import segments as segments_mod
 from agent.search import vector_index
 from agent.search.chunk_table import ChunkTable, PositionKeys, TableDocstore
+from agent.search.compaction import Background, whole
 from agent.search.lexical import Lexicon
 from agent.search.page_table import PageTable
 from agent.search.segments import Layout, Segment, SegmentedIndex, SegmentedTable
@@ -55,6 +57,7 @@ FORMAT = 3
 #: 1: chunks in chunks-<gen>.jsonl, converted on load, rewritten by the next save; 1 and 2: one segment
 READABLE_FORMATS = (1, 2, 3)
 APPEND_MIN_ROWS = 20_000  # from this many chunks on, adding or removing a document writes only its segment
+BACKGROUND_MIN_ROWS = 100_000  # from this many chunks on, compactions run in the background (agent.search.compaction)
 MAX_SEGMENTS = 8  # at most; more than this share of rows deleted: the next save compacts them into one
 MAX_DELETED_SHARE = 0.25
 LOCK_TIMEOUT = 600.0  # seconds a writer waits for another process's ingestion to finish
@@ -94,19 +97,22 @@ class Collection(SnapshotView):
 
     def __init__(self, data_dir: Path, name: str, embeddings: Embeddings, embedding_model: str,
                  *, rebuilding: bool = False, ann_min_vectors: int = vector_index.ANN_MIN_VECTORS,
-                 append_min: int = APPEND_MIN_ROWS) -> None:
+                 append_min: int = APPEND_MIN_ROWS, background_min: int = BACKGROUND_MIN_ROWS) -> None:
         """`rebuilding=True` opens a collection only to re-index it: a damaged or
         other-model index is not loaded (nor refused), just superseded by the next save.
         `ann_min_vectors`: size from which saves switch to an approximate index;
-        `append_min`: size from which saves write segments (agent.search.segments)."""
+        `append_min`: size from which saves write segments (agent.search.segments);
+        `background_min`: size from which they leave compactions to a thread (agent.search.compaction)."""
         self._rebuilding = rebuilding
         self.ann_min_vectors = ann_min_vectors
         self.append_min = append_min
+        self.background_min = background_min
         self.name = check_collection_name(name)
         self.path = collections_root(data_dir) / self.name
         self.embeddings = embeddings
         self.embedding_model = embedding_model
         self._mutex = threading.RLock()
+        self._compaction = Background(self.path)
         self._snap = self._empty_snapshot()
         self.reload()
         self._sweep_if_idle()
@@ -289,12 +295,7 @@ class Collection(SnapshotView):
             added = ChunkTable.from_documents(chunks)
             dropped = self._rows_of(set(replacing))
             if not self._append(infos, dropped, added, vectors):
-                keep, index = self._without(dropped, vectors.shape[1])
-                if len(chunks):
-                    index.add(vectors)
-                index = vector_index.fit(index, ann_min=self.ann_min_vectors)
-                documents = ChunkTable.concat([*self._parts(keep), (added, None)])
-                self._save(index, documents, infos, vectors.shape[1], *self._snap.counts_after(keep, added))
+                self._save(*whole(self._snap, dropped, self.ann_min_vectors, added, vectors), infos, vectors.shape[1])
         except Exception:
             # Not committed (`_save` only raises before the manifest switch): drop the PDF copy,
             # or the failed document would hold disk space and reappear on the next re-index.
@@ -308,32 +309,12 @@ class Collection(SnapshotView):
         infos = {k: v for k, v in self.infos.items() if k != doc_id}
         dropped = self._rows_of({doc_id})
         if not self._append(infos, dropped):
-            keep, index = self._without(dropped, self.dimension or 1)
-            documents = ChunkTable.concat(self._parts(keep))
-            self._save(vector_index.fit(index, ann_min=self.ann_min_vectors), documents, infos, self.dimension or 1,
-                       *self._snap.counts_after(keep))
+            self._save(*whole(self._snap, dropped, self.ann_min_vectors), infos, self.dimension or 1)
         return info
 
     def _rows_of(self, doc_ids: set[str]) -> np.ndarray:
         """Ascending positions of these documents' chunks."""
         return self.documents.rows_with("doc_id", doc_ids) if doc_ids and len(self.documents) else np.zeros(0, np.int64)
-
-    def _parts(self, keep: np.ndarray | None) -> list[tuple[ChunkTable, np.ndarray | None]]:
-        """The tables and rows holding the chunks at positions `keep` (None: all), for `ChunkTable.concat`."""
-        documents = self.documents
-        return documents.parts(keep) if isinstance(documents, SegmentedTable) else [(documents, keep)]
-
-    def _without(self, dropped: np.ndarray, dimension: int) -> tuple[np.ndarray | None, Any]:
-        """Positions of the chunks not `dropped` (None: all of them), and a new index holding their
-        vectors only, of the kind of the first segment's (a copy: a failed save leaves the published
-        snapshot unchanged)."""
-        current = self.vectorstore.index
-        if current.ntotal == 0:
-            return np.zeros(0, np.int64), faiss.IndexFlatIP(dimension)
-        if not len(dropped) and not isinstance(current, SegmentedIndex):
-            return None, faiss.deserialize_index(faiss.serialize_index(current))
-        keep = np.setdiff1d(np.arange(len(self.documents)), dropped)
-        return keep, vector_index.subset(current, keep.tolist(), like=self._snap.segments[0].index)
 
     def _append(self, infos: dict[str, DocumentInfo], dropped: np.ndarray, added: ChunkTable | None = None,
                 vectors: np.ndarray | None = None) -> bool:
@@ -343,8 +324,10 @@ class Collection(SnapshotView):
         snap, segments = self._snap, list(self._snap.segments)
         live = len(snap.documents) - len(dropped) + (len(added) if added is not None else 0)
         rows = sum(len(seg.table) for seg in segments) + (len(added) if added is not None else 0)
+        background = live >= self.background_min  # a compaction due is left to a thread
+        compact = rows - live > MAX_DELETED_SHARE * rows
         if live < self.append_min or not segments or not all(seg.checksums for seg in segments) \
-                or rows - live > MAX_DELETED_SHARE * rows:
+                or (compact and not background):
             return False
         keep = np.setdiff1d(np.arange(len(snap.documents)), dropped)
         lexicon, pages = snap.kept_counts(keep)
@@ -354,8 +337,10 @@ class Collection(SnapshotView):
         layout = Layout(kept)
         start = segments_mod.merge_start([len(layout.rows_of(s)) for s in range(len(kept))],
                                          len(added) if added is not None else 0, MAX_SEGMENTS)
-        if start == 0:  # the others reached half the first: compact them all
+        if start == 0 and not background:  # the others reached half the first: compact them all
             return False
+        compact = compact or start == 0
+        start = len(kept) if start == 0 else max(start, self._compaction.segments)
         if start < len(kept):
             parts, old_vectors, part, part_pages = layout.tail(start, lexicon, pages)
             kept, vocab_from = kept[:start], kept[start].vocab_from
@@ -383,7 +368,36 @@ class Collection(SnapshotView):
             raise
         self._snap = self._snapshot(gen, dimension, infos, Layout(kept), lexicon, pages)
         self._drop_old_generations(keep={seg.generation for seg in kept}, documents=infos)
+        if compact:
+            self._compaction.start(self._snap, self._compact)
         return True
+
+    def _compact(self, base: Snapshot, work: Path) -> None:
+        """(In the background) `base` as one segment written under `work`, then swapped in for its segments."""
+        index, documents, lexicon, pages = whole(base, np.zeros(0, np.int64), self.ann_min_vectors)
+        segment = segments_mod.write_segment(work, base.version, index, documents, (lexicon, 0, pages), [])
+        with self.writing():
+            self._swap_in(base, segment, work)
+
+    def _swap_in(self, base: Snapshot, segment: Segment, work: Path) -> None:
+        """Commit `segment` (the compaction of `base`) in place of `base`'s segments, with the rows removed
+        since marked deleted in it, the segments added since after it (call inside `writing()`)."""
+        snap, n = self._snap, len(base.segments)
+        self._compaction.segments = 0
+        if [s.generation for s in snap.segments[:n]] != [s.generation for s in base.segments]:
+            return  # another process compacted or rewrote them meanwhile
+        gen = self.version + 1
+        for src, dst in zip(segments_mod.segment_files(work, base.version), segments_mod.segment_files(self.path, gen)):
+            os.replace(src, dst)  # before the commit, a new generation's files: removed by the next save if it fails
+        kept = [replace(segment, generation=gen, deleted=segments_mod.deleted_since(base.segments, snap.segments[:n])),
+                *snap.segments[n:]]
+        self._commit(gen, dict(snap.infos), snap.dimension or 1, kept)
+        self._snap = self._snapshot(gen, snap.dimension or 1, snap.infos, Layout(kept), snap.lexicon, snap.pages)
+        self._drop_old_generations(keep={seg.generation for seg in kept}, documents=snap.infos)
+
+    def compaction_finished(self, timeout: float | None = None) -> bool:
+        """Whether no background compaction is running, after waiting up to `timeout` seconds for it."""
+        return self._compaction.wait(timeout)
 
     def replace_all(self, entries: list[tuple[DocumentInfo, list[Document], np.ndarray]], dimension: int) -> None:
         """Swap in a complete rebuilt index in one generation (re-index; call inside `writing()`)."""
@@ -391,17 +405,15 @@ class Collection(SnapshotView):
         parts = [np.asarray(v, dtype=np.float32).reshape(len(c), -1) for _, c, v in entries if len(c)]
         index = vector_index.build(np.vstack(parts) if parts else np.zeros((0, dimension), np.float32), dimension,
                                    ann_min=self.ann_min_vectors)
-        self._save(index, documents, {info.doc_id: info for info, _, _ in entries}, dimension)
+        lexicon = Lexicon.build(documents, self.lexicon, self.documents)
+        self._save(index, documents, lexicon, PageTable.build(documents), {info.doc_id: info for info, _, _ in entries},
+                   dimension)
         self._rebuilding = False
 
-    def _save(self, index: Any, documents: ChunkTable, infos: dict[str, DocumentInfo], dimension: int,
-              lexicon: Lexicon | None = None, pages: PageTable | None = None) -> None:
-        """Commit a whole new version as one segment (this is also the compaction of segments)."""
+    def _save(self, index: Any, documents: ChunkTable, lexicon: Lexicon, pages: PageTable,
+              infos: dict[str, DocumentInfo], dimension: int) -> None:
+        """Commit a whole new version as one segment."""
         gen = self.version + 1
-        # only the changed chunks are tokenised (the rest is carried over from the last save)
-        lexicon = lexicon or Lexicon.build(documents, self.lexicon, self.documents)
-        if pages is None or pages.rows != lexicon.pages.rows:
-            pages = PageTable.build(documents)
         written: list[Path] = []
         try:
             segment = segments_mod.write_segment(self.path, gen, index, documents, (lexicon, 0, pages), written)
@@ -428,6 +440,7 @@ class Collection(SnapshotView):
     def _sweep_if_idle(self) -> None:
         """On opening: delete what a killed writer left, if no writer holds the lock right now (a
         collection whose documents are all indexed may never be written again to do it)."""
+        self._compaction.sweep()
         if not self.path.is_dir() or not self._stale_temps():
             return
         lock = FileLock(str(self.path / ".lock"), timeout=0)
