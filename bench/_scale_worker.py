@@ -110,8 +110,12 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
         with collection.writing():
             collection.add(*extra, pdf=None)
         series.append(time.perf_counter() - t0)
+    t0 = time.perf_counter()
+    if hasattr(collection, "compaction_finished"):  # a background compaction started by the adds (this branch)
+        collection.compaction_finished()
+    compaction_wait_s = time.perf_counter() - t0
     return {"n": n, "load_s": load_s, "keyword_index_s": index_s, "add_s": add_s, "index_after_add_s": index_after_add_s, "series_s": series,
-            "remove_s": remove_s, "rss_start_mb": start, "rss_after_load_mb": after_load,
+            "remove_s": remove_s, "compaction_wait_s": compaction_wait_s, "rss_start_mb": start, "rss_after_load_mb": after_load,
             "rss_after_index_mb": after_index,
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
