@@ -18,6 +18,7 @@ import pytest
 
 from agent.search import retrieval, segments, store
 from agent.search.lexical import Lexicon
+from agent.search.postings import Postings
 from tests.support import ROOT, TinyEmbeddings, add, assert_pages_fit, make_doc, open_collection
 
 TEXTS = {"aaa": ["alpha text one", "beta two words"], "bbb": ["gamma three", "gamma again"],
@@ -70,7 +71,7 @@ def test_an_add_writes_only_its_segment_and_a_removal_only_the_manifest(tmp_path
     after = _files(c)
     assert {k: v for k, v in after.items() if k in before} == before  # nothing rewritten
     assert sorted(set(after) - set(before)) == ["chunk-offsets-4.npy", "chunks-4.npy", "index-4.faiss",
-                                                "lexicon-4.npz", "pages-4.npz"]
+                                                "lexicon-4.npz", "pages-4.npz", "postings-4.npy"]
     with c.writing():
         c.remove("bbb")
     assert _files(c) == after
@@ -262,3 +263,22 @@ def test_killed_while_writing_segments_leaves_the_old_or_the_new_version(tmp_pat
     assert all(p.name.rsplit("-", 1)[-1].split(".")[0] in named for p in numbered), sorted(numbered)
     assert not list(c.path.glob(".*.tmp"))
     assert np.isclose(c.vectorstore.similarity_search_with_score("eta seven", k=1)[0][1], 1.0)
+
+
+def test_the_keyword_index_joins_the_segments_saved_postings_as_the_counts_would_make_them(tmp_path):
+    c = _segmented(tmp_path, ("big", "aaa", "bbb", "ccc"))
+    with c.writing():
+        c.remove("aaa")  # a segment with deleted rows: its postings' rows dropped, the rest renumbered
+    snap = open_collection(tmp_path, append_min=1).snapshot()
+    joined = snap.keyword_postings()
+    assert joined is not None
+    for saved, counts in zip(joined, (snap.lexicon.chunks, snap.lexicon.pages)):
+        made = Postings.of(counts.ptr, counts.term, counts.tf, len(snap.lexicon.vocabulary))
+        assert [a.tolist() for a in (saved.ptr, saved.rows, saved.tf)] == [a.tolist() for a in (made.ptr, made.rows,
+                                                                                                 made.tf)]
+    damaged = next(c.path.glob("postings-*.npy"))
+    damaged.write_bytes(damaged.read_bytes()[:200])
+    reopened = open_collection(tmp_path, append_min=1)
+    assert reopened.snapshot().keyword_postings() is None  # built from the term counts instead
+    hits = retrieval.search("gamma three", [reopened], embeddings=TinyEmbeddings(), k=1)
+    assert hits[0].document.page_content == "gamma three"

@@ -65,6 +65,7 @@ from agent.search.lexical import (
     tokenize,
 )
 from agent.search.page_table import PageTable, counts_from_chunks
+from agent.search.postings import Postings
 from agent.search.section_titles import SectionTitles
 
 Mode = Literal["hybrid", "vector", "bm25"]
@@ -168,11 +169,12 @@ class CollectionIndex:
     making a `Document`; else from the chunks (slow: tokenising takes ~0.4 s per 1,000 chunks)."""
 
     def __init__(self, documents: Sequence[Document], lexicon: Lexicon | None = None,
-                 pages: PageTable | None = None) -> None:
+                 pages: PageTable | None = None, postings: tuple[Postings, Postings] | None = None) -> None:
+        """`postings`: BM25 postings of `lexicon` saved with the collection (agent.search.postings)."""
         self.documents = documents  # a collection's ChunkTable stays columnar: `Document`s per hit only
         if lexicon is None or pages is None or lexicon.chunk_page is None or lexicon.pages.rows != pages.rows \
                 or not lexicon.fits(documents, pages.rows):
-            lexicon, pages = counts_from_chunks(documents, lexicon)
+            lexicon, pages, postings = *counts_from_chunks(documents, lexicon), None
         self.pages = pages
         self.contents = pages.contents
         self.sections = SectionTitles.of_pages(pages.rows, pages.titles_by_page())
@@ -182,8 +184,9 @@ class CollectionIndex:
         order = np.argsort(self.chunk_page, kind="stable")
         self.page_order = None if np.array_equal(order, np.arange(len(order))) else order
         self.page_starts = np.searchsorted(self.chunk_page[order], np.arange(pages.rows))
-        self.chunk_bm25 = BM25Index.from_counts(lexicon.chunks, lexicon.vocabulary)
-        self.page_bm25 = BM25Index.from_counts(lexicon.pages, lexicon.vocabulary)
+        self.chunk_bm25: BM25Index
+        self.page_bm25: BM25Index
+        self.chunk_bm25, self.page_bm25 = lexicon.bm25(postings)
         self.own_view: _Merged | None = None  # this index alone seen as a merged view (see `_merged`)
 
     @cached_property
@@ -207,7 +210,8 @@ def collection_index(collection: SearchableCollection | CollectionVersion) -> Co
     """The keyword index of a collection's current version (or of that version), built once per
     version and kept on it, without a global lock."""
     version = collection.snapshot() if isinstance(collection, SearchableCollection) else collection
-    return version.keyword_index(lambda v: CollectionIndex(v.documents, v.lexicon, getattr(v, "pages", None)))
+    return version.keyword_index(lambda v: CollectionIndex(v.documents, v.lexicon, getattr(v, "pages", None),
+                                                           getattr(v, "keyword_postings", lambda: None)()))
 
 
 class _Merged:

@@ -26,12 +26,14 @@ from agent.search import vector_index
 from agent.search.chunk_table import ChunkTable, DocumentRows
 from agent.search.lexical import Lexicon
 from agent.search.page_table import PageTable
+from agent.search.postings import Postings, SegmentPostings, join
 
 #: an add merges the last segments into its own while each holds at most this many times the rows
 #: merged so far (`merge_start`)
 MERGE_RATIO = 2
 #: the files of one segment, by the generation that wrote it
-FILE_PATTERNS = ("index-{}.faiss", "chunks-{}.npy", "chunk-offsets-{}.npy", "lexicon-{}.npz", "pages-{}.npz")
+FILE_PATTERNS = ("index-{}.faiss", "chunks-{}.npy", "chunk-offsets-{}.npy", "lexicon-{}.npz", "pages-{}.npz",
+                 "postings-{}.npy")
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,7 @@ class Segment:
     checksums: dict[str, int]
     deleted: tuple[tuple[int, int], ...] = ()
     vocab_from: int = 0  # its term counts' first own term (earlier ones are the segments' before it)
+    postings: SegmentPostings | None = None  # its BM25 postings (None: made from the term counts when needed)
 
     @property
     def dead(self) -> int:
@@ -101,6 +104,33 @@ class Layout:
         vectors = [vector_index.all_vectors(seg.index)[rows] for (_, rows), seg in zip(parts, self.segments[start:])]
         return (parts, np.vstack(vectors) if vectors else np.zeros((0, self.segments[0].index.d), np.float32),
                 lexicon.rows_from(first, first_pages), pages.take(np.arange(first_pages, pages.rows)))
+
+
+def keyword_postings(segments: Sequence[Segment], lexicon: Lexicon) -> tuple[Postings, Postings] | None:
+    """The saved BM25 postings of the live chunks and pages of these segments, numbered as `lexicon`
+    (theirs) numbers them; None when a segment has none or they do not fit `lexicon`."""
+    if not segments or any(seg.postings is None for seg in segments):
+        return None
+    layout, chunk_parts, page_parts, pages = Layout(segments), [], [], 0
+    for seg, start in zip(segments, layout.starts.tolist()):
+        post = seg.postings
+        assert post is not None
+        own = int(post.chunk_page.max()) + 1 if len(post.chunk_page) else 0
+        if not seg.deleted:
+            chunk_parts.append((post.chunks, None, int(layout.position[start]) if len(seg.table) else 0))
+            page_parts.append((post.pages, None, pages))
+            pages += own
+            continue
+        new_rows = layout.position[start:start + len(seg.table)]
+        alive = np.zeros(own, dtype=bool)
+        alive[post.chunk_page[new_rows >= 0]] = True
+        chunk_parts.append((post.chunks, new_rows, 0))
+        page_parts.append((post.pages, np.where(alive, pages + np.cumsum(alive) - 1, -1), 0))
+        pages += int(alive.sum())
+    if len(layout) != lexicon.chunks.rows or pages != lexicon.pages.rows:
+        return None
+    terms = len(lexicon.vocabulary)
+    return join(chunk_parts, terms), join(page_parts, terms)
 
 
 def merge_start(live_rows: Sequence[int], added: int, max_segments: int) -> int:
@@ -247,7 +277,9 @@ def read_segment(folder: Path, entry: dict[str, Any], legacy: bool) -> Segment:
     deleted = tuple((int(a), int(b)) for a, b in entry["deleted"])
     if any(not 0 <= a < b <= len(table) for a, b in deleted):
         raise ValueError("its deleted rows are out of range")
-    return Segment(gen, table, index, {} if legacy else dict(entry["chunks"]), deleted, int(entry.get("vocab_from", 0)))
+    postings = None if legacy else SegmentPostings.load(segment_files(folder, gen)[5], len(table))
+    return Segment(gen, table, index, {} if legacy else dict(entry["chunks"]), deleted, int(entry.get("vocab_from", 0)),
+                   postings)
 
 
 def read_counts(folder: Path, layout: Layout) -> tuple[Lexicon | None, PageTable | None]:
@@ -280,12 +312,17 @@ def write_segment(folder: Path, gen: int, index: Any, table: ChunkTable, counts:
     (earlier ones are the segments' before it), and its page table."""
     lexicon, vocab_from, pages = counts
     columns = table.files_bytes()
-    contents = [faiss.serialize_index(index).tobytes(), *columns, lexicon.to_bytes(vocab_from), pages.to_bytes()]
+    postings = None if lexicon.chunk_page is None else SegmentPostings(
+        *(Postings.of(c.ptr, c.term, c.tf, len(lexicon.vocabulary)) for c in (lexicon.chunks, lexicon.pages)),
+        lexicon.chunk_page)
+    contents = [faiss.serialize_index(index).tobytes(), *columns, lexicon.to_bytes(vocab_from), pages.to_bytes(),
+                postings.to_bytes() if postings is not None else None]
     for path, data in zip(segment_files(folder, gen), contents):
-        written.append(path)
-        atomic_write_bytes(path, data)
+        if data is not None:
+            written.append(path)
+            atomic_write_bytes(path, data)
     mapped = ChunkTable.load(*segment_files(folder, gen)[1:3])  # mapped: the copy in memory goes
-    return Segment(gen, mapped, index, ChunkTable.checksums(columns), vocab_from=vocab_from)
+    return Segment(gen, mapped, index, ChunkTable.checksums(columns), vocab_from=vocab_from, postings=postings)
 
 
 def _chunk_from_json(line: str) -> Document:

@@ -16,7 +16,8 @@ from agent.errors import EmbeddingMismatchError
 from agent.search.chunk_table import ChunkTable
 from agent.search.lexical import Lexicon
 from agent.search.page_table import PageTable
-from agent.search.segments import Segment, SegmentedTable
+from agent.search.postings import Postings
+from agent.search.segments import Segment, SegmentedTable, keyword_postings
 
 T = TypeVar("T")
 
@@ -60,6 +61,11 @@ class Snapshot:
             if not self._keyword_index:
                 self._keyword_index.append(build(self))
             return self._keyword_index[0]
+
+    def keyword_postings(self) -> tuple[Postings, Postings] | None:
+        """BM25 postings of this version's chunks and pages, joined from its segments' saved ones (None:
+        made from `lexicon` by whoever needs them)."""
+        return None if self.lexicon is None else keyword_postings(self.segments, self.lexicon)
 
     def kept_counts(self, keep: np.ndarray | None) -> tuple[Lexicon | None, PageTable | None]:
         """The term counts and page table of the chunks at `keep` (None: all), made from the current

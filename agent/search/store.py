@@ -388,7 +388,8 @@ class Collection(SnapshotView):
             return  # another process compacted or rewrote them meanwhile
         gen = self.version + 1
         for src, dst in zip(segments_mod.segment_files(work, base.version), segments_mod.segment_files(self.path, gen)):
-            os.replace(src, dst)  # before the commit, a new generation's files: removed by the next save if it fails
+            if src.exists():  # before the commit, a new generation's files: removed by the next save if it fails
+                os.replace(src, dst)
         kept = [replace(segment, generation=gen, deleted=segments_mod.deleted_since(base.segments, snap.segments[:n])),
                 *snap.segments[n:]]
         self._commit(gen, dict(snap.infos), snap.dimension or 1, kept)

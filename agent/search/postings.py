@@ -1,0 +1,145 @@
+"""BM25 postings saved per segment, memory-mapped at load and joined by counting (issue 19.4).
+
+BM25 reads, for each query term, the chunks (or pages) holding it: the term counts put in
+term-major order. Making that order at load (a sort of every (term, chunk) pair, then gathers)
+took 25 s at 1M chunks, and again for every new version after an add. So each segment's save
+writes its own postings (`postings-<gen>.npy`, one array of bytes, memory-mapped at load), and a
+version's keyword index joins its segments' postings without sorting (`join`): each segment's run
+for a term goes after the earlier segments' runs for it (offsets from per-term counts), rows of
+deleted chunks (and pages left with no chunk) dropped. One segment with nothing deleted is used as
+mapped.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+_MAGIC = 0x5053_544E_4731  # "1GNTSP": postings, layout 1
+
+
+@dataclass(frozen=True)
+class Postings:
+    """Term-major postings: term t's rows are `rows[ptr[t]:ptr[t+1]]` (ascending), with counts `tf`."""
+
+    ptr: np.ndarray  # int64, terms + 1
+    rows: np.ndarray  # int32
+    tf: np.ndarray  # uint16
+
+    @classmethod
+    def of(cls, row_ptr: np.ndarray, term: np.ndarray, tf: np.ndarray, terms: int) -> Postings:
+        """From row-major counts (CSR: row i's terms are `term[row_ptr[i]:row_ptr[i+1]]`)."""
+        row_of = np.repeat(np.arange(len(row_ptr) - 1, dtype=np.int32), np.diff(row_ptr))
+        order = _term_order(term)
+        ptr = np.zeros(terms + 1, dtype=np.int64)
+        np.cumsum(np.bincount(term, minlength=terms), out=ptr[1:])
+        return cls(ptr, row_of[order], np.asarray(tf, np.uint16)[order])
+
+    def padded(self, terms: int) -> Postings:
+        """The same postings over a vocabulary of `terms` (later terms: none here)."""
+        if len(self.ptr) - 1 >= terms:
+            return self
+        return Postings(np.concatenate([self.ptr, np.full(terms + 1 - len(self.ptr), self.ptr[-1])]), self.rows, self.tf)
+
+
+@dataclass(frozen=True)
+class SegmentPostings:
+    """One segment's chunk and page postings (its own row numbers), and each chunk's page."""
+
+    chunks: Postings
+    pages: Postings
+    chunk_page: np.ndarray  # int32 per chunk
+
+    def to_bytes(self) -> bytes:
+        """One uint8 .npy: a header of int64 lengths, then the arrays, each aligned to its item size."""
+        arrays = self._arrays()
+        header = np.array([_MAGIC, *(len(a) for a in arrays)], dtype=np.int64)
+        blob = np.concatenate([np.frombuffer(np.ascontiguousarray(a).tobytes(), np.uint8) for a in (header, *arrays)])
+        out = io.BytesIO()
+        np.save(out, blob, allow_pickle=False)
+        return out.getvalue()
+
+    def _arrays(self) -> tuple[np.ndarray, ...]:
+        """In the file's order (widest items first, so each array starts aligned)."""
+        return (self.chunks.ptr.astype(np.int64), self.pages.ptr.astype(np.int64), self.chunks.rows.astype(np.int32),
+                self.pages.rows.astype(np.int32), self.chunk_page.astype(np.int32), self.chunks.tf.astype(np.uint16),
+                self.pages.tf.astype(np.uint16))
+
+    @classmethod
+    def load(cls, path: Path, chunks: int) -> SegmentPostings | None:
+        """The saved postings of a segment of `chunks` rows, memory-mapped; None when absent or damaged
+        (the keyword index is then built from the term counts: slower, never wrong)."""
+        try:
+            blob = np.load(path, mmap_mode="r", allow_pickle=False)
+            header = np.frombuffer(blob, np.int64, 8) if blob.dtype == np.uint8 and blob.ndim == 1 else None
+            if header is None or int(header[0]) != _MAGIC:
+                raise ValueError("not a postings file")
+            arrays, at = [], 64
+            for dtype, n in zip((np.int64, np.int64, np.int32, np.int32, np.int32, np.uint16, np.uint16),
+                                header[1:].tolist()):
+                arrays.append(np.frombuffer(blob, dtype, n, at))
+                at += n * np.dtype(dtype).itemsize
+            cptr, pptr, crows, prows, chunk_page, ctf, ptf = arrays
+            out = cls(Postings(cptr, crows, ctf), Postings(pptr, prows, ptf), chunk_page)
+            if at != len(blob) or len(chunk_page) != chunks or not out._consistent():
+                raise ValueError("its lengths do not match")
+            return out
+        except (OSError, ValueError) as exc:
+            if path.exists():
+                logger.warning("ignoring unreadable keyword postings %s (%s)", path, exc)
+            return None
+
+    def _consistent(self) -> bool:
+        pages = int(self.chunk_page.max()) + 1 if len(self.chunk_page) else 0
+        return all(p.ptr[0] == 0 and p.ptr[-1] == len(p.rows) == len(p.tf) for p in (self.chunks, self.pages)) \
+            and (not len(self.chunk_page) or self.chunk_page.min() >= 0)  \
+            and all(not len(p.rows) or int(p.rows.max()) < n
+                    for p, n in ((self.chunks, len(self.chunk_page)), (self.pages, pages)))
+
+
+def join(parts: Sequence[tuple[Postings, np.ndarray | None, int]], terms: int) -> Postings:
+    """The postings of several segments numbered as one sequence. Each part: its postings, the new
+    number of each of its rows (-1: dropped; None: all kept, numbered from its offset) and that offset."""
+    parts = [(p.padded(terms), new, offset) for p, new, offset in parts]
+    if len(parts) == 1 and parts[0][1] is None and parts[0][2] == 0:
+        return parts[0][0]
+    kept = []  # per part: its kept rows (renumbered), their counts and each term's number of them
+    for p, new, offset in parts:
+        if new is None:
+            kept.append((p.rows + np.int32(offset), p.tf, np.diff(p.ptr)[:terms]))
+            continue
+        rows = new[p.rows]
+        keep = rows >= 0
+        running = np.r_[0, np.cumsum(keep, dtype=np.int64)]
+        kept.append((rows[keep].astype(np.int32), p.tf[keep], np.diff(running[p.ptr])[:terms]))
+    ptr = np.zeros(terms + 1, dtype=np.int64)
+    np.cumsum(np.sum([df for _, _, df in kept], axis=0), out=ptr[1:])
+    rows, tf = np.empty(ptr[-1], np.int32), np.empty(ptr[-1], np.uint16)
+    free = ptr[:-1].copy()  # per term, the next slot
+    for part_rows, part_tf, df in kept:
+        starts = np.r_[0, np.cumsum(df)[:-1]]
+        dest = np.repeat(free - starts, df) + np.arange(len(part_rows))
+        rows[dest], tf[dest] = part_rows, part_tf
+        free += df
+    return Postings(ptr, rows, tf)
+
+
+def row_lengths(row_ptr: np.ndarray, tf: np.ndarray) -> np.ndarray:
+    """Each row's total count (a CSR row's sum), as float32."""
+    running = np.r_[0, np.cumsum(tf, dtype=np.int64)]
+    return (running[row_ptr[1:]] - running[row_ptr[:-1]]).astype(np.float32)
+
+
+def _term_order(term: np.ndarray) -> np.ndarray:
+    """The positions of `term` grouped by term, ascending within each group: a stable argsort,
+    done as a sort of (term, position) keys (numpy's SIMD sort: ~2x faster at 6M entries)."""
+    keys = (term.astype(np.int64) << 32) | np.arange(len(term), dtype=np.int64)
+    keys.sort()
+    return keys & 0xFFFFFFFF
