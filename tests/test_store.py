@@ -28,7 +28,7 @@ def test_add_persist_reload_search(tmp_path):
     assert hits[0][0].metadata["doc_id"] == "bbb"
     files = sorted(p.name for p in reopened.path.iterdir())
     assert files == [".lock", "chunk-offsets-2.npy", "chunks-2.npy", "index-2.faiss", "lexicon-2.npz",
-                     "manifest.json", "pages-2.npz"]  # old generation removed
+                     "manifest.json", "pages-2.npz", "postings-2.npy"]  # old generation removed
 
 
 def test_a_loaded_collection_builds_its_keyword_index_without_a_document_per_chunk(tmp_path, monkeypatch):
