@@ -31,7 +31,7 @@ import numpy as np
 from langchain_core.documents import Document
 
 from agent._cjk import IDEOGRAPHS
-from agent.search.postings import Postings, row_lengths
+from agent.search.postings import Postings, csr_take, row_lengths
 
 logger = logging.getLogger(__name__)
 
@@ -233,12 +233,7 @@ class TermCounts:
 
     def take(self, rows: np.ndarray) -> TermCounts:
         """Only these rows (ascending positions), in their order."""
-        lengths = np.diff(self.ptr)[rows]
-        ptr = np.zeros(len(rows) + 1, dtype=np.int64)
-        np.cumsum(lengths, out=ptr[1:])
-        starts = np.repeat(self.ptr[:-1][rows] - ptr[:-1], lengths)
-        picked = np.arange(ptr[-1], dtype=np.int64) + starts
-        return TermCounts(ptr, self.term[picked], self.tf[picked])
+        return TermCounts(*csr_take(self.ptr, (self.term, self.tf), rows))
 
     def concat(self, other: TermCounts) -> TermCounts:
         """These rows followed by `other`'s (same vocabulary)."""

@@ -131,6 +131,23 @@ def join(parts: Sequence[tuple[Postings, np.ndarray | None, int]], terms: int) -
     return Postings(ptr, rows, tf)
 
 
+def csr_take(ptr: np.ndarray, columns: tuple[np.ndarray, np.ndarray],
+             rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Rows `rows` (ascending) of a CSR table (`ptr`, two value columns): runs of consecutive rows are
+    copied as slices (dropping one document of 1M chunks: two runs, a memcpy), scattered rows gathered."""
+    rows = np.asarray(rows, np.int64)
+    lengths = np.diff(ptr)[rows]
+    out_ptr = np.zeros(len(rows) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=out_ptr[1:])
+    breaks = np.flatnonzero(np.diff(rows) != 1) + 1
+    if not len(rows) or len(breaks) > len(rows) // 64:  # many short runs: gather
+        picked = np.arange(out_ptr[-1], dtype=np.int64) + np.repeat(ptr[:-1][rows] - out_ptr[:-1], lengths)
+        return out_ptr, columns[0][picked], columns[1][picked]
+    spans = list(zip(ptr[rows[np.r_[0, breaks]]].tolist(), ptr[rows[np.r_[breaks - 1, -1]] + 1].tolist()))
+    term, tf = (np.concatenate([c[a:b] for a, b in spans]) for c in columns)
+    return out_ptr, term, tf
+
+
 def row_lengths(row_ptr: np.ndarray, tf: np.ndarray) -> np.ndarray:
     """Each row's total count (a CSR row's sum), as float32."""
     running = np.r_[0, np.cumsum(tf, dtype=np.int64)]
