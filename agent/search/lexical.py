@@ -31,7 +31,7 @@ import numpy as np
 from langchain_core.documents import Document
 
 from agent._cjk import IDEOGRAPHS
-from agent.search.postings import Postings, csr_take, row_lengths
+from agent.search.postings import Postings, csr_take
 
 logger = logging.getLogger(__name__)
 
@@ -457,20 +457,19 @@ class BM25Index:
     def __init__(self, texts: Sequence[str], *, k1: float = BM25_K1, b: float = BM25_B) -> None:
         vocab = Vocabulary()
         counts = TermCounts.assemble([vocab.count(t) for t in texts])
-        self._set(Postings.of(counts.ptr, counts.term, counts.tf, len(vocab)), row_lengths(counts.ptr, counts.tf),
-                  vocab, k1, b)
+        self._set(Postings.of(counts.ptr, counts.term, counts.tf, len(vocab)), vocab, k1, b)
 
     @classmethod
     def from_counts(cls, counts: TermCounts, vocabulary: Vocabulary, postings: Postings | None = None, *,
                     k1: float = BM25_K1, b: float = BM25_B) -> BM25Index:
         """`postings`: of these counts, made already (saved with a segment: agent.search.postings)."""
         index = cls.__new__(cls)
-        index._set(postings or Postings.of(counts.ptr, counts.term, counts.tf, len(vocabulary)),
-                   row_lengths(counts.ptr, counts.tf), vocabulary, k1, b)
+        index._set(postings or Postings.of(counts.ptr, counts.term, counts.tf, len(vocabulary)), vocabulary, k1, b)
         return index
 
-    def _set(self, postings: Postings, lengths: np.ndarray, vocabulary: Vocabulary, k1: float, b: float) -> None:
+    def _set(self, postings: Postings, vocabulary: Vocabulary, k1: float, b: float) -> None:
         self.k1, self.b, self.vocabulary = k1, b, vocabulary
+        lengths = postings.lengths
         self.n = len(lengths)
         avg = float(lengths.mean()) if self.n and lengths.mean() > 0 else 1.0
         self.norm = (k1 * (1 - b + b * lengths / avg)).astype(np.float32)

@@ -22,16 +22,20 @@ import numpy as np
 
 logger = logging.getLogger(__name__)
 
-_MAGIC = 0x5053_544E_4731  # "1GNTSP": postings, layout 1
+_MAGIC = 0x5053_544E_4732  # postings, layout 2
+#: the arrays of a file, in order (widest items first, so each starts aligned)
+_DTYPES = (np.int64, np.int64, np.int32, np.int32, np.int32, np.float32, np.float32, np.uint16, np.uint16)
 
 
 @dataclass(frozen=True)
 class Postings:
-    """Term-major postings: term t's rows are `rows[ptr[t]:ptr[t+1]]` (ascending), with counts `tf`."""
+    """Term-major postings: term t's rows are `rows[ptr[t]:ptr[t+1]]` (ascending), with counts `tf`;
+    `lengths`: each row's total count (BM25's document length)."""
 
     ptr: np.ndarray  # int64, terms + 1
     rows: np.ndarray  # int32
     tf: np.ndarray  # uint16
+    lengths: np.ndarray  # float32 per row
 
     @classmethod
     def of(cls, row_ptr: np.ndarray, term: np.ndarray, tf: np.ndarray, terms: int) -> Postings:
@@ -40,13 +44,14 @@ class Postings:
         order = _term_order(term)
         ptr = np.zeros(terms + 1, dtype=np.int64)
         np.cumsum(np.bincount(term, minlength=terms), out=ptr[1:])
-        return cls(ptr, row_of[order], np.asarray(tf, np.uint16)[order])
+        return cls(ptr, row_of[order], np.asarray(tf, np.uint16)[order], row_lengths(row_ptr, tf))
 
     def padded(self, terms: int) -> Postings:
         """The same postings over a vocabulary of `terms` (later terms: none here)."""
         if len(self.ptr) - 1 >= terms:
             return self
-        return Postings(np.concatenate([self.ptr, np.full(terms + 1 - len(self.ptr), self.ptr[-1])]), self.rows, self.tf)
+        return Postings(np.concatenate([self.ptr, np.full(terms + 1 - len(self.ptr), self.ptr[-1])]), self.rows, self.tf,
+                        self.lengths)
 
 
 @dataclass(frozen=True)
@@ -67,10 +72,10 @@ class SegmentPostings:
         return out.getvalue()
 
     def _arrays(self) -> tuple[np.ndarray, ...]:
-        """In the file's order (widest items first, so each array starts aligned)."""
-        return (self.chunks.ptr.astype(np.int64), self.pages.ptr.astype(np.int64), self.chunks.rows.astype(np.int32),
-                self.pages.rows.astype(np.int32), self.chunk_page.astype(np.int32), self.chunks.tf.astype(np.uint16),
-                self.pages.tf.astype(np.uint16))
+        """In the file's order (`_DTYPES`)."""
+        c, p = self.chunks, self.pages
+        arrays = (c.ptr, p.ptr, c.rows, p.rows, self.chunk_page, c.lengths, p.lengths, c.tf, p.tf)
+        return tuple(np.asarray(a).astype(t, copy=False) for a, t in zip(arrays, _DTYPES))
 
     @classmethod
     def load(cls, path: Path, chunks: int) -> SegmentPostings | None:
@@ -78,17 +83,17 @@ class SegmentPostings:
         (the keyword index is then built from the term counts: slower, never wrong)."""
         try:
             blob = np.load(path, mmap_mode="r", allow_pickle=False)
-            header = np.frombuffer(blob, np.int64, 8) if blob.dtype == np.uint8 and blob.ndim == 1 else None
+            at = 8 * (1 + len(_DTYPES))
+            header = np.frombuffer(blob, np.int64, at // 8) if blob.dtype == np.uint8 and blob.ndim == 1 else None
             if header is None or int(header[0]) != _MAGIC:
                 raise ValueError("not a postings file")
-            arrays, at = [], 64
-            for dtype, n in zip((np.int64, np.int64, np.int32, np.int32, np.int32, np.uint16, np.uint16),
-                                header[1:].tolist()):
+            arrays = []
+            for dtype, n in zip(_DTYPES, header[1:].tolist()):
                 arrays.append(np.frombuffer(blob, dtype, n, at))
                 at += n * np.dtype(dtype).itemsize
-            cptr, pptr, crows, prows, chunk_page, ctf, ptf = arrays
-            out = cls(Postings(cptr, crows, ctf), Postings(pptr, prows, ptf), chunk_page)
-            if at != len(blob) or len(chunk_page) != chunks or not out._consistent():
+            cptr, pptr, crows, prows, chunk_page, clen, plen, ctf, ptf = arrays
+            out = cls(Postings(cptr, crows, ctf, clen), Postings(pptr, prows, ptf, plen), chunk_page)
+            if at != len(blob) or not len(chunk_page) == len(clen) == chunks or not out._consistent():
                 raise ValueError("its lengths do not match")
             return out
         except (OSError, ValueError) as exc:
@@ -99,6 +104,7 @@ class SegmentPostings:
     def _consistent(self) -> bool:
         pages = int(self.chunk_page.max()) + 1 if len(self.chunk_page) else 0
         return all(p.ptr[0] == 0 and p.ptr[-1] == len(p.rows) == len(p.tf) for p in (self.chunks, self.pages)) \
+            and len(self.pages.lengths) == pages \
             and (not len(self.chunk_page) or self.chunk_page.min() >= 0)  \
             and all(not len(p.rows) or int(p.rows.max()) < n
                     for p, n in ((self.chunks, len(self.chunk_page)), (self.pages, pages)))
@@ -111,14 +117,17 @@ def join(parts: Sequence[tuple[Postings, np.ndarray | None, int]], terms: int) -
     if len(parts) == 1 and parts[0][1] is None and parts[0][2] == 0:
         return parts[0][0]
     kept = []  # per part: its kept rows (renumbered), their counts and each term's number of them
+    lengths = []  # of the kept rows
     for p, new, offset in parts:
         if new is None:
             kept.append((p.rows + np.int32(offset), p.tf, np.diff(p.ptr)[:terms]))
+            lengths.append(p.lengths)
             continue
         rows = new[p.rows]
         keep = rows >= 0
         running = np.r_[0, np.cumsum(keep, dtype=np.int64)]
         kept.append((rows[keep].astype(np.int32), p.tf[keep], np.diff(running[p.ptr])[:terms]))
+        lengths.append(p.lengths[new >= 0])
     ptr = np.zeros(terms + 1, dtype=np.int64)
     np.cumsum(np.sum([df for _, _, df in kept], axis=0), out=ptr[1:])
     rows, tf = np.empty(ptr[-1], np.int32), np.empty(ptr[-1], np.uint16)
@@ -128,7 +137,7 @@ def join(parts: Sequence[tuple[Postings, np.ndarray | None, int]], terms: int) -
         dest = np.repeat(free - starts, df) + np.arange(len(part_rows))
         rows[dest], tf[dest] = part_rows, part_tf
         free += df
-    return Postings(ptr, rows, tf)
+    return Postings(ptr, rows, tf, np.concatenate(lengths))
 
 
 def csr_take(ptr: np.ndarray, columns: tuple[np.ndarray, np.ndarray],
