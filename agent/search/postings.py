@@ -120,7 +120,7 @@ def join(parts: Sequence[tuple[Postings, np.ndarray | None, int]], terms: int) -
     lengths = []  # of the kept rows
     for p, new, offset in parts:
         if new is None:
-            kept.append((p.rows + np.int32(offset), p.tf, np.diff(p.ptr)[:terms]))
+            kept.append((p.rows + np.int32(offset) if offset else p.rows, p.tf, np.diff(p.ptr)[:terms]))
             lengths.append(p.lengths)
             continue
         rows = new[p.rows]
@@ -131,12 +131,16 @@ def join(parts: Sequence[tuple[Postings, np.ndarray | None, int]], terms: int) -
     ptr = np.zeros(terms + 1, dtype=np.int64)
     np.cumsum(np.sum([df for _, _, df in kept], axis=0), out=ptr[1:])
     rows, tf = np.empty(ptr[-1], np.int32), np.empty(ptr[-1], np.uint16)
-    free = ptr[:-1].copy()  # per term, the next slot
-    for part_rows, part_tf, df in kept:
-        starts = np.r_[0, np.cumsum(df)[:-1]]
-        dest = np.repeat(free - starts, df) + np.arange(len(part_rows))
-        rows[dest], tf[dest] = part_rows, part_tf
+    # the biggest part fills the slots the others leave, in order (a sequential copy, not a scatter)
+    big = max(range(len(kept)), key=lambda k: len(kept[k][0]))
+    free, left = ptr[:-1].copy(), np.ones(ptr[-1], dtype=bool)  # per term, the next slot
+    for k, (part_rows, part_tf, df) in enumerate(kept):
+        if k != big:
+            starts = np.r_[0, np.cumsum(df)[:-1]]
+            dest = np.repeat(free - starts, df) + np.arange(len(part_rows))
+            rows[dest], tf[dest], left[dest] = part_rows, part_tf, False
         free += df
+    rows[left], tf[left] = kept[big][0], kept[big][1]
     return Postings(ptr, rows, tf, np.concatenate(lengths))
 
 
