@@ -29,6 +29,7 @@ from agent.search import vector_index
 from agent.search.chunk_table import ChunkTable
 from agent.search.lexical import Lexicon
 from agent.search.page_table import PageTable
+from agent.search.postings import other_rows
 from agent.search.segments import SegmentedIndex, SegmentedTable
 from agent.search.snapshot import Snapshot
 
@@ -125,5 +126,5 @@ def _without(snap: Snapshot, dropped: np.ndarray, dimension: int) -> tuple[np.nd
         return np.zeros(0, np.int64), faiss.IndexFlatIP(dimension)
     if not len(dropped) and not isinstance(current, SegmentedIndex):
         return None, faiss.deserialize_index(faiss.serialize_index(current))
-    keep = np.setdiff1d(np.arange(len(snap.documents)), dropped)
+    keep = other_rows(len(snap.documents), dropped)
     return keep, vector_index.subset(current, keep.tolist(), like=snap.segments[0].index)

@@ -31,7 +31,7 @@ import numpy as np
 from langchain_core.documents import Document
 
 from agent._cjk import IDEOGRAPHS
-from agent.search.postings import Postings, csr_take
+from agent.search.postings import Postings, csr_take, other_rows
 
 logger = logging.getLogger(__name__)
 
@@ -339,7 +339,7 @@ class Lexicon:
         those pages hold no other chunk; None when that is not known (then recount)."""
         if self.chunk_page is None or len(self.chunk_page) != self.chunks.rows:
             return None
-        keep = np.setdiff1d(np.arange(self.chunks.rows), dropped)
+        keep = other_rows(self.chunks.rows, dropped)
         gone = np.zeros(self.pages.rows, dtype=bool)
         gone[self.chunk_page[dropped]] = True
         if gone[self.chunk_page[keep]].any():  # a page keeps some of its chunks: its text changes

@@ -153,12 +153,29 @@ def csr_take(ptr: np.ndarray, columns: tuple[np.ndarray, np.ndarray],
     out_ptr = np.zeros(len(rows) + 1, dtype=np.int64)
     np.cumsum(lengths, out=out_ptr[1:])
     breaks = np.flatnonzero(np.diff(rows) != 1) + 1
+    if len(rows) and not len(breaks):  # one run (a document dropped from either end): views, no copy
+        a, b = int(ptr[rows[0]]), int(ptr[rows[-1] + 1])
+        return out_ptr, columns[0][a:b], columns[1][a:b]
     if not len(rows) or len(breaks) > len(rows) // 64:  # many short runs: gather
         picked = np.arange(out_ptr[-1], dtype=np.int64) + np.repeat(ptr[:-1][rows] - out_ptr[:-1], lengths)
         return out_ptr, columns[0][picked], columns[1][picked]
     spans = list(zip(ptr[rows[np.r_[0, breaks]]].tolist(), ptr[rows[np.r_[breaks - 1, -1]] + 1].tolist()))
     term, tf = (np.concatenate([c[a:b] for a, b in spans]) for c in columns)
     return out_ptr, term, tf
+
+
+def other_rows(n: int, rows: np.ndarray) -> np.ndarray:
+    """The positions in range(n) not in `rows` (ascending): a mask, not a sort (`np.setdiff1d` sorts)."""
+    keep = np.ones(n, dtype=bool)
+    keep[np.asarray(rows, np.int64)] = False
+    return np.flatnonzero(keep)
+
+
+def distinct(values: np.ndarray) -> np.ndarray:
+    """`np.unique(values)`, without sorting when they are already in order (chunks come page by page)."""
+    if len(values) < 2 or not np.all(values[1:] >= values[:-1]):
+        return np.unique(values)
+    return values[np.r_[True, values[1:] != values[:-1]]]
 
 
 def row_lengths(row_ptr: np.ndarray, tf: np.ndarray) -> np.ndarray:

@@ -26,7 +26,7 @@ from agent.search import vector_index
 from agent.search.chunk_table import ChunkTable, DocumentRows
 from agent.search.lexical import Lexicon
 from agent.search.page_table import PageTable
-from agent.search.postings import Postings, SegmentPostings, join
+from agent.search.postings import Postings, SegmentPostings, distinct, join
 
 #: an add merges the last segments into its own while each holds at most this many times the rows
 #: merged so far (`merge_start`)
@@ -300,7 +300,7 @@ def read_counts(folder: Path, layout: Layout) -> tuple[Lexicon | None, PageTable
     if len(dead):
         if lexicon.chunk_page is None:
             return None, None
-        pages = None if pages is None else pages.take(np.unique(lexicon.chunk_page[layout.live]))
+        pages = None if pages is None else pages.take(distinct(lexicon.chunk_page[layout.live]))
         lexicon = lexicon.without(dead)
     return lexicon, pages if lexicon is not None else None
 

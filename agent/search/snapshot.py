@@ -16,7 +16,7 @@ from agent.errors import EmbeddingMismatchError
 from agent.search.chunk_table import ChunkTable
 from agent.search.lexical import Lexicon
 from agent.search.page_table import PageTable
-from agent.search.postings import Postings
+from agent.search.postings import Postings, distinct, other_rows
 from agent.search.segments import Segment, SegmentedTable, keyword_postings
 
 T = TypeVar("T")
@@ -75,8 +75,8 @@ class Snapshot:
             return None, None
         if keep is None or len(keep) == len(self.documents):  # all kept (`keep` ascending, unique)
             return lexicon, pages
-        pages = None if pages is None else pages.take(np.unique(lexicon.chunk_page[keep]))
-        lexicon = lexicon.without(np.setdiff1d(np.arange(len(self.documents)), keep))
+        pages = None if pages is None else pages.take(distinct(lexicon.chunk_page[keep]))
+        lexicon = lexicon.without(other_rows(len(self.documents), keep))
         return lexicon, pages if lexicon is not None else None
 
     def shares_a_file(self, added: ChunkTable, keep: np.ndarray | None) -> bool:

@@ -50,6 +50,7 @@ from agent.search.chunk_table import ChunkTable, PositionKeys, TableDocstore
 from agent.search.compaction import Background, whole
 from agent.search.lexical import Lexicon
 from agent.search.page_table import PageTable
+from agent.search.postings import other_rows
 from agent.search.segments import Layout, Segment, SegmentedIndex, SegmentedTable
 from agent.search.snapshot import DocumentInfo, Snapshot, SnapshotView
 
@@ -329,7 +330,7 @@ class Collection(SnapshotView):
         if live < self.append_min or not segments or not all(seg.checksums for seg in segments) \
                 or (compact and not background):
             return False
-        keep = np.setdiff1d(np.arange(len(snap.documents)), dropped)
+        keep = other_rows(len(snap.documents), dropped)
         lexicon, pages = snap.kept_counts(keep)
         if lexicon is None or pages is None or (added is not None and snap.shares_a_file(added, keep)):
             return False
