@@ -254,16 +254,6 @@ def rapidocr3(params: Callable[[], dict[str, Any]] | None = None, workers: int =
     return make
 
 
-def _v4_models() -> tuple[str, str]:
-    """Paths of the PP-OCRv4 models bundled in the rapidocr-onnxruntime wheel."""
-    from pathlib import Path
-
-    import rapidocr_onnxruntime
-
-    models = Path(rapidocr_onnxruntime.__file__).parent / "models"
-    return str(models / "ch_PP-OCRv4_det_infer.onnx"), str(models / "ch_PP-OCRv4_rec_infer.onnx")
-
-
 def tesseract(langs: str, threads: int | None = None, workers: int = 1) -> Callable[[], Reader]:
     """Factory for Debian's tesseract CLI (a process per page, its own layout analysis, `workers`
     pages at once); `threads` caps its OpenMP threads (default: all cores)."""
@@ -290,6 +280,10 @@ def tesseract(langs: str, threads: int | None = None, workers: int = 1) -> Calla
     return make
 
 
+V6_SMALL = (("rapidocr", "PP-OCRv6_det_small.onnx"), ("rapidocr", "PP-OCRv6_rec_small.onnx"))
+ORT_ONE_THREAD = {"EngineConfig.onnxruntime.intra_op_num_threads": 1, "EngineConfig.onnxruntime.inter_op_num_threads": 1}
+
+
 def options(quick: bool) -> list[Option]:
     """The options measured; the first is the baseline, the second the product's default."""
     from agent.ingest import ocr as product
@@ -312,12 +306,14 @@ def options(quick: bool) -> list[Option]:
         Option("tesseract eng+chi_sim", 300, tesseract("eng+chi_sim")),
         Option("tesseract eng+chi_sim, 1 thread", 300, tesseract("eng+chi_sim", threads=1)),
         Option("tesseract eng+chi_sim, 1 thread x 2 pages", 300, tesseract("eng+chi_sim", threads=1, workers=2)),
+        Option("rapidocr 3 openvino, PP-OCRv6 small (rapidocr's models), 1 thread x 2 pages", 200,
+               rapidocr3(lambda: product.engine_params("openvino", *V6_SMALL))),
         Option("rapidocr 3 onnxruntime, PP-OCRv6 small, 1 thread x 2 pages", 200,
-               rapidocr3(lambda: product.engine_params("onnxruntime") | {
-                   "EngineConfig.onnxruntime.intra_op_num_threads": 1,
-                   "EngineConfig.onnxruntime.inter_op_num_threads": 1})),
-        Option("rapidocr 3 openvino, PP-OCRv4 (rapidocr-onnxruntime's models), 1 thread x 2 pages", 200,
-               rapidocr3(lambda: product.engine_params("openvino", *_v4_models()))),
+               rapidocr3(lambda: product.engine_params("onnxruntime", *V6_SMALL) | ORT_ONE_THREAD)),
+        Option("rapidocr 3 onnxruntime, PP-OCRv4, 1 thread x 2 pages", 200,
+               rapidocr3(lambda: product.engine_params("onnxruntime") | ORT_ONE_THREAD)),
+        Option("rapidocr 3 openvino, PP-OCRv6 small, det 960 px, 1 thread x 2 pages", 200,
+               rapidocr3(lambda: product.engine_params("openvino", *V6_SMALL) | {"Det.limit_side_len": 960})),
     ]
 
 

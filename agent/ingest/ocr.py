@@ -1,8 +1,9 @@
 """OCR for PDF pages without a usable text layer (scans, or garbled fonts).
 
-The engine is RapidOCR 3 running the PP-OCRv6 small models (Chinese, English and more, as
-ONNX) on OpenVINO, which reads them faster than onnxruntime on a CPU; the models ship
-inside the `rapidocr` wheel and are named by path, so nothing is downloaded at run time.
+The engine is RapidOCR 3 running the PP-OCRv4 Chinese+English models (ONNX) on OpenVINO,
+which reads them faster than onnxruntime on a CPU. The models ship inside the
+`rapidocr-onnxruntime` wheel (RapidOCR 3's own wheel holds only PP-OCRv6 small, which is
+slower here) and are named by path, so nothing is downloaded at run time.
 The engines are loaded lazily, once per process: `WORKERS` of them, each on one thread,
 shared by all threads of the process, so up to `WORKERS` pages are read at once (one page
 on two threads spends much of its time waiting for the slower thread at every step, badly
@@ -18,6 +19,7 @@ its calls must hold `agent.ingest._pdf_open.PDFIUM_LOCK`; this module only sees 
 
 from __future__ import annotations
 
+import importlib.util
 import queue
 import threading
 from collections.abc import Iterator
@@ -35,9 +37,9 @@ from agent._cjk import is_cjk
 # is capped so an oversized page (A3, poster) does not blow up memory.
 OCR_DPI = 200
 MAX_SIDE_PX = 3000
-# The models, in the rapidocr wheel's models/ folder.
-DET_MODEL = "PP-OCRv6_det_small.onnx"
-REC_MODEL = "PP-OCRv6_rec_small.onnx"
+# The models: (package whose wheel holds them in its models/ folder, file name).
+DET_MODEL = ("rapidocr_onnxruntime", "ch_PP-OCRv4_det_infer.onnx")
+REC_MODEL = ("rapidocr_onnxruntime", "ch_PP-OCRv4_rec_infer.onnx")
 # Engine settings: detection runs on a copy shrunk to 1600 px (boxes are mapped back),
 # recognition reads the crops at full resolution. RapidOCR's default instead shrinks
 # the whole page to 2000 px first, which costs the recognition its resolution (and the
@@ -104,15 +106,25 @@ def get_engine() -> Any:
         return _engines[0]
 
 
-def engine_params(engine: str = "openvino", det: str = DET_MODEL, rec: str = REC_MODEL) -> dict[str, Any]:
-    """RapidOCR 3 parameters: `SETTINGS` on `engine` with these models (names in the rapidocr wheel, or paths)."""
-    import rapidocr  # heavy import: opencv
-    from rapidocr import EngineType
+def model_path(package: str, name: str) -> str:
+    """Path of model `name` in `package`'s models/ folder, found without importing the package."""
+    spec = importlib.util.find_spec(package)
+    if spec is None or spec.origin is None:
+        raise ModuleNotFoundError(f"No module named {package!r} (it holds the OCR model {name})")
+    path = Path(spec.origin).parent / "models" / name
+    if not path.is_file():
+        raise FileNotFoundError(f"OCR model {path} is missing")
+    return str(path)
 
-    models = Path(rapidocr.__file__).parent / "models"
+
+def engine_params(engine: str = "openvino", det: tuple[str, str] = DET_MODEL,
+                  rec: tuple[str, str] = REC_MODEL) -> dict[str, Any]:
+    """RapidOCR 3 parameters: `SETTINGS` on `engine` with these (package, file) models."""
+    from rapidocr import EngineType  # heavy import: opencv
+
     kind = EngineType(engine)
     return {**SETTINGS, "Det.engine_type": kind, "Rec.engine_type": kind, "Cls.engine_type": kind,
-            "Det.model_path": str(models / det), "Rec.model_path": str(models / rec)}
+            "Det.model_path": model_path(*det), "Rec.model_path": model_path(*rec)}
 
 
 def new_engine(params: dict[str, Any] | None = None) -> Any:
