@@ -8,7 +8,7 @@ at its render resolution (the 300 dpi scan resized, as PDFium renders a scanned 
 product's DPI); reported: pages/s and character error rate (CER: Levenshtein distance over
 the true text's length, after NFKC and whitespace normalisation), per language.
 
-The baseline is the plain `RapidOCR()` call (its defaults: angle classifier on, detector on the
+The baseline is rapidocr-onnxruntime's plain `RapidOCR()` call (its defaults: angle classifier on, detector on the
 page shrunk to 2000 px) on the product's 200 dpi render. Every option runs in the same process
 one after the other, so they share the machine's load.
 

@@ -160,6 +160,11 @@ def test_a_real_two_column_page_scanned_is_read_column_by_column(tmp_path, name,
         assert sum(a < b for a, b in zip(positions, positions[1:])) >= 0.9 * (len(positions) - 1)
 
 
+def test_a_blank_or_tiny_page_reads_as_no_text():
+    assert ocr.ocr_image(Image.new("L", (800, 600), 255)) == ""
+    assert ocr.ocr_image(Image.new("RGBA", (40, 20), (0, 0, 0, 0))) == ""
+
+
 # ------------------------------------------------------------------ several pages at once
 
 def image_only_pdf(path: Path, pages: int) -> Path:

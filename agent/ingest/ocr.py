@@ -45,9 +45,9 @@ REC_MODEL = ("rapidocr_onnxruntime", "ch_PP-OCRv4_rec_infer.onnx")
 # the whole page to 2000 px first, which costs the recognition its resolution (and the
 # spaces between English words). No angle classifier: rendered PDF pages are upright;
 # it costs ~20% more time and, on upright text, flips a few lines the wrong way.
-# One OpenVINO thread per engine: see WORKERS.
+# One OpenVINO thread per engine: see WORKERS. Errors only in the log: a blank page is no warning.
 SETTINGS: dict[str, Any] = {
-    "Global.log_level": "warning", "Global.use_cls": False, "Global.max_side_len": 4000,
+    "Global.log_level": "error", "Global.use_cls": False, "Global.max_side_len": 4000,
     "Det.limit_type": "max", "Det.limit_side_len": 1600,
     "EngineConfig.openvino.inference_num_threads": 1,
 }
