@@ -46,7 +46,8 @@ NAME = "cv_sweep"
 #: floor; z-scored; gated to short questions; titles carried onto the pages a section continues)
 SEM_FLOORS = (0.3, 0.5, 0.6, 0.7)
 SEM_SIGNALS = ("title_sem", *(f"title_sem_t{int(f * 10)}" for f in SEM_FLOORS), "title_sem_z", "title_sem_le4",
-               "title_sem_sec", "title_sem_sec_z", "vector_ctx", "vector_ctx2", "bm25_chunk_ctx")
+               "title_sem_sec", "title_sem_sec_z", "vector_ctx", "vector_ctx2", "bm25_chunk_ctx",
+               "vector_page")
 SIGNALS = ("bm25_chunk", "bm25_page", "vector", "title", "first", "prf", "vector_short", "contents", "heading",
            "section", "faq", "title_match", *(f"title_match_le{n}" for n in (4, 6, 8, 12, 1000)),
            *SEM_SIGNALS)
@@ -85,7 +86,11 @@ IDEAS = {"weights": {}, "first": {"first": (0.0, 0.05, 0.1, 0.2)}, "prf": {"prf"
                                                                         name: (0.0, 0.1, 0.2, 0.3, 0.4)}
             for what, base, name in [("vector, for the page heading", "vector", "vector_ctx"),
                                      ("vector, after the page heading", "vector", "vector_ctx2"),
-                                     ("BM25 text", "bm25_chunk", "bm25_chunk_ctx")]}}
+                                     ("BM25 text", "bm25_chunk", "bm25_chunk_ctx")]},
+         "section title in the chunk's vector and BM25 text, product weights": {
+             "vector": (0.0, 0.1, 0.2), "vector_ctx": (0.0, 0.1, 0.2, 0.3), "bm25_chunk": (0.0, 0.2, 0.4),
+             "bm25_chunk_ctx": (0.0, 0.2, 0.3, 0.4)},
+         "page vector (whole page embedded), product weights": {"vector_page": (0.0, 0.05, 0.1, 0.2, 0.3, 0.4)}}
 #: families that keep the product's WEIGHTS (all of them) and fit only their own signal (less variance)
 ON_PRODUCT = {name for name in IDEAS if name.endswith("product weights")}
 #: a FAQ question line: ends in a question mark, or starts with a Q: / 问： marker
@@ -239,6 +244,10 @@ def _context_signals(ix: Any, emb: Any, run: Run) -> dict[str, Any]:
     lex = Lexicon.build([Document(f"{s}\n{d.page_content}" if s else d.page_content, metadata=d.metadata)
                          for d, s in zip(docs, sections)])
     out["bm25_chunk_ctx"] = BM25Index.from_counts(lex.chunks, lex.vocabulary)
+    pages: list[list[str]] = [[] for _ in range(ix.pages.rows)]
+    for c in np.argsort(ix.chunk_page, kind="stable").tolist():
+        pages[int(ix.chunk_page[c])].append(docs[c].page_content)
+    out["vector_page"] = np.asarray(emb.embed_documents(["\n".join(p) for p in pages]), np.float32)
     run.log(f"context: {sum(bool(s) for s in sections)} of {len(docs)} chunks in a section, "
             f"{time.perf_counter() - t0:.0f} s")
     return out
@@ -289,6 +298,7 @@ def collect(questions: Sequence[Any], collection: Any, emb: Any, run: Run) -> li
         z["title_sem_sec_z"] = _zscore(z["title_sem_sec"])
         for name in ("vector_ctx", "vector_ctx2"):
             z[name] = _zscore(ps.view.page_max((ctx[name] @ qvec).astype(np.float64)))
+        z["vector_page"] = _zscore((ctx["vector_page"] @ qvec).astype(np.float64))
         z["bm25_chunk_ctx"] = _zscore(ps.view.page_max(ctx["bm25_chunk_ctx"].scores(terms).astype(np.float64)))
         z["vector_short"] = z["vector"] if len(terms) <= SHORT_TERMS else np.zeros(ps.view.pages)
         cand = np.flatnonzero((raw["bm25_chunk"] > 0) | ps.view.page_max(ps.found))
