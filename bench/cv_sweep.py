@@ -301,7 +301,7 @@ def collect(questions: Sequence[Any], collection: Any, emb: Any, run: Run) -> li
         z["vector_page"] = _zscore((ctx["vector_page"] @ qvec).astype(np.float64))
         z["bm25_chunk_ctx"] = _zscore(ps.view.page_max(ctx["bm25_chunk_ctx"].scores(terms).astype(np.float64)))
         z["vector_short"] = z["vector"] if len(terms) <= SHORT_TERMS else np.zeros(ps.view.pages)
-        cand = np.flatnonzero((raw["bm25_chunk"] > 0) | ps.view.page_max(ps.found))
+        cand = np.flatnonzero((raw["bm25_chunk"] > 0) | ps.view.page_max(ps.found) | (raw["heading"] > 0))
         gold = np.array([keys[int(p)] in q.gold for p in cand])
         rows.append({"id": q.id, "file": q.file, "lang": q.lang, "terms": len(terms),
                      "z": np.stack([z[s][cand] for s in SIGNALS], axis=1), "gold": gold})

@@ -313,3 +313,7 @@ def test_an_acronym_finds_the_section_titled_by_its_long_form():
     assert with_acronyms(pages)[1].outline == ("Galois counter mode", "GCM")
     assert first(pages) != 52  # the acronym is not on the page that defines what it names
     assert first(with_acronyms(pages)) == 52
+    coll = Collection(chunk_pages(with_acronyms(pages), file="nettle.pdf", doc_id="n", chunk_size=800,
+                                  chunk_overlap=0), ConstantEmbeddings())
+    keyword = search("What is GCM?", [coll], embeddings=None, k=3, mode="bm25")  # no vector: every page "found"
+    assert keyword[0].document.metadata["page"] == 52  # its title is its only evidence, and enough
