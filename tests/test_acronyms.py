@@ -23,6 +23,8 @@ def test_a_title_takes_the_acronym_of_the_longest_long_form_it_holds_as_one_run(
     assert acronym_title("7.4.2 Galois counter mode", found) == "7.4.2 GCM"  # not CTR: a shorter form
     assert acronym_title("Counter with CBC-MAC mode", found) == "Counter with CCM mode"
     assert acronym_title("Counter mode", found) == "CTR"
+    joined = definitions("modes: XEX-based tweakedcodebook mode with ciphertext stealing (XTS).")  # a line-break hyphen
+    assert acronym_title("7.3.4 XEX-based tweaked-codebook mode with ciphertext stealing", joined) == "7.3.4 XTS"
     assert acronym_title("General GCM interface", found) is None  # names no long form
     assert acronym_title("Cipher Block Chaining (CBC) mode", found) is None  # names the acronym already
     assert acronym_title("Cipher modes and block chaining", found) is None  # the words, but not as one run

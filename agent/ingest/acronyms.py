@@ -61,7 +61,9 @@ def acronym_title(title: str, defined: dict[str, frozenset[str]]) -> str | None:
     """`title` with the words of a long form it holds (as one run of its terms) replaced by the acronym (the
     longest such form), or None when it holds none or already names the acronym."""
     words = title.split()
-    seq = [(w, t) for w, word in enumerate(words) for t in tokenize(word) if not t.replace(".", "").isdigit()]
+    known = {t for long in defined.values() for t in long}
+    seq = [(w, t) for w, word in enumerate(words) for t in _word_terms(word, known)
+           if not t.replace(".", "").isdigit()]
     held = {t for _, t in seq}
     best: tuple[int, str, int, int] | None = None
     for acronym, long in defined.items():
@@ -72,6 +74,13 @@ def acronym_title(title: str, defined: dict[str, frozenset[str]]) -> str | None:
         return None
     _, acronym, first, last = best
     return " ".join([*words[:first], acronym, *words[last + 1:]])
+
+
+def _word_terms(word: str, known: set[str]) -> list[str]:
+    """A title word's terms; a hyphenated one as one term when a long form holds it so: text cleaning joins
+    words hyphenated at a line break ("tweaked-codebook" in a title, "tweakedcodebook" in the text)."""
+    joined = tokenize(word.replace("-", "")) if "-" in word else []
+    return joined if joined and set(joined) <= known else tokenize(word)
 
 
 def with_acronyms(pages: Sequence[Page]) -> list[Page]:
