@@ -456,6 +456,8 @@ def _best_pages(fused: np.ndarray, signals: dict[str, np.ndarray], found: np.nda
         evidence |= signals["bm25_chunk"] > 0
     if "vector" in signals:
         evidence |= view.page_max(found)
+    if "heading" in signals:  # a section title holding query terms is text of the page as well
+        evidence |= signals["heading"] > 0
     # Only the k best pages' chunks are ranked (a Python pass over every chunk is too slow).
     # Ties keep page / chunk order (stable sorts on ascending ids).
     candidates = np.flatnonzero(evidence)
