@@ -13,7 +13,7 @@ import textwrap
 import time
 import zlib
 from pathlib import Path
-from signal import SIGABRT, SIGKILL, SIGSEGV
+from signal import SIGABRT, SIGKILL, SIGSEGV, SIGSTOP
 
 import pytest
 from pypdf._codecs._codecs import LzwCodec
@@ -217,6 +217,19 @@ def processes() -> dict[int, tuple[int, bytes]]:
     return found
 
 
+def stopped_parsers() -> list[int]:
+    """Parsing children in state T (stopped by SIGSTOP)."""
+    found = []
+    for pid, (_, command) in processes().items():
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            continue
+        if b"agent.ingest._child" in command and state == "T":
+            found.append(pid)
+    return found
+
+
 def signal_the_parser(signal: int):
     """A progress callback that sends `signal` to the parsing child: the grandchild of our fork server."""
 
@@ -238,6 +251,21 @@ def test_a_parser_that_dies_becomes_a_clear_refusal(signal, why):
     assert err.value.code == "doc_unsafe" and err.value.params == {"file": pdf.name}
     assert err.value.message == f"{pdf.name} could not be read safely: the PDF reader {why} on it."
     assert parse_in_child(pdf, max_bytes=10**8, max_pages=100, ocr=False).pages  # and the next file parses
+
+
+def test_a_parser_that_stops_making_progress_is_ended_and_refused(monkeypatch):
+    """A parser stuck in a native loop sends nothing: after SILENCE_LIMIT it is killed, and the next file parses."""
+    pdf = DEVSET_PDFS / "squad_Geology.pdf"
+    monkeypatch.setattr(child_mod, "SILENCE_LIMIT", 2.0)
+    with pytest.raises(DocumentError) as err:
+        parse_in_child(pdf, max_bytes=10**8, max_pages=100, ocr=False, progress=signal_the_parser(SIGSTOP))
+    assert err.value.code == "doc_unsafe"
+    assert err.value.message == f"{pdf.name} could not be read safely: the PDF reader made no progress for 2 s on it."
+    deadline = time.monotonic() + 10
+    while stopped_parsers() and time.monotonic() < deadline:  # SIGKILL ends a stopped process too
+        time.sleep(0.1)
+    assert not stopped_parsers()
+    assert parse_in_child(pdf, max_bytes=10**8, max_pages=100, ocr=False).pages
 
 
 def test_a_parser_over_its_memory_limit_is_refused_and_nothing_indexed_is_lost(workspace, tmp_path, monkeypatch):

@@ -219,3 +219,13 @@ def test_a_pool_of_one_host_serves_chat_discovery_and_embeddings(tmp_path, monke
         workspace = Workspace(load_settings(tmp_path / "data", environ=env))
         assert len(workspace.embeddings.embed_query("rocks")) == 768 and only.embed_requests()
         assert "llama3.2:latest" in [m.name for m in list_models(workspace.settings)]
+
+
+def test_a_host_whose_version_route_fails_is_marked_unhealthy(doubles):
+    one, two = doubles
+    one.fail_next("/api/version", 500, "broken")
+    pool = Pool()
+    assert not pool.state(one.url, fresh=True).healthy
+    assert "broken" in pool.state(one.url).error
+    healthy = pool.state(two.url, fresh=True)
+    assert healthy.healthy and healthy.version == two.version

@@ -38,6 +38,7 @@ from agent.errors import (
     OllamaUnreachableError,
 )
 from agent.search.ollama_lib import ollama
+from agent.search.pool import fetch_version
 
 T = TypeVar("T")
 DISCOVERY_TIMEOUT = 10.0  # /api/tags and /api/show answer at once on a healthy server
@@ -169,13 +170,7 @@ def ollama_client(settings: Settings, timeout: float = DISCOVERY_TIMEOUT) -> oll
 
 def server_version(settings: Settings, timeout: float = DISCOVERY_TIMEOUT) -> str:
     """The server's version; raises OllamaUnreachableError (after retries) when it is down."""
-    def fetch() -> str:
-        response = httpx.get(f"{settings.ollama_host}/api/version", timeout=timeout)
-        if response.is_error:
-            raise ollama.ResponseError(response.text, response.status_code)
-        return str(response.json().get("version", "?"))
-
-    return with_retry(fetch, settings)
+    return with_retry(lambda: fetch_version(settings.ollama_host, timeout), settings)
 
 
 def _context_length(model_info: dict[str, Any] | None) -> int | None:

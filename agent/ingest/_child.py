@@ -34,6 +34,7 @@ from agent.ingest.parse import ParsedPDF, Progress, parse_pdf
 # (onnxruntime's arenas and thread stacks are mostly reserved, not used); a 256 MB stream
 # decoded, a page rendered for OCR and headroom fit in the rest.
 CHILD_MEMORY = 4 * 1024 * 1024 * 1024
+SILENCE_LIMIT = 300.0  # seconds without a word from the parser: a page takes seconds, so it is stuck
 MAX_REPLY = 512 * 1024 * 1024  # bytes of one reply line: the text of the largest accepted PDF fits
 _OUT_OF_MEMORY = 3  # the parser's exit status after a MemoryError
 _ERRORS = {"DocumentError": DocumentError, "EncryptedPDFError": EncryptedPDFError}
@@ -107,6 +108,7 @@ def parse_in_child(path: str | os.PathLike, *, progress: Progress | None = None,
     request = {"path": str(Path(path).resolve()), "memory": memory or CHILD_MEMORY, "options": options}
     parser = 0
     with _SERVER.submit(request) as channel, channel.makefile("rb") as replies:
+        channel.settimeout(SILENCE_LIMIT)
         try:
             while message := replies.readline(MAX_REPLY):
                 reply = _reply(message, name)
@@ -116,9 +118,11 @@ def parse_in_child(path: str | os.PathLike, *, progress: Progress | None = None,
                     parser = reply
                 elif progress:
                     progress(*reply)
-        except BaseException as exc:  # a stop, Ctrl-C: end the parser; a DocumentError: it has ended
+        except BaseException as exc:  # a stop, Ctrl-C, silence: end the parser; a DocumentError: it has ended
             if parser and not isinstance(exc, DocumentError):
                 _kill(parser)
+            if isinstance(exc, TimeoutError):
+                raise _unsafe(name, f"made no progress for {SILENCE_LIMIT:g} s") from None
             raise
     raise _unsafe(name, "was killed")
 

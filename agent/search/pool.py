@@ -103,17 +103,24 @@ def _ranked(states: list[HostState], model: str) -> list[HostState]:
     return ready + [s for s in states if s not in ready]
 
 
+def fetch_version(url: str, timeout: float) -> str:
+    """The server's /api/version; an HTTP error status raises ollama.ResponseError, as the client does."""
+    response = httpx.get(f"{url}/api/version", timeout=timeout)
+    if response.is_error:
+        raise ollama.ResponseError(response.text, response.status_code)
+    return str(response.json().get("version", "?"))
+
+
 def _probe(host: HostState) -> None:
     try:
-        version = httpx.get(f"{host.url}/api/version", timeout=PROBE_TIMEOUT)
+        version = fetch_version(host.url, PROBE_TIMEOUT)
         tags = httpx.get(f"{host.url}/api/tags", timeout=PROBE_TIMEOUT)
-        version.raise_for_status()
         tags.raise_for_status()
-    except (httpx.HTTPError, OSError) as exc:
+    except (httpx.HTTPError, OSError, ollama.ResponseError) as exc:
         host.healthy, host.error = False, str(exc) or type(exc).__name__
         return
     host.healthy, host.error = True, ""
-    host.version = str(version.json().get("version", "?"))
+    host.version = version
     host.digests = {str(m.get("model") or m.get("name")): str(m.get("digest") or "")
                     for m in tags.json().get("models", [])}
 
