@@ -23,6 +23,7 @@ weighting: a separate vector weight for queries of at most 3 terms.
 from __future__ import annotations
 
 import itertools
+import json
 import re
 import sys
 import tempfile
@@ -39,7 +40,9 @@ from bench.quality import _question_set, ingest_all
 
 NAME = "cv_sweep"
 SIGNALS = ("bm25_chunk", "bm25_page", "vector", "title", "first", "prf", "vector_short", "contents", "heading",
-           "section", "faq", "title_match", *(f"title_match_le{n}" for n in (4, 6, 8, 12, 1000)))
+           "section", "faq", "title_match", *(f"title_match_le{n}" for n in (4, 6, 8, 12, 1000)),
+           "definition", "bm25_sum", *(f"proximity{w}" for w in (8, 16, 32)))
+PROX_PAGES = 20  # pages (the best by page BM25) whose chunks the proximity signal reads
 SHORT_TERMS = 3  # a query of at most this many index terms is "short"
 PRF_PAGES, PRF_TERMS = 3, 10
 
@@ -63,7 +66,12 @@ IDEAS = {"weights": {}, "first": {"first": (0.0, 0.05, 0.1, 0.2)}, "prf": {"prf"
                                                      "title_match_le1000": (0.0, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0)},
          **{f"title match, questions <= {n} terms, product weights": {
              "title_match": (0.0,), f"title_match_le{n}": (0.0, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0)}
-            for n in (4, 6, 8, 12, 1000)}}
+            for n in (4, 6, 8, 12, 1000)},
+         "definition, product weights": {"definition": (0.0, 0.5, 1.0, 2.0, 4.0, 8.0)},
+         "chunk BM25 sum next to max, product weights": {"bm25_sum": (0.0, 0.1, 0.2, 0.4, 0.8)},
+         "chunk BM25 sum instead of max, product weights": {"bm25_chunk": (0.0, 0.4), "bm25_sum": (0.0, 0.2, 0.4, 0.8)},
+         **{f"proximity, window {n}, product weights": {f"proximity{n}": (0.0, 0.25, 0.5, 1.0, 2.0, 4.0)}
+            for n in (8, 16, 32)}}
 #: families that keep the product's WEIGHTS (all of them) and fit only their own signal (less variance)
 ON_PRODUCT = {name for name in IDEAS if name.endswith("product weights")}
 #: a FAQ question line: ends in a question mark, or starts with a Q: / 问： marker
@@ -73,12 +81,13 @@ _QUESTION_LINE = re.compile(r"^\s*(?:Q\s*[:：.]|问\s*[:：]).*$|^.*[?？]\s*$"
 def _first_mention(ix: Any, terms: Sequence[str]) -> np.ndarray:
     """Per page: sum of idf of the query terms whose first page in the page's file is this page."""
     bm = ix.page_bm25
-    out = np.zeros(len(ix.pages), dtype=np.float64)
+    out = np.zeros(ix.pages.rows, dtype=np.float64)
+    keys = ix.pages.keys()
     for t in bm.vocabulary.lookup(terms):
         first: dict[str, int] = {}
         for row in bm.post_rows[bm.term_ptr[t]:bm.term_ptr[t + 1]]:
-            f, page = ix.pages[int(row)]
-            if f not in first or page < ix.pages[first[f]][1]:
+            f, page = keys[int(row)]
+            if f not in first or page < keys[first[f]][1]:
                 first[f] = int(row)
         out[list(first.values())] += bm.idf[t]
     return out
@@ -102,7 +111,7 @@ def _share(ix: Any, postings: dict[str, np.ndarray], terms: Sequence[str]) -> np
     ids = ix.page_bm25.vocabulary.ids
     idf = {t: float(ix.page_bm25.idf[ids[t]]) for t in set(terms) if t in ids}
     total = sum(idf.values())
-    out = np.zeros(len(ix.pages), dtype=np.float64)
+    out = np.zeros(ix.pages.rows, dtype=np.float64)
     for t, v in idf.items():
         if t in postings:
             out[postings[t]] += v / total
@@ -127,9 +136,9 @@ def _section_postings(ix: Any) -> dict[str, np.ndarray]:
 
     _, members = page_groups(ix.documents)
     carried: dict[str, str] = {}
-    texts = [""] * len(ix.pages)
-    for p in sorted(range(len(ix.pages)), key=lambda p: ix.pages[p]):
-        f = ix.pages[p][0]
+    texts, keys = [""] * ix.pages.rows, ix.pages.keys()
+    for p in sorted(range(ix.pages.rows), key=lambda p: keys[p]):
+        f = keys[p][0]
         texts[p] = carried.get(f, "")
         titles = ix.documents[members[p][0]].metadata.get("outline")
         if titles:
@@ -146,6 +155,48 @@ def _faq_postings(ix: Any) -> dict[str, np.ndarray]:
                       for rows in members])
 
 
+def _page_sum(view: Any, chunk_values: np.ndarray) -> np.ndarray:
+    """The sum of each page's chunk values (the product takes the maximum: `view.page_max`)."""
+    if view.page_order is not None:
+        chunk_values = chunk_values[view.page_order]
+    return np.add.reduceat(chunk_values.astype(np.float64), view.page_starts)
+
+
+def _proximity(ix: Any, view: Any, terms: Sequence[str], page_bm25: np.ndarray,
+               windows: Sequence[int]) -> dict[int, np.ndarray]:
+    """Per window size, per page (the PROX_PAGES best by page BM25, else 0): the largest share of the
+    query's idf that `window` consecutive index terms of one of its chunks hold (together vs scattered)."""
+    from agent.search.definition import page_chunks
+    from agent.search.lexical import tokenize
+
+    ids = ix.page_bm25.vocabulary.ids
+    idf = {t: float(ix.page_bm25.idf[ids[t]]) for t in set(terms) if t in ids}
+    total = sum(idf.values())
+    out = {w: np.zeros(view.pages, dtype=np.float64) for w in windows}
+    if len(idf) < 2:
+        return out
+    for p in [int(p) for p in np.argsort(-page_bm25)[:PROX_PAGES] if page_bm25[p] > 0]:
+        for c in page_chunks(view, p):
+            hits = [(i, t) for i, t in enumerate(tokenize(view.document(c).page_content)) if t in idf]
+            for w in windows:
+                out[w][p] = max(out[w][p], _best_window(hits, idf, w) / total)
+    return out
+
+
+def _best_window(hits: Sequence[tuple[int, str]], idf: dict[str, float], window: int) -> float:
+    """The largest idf sum of distinct terms among `hits` (position, term) within `window` positions."""
+    best, lo, inside = 0.0, 0, Counter[str]()
+    for pos, term in hits:
+        inside[term] += 1
+        while pos - hits[lo][0] >= window:
+            inside[hits[lo][1]] -= 1
+            if not inside[hits[lo][1]]:
+                del inside[hits[lo][1]]
+            lo += 1
+        best = max(best, sum(idf[t] for t in inside))
+    return best
+
+
 def collect(questions: Sequence[Any], collection: Any, emb: Any, run: Run) -> list[dict[str, Any]]:
     """Per question: z-scored signals of its candidate pages (pages with any evidence), gold mask."""
     from agent.search.lexical import Lexicon, query_terms
@@ -153,9 +204,9 @@ def collect(questions: Sequence[Any], collection: Any, emb: Any, run: Run) -> li
 
     ix = collection_index(collection)
     snap = collection.snapshot()
-    lexicon = snap.lexicon if snap.lexicon is not None and snap.lexicon.fits(ix.documents, len(ix.pages)) \
+    lexicon = snap.lexicon if snap.lexicon is not None and snap.lexicon.fits(ix.documents, ix.pages.rows) \
         else Lexicon.build(ix.documents)
-    section, faq = _section_postings(ix), _faq_postings(ix)
+    section, faq, keys = _section_postings(ix), _faq_postings(ix), ix.pages.keys()
     run.log(f"faq lines on {len({int(p) for v in faq.values() for p in v})} pages")
     rows = []
     for i, q in enumerate(questions):
@@ -174,9 +225,12 @@ def collect(questions: Sequence[Any], collection: Any, emb: Any, run: Run) -> li
         match = ix.sections.match(terms, ix.page_bm25)  # the product's signal, whatever the question's length
         for n in (4, 6, 8, 12, 1000):
             z[f"title_match_le{n}"] = match if len(terms) <= n else np.zeros(ps.view.pages)
+        z["bm25_sum"] = _zscore(_page_sum(ps.view, ps.chunks["bm25_chunk"]))
+        for n, values in _proximity(ix, ps.view, terms, raw["bm25_page"], (8, 16, 32)).items():
+            z[f"proximity{n}"] = values
         z["vector_short"] = z["vector"] if len(terms) <= SHORT_TERMS else np.zeros(ps.view.pages)
         cand = np.flatnonzero((raw["bm25_chunk"] > 0) | ps.view.page_max(ps.found))
-        gold = np.array([ix.pages[int(p)] in q.gold for p in cand])
+        gold = np.array([keys[int(p)] in q.gold for p in cand])
         rows.append({"id": q.id, "file": q.file, "lang": q.lang, "terms": len(terms),
                      "z": np.stack([z[s][cand] for s in SIGNALS], axis=1), "gold": gold})
         if i % 25 == 0:
@@ -266,11 +320,30 @@ def report(rows: list[dict[str, Any]], run: Run, fixed: dict[str, dict[str, floa
     return results
 
 
+def _collection(pdfs: Sequence[Path], data_dir: Path, emb: Any, run: Run) -> Any:
+    """The collection of `pdfs` in `data_dir`: ingested by the product pipeline unless a run before did so
+    (`ingested.json` lists the PDFs of a finished ingest)."""
+    from agent.search.embeddings import LOCAL_MODEL_ID
+    from agent.search.store import Collection
+
+    done, names = data_dir / "ingested.json", sorted(p.name for p in pdfs)
+    if done.exists() and json.loads(done.read_text(encoding="utf-8")) == names:
+        run.log(f"reusing {data_dir}")
+        return Collection(data_dir, "default", emb, LOCAL_MODEL_ID)
+    t0 = time.perf_counter()
+    collection, _ = ingest_all(list(pdfs), data_dir, emb, run)
+    done.write_text(json.dumps(names), encoding="utf-8")
+    run.log(f"ingested in {time.perf_counter() - t0:.0f} s")
+    return collection
+
+
 def main(argv: list[str] | None = None) -> int:
     p = parser(__doc__.split("\n\n")[0])
     p.add_argument("--set", dest="qset", choices=("devset", "evalset", "pooled"), default="evalset",
                    help="pooled: the devset and the evalset's tune split, folds by document across both")
     p.add_argument("--split", choices=("all", "tune", "test"), default="tune")
+    p.add_argument("--data", type=Path, default=None,
+                   help="keep the ingested collections in DIR/data-<set>-<split> and reuse them on the next run")
     p.add_argument("--check", action="append", default=[], metavar="NAME=W,...",
                    help="also score these fixed weights as they are, e.g. bm25_chunk=0.6,vector=0.4 (repeatable)")
     args = p.parse_args(argv)
@@ -296,9 +369,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for qset, split, pdfs, questions in chosen:  # pooled: one collection per set, folds by document across both
         with tempfile.TemporaryDirectory(prefix="bench-cv-") as tmp:
-            t0 = time.perf_counter()
-            collection, _ = ingest_all(pdfs, Path(tmp) / "data", emb, run)
-            run.log(f"ingested in {time.perf_counter() - t0:.0f} s")
+            collection = _collection(pdfs, (args.data or Path(tmp)) / f"data-{qset}-{split}", emb, run)
             rows += [{**r, "set": f"{qset}:{split}"} for r in collect(questions, collection, emb, run)]
     run.results = report(rows, run, fixed)
     run.finish()
