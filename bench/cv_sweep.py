@@ -14,7 +14,10 @@ first page in the document is this page ("what is X" overview pages); contents: 
 table-of-contents lines on the page (a raw penalty, as in the product); prf: page BM25 of the
 10 best terms of the product ranking's top 3 pages (pseudo-relevance feedback); heading: the share of the
 query's idf found in the titles of the PDF outline entries pointing to the page (raw, as in the product). Query-length
-weighting: a separate vector weight for queries of at most 3 terms.
+weighting: a separate vector weight for queries of at most 3 terms. Sixth round: definition (the product's, raw 0/1);
+bm25_sum: the sum of the page's chunk BM25 (the product takes the best chunk); proximity<w>: the largest share of the
+query's idf inside `w` consecutive terms of a chunk (the PROX_PAGES best pages by page BM25); coverage_page /
+coverage_chunk: the share of the query's idf the page / its best chunk holds, each term once (coordination).
 
     python -m bench.cv_sweep --set evalset --split tune   # the only split tuning may see
     python -m bench.cv_sweep --set devset                 # check: does the devset agree?
@@ -41,7 +44,7 @@ from bench.quality import _question_set, ingest_all
 NAME = "cv_sweep"
 SIGNALS = ("bm25_chunk", "bm25_page", "vector", "title", "first", "prf", "vector_short", "contents", "heading",
            "section", "faq", "title_match", *(f"title_match_le{n}" for n in (4, 6, 8, 12, 1000)),
-           "definition", "bm25_sum", *(f"proximity{w}" for w in (8, 16, 32)))
+           "definition", "bm25_sum", *(f"proximity{w}" for w in (8, 16, 32)), "coverage_page", "coverage_chunk")
 PROX_PAGES = 20  # pages (the best by page BM25) whose chunks the proximity signal reads
 SHORT_TERMS = 3  # a query of at most this many index terms is "short"
 PRF_PAGES, PRF_TERMS = 3, 10
@@ -71,7 +74,9 @@ IDEAS = {"weights": {}, "first": {"first": (0.0, 0.05, 0.1, 0.2)}, "prf": {"prf"
          "chunk BM25 sum next to max, product weights": {"bm25_sum": (0.0, 0.1, 0.2, 0.4, 0.8)},
          "chunk BM25 sum instead of max, product weights": {"bm25_chunk": (0.0, 0.4), "bm25_sum": (0.0, 0.2, 0.4, 0.8)},
          **{f"proximity, window {n}, product weights": {f"proximity{n}": (0.0, 0.25, 0.5, 1.0, 2.0, 4.0)}
-            for n in (8, 16, 32)}}
+            for n in (8, 16, 32)},
+         "coverage of the query's idf by the page, product weights": {"coverage_page": (0.0, 0.25, 0.5, 1.0, 2.0, 4.0)},
+         "coverage by the page's best chunk, product weights": {"coverage_chunk": (0.0, 0.25, 0.5, 1.0, 2.0, 4.0)}}
 #: families that keep the product's WEIGHTS (all of them) and fit only their own signal (less variance)
 ON_PRODUCT = {name for name in IDEAS if name.endswith("product weights")}
 #: a FAQ question line: ends in a question mark, or starts with a Q: / 问： marker
@@ -183,6 +188,17 @@ def _proximity(ix: Any, view: Any, terms: Sequence[str], page_bm25: np.ndarray,
     return out
 
 
+def _coverage(bm: Any, terms: Sequence[str]) -> np.ndarray:
+    """Per row of a BM25 index (page or chunk): the share of the query's idf among its terms, each term
+    once (coordination: all of the question's words vs a few of them repeated)."""
+    ids = [t for t in dict.fromkeys(bm.vocabulary.lookup(terms))]
+    total = float(sum(bm.idf[t] for t in ids)) or 1.0
+    out = np.zeros(bm.n, dtype=np.float64)
+    for t in ids:
+        out[bm.post_rows[bm.term_ptr[t]:bm.term_ptr[t + 1]]] += bm.idf[t] / total
+    return out
+
+
 def _best_window(hits: Sequence[tuple[int, str]], idf: dict[str, float], window: int) -> float:
     """The largest idf sum of distinct terms among `hits` (position, term) within `window` positions."""
     best, lo, inside = 0.0, 0, Counter[str]()
@@ -225,6 +241,8 @@ def collect(questions: Sequence[Any], collection: Any, emb: Any, run: Run) -> li
         match = ix.sections.match(terms, ix.page_bm25)  # the product's signal, whatever the question's length
         for n in (4, 6, 8, 12, 1000):
             z[f"title_match_le{n}"] = match if len(terms) <= n else np.zeros(ps.view.pages)
+        z["coverage_page"] = _coverage(ix.page_bm25, terms)
+        z["coverage_chunk"] = ps.view.page_max(_coverage(ix.chunk_bm25, terms))
         z["bm25_sum"] = _zscore(_page_sum(ps.view, ps.chunks["bm25_chunk"]))
         for n, values in _proximity(ix, ps.view, terms, raw["bm25_page"], (8, 16, 32)).items():
             z[f"proximity{n}"] = values
