@@ -41,3 +41,12 @@ def test_a_what_is_question_ranks_the_defining_page_above_the_page_that_names_it
     assert first("What is XTS mode?", definition=0.0) == 48  # names it most often
     assert first("What is XTS mode?") == 47  # says what it is
     assert first("How do I call XTS mode functions?") == 48  # not a "what is" question: no definition signal
+
+
+def test_a_long_or_hostile_question_is_no_what_is_question_and_costs_nothing():
+    import time
+
+    started = time.perf_counter()
+    assert subject("What is " + "?" * 200_000 + "x") is None
+    assert subject("What is " + "a " * 100 + "?") is None
+    assert time.perf_counter() - started < 0.5

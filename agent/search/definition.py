@@ -17,6 +17,7 @@ from agent.search.lexical import normalise, query_terms
 
 MAX_WORDS = 4        # a subject of more words is a description, not a name (devset: long questions)
 MAX_ZH_CHARS = 12
+MAX_QUESTION_CHARS = 120  # a "what is X?" question with X that short is shorter than this
 CANDIDATES = 20      # pages read (the best by the subject's page BM25): keeps the cost per query fixed
 _TAIL = r"[\s?？.。!！]*$"
 _ASK = (re.compile(r"^\s*what\s+(?:is|are)\s+(?:an?\s+|the\s+)?(?P<x>.+?)(?:\s+(?:used\s+)?for)?" + _TAIL),
@@ -34,6 +35,8 @@ _ZH_VERB = r"[)）]?(?:\s*[(（][^()（）\n]{1,40}[)）])?\s*(?:是|指|即|就
 def subject(question: str) -> str | None:
     """X of a "what is X?" / "what does X do?" / "X 是什么？" question (None for any other question)."""
     text = " ".join(normalise(question).split())
+    if len(text) > MAX_QUESTION_CHARS:  # also keeps the lazy patterns below linear in practice
+        return None
     for pattern in _ASK:
         found = pattern.match(text)
         if found:
