@@ -1,7 +1,7 @@
 """The `definition` signal: a "what is X?" question favours the page that says what X is."""
 
 from agent.search import retrieval
-from agent.search.definition import pattern, subject
+from agent.search.definition import definer, subject
 from agent.search.retrieval import search
 from tests.test_retrieval import Collection, ConstantEmbeddings, doc
 
@@ -17,14 +17,14 @@ def test_the_subject_of_a_what_is_question():
 
 
 def test_sentences_that_define_a_name_and_sentences_that_only_mention_it():
-    defines = pattern("xts mode").search
+    defines = definer("xts mode")
     assert defines("xex-based tweaked-codebook mode with ciphertext stealing (xts) is a block mode")
     assert defines("xts mode is used for disks") and defines("the xts mode (xex-based) is a mode")
     assert not defines("call xts_encrypt_message in xts mode with a key")
-    assert not pattern("counter mode").search("galois counter mode is counter mode with a hash")  # another name
-    assert pattern("bzip2recover").search("bzip2recover - recovers data from damaged bzip2 files")
-    assert pattern("导言区").search("文档的导言区是指 \\documentclass 与 \\begin{document} 之间的部分")
-    assert not pattern("导言区").search("在导言区加载宏包")
+    assert not definer("counter mode")("galois counter mode is counter mode with a hash")  # another name
+    assert definer("bzip2recover")("bzip2recover - recovers data from damaged bzip2 files")
+    assert definer("导言区")("文档的导言区是指 \\documentclass 与 \\begin{document} 之间的部分")
+    assert not definer("导言区")("在导言区加载宏包")
 
 
 def test_a_what_is_question_ranks_the_defining_page_above_the_page_that_names_it_most():

@@ -8,7 +8,7 @@ the section about X goes on for pages of interfaces that name X in every line.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -26,9 +26,9 @@ _ASK = (re.compile(r"^\s*what\s+(?:is|are)\s+(?:an?\s+|the\s+)?(?P<x>.+?)(?:\s+(
         re.compile(r"^\s*(?P<x>.+?)\s*(?:是什么|是指什么|指的是什么|是啥|是什么意思)" + _TAIL))
 #: what follows a defined name: an optional "(expansion)", then a verb (or the dash of a manual page NAME line)
 _EN_VERB = r"(?:\s*\([^()\n]{1,80}\))?,?\s+(?:is|are|means|refers\s+to|stands\s+for|denotes|[-\u2013\u2014])\s"
-#: where a defined English name starts: a line, a sentence, a bracket or an article ("galois counter mode
-#: is" does not define "counter mode")
-_EN_START = r"(?:^\s*|[.;:!?(]\s*|\b(?:a|an|the)\s+)"
+#: what may stand before a defined English name (then spaces): a sentence's end, a bracket, an article, or a
+#: line break ("galois counter mode is" does not define "counter mode")
+_EN_BEFORE = re.compile(r"(?:^|[.;:!?(]|\b(?:a|an|the))$")
 _ZH_VERB = r"[)）]?(?:\s*[(（][^()（）\n]{1,40}[)）])?\s*(?:是|指|即|就是|[:：])"
 
 
@@ -47,14 +47,25 @@ def subject(question: str) -> str | None:
     return None
 
 
-def pattern(x: str) -> re.Pattern[str]:
-    """Sentences that define `x`; for a name of several words also its first word in brackets after
-    a long form ("What is XTS mode?": "XEX-based tweaked-codebook mode ... (XTS) is a block mode")."""
+def definer(x: str) -> Callable[[str], bool]:
+    """Whether a (normalised) text has a sentence that defines `x`; for a name of several words also its
+    first word in brackets after a long form ("What is XTS mode?": "... ciphertext stealing (XTS) is a ...")."""
     name = r"\s+".join(re.escape(w) for w in x.split())
     if not x.isascii():
-        return re.compile(f"{name}{_ZH_VERB}")
-    short = f"|\\({re.escape(x.split()[0])}\\)" if len(x.split()) > 1 else ""
-    return re.compile(f"(?:{_EN_START}{name}(?![\\w-])\\)?{short}){_EN_VERB}", re.MULTILINE)
+        return re.compile(f"{name}{_ZH_VERB}").search  # type: ignore[return-value]
+    short = f"|(?P<short>\\({re.escape(x.split()[0])}\\))" if len(x.split()) > 1 else ""
+    found = re.compile(f"(?:{name}(?![\\w-])\\)?{short}){_EN_VERB}")  # a literal first: a fast scan
+
+    def defines(text: str) -> bool:
+        for match in found.finditer(text):
+            before = text[:match.start()]
+            if match["short"] if short else False:
+                return True
+            if "\n" in before[len(before.rstrip()):] or _EN_BEFORE.search(before.rstrip()[-4:]):
+                return True
+        return False
+
+    return defines
 
 
 def defined_pages(question: str, view: Any, indexes: Sequence[Any]) -> np.ndarray | None:
@@ -67,10 +78,10 @@ def defined_pages(question: str, view: Any, indexes: Sequence[Any]) -> np.ndarra
     scores = np.concatenate([ix.page_bm25.scores(terms) for ix in indexes]) if terms else np.zeros(0)
     candidates = np.flatnonzero(scores > 0)
     candidates = candidates[np.argsort(-scores[candidates], kind="stable")][:CANDIDATES]
-    found = pattern(x)
+    defines = definer(x)
     out = np.zeros(view.pages, dtype=np.float64)
     for p in candidates.tolist():
-        out[p] = float(any(found.search(normalise(view.document(c).page_content)) for c in page_chunks(view, p)))
+        out[p] = float(any(defines(normalise(view.document(c).page_content)) for c in page_chunks(view, p)))
     return out if out.any() else None
 
 
