@@ -19,6 +19,10 @@ Chunk/title side (fifth round): title_sem*: the best cosine between the question
 section titles' vectors (same embedding model as the chunks); vector_ctx*: chunk vectors re-embedded with the
 chunk's section title in the context line (instead of / after the page's first line); bm25_chunk_ctx: chunk BM25
 with the section title in the chunk's text.
+Query side (sixth round): definition (the product's, raw 0/1);
+bm25_sum: the sum of the page's chunk BM25 (the product takes the best chunk); proximity<w>: the largest share of the
+query's idf inside `w` consecutive terms of a chunk (the PROX_PAGES best pages by page BM25); coverage_page /
+coverage_chunk: the share of the query's idf the page / its best chunk holds, each term once (coordination).
 
     python -m bench.cv_sweep --set evalset --split tune   # the only split tuning may see
     python -m bench.cv_sweep --set devset                 # check: does the devset agree?
@@ -27,6 +31,7 @@ with the section title in the chunk's text.
 from __future__ import annotations
 
 import itertools
+import json
 import re
 import sys
 import tempfile
@@ -50,7 +55,9 @@ SEM_SIGNALS = ("title_sem", *(f"title_sem_t{int(f * 10)}" for f in SEM_FLOORS), 
                "vector_page")
 SIGNALS = ("bm25_chunk", "bm25_page", "vector", "title", "first", "prf", "vector_short", "contents", "heading",
            "section", "faq", "title_match", *(f"title_match_le{n}" for n in (4, 6, 8, 12, 1000)),
-           *SEM_SIGNALS)
+           *SEM_SIGNALS, "definition", "bm25_sum", *(f"proximity{w}" for w in (8, 16, 32)),
+           "coverage_page", "coverage_chunk")
+PROX_PAGES = 20  # pages (the best by page BM25) whose chunks the proximity signal reads
 SHORT_TERMS = 3  # a query of at most this many index terms is "short"
 PRF_PAGES, PRF_TERMS = 3, 10
 
@@ -90,7 +97,14 @@ IDEAS = {"weights": {}, "first": {"first": (0.0, 0.05, 0.1, 0.2)}, "prf": {"prf"
          "section title in the chunk's vector and BM25 text, product weights": {
              "vector": (0.0, 0.1, 0.2), "vector_ctx": (0.0, 0.1, 0.2, 0.3), "bm25_chunk": (0.0, 0.2, 0.4),
              "bm25_chunk_ctx": (0.0, 0.2, 0.3, 0.4)},
-         "page vector (whole page embedded), product weights": {"vector_page": (0.0, 0.05, 0.1, 0.2, 0.3, 0.4)}}
+         "page vector (whole page embedded), product weights": {"vector_page": (0.0, 0.05, 0.1, 0.2, 0.3, 0.4)},
+         "definition, product weights": {"definition": (0.0, 0.5, 1.0, 2.0, 4.0, 8.0)},
+         "chunk BM25 sum next to max, product weights": {"bm25_sum": (0.0, 0.1, 0.2, 0.4, 0.8)},
+         "chunk BM25 sum instead of max, product weights": {"bm25_chunk": (0.0, 0.4), "bm25_sum": (0.0, 0.2, 0.4, 0.8)},
+         **{f"proximity, window {n}, product weights": {f"proximity{n}": (0.0, 0.25, 0.5, 1.0, 2.0, 4.0)}
+            for n in (8, 16, 32)},
+         "coverage of the query's idf by the page, product weights": {"coverage_page": (0.0, 0.25, 0.5, 1.0, 2.0, 4.0)},
+         "coverage by the page's best chunk, product weights": {"coverage_chunk": (0.0, 0.25, 0.5, 1.0, 2.0, 4.0)}}
 #: families that keep the product's WEIGHTS (all of them) and fit only their own signal (less variance)
 ON_PRODUCT = {name for name in IDEAS if name.endswith("product weights")}
 #: a FAQ question line: ends in a question mark, or starts with a Q: / 问： marker
@@ -253,6 +267,59 @@ def _context_signals(ix: Any, emb: Any, run: Run) -> dict[str, Any]:
     return out
 
 
+def _page_sum(view: Any, chunk_values: np.ndarray) -> np.ndarray:
+    """The sum of each page's chunk values (the product takes the maximum: `view.page_max`)."""
+    if view.page_order is not None:
+        chunk_values = chunk_values[view.page_order]
+    return np.add.reduceat(chunk_values.astype(np.float64), view.page_starts)
+
+
+def _proximity(ix: Any, view: Any, terms: Sequence[str], page_bm25: np.ndarray,
+               windows: Sequence[int]) -> dict[int, np.ndarray]:
+    """Per window size, per page (the PROX_PAGES best by page BM25, else 0): the largest share of the
+    query's idf that `window` consecutive index terms of one of its chunks hold (together vs scattered)."""
+    from agent.search.definition import page_chunks
+    from agent.search.lexical import tokenize
+
+    ids = ix.page_bm25.vocabulary.ids
+    idf = {t: float(ix.page_bm25.idf[ids[t]]) for t in set(terms) if t in ids}
+    total = sum(idf.values())
+    out = {w: np.zeros(view.pages, dtype=np.float64) for w in windows}
+    if len(idf) < 2:
+        return out
+    for p in [int(p) for p in np.argsort(-page_bm25)[:PROX_PAGES] if page_bm25[p] > 0]:
+        for c in page_chunks(view, p):
+            hits = [(i, t) for i, t in enumerate(tokenize(view.document(c).page_content)) if t in idf]
+            for w in windows:
+                out[w][p] = max(out[w][p], _best_window(hits, idf, w) / total)
+    return out
+
+
+def _coverage(bm: Any, terms: Sequence[str]) -> np.ndarray:
+    """Per row of a BM25 index (page or chunk): the share of the query's idf among its terms, each term
+    once (coordination: all of the question's words vs a few of them repeated)."""
+    ids = [t for t in dict.fromkeys(bm.vocabulary.lookup(terms))]
+    total = float(sum(bm.idf[t] for t in ids)) or 1.0
+    out = np.zeros(bm.n, dtype=np.float64)
+    for t in ids:
+        out[bm.post_rows[bm.term_ptr[t]:bm.term_ptr[t + 1]]] += bm.idf[t] / total
+    return out
+
+
+def _best_window(hits: Sequence[tuple[int, str]], idf: dict[str, float], window: int) -> float:
+    """The largest idf sum of distinct terms among `hits` (position, term) within `window` positions."""
+    best, lo, inside = 0.0, 0, Counter[str]()
+    for pos, term in hits:
+        inside[term] += 1
+        while pos - hits[lo][0] >= window:
+            inside[hits[lo][1]] -= 1
+            if not inside[hits[lo][1]]:
+                del inside[hits[lo][1]]
+            lo += 1
+        best = max(best, sum(idf[t] for t in inside))
+    return best
+
+
 def collect(questions: Sequence[Any], collection: Any, emb: Any, run: Run) -> list[dict[str, Any]]:
     """Per question: z-scored signals of its candidate pages (pages with any evidence), gold mask."""
     from agent.search.lexical import Lexicon, query_terms
@@ -300,6 +367,11 @@ def collect(questions: Sequence[Any], collection: Any, emb: Any, run: Run) -> li
             z[name] = _zscore(ps.view.page_max((ctx[name] @ qvec).astype(np.float64)))
         z["vector_page"] = _zscore((ctx["vector_page"] @ qvec).astype(np.float64))
         z["bm25_chunk_ctx"] = _zscore(ps.view.page_max(ctx["bm25_chunk_ctx"].scores(terms).astype(np.float64)))
+        z["coverage_page"] = _coverage(ix.page_bm25, terms)
+        z["coverage_chunk"] = ps.view.page_max(_coverage(ix.chunk_bm25, terms))
+        z["bm25_sum"] = _zscore(_page_sum(ps.view, ps.chunks["bm25_chunk"]))
+        for n, values in _proximity(ix, ps.view, terms, raw["bm25_page"], (8, 16, 32)).items():
+            z[f"proximity{n}"] = values
         z["vector_short"] = z["vector"] if len(terms) <= SHORT_TERMS else np.zeros(ps.view.pages)
         cand = np.flatnonzero((raw["bm25_chunk"] > 0) | ps.view.page_max(ps.found) | (raw["heading"] > 0))
         gold = np.array([keys[int(p)] in q.gold for p in cand])
@@ -392,11 +464,30 @@ def report(rows: list[dict[str, Any]], run: Run, fixed: dict[str, dict[str, floa
     return results
 
 
+def _collection(pdfs: Sequence[Path], data_dir: Path, emb: Any, run: Run) -> Any:
+    """The collection of `pdfs` in `data_dir`: ingested by the product pipeline unless a run before did so
+    (`ingested.json` lists the PDFs of a finished ingest)."""
+    from agent.search.embeddings import LOCAL_MODEL_ID
+    from agent.search.store import Collection
+
+    done, names = data_dir / "ingested.json", sorted(p.name for p in pdfs)
+    if done.exists() and json.loads(done.read_text(encoding="utf-8")) == names:
+        run.log(f"reusing {data_dir}")
+        return Collection(data_dir, "default", emb, LOCAL_MODEL_ID)
+    t0 = time.perf_counter()
+    collection, _ = ingest_all(list(pdfs), data_dir, emb, run)
+    done.write_text(json.dumps(names), encoding="utf-8")
+    run.log(f"ingested in {time.perf_counter() - t0:.0f} s")
+    return collection
+
+
 def main(argv: list[str] | None = None) -> int:
     p = parser(__doc__.split("\n\n")[0])
     p.add_argument("--set", dest="qset", choices=("devset", "evalset", "pooled"), default="evalset",
                    help="pooled: the devset and the evalset's tune split, folds by document across both")
     p.add_argument("--split", choices=("all", "tune", "test"), default="tune")
+    p.add_argument("--data", type=Path, default=None,
+                   help="keep the ingested collections in DIR/data-<set>-<split> and reuse them on the next run")
     p.add_argument("--check", action="append", default=[], metavar="NAME=W,...",
                    help="also score these fixed weights as they are, e.g. bm25_chunk=0.6,vector=0.4 (repeatable)")
     args = p.parse_args(argv)
@@ -422,9 +513,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for qset, split, pdfs, questions in chosen:  # pooled: one collection per set, folds by document across both
         with tempfile.TemporaryDirectory(prefix="bench-cv-") as tmp:
-            t0 = time.perf_counter()
-            collection, _ = ingest_all(pdfs, Path(tmp) / "data", emb, run)
-            run.log(f"ingested in {time.perf_counter() - t0:.0f} s")
+            collection = _collection(pdfs, (args.data or Path(tmp)) / f"data-{qset}-{split}", emb, run)
             rows += [{**r, "set": f"{qset}:{split}"} for r in collect(questions, collection, emb, run)]
     run.results = report(rows, run, fixed)
     run.finish()
