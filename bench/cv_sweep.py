@@ -15,6 +15,14 @@ table-of-contents lines on the page (a raw penalty, as in the product); prf: pag
 10 best terms of the product ranking's top 3 pages (pseudo-relevance feedback); heading: the share of the
 query's idf found in the titles of the PDF outline entries pointing to the page (raw, as in the product). Query-length
 weighting: a separate vector weight for queries of at most 3 terms.
+Chunk/title side (fifth round): title_sem*: the best cosine between the question's vector and one of the page's
+section titles' vectors (same embedding model as the chunks); vector_ctx*: chunk vectors re-embedded with the
+chunk's section title in the context line (instead of / after the page's first line); bm25_chunk_ctx: chunk BM25
+with the section title in the chunk's text.
+Query side (sixth round): definition (the product's, raw 0/1);
+bm25_sum: the sum of the page's chunk BM25 (the product takes the best chunk); proximity<w>: the largest share of the
+query's idf inside `w` consecutive terms of a chunk (the PROX_PAGES best pages by page BM25); coverage_page /
+coverage_chunk: the share of the query's idf the page / its best chunk holds, each term once (coordination).
 
     python -m bench.cv_sweep --set evalset --split tune   # the only split tuning may see
     python -m bench.cv_sweep --set devset                 # check: does the devset agree?
@@ -23,6 +31,7 @@ weighting: a separate vector weight for queries of at most 3 terms.
 from __future__ import annotations
 
 import itertools
+import json
 import re
 import sys
 import tempfile
@@ -38,8 +47,17 @@ from bench.common import Run, markdown_table, parser, set_blas_threads
 from bench.quality import _question_set, ingest_all
 
 NAME = "cv_sweep"
+#: semantic title match: cosine of the question's and the page's section titles' vectors (raw; relu above a
+#: floor; z-scored; gated to short questions; titles carried onto the pages a section continues)
+SEM_FLOORS = (0.3, 0.5, 0.6, 0.7)
+SEM_SIGNALS = ("title_sem", *(f"title_sem_t{int(f * 10)}" for f in SEM_FLOORS), "title_sem_z", "title_sem_le4",
+               "title_sem_sec", "title_sem_sec_z", "vector_ctx", "vector_ctx2", "bm25_chunk_ctx",
+               "vector_page")
 SIGNALS = ("bm25_chunk", "bm25_page", "vector", "title", "first", "prf", "vector_short", "contents", "heading",
-           "section", "faq", "title_match", *(f"title_match_le{n}" for n in (4, 6, 8, 12, 1000)))
+           "section", "faq", "title_match", *(f"title_match_le{n}" for n in (4, 6, 8, 12, 1000)),
+           *SEM_SIGNALS, "definition", "bm25_sum", *(f"proximity{w}" for w in (8, 16, 32)),
+           "coverage_page", "coverage_chunk")
+PROX_PAGES = 20  # pages (the best by page BM25) whose chunks the proximity signal reads
 SHORT_TERMS = 3  # a query of at most this many index terms is "short"
 PRF_PAGES, PRF_TERMS = 3, 10
 
@@ -63,7 +81,30 @@ IDEAS = {"weights": {}, "first": {"first": (0.0, 0.05, 0.1, 0.2)}, "prf": {"prf"
                                                      "title_match_le1000": (0.0, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0)},
          **{f"title match, questions <= {n} terms, product weights": {
              "title_match": (0.0,), f"title_match_le{n}": (0.0, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0)}
-            for n in (4, 6, 8, 12, 1000)}}
+            for n in (4, 6, 8, 12, 1000)},
+         **{f"semantic title ({name}), product weights": {name: grid}
+            for name, grid in [("title_sem", (0.0, 0.25, 0.5, 1.0, 2.0, 4.0)),
+                               *((f"title_sem_t{int(f * 10)}", (0.0, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0))
+                                 for f in SEM_FLOORS),
+                               ("title_sem_z", (0.0, 0.05, 0.1, 0.2, 0.4, 0.8)),
+                               ("title_sem_le4", (0.0, 0.25, 0.5, 1.0, 2.0, 4.0)),
+                               ("title_sem_sec_z", (0.0, 0.05, 0.1, 0.2, 0.4, 0.8))]},
+         **{f"section title in the chunk's {what}, product weights": {base: (0.0, 0.1, 0.2, 0.3, 0.4),
+                                                                        name: (0.0, 0.1, 0.2, 0.3, 0.4)}
+            for what, base, name in [("vector, for the page heading", "vector", "vector_ctx"),
+                                     ("vector, after the page heading", "vector", "vector_ctx2"),
+                                     ("BM25 text", "bm25_chunk", "bm25_chunk_ctx")]},
+         "section title in the chunk's vector and BM25 text, product weights": {
+             "vector": (0.0, 0.1, 0.2), "vector_ctx": (0.0, 0.1, 0.2, 0.3), "bm25_chunk": (0.0, 0.2, 0.4),
+             "bm25_chunk_ctx": (0.0, 0.2, 0.3, 0.4)},
+         "page vector (whole page embedded), product weights": {"vector_page": (0.0, 0.05, 0.1, 0.2, 0.3, 0.4)},
+         "definition, product weights": {"definition": (0.0, 0.5, 1.0, 2.0, 4.0, 8.0)},
+         "chunk BM25 sum next to max, product weights": {"bm25_sum": (0.0, 0.1, 0.2, 0.4, 0.8)},
+         "chunk BM25 sum instead of max, product weights": {"bm25_chunk": (0.0, 0.4), "bm25_sum": (0.0, 0.2, 0.4, 0.8)},
+         **{f"proximity, window {n}, product weights": {f"proximity{n}": (0.0, 0.25, 0.5, 1.0, 2.0, 4.0)}
+            for n in (8, 16, 32)},
+         "coverage of the query's idf by the page, product weights": {"coverage_page": (0.0, 0.25, 0.5, 1.0, 2.0, 4.0)},
+         "coverage by the page's best chunk, product weights": {"coverage_chunk": (0.0, 0.25, 0.5, 1.0, 2.0, 4.0)}}
 #: families that keep the product's WEIGHTS (all of them) and fit only their own signal (less variance)
 ON_PRODUCT = {name for name in IDEAS if name.endswith("product weights")}
 #: a FAQ question line: ends in a question mark, or starts with a Q: / 问： marker
@@ -72,13 +113,13 @@ _QUESTION_LINE = re.compile(r"^\s*(?:Q\s*[:：.]|问\s*[:：]).*$|^.*[?？]\s*$"
 
 def _first_mention(ix: Any, terms: Sequence[str]) -> np.ndarray:
     """Per page: sum of idf of the query terms whose first page in the page's file is this page."""
-    bm = ix.page_bm25
-    out = np.zeros(len(ix.pages), dtype=np.float64)
+    bm, keys = ix.page_bm25, ix.pages.keys()
+    out = np.zeros(ix.pages.rows, dtype=np.float64)
     for t in bm.vocabulary.lookup(terms):
         first: dict[str, int] = {}
         for row in bm.post_rows[bm.term_ptr[t]:bm.term_ptr[t + 1]]:
-            f, page = ix.pages[int(row)]
-            if f not in first or page < ix.pages[first[f]][1]:
+            f, page = keys[int(row)]
+            if f not in first or page < keys[first[f]][1]:
                 first[f] = int(row)
         out[list(first.values())] += bm.idf[t]
     return out
@@ -102,7 +143,7 @@ def _share(ix: Any, postings: dict[str, np.ndarray], terms: Sequence[str]) -> np
     ids = ix.page_bm25.vocabulary.ids
     idf = {t: float(ix.page_bm25.idf[ids[t]]) for t in set(terms) if t in ids}
     total = sum(idf.values())
-    out = np.zeros(len(ix.pages), dtype=np.float64)
+    out = np.zeros(ix.pages.rows, dtype=np.float64)
     for t, v in idf.items():
         if t in postings:
             out[postings[t]] += v / total
@@ -127,9 +168,10 @@ def _section_postings(ix: Any) -> dict[str, np.ndarray]:
 
     _, members = page_groups(ix.documents)
     carried: dict[str, str] = {}
-    texts = [""] * len(ix.pages)
-    for p in sorted(range(len(ix.pages)), key=lambda p: ix.pages[p]):
-        f = ix.pages[p][0]
+    keys = ix.pages.keys()
+    texts = [""] * ix.pages.rows
+    for p in sorted(range(ix.pages.rows), key=lambda p: keys[p]):
+        f = keys[p][0]
         texts[p] = carried.get(f, "")
         titles = ix.documents[members[p][0]].metadata.get("outline")
         if titles:
@@ -146,6 +188,138 @@ def _faq_postings(ix: Any) -> dict[str, np.ndarray]:
                       for rows in members])
 
 
+def _title_vectors(ix: Any, emb: Any, carried: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Each section title's vector (rows) and its page; `carried`: also the last title of an earlier page
+    for each page that starts none (the section the page continues)."""
+    titles = ix.pages.titles_by_page()
+    owner, texts = [], []
+    last: dict[int, str] = {}
+    keys = ix.pages.keys()
+    for p in sorted(range(ix.pages.rows), key=lambda p: keys[p]) if carried else sorted(titles):
+        f = int(ix.pages.file[p])
+        own = titles.get(p) or ([last[f]] if carried and f in last else [])
+        owner += [p] * len(own)
+        texts += own
+        if titles.get(p):
+            last[f] = titles[p][-1]
+    vecs = np.asarray(emb.embed_documents(texts), dtype=np.float32) if texts else np.zeros((0, 512), np.float32)
+    return vecs, np.array(owner, dtype=np.int64)
+
+
+def _title_cosine(vecs: np.ndarray, owner: np.ndarray, qvec: np.ndarray, pages: int) -> np.ndarray:
+    """Per page: the best cosine between the question and one of its titles (0 for pages without)."""
+    out = np.zeros(pages, dtype=np.float64)
+    if len(owner):
+        np.maximum.at(out, owner, vecs @ qvec)
+    return out
+
+
+def _chunk_sections(ix: Any) -> list[str]:
+    """Per chunk: the title of the section it lies in (the last title on its page that its text or an earlier
+    chunk of the page holds, else the section the page continues; "" before a document's first title)."""
+    titles, keys, docs = ix.pages.titles_by_page(), ix.pages.keys(), ix.documents
+    order = ix.page_order if ix.page_order is not None else np.arange(len(docs))
+    out = [""] * len(docs)
+    carried: dict[str, str] = {}
+    by_page: dict[int, list[int]] = {}
+    for c in order.tolist():
+        by_page.setdefault(int(ix.chunk_page[c]), []).append(c)
+    for p in sorted(by_page, key=lambda p: keys[p]):
+        f = keys[p][0]
+        current = carried.get(f, "")
+        own = titles.get(p, [])
+        for c in sorted(by_page[p], key=lambda c: docs[c].metadata.get("start", 0)):
+            text = " ".join(docs[c].page_content.split()).lower()
+            for title in own:
+                if " ".join(title.split()).lower() in text:
+                    current = title
+            out[c] = current
+        if own:
+            carried[f] = own[-1]
+    return out
+
+
+def _context_signals(ix: Any, emb: Any, run: Run) -> dict[str, Any]:
+    """Chunk vectors and a chunk BM25 index with each chunk's section title in its text."""
+    from langchain_core.documents import Document
+
+    from agent.ingest.chunking import embedding_text
+    from agent.search.lexical import BM25Index, Lexicon
+
+    t0 = time.perf_counter()
+    sections = _chunk_sections(ix)
+    docs = [ix.documents[i] for i in range(len(ix.documents))]
+    replaced = [Document(d.page_content, metadata={**d.metadata, "heading": s or d.metadata.get("heading", "")})
+                for d, s in zip(docs, sections)]
+    after = [embedding_text(d).replace("\n", f" | {s}\n", 1) if s else embedding_text(d)
+             for d, s in zip(docs, sections)]
+    out = {"vector_ctx": np.asarray(emb.embed_documents([embedding_text(d) for d in replaced]), np.float32),
+           "vector_ctx2": np.asarray(emb.embed_documents(after), np.float32)}
+    lex = Lexicon.build([Document(f"{s}\n{d.page_content}" if s else d.page_content, metadata=d.metadata)
+                         for d, s in zip(docs, sections)])
+    out["bm25_chunk_ctx"] = BM25Index.from_counts(lex.chunks, lex.vocabulary)
+    pages: list[list[str]] = [[] for _ in range(ix.pages.rows)]
+    for c in np.argsort(ix.chunk_page, kind="stable").tolist():
+        pages[int(ix.chunk_page[c])].append(docs[c].page_content)
+    out["vector_page"] = np.asarray(emb.embed_documents(["\n".join(p) for p in pages]), np.float32)
+    run.log(f"context: {sum(bool(s) for s in sections)} of {len(docs)} chunks in a section, "
+            f"{time.perf_counter() - t0:.0f} s")
+    return out
+
+
+def _page_sum(view: Any, chunk_values: np.ndarray) -> np.ndarray:
+    """The sum of each page's chunk values (the product takes the maximum: `view.page_max`)."""
+    if view.page_order is not None:
+        chunk_values = chunk_values[view.page_order]
+    return np.add.reduceat(chunk_values.astype(np.float64), view.page_starts)
+
+
+def _proximity(ix: Any, view: Any, terms: Sequence[str], page_bm25: np.ndarray,
+               windows: Sequence[int]) -> dict[int, np.ndarray]:
+    """Per window size, per page (the PROX_PAGES best by page BM25, else 0): the largest share of the
+    query's idf that `window` consecutive index terms of one of its chunks hold (together vs scattered)."""
+    from agent.search.definition import page_chunks
+    from agent.search.lexical import tokenize
+
+    ids = ix.page_bm25.vocabulary.ids
+    idf = {t: float(ix.page_bm25.idf[ids[t]]) for t in set(terms) if t in ids}
+    total = sum(idf.values())
+    out = {w: np.zeros(view.pages, dtype=np.float64) for w in windows}
+    if len(idf) < 2:
+        return out
+    for p in [int(p) for p in np.argsort(-page_bm25)[:PROX_PAGES] if page_bm25[p] > 0]:
+        for c in page_chunks(view, p):
+            hits = [(i, t) for i, t in enumerate(tokenize(view.document(c).page_content)) if t in idf]
+            for w in windows:
+                out[w][p] = max(out[w][p], _best_window(hits, idf, w) / total)
+    return out
+
+
+def _coverage(bm: Any, terms: Sequence[str]) -> np.ndarray:
+    """Per row of a BM25 index (page or chunk): the share of the query's idf among its terms, each term
+    once (coordination: all of the question's words vs a few of them repeated)."""
+    ids = [t for t in dict.fromkeys(bm.vocabulary.lookup(terms))]
+    total = float(sum(bm.idf[t] for t in ids)) or 1.0
+    out = np.zeros(bm.n, dtype=np.float64)
+    for t in ids:
+        out[bm.post_rows[bm.term_ptr[t]:bm.term_ptr[t + 1]]] += bm.idf[t] / total
+    return out
+
+
+def _best_window(hits: Sequence[tuple[int, str]], idf: dict[str, float], window: int) -> float:
+    """The largest idf sum of distinct terms among `hits` (position, term) within `window` positions."""
+    best, lo, inside = 0.0, 0, Counter[str]()
+    for pos, term in hits:
+        inside[term] += 1
+        while pos - hits[lo][0] >= window:
+            inside[hits[lo][1]] -= 1
+            if not inside[hits[lo][1]]:
+                del inside[hits[lo][1]]
+            lo += 1
+        best = max(best, sum(idf[t] for t in inside))
+    return best
+
+
 def collect(questions: Sequence[Any], collection: Any, emb: Any, run: Run) -> list[dict[str, Any]]:
     """Per question: z-scored signals of its candidate pages (pages with any evidence), gold mask."""
     from agent.search.lexical import Lexicon, query_terms
@@ -153,9 +327,15 @@ def collect(questions: Sequence[Any], collection: Any, emb: Any, run: Run) -> li
 
     ix = collection_index(collection)
     snap = collection.snapshot()
-    lexicon = snap.lexicon if snap.lexicon is not None and snap.lexicon.fits(ix.documents, len(ix.pages)) \
+    lexicon = snap.lexicon if snap.lexicon is not None and snap.lexicon.fits(ix.documents, ix.pages.rows) \
         else Lexicon.build(ix.documents)
     section, faq = _section_postings(ix), _faq_postings(ix)
+    keys = ix.pages.keys()
+    t0 = time.perf_counter()
+    own_titles, sec_titles = _title_vectors(ix, emb, False), _title_vectors(ix, emb, True)
+    ctx = _context_signals(ix, emb, run)
+    run.log(f"title vectors: {len(own_titles[1])} own, {len(sec_titles[1])} with carried, "
+            f"{time.perf_counter() - t0:.1f} s")
     run.log(f"faq lines on {len({int(p) for v in faq.values() for p in v})} pages")
     rows = []
     for i, q in enumerate(questions):
@@ -174,9 +354,27 @@ def collect(questions: Sequence[Any], collection: Any, emb: Any, run: Run) -> li
         match = ix.sections.match(terms, ix.page_bm25)  # the product's signal, whatever the question's length
         for n in (4, 6, 8, 12, 1000):
             z[f"title_match_le{n}"] = match if len(terms) <= n else np.zeros(ps.view.pages)
+        qvec = np.asarray(emb.embed_query(q.question), dtype=np.float32)
+        sem = _title_cosine(*own_titles, qvec, ps.view.pages)
+        z["title_sem"] = sem
+        for f in SEM_FLOORS:
+            z[f"title_sem_t{int(f * 10)}"] = np.maximum(sem - f, 0.0)
+        z["title_sem_z"] = _zscore(sem)
+        z["title_sem_le4"] = sem if len(terms) <= 4 else np.zeros(ps.view.pages)
+        z["title_sem_sec"] = _title_cosine(*sec_titles, qvec, ps.view.pages)
+        z["title_sem_sec_z"] = _zscore(z["title_sem_sec"])
+        for name in ("vector_ctx", "vector_ctx2"):
+            z[name] = _zscore(ps.view.page_max((ctx[name] @ qvec).astype(np.float64)))
+        z["vector_page"] = _zscore((ctx["vector_page"] @ qvec).astype(np.float64))
+        z["bm25_chunk_ctx"] = _zscore(ps.view.page_max(ctx["bm25_chunk_ctx"].scores(terms).astype(np.float64)))
+        z["coverage_page"] = _coverage(ix.page_bm25, terms)
+        z["coverage_chunk"] = ps.view.page_max(_coverage(ix.chunk_bm25, terms))
+        z["bm25_sum"] = _zscore(_page_sum(ps.view, ps.chunks["bm25_chunk"]))
+        for n, values in _proximity(ix, ps.view, terms, raw["bm25_page"], (8, 16, 32)).items():
+            z[f"proximity{n}"] = values
         z["vector_short"] = z["vector"] if len(terms) <= SHORT_TERMS else np.zeros(ps.view.pages)
-        cand = np.flatnonzero((raw["bm25_chunk"] > 0) | ps.view.page_max(ps.found))
-        gold = np.array([ix.pages[int(p)] in q.gold for p in cand])
+        cand = np.flatnonzero((raw["bm25_chunk"] > 0) | ps.view.page_max(ps.found) | (raw["heading"] > 0))
+        gold = np.array([keys[int(p)] in q.gold for p in cand])
         rows.append({"id": q.id, "file": q.file, "lang": q.lang, "terms": len(terms),
                      "z": np.stack([z[s][cand] for s in SIGNALS], axis=1), "gold": gold})
         if i % 25 == 0:
@@ -266,11 +464,30 @@ def report(rows: list[dict[str, Any]], run: Run, fixed: dict[str, dict[str, floa
     return results
 
 
+def _collection(pdfs: Sequence[Path], data_dir: Path, emb: Any, run: Run) -> Any:
+    """The collection of `pdfs` in `data_dir`: ingested by the product pipeline unless a run before did so
+    (`ingested.json` lists the PDFs of a finished ingest)."""
+    from agent.search.embeddings import LOCAL_MODEL_ID
+    from agent.search.store import Collection
+
+    done, names = data_dir / "ingested.json", sorted(p.name for p in pdfs)
+    if done.exists() and json.loads(done.read_text(encoding="utf-8")) == names:
+        run.log(f"reusing {data_dir}")
+        return Collection(data_dir, "default", emb, LOCAL_MODEL_ID)
+    t0 = time.perf_counter()
+    collection, _ = ingest_all(list(pdfs), data_dir, emb, run)
+    done.write_text(json.dumps(names), encoding="utf-8")
+    run.log(f"ingested in {time.perf_counter() - t0:.0f} s")
+    return collection
+
+
 def main(argv: list[str] | None = None) -> int:
     p = parser(__doc__.split("\n\n")[0])
     p.add_argument("--set", dest="qset", choices=("devset", "evalset", "pooled"), default="evalset",
                    help="pooled: the devset and the evalset's tune split, folds by document across both")
     p.add_argument("--split", choices=("all", "tune", "test"), default="tune")
+    p.add_argument("--data", type=Path, default=None,
+                   help="keep the ingested collections in DIR/data-<set>-<split> and reuse them on the next run")
     p.add_argument("--check", action="append", default=[], metavar="NAME=W,...",
                    help="also score these fixed weights as they are, e.g. bm25_chunk=0.6,vector=0.4 (repeatable)")
     args = p.parse_args(argv)
@@ -296,9 +513,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for qset, split, pdfs, questions in chosen:  # pooled: one collection per set, folds by document across both
         with tempfile.TemporaryDirectory(prefix="bench-cv-") as tmp:
-            t0 = time.perf_counter()
-            collection, _ = ingest_all(pdfs, Path(tmp) / "data", emb, run)
-            run.log(f"ingested in {time.perf_counter() - t0:.0f} s")
+            collection = _collection(pdfs, (args.data or Path(tmp)) / f"data-{qset}-{split}", emb, run)
             rows += [{**r, "set": f"{qset}:{split}"} for r in collect(questions, collection, emb, run)]
     run.results = report(rows, run, fixed)
     run.finish()

@@ -8,7 +8,7 @@ at its render resolution (the 300 dpi scan resized, as PDFium renders a scanned 
 product's DPI); reported: pages/s and character error rate (CER: Levenshtein distance over
 the true text's length, after NFKC and whitespace normalisation), per language.
 
-The baseline is the plain `RapidOCR()` call (its defaults: angle classifier on, detector on the
+The baseline is rapidocr-onnxruntime's plain `RapidOCR()` call (its defaults: angle classifier on, detector on the
 page shrunk to 2000 px) on the product's 200 dpi render. Every option runs in the same process
 one after the other, so they share the machine's load.
 
@@ -237,6 +237,23 @@ def rapidocr(engine_kwargs: dict[str, Any], call_kwargs: dict[str, Any], workers
     return make
 
 
+def rapidocr3(params: Callable[[], dict[str, Any]] | None = None, workers: int = 2) -> Callable[[], Reader]:
+    """Factory for readers on the `rapidocr` 3 package, the product's way (`agent.ingest.ocr`
+    new_engine and read_page), with the engine parameters `params()` (default: the product's)."""
+    from agent.ingest import ocr as product
+
+    def make() -> Reader:
+        from concurrent.futures import ThreadPoolExecutor
+
+        engines = [product.new_engine(params() if params else None) for _ in range(workers)]
+
+        def read(images: Sequence[Image.Image]) -> list[str]:
+            with ThreadPoolExecutor(workers) as pool:
+                return list(pool.map(product.read_page, [engines[i % workers] for i in range(len(images))], images))
+        return read
+    return make
+
+
 def tesseract(langs: str, threads: int | None = None, workers: int = 1) -> Callable[[], Reader]:
     """Factory for Debian's tesseract CLI (a process per page, its own layout analysis, `workers`
     pages at once); `threads` caps its OpenMP threads (default: all cores)."""
@@ -263,13 +280,16 @@ def tesseract(langs: str, threads: int | None = None, workers: int = 1) -> Calla
     return make
 
 
+V6_SMALL = (("rapidocr", "PP-OCRv6_det_small.onnx"), ("rapidocr", "PP-OCRv6_rec_small.onnx"))
+ORT_ONE_THREAD = {"EngineConfig.onnxruntime.intra_op_num_threads": 1, "EngineConfig.onnxruntime.inter_op_num_threads": 1}
+
+
 def options(quick: bool) -> list[Option]:
     """The options measured; the first is the baseline, the second the product's default."""
     from agent.ingest import ocr as product
 
     plain = Option("plain RapidOCR() (baseline)", 200, rapidocr({}, {}))
-    ours = Option("product default (agent.ingest.ocr)", product.OCR_DPI,
-                  rapidocr(product.ENGINE_KWARGS, product.CALL_KWARGS, product.WORKERS))
+    ours = Option("product default (agent.ingest.ocr)", product.OCR_DPI, rapidocr3(None, product.WORKERS))
     if quick:
         return [plain, ours]
     det = {"max_side_len": 4000, "det_limit_type": "max"}
@@ -277,14 +297,23 @@ def options(quick: bool) -> list[Option]:
     no_cls = {"use_cls": False}
     return [
         plain, ours,
-        Option("det 1600 px, no cls, 2 threads (product before)", 200,
-               rapidocr({**det, "det_limit_side_len": 1600}, no_cls)),
+        Option("rapidocr-onnxruntime PP-OCRv4, det 1600 px, no cls, 1 thread x 2 pages (product before)", 200,
+               rapidocr({**det, "det_limit_side_len": 1600, **one}, no_cls, workers=2)),
+        Option("det 1600 px, no cls, 2 threads", 200, rapidocr({**det, "det_limit_side_len": 1600}, no_cls)),
         Option("det 1600 px, no cls, 1 thread", 200, rapidocr({**det, "det_limit_side_len": 1600, **one}, no_cls)),
         Option("det 960 px, no cls, 1 thread x 2 pages", 200,
                rapidocr({**det, "det_limit_side_len": 960, **one}, no_cls, workers=2)),
         Option("tesseract eng+chi_sim", 300, tesseract("eng+chi_sim")),
         Option("tesseract eng+chi_sim, 1 thread", 300, tesseract("eng+chi_sim", threads=1)),
         Option("tesseract eng+chi_sim, 1 thread x 2 pages", 300, tesseract("eng+chi_sim", threads=1, workers=2)),
+        Option("rapidocr 3 openvino, PP-OCRv6 small (rapidocr's models), 1 thread x 2 pages", 200,
+               rapidocr3(lambda: product.engine_params("openvino", *V6_SMALL))),
+        Option("rapidocr 3 onnxruntime, PP-OCRv6 small, 1 thread x 2 pages", 200,
+               rapidocr3(lambda: product.engine_params("onnxruntime", *V6_SMALL) | ORT_ONE_THREAD)),
+        Option("rapidocr 3 onnxruntime, PP-OCRv4, 1 thread x 2 pages", 200,
+               rapidocr3(lambda: product.engine_params("onnxruntime") | ORT_ONE_THREAD)),
+        Option("rapidocr 3 openvino, PP-OCRv6 small, det 960 px, 1 thread x 2 pages", 200,
+               rapidocr3(lambda: product.engine_params("openvino", *V6_SMALL) | {"Det.limit_side_len": 960})),
     ]
 
 

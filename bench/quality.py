@@ -43,13 +43,14 @@ QUICK_FILES = ["squad_Geology.pdf", "health.pdf"]
 PASSWORDS = {"libreoffice-writer-password.pdf": "openpassword"}  # from the devset README
 
 
-def ingest_all(pdfs: list[Path], data_dir: Path, emb: Any, run: Run) -> tuple[Any, list[dict[str, Any]]]:
+def ingest_all(pdfs: list[Path], data_dir: Path, emb: Any, run: Run,
+               overrides: dict[str, Any] | None = None) -> tuple[Any, list[dict[str, Any]]]:
     from agent.config import Settings
     from agent.ingest.pipeline import ingest_file
     from agent.search.embeddings import LOCAL_MODEL_ID
     from agent.search.store import Collection
 
-    settings = Settings(data_dir=data_dir)  # the product's defaults, whatever the environment says
+    settings = Settings(data_dir=data_dir, **(overrides or {}))  # product defaults (whatever the environment says)
     collection = Collection(data_dir, "default", emb, LOCAL_MODEL_ID)
     rows = []
     for pdf in pdfs:

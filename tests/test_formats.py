@@ -268,7 +268,7 @@ def _png(text_lines: list[str]) -> bytes:
 
 @pytest.mark.slow
 def test_png_text_is_read_by_ocr(tmp_path):
-    pytest.importorskip("rapidocr_onnxruntime")
+    pytest.importorskip("rapidocr")
     kind, sections = read_sections(_write(tmp_path, "photo.png", _png(["The pump runs at 40 litres per minute"])),
                                    "photo.png", max_bytes=10**7)
     assert kind == "image" and sections[0].ocr and sections[0].loc_kind == "image"

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import threading
 import time
+import unicodedata
 from pathlib import Path
 
 import numpy as np
+import pypdfium2 as pdfium
 import pytest
 from PIL import Image, ImageDraw, ImageFont
 
 from agent.ingest import ocr, parse
 from bench.ocr import LONGEST_RUN, cer, font, normalize, render, scanner, typeset, wrap
+from tests.support import DEVSET_PDFS
 
 
 def box(x0: float, y0: float, x1: float, y1: float) -> list[list[float]]:
@@ -61,6 +64,33 @@ def test_three_columns_are_read_left_to_right():
     assert ocr.lines_to_text(result).split("\n") == [f"c{c}r{i}" for c in range(3) for i in range(5)]
 
 
+def test_a_table_of_contents_keeps_each_title_with_its_page_number_in_two_columns():
+    # Titles at the left of each column and their page numbers at its right edge: the empty
+    # stretch between them is not the gutter, the one nearer the middle is.
+    result = []
+    for i in range(8):
+        result += [[box(0, 40 * i, 250 + 10 * (i % 3), 30 + 40 * i), f"Left title {i}", 0.9],
+                   [box(420, 40 * i, 460, 30 + 40 * i), str(10 + i), 0.9],
+                   [box(500, 40 * i, 900 - 10 * (i % 3), 30 + 40 * i), f"Right title {i}", 0.9],
+                   [box(940, 40 * i, 1000, 30 + 40 * i), str(50 + i), 0.9]]
+    assert ocr.lines_to_text(result).split("\n") == ([f"Left title {i} {10 + i}" for i in range(8)]
+                                                     + [f"Right title {i} {50 + i}" for i in range(8)])
+
+
+def test_a_line_reaching_a_little_over_the_gutter_stays_in_its_column():
+    result = two_columns(6, title=False, footer=False)
+    result[4] = [box(0, 130, 540, 160), "left2 long", 0.9]  # over the whole gap (a skewed scan, a wide box)
+    lines = ocr.lines_to_text(result).split("\n")
+    assert lines == ["left0", "left1", "left2 long"] + [f"left{i}" for i in range(3, 6)] + [f"right{i}" for i in range(6)]
+
+
+def test_a_running_head_across_the_gutter_is_one_line_before_the_columns():
+    head = [[box(0, 0, 80, 30), "INDEX", 0.9], [box(450, 2, 560, 32), "gnuplot 5.4", 0.9],
+            [box(950, 0, 1000, 30), "305", 0.9]]
+    lines = ocr.lines_to_text(head + two_columns(5, title=False, footer=False)).split("\n")
+    assert lines == ["INDEX gnuplot 5.4 305"] + [f"left{i}" for i in range(5)] + [f"right{i}" for i in range(5)]
+
+
 LEFT = ("The steam engine drove the pumps of the mines for a century before the railways came, and its "
         "makers learned to build boilers that held pressure without bursting.")
 RIGHT = ("Apollo 5 was the first unmanned test flight of the lunar module in Earth orbit, launched from "
@@ -76,6 +106,63 @@ def test_a_synthetic_two_column_scan_is_read_column_by_column():
     assert cer(text.replace(" ", ""), truth.replace(" ", "")) < 0.03, text
     flat = normalize(text).replace(" ", "")
     assert flat.index("steamengine") < flat.index("bursting") < flat.index("Apollo5") < flat.index("SaturnIB")
+
+
+# A real two-column page of each language, from the devset: the English manual's index and the
+# Chinese manual's table of contents (titles with their page numbers far to the right).
+REAL_PAGES = [("gnuplot.pdf", 305), ("lshort-zh-cn.pdf", 10)]
+HEADER_PT = 75  # the running head above the columns, left out of the comparison
+
+
+def _key(text: str) -> str:
+    """Letters, digits and CJK only, lower case: dot leaders, spaces and punctuation differ in OCR."""
+    return "".join(ch for ch in unicodedata.normalize("NFKC", text).lower() if ch.isalnum())
+
+
+def _column_lines(page: pdfium.PdfPage, x0: float, x1: float) -> list[str]:
+    """The text layer's lines inside one column of the page body, as `_key`s of 6+ characters."""
+    _width, height = page.get_size()
+    text = page.get_textpage().get_text_bounded(left=x0, bottom=0, right=x1, top=height - HEADER_PT)
+    return [k for k in map(_key, text.splitlines()) if len(k) >= 6]
+
+
+def _scanned(page: pdfium.PdfPage, path: Path) -> Path:
+    """The page as a scanner would give it: a 300 dpi grey image with skew, blur and noise, in an image-only PDF."""
+    image = page.render(scale=300 / 72, grayscale=True).to_pil().convert("L")
+    scanner(image, np.random.default_rng(3)).save(path, "PDF", resolution=300)
+    return path
+
+
+@pytest.mark.slow  # ~20-60 s a page: OCR of a full page on a loaded 2-core machine
+@pytest.mark.parametrize("name, number", REAL_PAGES)
+def test_a_real_two_column_page_scanned_is_read_column_by_column(tmp_path, name, number):
+    from rapidfuzz import fuzz
+
+    page = pdfium.PdfDocument(DEVSET_PDFS / name)[number - 1]
+    width, _height = page.get_size()
+    left, right = _column_lines(page, 0, width / 2), _column_lines(page, width / 2, width)
+    assert len(left) >= 20 and len(right) >= 20  # the page is two full columns
+    parsed = parse.parse_pdf(_scanned(page, tmp_path / "scan.pdf"), max_bytes=1 << 30, max_pages=10)
+    assert parsed.ocr_pages == [1], parsed.warnings
+    text = _key(parsed.pages[0].text)
+    found = []  # (column, position in the OCR text) of each text-layer line found in it
+    for column, lines in (("left", left), ("right", right)):
+        for line in lines:
+            match = fuzz.partial_ratio_alignment(line, text)
+            if match.score >= 80:
+                found.append((column, match.dest_start))
+    assert len(found) >= 0.85 * (len(left) + len(right)), (len(found), parsed.pages[0].text)
+    lefts = [at for column, at in found if column == "left"]
+    rights = [at for column, at in found if column == "right"]
+    in_order = sum(a < b for a in lefts for b in rights) / (len(lefts) * len(rights))
+    assert in_order >= 0.95, parsed.pages[0].text  # read line by line across the page: about 0.5
+    for positions in (lefts, rights):  # each column top to bottom
+        assert sum(a < b for a, b in zip(positions, positions[1:])) >= 0.9 * (len(positions) - 1)
+
+
+def test_a_blank_or_tiny_page_reads_as_no_text():
+    assert ocr.ocr_image(Image.new("L", (800, 600), 255)) == ""
+    assert ocr.ocr_image(Image.new("RGBA", (40, 20), (0, 0, 0, 0))) == ""
 
 
 # ------------------------------------------------------------------ several pages at once

@@ -461,7 +461,7 @@ def test_lines_to_text_reading_order():
 
 
 def test_ocr_engine_loads():
-    assert ocr_mod.available(), "RapidOCR failed to load; is rapidocr-onnxruntime (and opencv's libGL) installed?"
+    assert ocr_mod.available(), "RapidOCR failed to load; are rapidocr and openvino (and opencv's libGL) installed?"
 
 
 def test_image_only_pdf_is_ocrd(scan_pdf):

@@ -290,3 +290,30 @@ def test_page_where_the_named_section_starts_ranks_first():
                   weights={**retrieval.WEIGHTS, "heading": 0.0, "title_match": 0.0})[0].document.metadata["page"] == 4
     hits = search("memcheck error reports", [coll], embeddings=coll.embeddings, k=2)
     assert [h.document.metadata["page"] for h in hits] == [9, 4]
+
+
+def test_an_acronym_finds_the_section_titled_by_its_long_form():
+    from agent.ingest.acronyms import with_acronyms
+    from agent.ingest.chunking import chunk_pages
+    from agent.ingest.parse import ParsedPage
+
+    pages = [ParsedPage(30, "The AEAD constructions are Galois/Counter mode (GCM), EAX, and Counter with CBC-MAC "
+                            "(CCM). GCM is the fastest of them on most machines.", False, ("AEAD modes",)),
+             ParsedPage(52, "Galois counter mode is an AEAD construction combining counter mode with a hash "
+                            "over a binary field; it authenticates the message and its associated data.", False,
+                        ("Galois counter mode",)),
+             ParsedPage(53, "The general interface: GCM functions take a GCM context; GCM keys are set once.", False,
+                        ("General GCM interface",))]
+
+    def first(parsed):
+        coll = Collection(chunk_pages(parsed, file="nettle.pdf", doc_id="n", chunk_size=800, chunk_overlap=0),
+                          ConstantEmbeddings())
+        return search("What is GCM?", [coll], embeddings=coll.embeddings, k=3)[0].document.metadata["page"]
+
+    assert with_acronyms(pages)[1].outline == ("Galois counter mode", "GCM")
+    assert first(pages) != 52  # the acronym is not on the page that defines what it names
+    assert first(with_acronyms(pages)) == 52
+    coll = Collection(chunk_pages(with_acronyms(pages), file="nettle.pdf", doc_id="n", chunk_size=800,
+                                  chunk_overlap=0), ConstantEmbeddings())
+    keyword = search("What is GCM?", [coll], embeddings=None, k=3, mode="bm25")  # no vector: every page "found"
+    assert keyword[0].document.metadata["page"] == 52  # its title is its only evidence, and enough

@@ -31,7 +31,7 @@ from agent.errors import DocumentError, EncryptedPDFError
 from agent.ingest.parse import ParsedPDF, Progress, parse_pdf
 
 # Address space a child may map: Python, PDFium and the OCR engine map about 1.5 GB of it
-# (onnxruntime's arenas and thread stacks are mostly reserved, not used); a 256 MB stream
+# (the OCR runtime's arenas and thread stacks are mostly reserved, not used); a 256 MB stream
 # decoded, a page rendered for OCR and headroom fit in the rest.
 CHILD_MEMORY = 4 * 1024 * 1024 * 1024
 SILENCE_LIMIT = 300.0  # seconds without a word from the parser: a page takes seconds, so it is stuck

@@ -440,7 +440,7 @@ def _no_text_error(name: str, scans: list[_PageScan], ocr: bool, ocr_error: str 
                              code="doc_scanned_no_ocr", params={"file": name})
     if ocr_error:
         return DocumentError(f"{name} has no extractable text (scanned PDF?) and OCR is unavailable.",
-                             f"Fix OCR ({ocr_error}): reinstall rapidocr-onnxruntime from requirements.txt.")
+                             f"Fix OCR ({ocr_error}): reinstall rapidocr and openvino from requirements.txt.")
     if ocr_ran:
         return DocumentError(f"{name} has no extractable text (scanned PDF?), and OCR found none either.",
                              "Check that the pages hold legible text; a cleaner, higher-resolution scan may help.")

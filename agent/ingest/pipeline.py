@@ -28,6 +28,7 @@ from agent._files import safe_file_name
 from agent.config import Settings
 from agent.errors import AgentError, DocumentError, EncryptedPDFError
 from agent.ingest import formats
+from agent.ingest.acronyms import with_acronyms
 from agent.ingest.chunking import chunk_pages, embedding_text
 from agent.ingest._child import parse_in_child
 from agent.ingest.parse import ParsedPDF
@@ -119,7 +120,7 @@ def prepare(path: Path, name: str, doc_id: str, embeddings: Embeddings, settings
             password: str | None, progress: Progress) -> tuple[DocumentInfo, list[Document], np.ndarray]:
     """Parse, chunk and embed one document: all the slow work, done before the index is touched."""
     kind, parsed = _parse(path, name, password, settings, progress)
-    chunks = chunk_pages(parsed.pages, file=name, doc_id=doc_id,
+    chunks = chunk_pages(with_acronyms(parsed.pages), file=name, doc_id=doc_id,
                          chunk_size=settings.chunk_size, chunk_overlap=settings.chunk_overlap)
     if not chunks:
         raise DocumentError(f"{name} has no extractable text.",

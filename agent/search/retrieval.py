@@ -25,11 +25,12 @@ collection persisted them, its chunks' term counts `.lexicon`):
 - title_match (questions of at most `SHORT_QUERY` terms): how exactly one of those titles names what
   the question asks about (an F1 of the two term sets, idf-weighted): "What is counter mode?" belongs
   on the page where the section "Counter mode" starts, not where counter mode is mentioned most.
+- definition ("what is X?" questions): 1 on pages with a sentence that defines X (agent/search/definition.py).
 
 Fusion: each signal is z-normalised against its own top `_Z_TOP` pages for this
 query (so a confident, peaked signal counts more than a flat one, unlike rank-only RRF)
 and the z-scores are summed with weights (see `WEIGHTS`; the first four chosen on the devset,
-`contents`, `heading`, `title_match` by leave-one-document-out on the evalset's tune split,
+`contents`, `heading`, `title_match`, `definition` by leave-one-document-out on the evalset's tune split,
 bench/cv_sweep.py). `mode="bm25"` uses only the lexical signals, `mode="vector"` only the vector one.
 
 Tokenisation and BM25 live in agent.search.lexical. The BM25 indexes are built on the first
@@ -55,6 +56,7 @@ from langchain_core.vectorstores import VectorStore
 from pydantic import ConfigDict
 
 from agent.search.chunk_table import PositionKeys
+from agent.search.definition import defined_pages
 from agent.search.embeddings import checked_vectors
 from agent.search.lexical import (
     BM25Index,
@@ -72,9 +74,9 @@ Mode = Literal["hybrid", "vector", "bm25"]
 
 #: Weights of the z-normalised page signals in hybrid mode (bm25 mode drops "vector").
 WEIGHTS: dict[str, float] = {"bm25_chunk": 0.4, "bm25_page": 0.4, "vector": 0.2, "title": 0.5, "contents": -4.0,
-                             "heading": 2.0, "title_match": 4.0}
-#: title: a bonus in idf units; contents, heading: shares (0..1); title_match: an F1 (0..1)
-_RAW = ("title", "contents", "heading", "title_match")
+                             "heading": 2.0, "title_match": 4.0, "definition": 4.0}
+#: title: a bonus in idf units; contents, heading: shares (0..1); title_match: an F1 (0..1); definition: 0/1
+_RAW = ("title", "contents", "heading", "title_match", "definition")
 SHORT_QUERY = 4       # title_match applies to questions of at most this many index terms
 _Z_TOP = 100          # a signal is normalised by the mean/std of its best _Z_TOP pages
 _MIN_FETCH = 100      # chunks asked of the vector store (at least)
@@ -366,6 +368,9 @@ def page_signals(query: str, collections: Sequence[SearchableCollection], *, emb
             match = _cat([ix.sections.match(terms, ix.page_bm25) for ix in indexes], np.float64)
             if match.any():
                 out.pages["title_match"] = match
+        defined = defined_pages(query, view, indexes)
+        if defined is not None:
+            out.pages["definition"] = defined
     if vector and embeddings is not None:
         vector = checked_vectors([embeddings.embed_query(query)], 1, _dimension(versions))[0].tolist()
         sims = _vector_similarities(query, vector, versions, indexes, view, fetch=fetch)
@@ -460,6 +465,8 @@ def _best_pages(fused: np.ndarray, signals: dict[str, np.ndarray], found: np.nda
         evidence |= signals["bm25_chunk"] > 0
     if "vector" in signals:
         evidence |= view.page_max(found)
+    if "heading" in signals:  # a section title holding query terms is text of the page as well
+        evidence |= signals["heading"] > 0
     # Only the k best pages' chunks are ranked (a Python pass over every chunk is too slow).
     # Ties keep page / chunk order (stable sorts on ascending ids).
     candidates = np.flatnonzero(evidence)

@@ -1,7 +1,8 @@
 """The titles of the sections that start on each page, as a search signal.
 
 Titles come from chunk metadata `outline`: the PDF's bookmarks that point to the page, else the
-lines set in a larger type (agent/ingest/_headings.py). Two signals read them (retrieval.py):
+lines set in a larger type (agent/ingest/_headings.py); and each title holding a long form the document
+defines again under its acronym (agent/ingest/acronyms.py). Two signals read them (retrieval.py):
 `heading` (how much of the query's idf the page's titles hold) and `title_match` (how exactly one
 title names what a short question asks about).
 """
