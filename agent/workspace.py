@@ -22,8 +22,8 @@ from agent.config import Settings, load_settings
 from agent.errors import AgentError
 from agent.ingest.pipeline import Progress, ReindexResults, reindex
 from agent.search.embeddings import embedding_model_id, make_embeddings
+from agent.search.keyword_index import collection_index
 from agent.search.pg_store import DocumentCollection, collection_names, open_collection, remove_collection
-from agent.search.retrieval import collection_index
 
 logger = logging.getLogger(__name__)
 _EMBEDDERS: dict[tuple[object, ...], Embeddings] = {}

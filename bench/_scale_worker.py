@@ -76,7 +76,7 @@ def rss_mb() -> float:
 
 def measure(spec: dict[str, Any]) -> dict[str, Any]:
     """Load, build the keyword index, then add and remove one 900-chunk file."""
-    from agent.search.retrieval import collection_index
+    from agent.search.keyword_index import collection_index
     from agent.search.store import Collection
 
     per_file, synthetic = PAGES_PER_FILE * CHUNKS_PER_PAGE, Synthetic()

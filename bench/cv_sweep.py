@@ -322,8 +322,9 @@ def _best_window(hits: Sequence[tuple[int, str]], idf: dict[str, float], window:
 
 def collect(questions: Sequence[Any], collection: Any, emb: Any, run: Run) -> list[dict[str, Any]]:
     """Per question: z-scored signals of its candidate pages (pages with any evidence), gold mask."""
+    from agent.search.keyword_index import collection_index
     from agent.search.lexical import Lexicon, query_terms
-    from agent.search.retrieval import _RAW, WEIGHTS, _fuse, _zscore, collection_index, page_signals
+    from agent.search.retrieval import _RAW, WEIGHTS, _fuse, _zscore, page_signals
 
     ix = collection_index(collection)
     snap = collection.snapshot()

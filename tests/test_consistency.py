@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 
 from agent.errors import StoreError
-from agent.search import retrieval
-from agent.search.retrieval import collection_index, search
+from agent.search import keyword_index
+from agent.search.keyword_index import collection_index
+from agent.search.retrieval import search
 from agent.search.store import Collection, delete_collection
 from agent.workspace import Workspace
 from tests.support import ROOT, TinyEmbeddings, add, make_doc, open_collection
@@ -189,7 +190,7 @@ def test_building_one_keyword_index_does_not_block_searches_of_another(tmp_path,
     add(slow, "s", ["slow text"])
     add(fast, "f", ["fast text"])
     release, started = threading.Event(), threading.Event()
-    real = retrieval.CollectionIndex.__init__
+    real = keyword_index.CollectionIndex.__init__
 
     def held_build(self, documents, *args):
         if documents and documents[0].page_content == "slow text":
@@ -197,7 +198,7 @@ def test_building_one_keyword_index_does_not_block_searches_of_another(tmp_path,
             release.wait(30)
         real(self, documents, *args)
 
-    monkeypatch.setattr(retrieval.CollectionIndex, "__init__", held_build)
+    monkeypatch.setattr(keyword_index.CollectionIndex, "__init__", held_build)
     builder = threading.Thread(target=collection_index, args=(slow,))
     builder.start()
     try:

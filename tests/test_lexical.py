@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from langchain_core.documents import Document
 
-from agent.search import lexical, retrieval
+from agent.search import keyword_index, lexical, retrieval
 from agent.search.lexical import BM25Index, Lexicon, Vocabulary, tokenize
 from tests.support import add, open_collection
 
@@ -103,8 +103,8 @@ def test_a_reopened_collection_searches_without_tokenising_its_chunks(tmp_path, 
     assert reopened.lexicon is not None and reopened.lexicon.fits(reopened.documents)
     counted = []
     monkeypatch.setattr(lexical, "tokenize", lambda text: counted.append(text) or tokenize(text))
-    monkeypatch.setattr(retrieval, "tokenize", lexical.tokenize)
-    retrieval.clear_cache()
+    monkeypatch.setattr(keyword_index, "tokenize", lexical.tokenize)
+    keyword_index.clear_cache()
     hits = retrieval.search("log file of fit", [reopened], embeddings=None, k=3, mode="bm25")
     assert [t for t in counted if t not in {"aaa", "bbb"}] == ["log file of fit"]  # the query (and file names)
     assert [h.document.metadata["doc_id"] for h in hits][:2] == ["bbb", "aaa"]
@@ -113,7 +113,7 @@ def test_a_reopened_collection_searches_without_tokenising_its_chunks(tmp_path, 
 @pytest.mark.parametrize("damage", ["garbage", "missing", "old-tokenizer", "ids-out-of-range", "other-documents"])
 def test_damaged_or_stale_counts_are_recounted_with_the_same_results(tmp_path, damage):
     c = _store_with_two_documents(tmp_path)
-    retrieval.clear_cache()
+    keyword_index.clear_cache()
     expected = [(h.document.id, round(h.score, 5))
                 for h in retrieval.search("log file of fit", [c], embeddings=None, k=4, mode="bm25")]
     path = c.path / f"lexicon-{c.version}.npz"
@@ -134,7 +134,7 @@ def test_damaged_or_stale_counts_are_recounted_with_the_same_results(tmp_path, d
         path.write_bytes(Lexicon.build(chunks("zzz", ["other text"])).to_bytes())
     reopened = open_collection(tmp_path)
     assert reopened.lexicon is None
-    retrieval.clear_cache()
+    keyword_index.clear_cache()
     again = [(h.document.id, round(h.score, 5))
              for h in retrieval.search("log file of fit", [reopened], embeddings=None, k=4, mode="bm25")]
     assert again == expected
@@ -167,11 +167,11 @@ def test_warm_up_builds_the_keyword_index_before_the_first_question(settings, mo
     from tests.support import add_texts
 
     add_texts(Workspace(settings), "manual.pdf", ["The fit command appends to the log file.", "Contours."])
-    retrieval.clear_cache()
+    keyword_index.clear_cache()
     fresh = Workspace(settings)  # a new process's view: nothing loaded yet
     fresh.warm_up().join(timeout=60)
     built = []
-    monkeypatch.setattr(retrieval, "CollectionIndex", lambda *a, **k: built.append(a) or pytest.fail("rebuilt"))
+    monkeypatch.setattr(keyword_index, "CollectionIndex", lambda *a, **k: built.append(a) or pytest.fail("rebuilt"))
     hits = retrieval.search("log file", fresh.chat_collections(), embeddings=None, k=1, mode="bm25")
     assert hits[0].document.metadata["page"] == 1 and built == []
 

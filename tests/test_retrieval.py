@@ -8,22 +8,16 @@ from langchain_community.vectorstores.utils import DistanceStrategy
 from langchain_core.documents import Document
 from langchain_core.embeddings import Embeddings
 
-from agent.search import lexical, retrieval
+from agent.search import keyword_index, lexical, retrieval
 from agent.search.embeddings import (
     LOCAL_MODEL_ID,
     LocalEmbeddings,
     embedding_model_id,
     make_embeddings,
 )
-from agent.search.lexical import query_terms
-from agent.search.retrieval import (
-    BM25Index,
-    Hit,
-    HybridRetriever,
-    SearchableCollection,
-    search,
-    tokenize,
-)
+from agent.search.keyword_index import SearchableCollection
+from agent.search.lexical import BM25Index, query_terms, tokenize
+from agent.search.retrieval import Hit, HybridRetriever, search
 from agent.search.store import Snapshot
 
 
@@ -195,13 +189,13 @@ def test_hybrid_retriever_returns_documents_with_scores():
 
 def test_index_cache_follows_version():
     coll = Collection([doc("first text about contours")], HashEmbeddings())
-    ix1 = retrieval.collection_index(coll)
-    assert retrieval.collection_index(coll) is ix1
+    ix1 = keyword_index.collection_index(coll)
+    assert keyword_index.collection_index(coll) is ix1
     assert not search("histogram", [coll], embeddings=None, k=1, mode="bm25")
     coll.docs = [doc("a histogram of values", page=2)]  # same size: only .version tells
     coll.version += 1
     coll.rebuild()
-    ix2 = retrieval.collection_index(coll)
+    ix2 = keyword_index.collection_index(coll)
     assert ix2 is not ix1
     assert search("histogram", [coll], embeddings=None, k=1, mode="bm25")[0].document.metadata["page"] == 2
 

@@ -32,7 +32,7 @@ def test_add_persist_reload_search(tmp_path):
 
 
 def test_a_loaded_collection_builds_its_keyword_index_without_a_document_per_chunk(tmp_path, monkeypatch):
-    from agent.search import retrieval
+    from agent.search import keyword_index, retrieval
     from agent.search.chunk_table import ChunkTable
 
     c = open_collection(tmp_path)
@@ -49,7 +49,7 @@ def test_a_loaded_collection_builds_its_keyword_index_without_a_document_per_chu
     made = []
     real = ChunkTable.__getitem__
     monkeypatch.setattr(ChunkTable, "__getitem__", lambda self, i: made.append(i) or real(self, i))
-    ix = retrieval.collection_index(reopened)
+    ix = keyword_index.collection_index(reopened)
     assert made == [] and ix.pages.keys() == [("aaa.pdf", 1), ("aaa.pdf", 2), ("aaa.pdf", 3), ("ccc.pdf", 1)]
     assert ix.contents[0] > 0.5 and ix.sections.postings["fit"].tolist() == [1]
     hits = retrieval.search("fitting curves", [reopened], embeddings=TinyEmbeddings(), k=2)

@@ -69,7 +69,7 @@ def definer(x: str) -> Callable[[str], bool]:
 
 
 def defined_pages(question: str, view: Any, indexes: Sequence[Any]) -> np.ndarray | None:
-    """Per page of `view` (retrieval._Merged over `indexes`): 1 where a sentence defines the question's
+    """Per page of `view` (keyword_index.MergedView over `indexes`): 1 where a sentence defines the question's
     subject, else 0; None when the question asks no "what is X?" or no page defines X."""
     x = subject(question)
     if x is None:

@@ -33,19 +33,15 @@ and the z-scores are summed with weights (see `WEIGHTS`; the first four chosen o
 `contents`, `heading`, `title_match`, `definition` by leave-one-document-out on the evalset's tune split,
 bench/cv_sweep.py). `mode="bm25"` uses only the lexical signals, `mode="vector"` only the vector one.
 
-Tokenisation and BM25 live in agent.search.lexical. The BM25 indexes are built on the first
-search of a collection version and kept on that version (its snapshot).
+Tokenisation and BM25 live in agent.search.lexical; the per-version keyword indexes, and several
+collections seen as one, in agent.search.keyword_index.
 """
 
 from __future__ import annotations
 
-import math
-import threading
-from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import cached_property
-from typing import Any, Literal, NotRequired, Protocol, TypedDict, runtime_checkable
+from typing import Any, Literal, NotRequired, TypedDict
 
 import numpy as np
 from langchain_core.callbacks import CallbackManagerForRetrieverRun
@@ -58,17 +54,16 @@ from pydantic import ConfigDict
 from agent.search.chunk_table import PositionKeys
 from agent.search.definition import defined_pages
 from agent.search.embeddings import checked_vectors
-from agent.search.lexical import (
-    BM25Index,
-    Lexicon,
-    file_title,
-    page_key,
-    query_terms,
-    tokenize,
+from agent.search.keyword_index import (
+    CollectionIndex,
+    CollectionVersion,
+    MergedView,
+    SearchableCollection,
+    collection_index,
+    joined,
+    merged_view,
 )
-from agent.search.page_table import PageTable, counts_from_chunks
-from agent.search.postings import Postings
-from agent.search.section_titles import SectionTitles
+from agent.search.lexical import query_terms
 
 Mode = Literal["hybrid", "vector", "bm25"]
 
@@ -80,34 +75,6 @@ _RAW = ("title", "contents", "heading", "title_match", "definition")
 SHORT_QUERY = 4       # title_match applies to questions of at most this many index terms
 _Z_TOP = 100          # a signal is normalised by the mean/std of its best _Z_TOP pages
 _MIN_FETCH = 100      # chunks asked of the vector store (at least)
-
-
-class CollectionVersion(Protocol):
-    """One version of a collection, as search reads it (agent.search.store.Snapshot is one).
-
-    An optional `lexicon` (agent.search.lexical.Lexicon for these documents) spares tokenising
-    them; `keyword_index(build)` returns `build(self)`, computed once per version."""
-
-    @property
-    def vectorstore(self) -> VectorStore: ...
-
-    @property
-    def documents(self) -> Sequence[Document]: ...
-
-    @property
-    def version(self) -> int: ...
-
-    @property
-    def lexicon(self) -> Lexicon | None: ...
-
-    def keyword_index(self, build: Callable[[Any], Any]) -> Any: ...
-
-
-@runtime_checkable
-class SearchableCollection(Protocol):
-    """What search needs from a stored collection: its current version, whole."""
-
-    def snapshot(self) -> CollectionVersion: ...
 
 
 @dataclass
@@ -163,133 +130,6 @@ def _location(meta: dict) -> dict:
     return out
 
 
-class CollectionIndex:
-    """Keyword indexes of one collection version: chunk BM25, page BM25, page map.
-
-    Built from the collection's persisted term counts (`.lexicon`, see agent.lexical) and page
-    table (`.pages`, agent.search.page_table) when it has them for these documents, without
-    making a `Document`; else from the chunks (slow: tokenising takes ~0.4 s per 1,000 chunks)."""
-
-    def __init__(self, documents: Sequence[Document], lexicon: Lexicon | None = None,
-                 pages: PageTable | None = None, postings: tuple[Postings, Postings] | None = None) -> None:
-        """`postings`: BM25 postings of `lexicon` saved with the collection (agent.search.postings)."""
-        self.documents = documents  # a collection's ChunkTable stays columnar: `Document`s per hit only
-        if lexicon is None or pages is None or lexicon.chunk_page is None or lexicon.pages.rows != pages.rows \
-                or not lexicon.fits(documents, pages.rows):
-            lexicon, pages, postings = *counts_from_chunks(documents, lexicon), None
-        self.pages = pages
-        self.contents = pages.contents
-        self.sections = SectionTitles.of_pages(pages.rows, pages.titles_by_page())
-        self.chunk_page = np.asarray(lexicon.chunk_page, dtype=np.int64)
-        # chunks grouped by page, for per-page maxima with np.maximum.reduceat (ufunc.at is
-        # far slower); None when chunks already come page by page
-        order = np.argsort(self.chunk_page, kind="stable")
-        self.page_order = None if np.array_equal(order, np.arange(len(order))) else order
-        self.page_starts = np.searchsorted(self.chunk_page[order], np.arange(pages.rows))
-        self.chunk_bm25: BM25Index
-        self.page_bm25: BM25Index
-        self.chunk_bm25, self.page_bm25 = lexicon.bm25(postings)
-        self.own_view: _Merged | None = None  # this index alone seen as a merged view (see `_merged`)
-
-    @cached_property
-    def chunk_ids(self) -> dict[Any, int]:
-        """Chunk key -> position: how hits of a vector store that returns only `Document`s are placed
-        (made on first use: a collection's store gives positions, `_vector_positions`)."""
-        return {self.chunk_key(d): i for i, d in enumerate(self.documents)}
-
-    @staticmethod
-    def chunk_key(doc: Document) -> Any:
-        cid = doc.metadata.get("chunk_id")
-        return cid if cid is not None else (page_key(doc), doc.page_content)
-
-
-_MERGED: dict[tuple[int, ...], _Merged] = {}  # views of several indexes, by their ids
-_MERGED_MAX = 4
-_MERGED_LOCK = threading.Lock()
-
-
-def collection_index(collection: SearchableCollection | CollectionVersion) -> CollectionIndex:
-    """The keyword index of a collection's current version (or of that version), built once per
-    version and kept on it, without a global lock."""
-    version = collection.snapshot() if isinstance(collection, SearchableCollection) else collection
-    return version.keyword_index(lambda v: CollectionIndex(v.documents, v.lexicon, getattr(v, "pages", None),
-                                                           getattr(v, "keyword_postings", lambda: None)()))
-
-
-class _Merged:
-    """Several collections' indexes seen as one numbering of chunks and pages (cached:
-    rebuilding these arrays per query cost milliseconds at 1M chunks)."""
-
-    def __init__(self, indexes: Sequence[CollectionIndex]) -> None:
-        self.indexes = tuple(indexes)
-        page_off = np.cumsum([0] + [ix.pages.rows for ix in indexes])
-        self.chunk_off = np.cumsum([0] + [len(ix.documents) for ix in indexes])
-        self.pages = page_off[-1]
-        self.chunks = self.chunk_off[-1]
-        self.chunk_page = _cat([ix.chunk_page + off for ix, off in zip(indexes, page_off)], np.int64)
-        orders = [ix.page_order for ix in indexes]
-        self.page_order = None if all(o is None for o in orders) else _cat(
-            [(np.arange(len(ix.documents)) if o is None else o) + off
-             for ix, o, off in zip(indexes, orders, self.chunk_off)], np.int64)
-        self.page_starts = _cat([ix.page_starts + off for ix, off in zip(indexes, self.chunk_off)], np.int64)
-        self.files = sorted({f for ix in indexes for f in ix.pages.files})
-        file_pos = {f: i for i, f in enumerate(self.files)}
-        self.page_file = _cat([np.array([file_pos[f] for f in ix.pages.files], np.int64)[ix.pages.file]
-                               for ix in indexes], np.int64)
-        self.title_terms = [file_title_terms(f) for f in self.files]
-        self.contents = _cat([ix.contents for ix in indexes], np.float64)
-
-    def page_max(self, chunk_values: np.ndarray) -> np.ndarray:
-        """The maximum of each page's chunk values."""
-        if self.page_order is not None:
-            chunk_values = chunk_values[self.page_order]
-        return np.maximum.reduceat(chunk_values, self.page_starts)
-
-    def document(self, chunk: int) -> Document:
-        i = int(np.searchsorted(self.chunk_off, chunk, side="right")) - 1
-        return self.indexes[i].documents[chunk - int(self.chunk_off[i])]
-
-    def title_bonus(self, terms: Sequence[str]) -> np.ndarray | None:
-        """Per page: idf-weighted query words found in its file's name (None if none match)."""
-        qterms = set(terms)
-        df = Counter(t for title in self.title_terms for t in title)
-        n = len(self.files)
-        bonus = np.array([sum(math.log(1 + (n - df[t] + 0.5) / (df[t] + 0.5)) for t in qterms & title)
-                          for title in self.title_terms], dtype=np.float64)
-        return bonus[self.page_file] if bonus.any() else None
-
-
-def _cat(arrays: list[np.ndarray], dtype: Any) -> np.ndarray:
-    """The arrays end to end; a single one as it is (no copy: the common one-collection case)."""
-    if len(arrays) == 1:
-        return arrays[0]
-    return np.concatenate(arrays).astype(dtype, copy=False) if arrays else np.zeros(0, dtype)
-
-
-def _merged(indexes: Sequence[CollectionIndex]) -> _Merged:
-    """The view of one index lives on it (and goes with its version); views of several are
-    kept for the last few combinations only, so old versions are not held in memory."""
-    if len(indexes) == 1:
-        if indexes[0].own_view is None:
-            indexes[0].own_view = _Merged(indexes)
-        return indexes[0].own_view
-    key = tuple(id(ix) for ix in indexes)
-    with _MERGED_LOCK:
-        found = _MERGED.get(key)
-    if found is None or any(a is not b for a, b in zip(found.indexes, indexes)):
-        found = _Merged(indexes)
-        with _MERGED_LOCK:
-            if len(_MERGED) >= _MERGED_MAX:
-                _MERGED.clear()
-            _MERGED[key] = found
-    return found
-
-
-def clear_cache() -> None:
-    with _MERGED_LOCK:
-        _MERGED.clear()
-
-
 # ---------------------------------------------------------------- search
 
 def _zscore(values: np.ndarray, top: int = _Z_TOP) -> np.ndarray:
@@ -327,16 +167,13 @@ def _vector_hits(store: VectorStore, query: str, qvec: list[float] | None, k: in
     return [(doc, float(score)) for doc, score in store.similarity_search_with_relevance_scores(query, k=k)]
 
 
-def file_title_terms(file: str) -> set[str]:
-    return set(tokenize(file_title(file)))
-
 
 @dataclass
 class PageSignals:
     """A query's raw signals: per page (`pages`, for the fusion) and per chunk (`chunks`, to pick a
     page's excerpt), over one merged view of the collections; `found`: chunks the vector store returned."""
 
-    view: _Merged
+    view: MergedView
     pages: dict[str, np.ndarray]
     chunks: dict[str, np.ndarray]
     found: np.ndarray
@@ -347,25 +184,25 @@ def page_signals(query: str, collections: Sequence[SearchableCollection], *, emb
     """Every signal of `query` over the collections' current versions (None when they hold no page)."""
     versions = [c.snapshot() for c in collections]  # one version of each, whole
     indexes = [collection_index(v) for v in versions]
-    view = _merged(indexes)
+    view = merged_view(indexes)
     if view.pages == 0:
         return None
     out = PageSignals(view, {}, {}, np.zeros(view.chunks, dtype=bool))
     terms = query_terms(query)
     if lexical:
-        out.chunks["bm25_chunk"] = _cat([ix.chunk_bm25.scores(terms) for ix in indexes], np.float32)
+        out.chunks["bm25_chunk"] = joined([ix.chunk_bm25.scores(terms) for ix in indexes], np.float32)
         out.pages["bm25_chunk"] = view.page_max(out.chunks["bm25_chunk"]).astype(np.float64)
-        out.pages["bm25_page"] = _cat([ix.page_bm25.scores(terms) for ix in indexes], np.float32).astype(np.float64)
+        out.pages["bm25_page"] = joined([ix.page_bm25.scores(terms) for ix in indexes], np.float32).astype(np.float64)
         bonus = view.title_bonus(terms) if title else None
         if bonus is not None:
             out.pages["title"] = bonus
         if view.contents.any():
             out.pages["contents"] = view.contents
-        heading = _cat([ix.sections.share(terms, ix.page_bm25) for ix in indexes], np.float64)
+        heading = joined([ix.sections.share(terms, ix.page_bm25) for ix in indexes], np.float64)
         if heading.any():
             out.pages["heading"] = heading
         if len(terms) <= SHORT_QUERY:
-            match = _cat([ix.sections.match(terms, ix.page_bm25) for ix in indexes], np.float64)
+            match = joined([ix.sections.match(terms, ix.page_bm25) for ix in indexes], np.float64)
             if match.any():
                 out.pages["title_match"] = match
         defined = defined_pages(query, view, indexes)
@@ -419,7 +256,7 @@ def _dimension(collections: Sequence[CollectionVersion]) -> int:
 
 
 def _vector_similarities(query: str, qvec: list[float], collections: Sequence[CollectionVersion],
-                         indexes: Sequence[CollectionIndex], view: _Merged, fetch: int) -> np.ndarray:
+                         indexes: Sequence[CollectionIndex], view: MergedView, fetch: int) -> np.ndarray:
     """Per chunk: its similarity if the vector store returned it in its top `fetch`, else NaN."""
     sims = np.full(view.chunks, np.nan)
     for ci, (coll, ix) in enumerate(zip(collections, indexes)):
@@ -457,7 +294,7 @@ def _fuse(signals: dict[str, np.ndarray], w: dict[str, float], mode: Mode) -> np
 
 
 def _best_pages(fused: np.ndarray, signals: dict[str, np.ndarray], found: np.ndarray,
-                chunk_signal: np.ndarray, view: _Merged, k: int) -> list[Hit]:
+                chunk_signal: np.ndarray, view: MergedView, k: int) -> list[Hit]:
     """The k best pages with any evidence, each as its best chunk (then, if there are
     fewer pages than k, further chunks of the best pages)."""
     evidence = np.zeros(view.pages, dtype=bool)
