@@ -278,7 +278,6 @@ def _proximity(ix: Any, view: Any, terms: Sequence[str], page_bm25: np.ndarray,
                windows: Sequence[int]) -> dict[int, np.ndarray]:
     """Per window size, per page (the PROX_PAGES best by page BM25, else 0): the largest share of the
     query's idf that `window` consecutive index terms of one of its chunks hold (together vs scattered)."""
-    from agent.search.definition import page_chunks
     from agent.search.lexical import tokenize
 
     ids = ix.page_bm25.vocabulary.ids
@@ -288,7 +287,7 @@ def _proximity(ix: Any, view: Any, terms: Sequence[str], page_bm25: np.ndarray,
     if len(idf) < 2:
         return out
     for p in [int(p) for p in np.argsort(-page_bm25)[:PROX_PAGES] if page_bm25[p] > 0]:
-        for c in page_chunks(view, p):
+        for c in view.page_chunks(p):
             hits = [(i, t) for i, t in enumerate(tokenize(view.document(c).page_content)) if t in idf]
             for w in windows:
                 out[w][p] = max(out[w][p], _best_window(hits, idf, w) / total)

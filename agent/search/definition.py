@@ -81,13 +81,5 @@ def defined_pages(question: str, view: Any, indexes: Sequence[Any]) -> np.ndarra
     defines = definer(x)
     out = np.zeros(view.pages, dtype=np.float64)
     for p in candidates.tolist():
-        out[p] = float(any(defines(normalise(view.document(c).page_content)) for c in page_chunks(view, p)))
+        out[p] = float(any(defines(normalise(view.document(c).page_content)) for c in view.page_chunks(p)))
     return out if out.any() else None
-
-
-def page_chunks(view: Any, page: int) -> list[int]:
-    """The chunk positions of one page of the merged view."""
-    lo = int(view.page_starts[page])
-    hi = int(view.page_starts[page + 1]) if page + 1 < len(view.page_starts) else int(view.chunks)
-    rows = np.arange(lo, hi) if view.page_order is None else view.page_order[lo:hi]
-    return [int(c) for c in rows]

@@ -137,6 +137,13 @@ class MergedView:
             chunk_values = chunk_values[self.page_order]
         return np.maximum.reduceat(chunk_values, self.page_starts)
 
+    def page_chunks(self, page: int) -> list[int]:
+        """The chunk positions of one page."""
+        lo = int(self.page_starts[page])
+        hi = int(self.page_starts[page + 1]) if page + 1 < len(self.page_starts) else int(self.chunks)
+        rows = np.arange(lo, hi) if self.page_order is None else self.page_order[lo:hi]
+        return [int(c) for c in rows]
+
     def document(self, chunk: int) -> Document:
         i = int(np.searchsorted(self.chunk_off, chunk, side="right")) - 1
         return self.indexes[i].documents[chunk - int(self.chunk_off[i])]
