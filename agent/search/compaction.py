@@ -30,13 +30,14 @@ from agent.search.chunk_table import ChunkTable
 from agent.search.lexical import Lexicon
 from agent.search.page_table import PageTable
 from agent.search.postings import other_rows
-from agent.search.segments import SegmentedIndex, SegmentedTable
+from agent.search.segments import SegmentedTable
 from agent.search.snapshot import Snapshot
 
 logger = logging.getLogger(__name__)
 
 WORK_FOLDER = "compacting"
 LOCK_FILE = ".compact.lock"  # held by the process compacting this collection
+COPY_ROWS = 65_536  # vectors copied into a compacted index at a time: 128 MB at dimension 512, not all of them
 
 
 class Background:
@@ -124,7 +125,17 @@ def _without(snap: Snapshot, dropped: np.ndarray, dimension: int) -> tuple[np.nd
     current = snap.vectorstore.index
     if current.ntotal == 0:
         return np.zeros(0, np.int64), faiss.IndexFlatIP(dimension)
-    if not len(dropped) and not isinstance(current, SegmentedIndex):
-        return None, faiss.deserialize_index(faiss.serialize_index(current))
-    keep = other_rows(len(snap.documents), dropped)
-    return keep, vector_index.subset(current, keep.tolist(), like=snap.segments[0].index)
+    keep = None if not len(dropped) else other_rows(len(snap.documents), dropped)
+    fresh = vector_index.empty_like(snap.segments[0].index if snap.segments else current)
+    for index, rows in _vector_parts(snap, keep):
+        for start in range(0, len(rows), COPY_ROWS):
+            fresh.add(index.reconstruct_batch(rows[start:start + COPY_ROWS]))
+    return keep, fresh
+
+
+def _vector_parts(snap: Snapshot, keep: np.ndarray | None) -> list[tuple[Any, np.ndarray]]:
+    """The FAISS indexes and their rows holding the vectors of `snap` at positions `keep` (None: all)."""
+    documents, index = snap.documents, snap.vectorstore.index
+    if isinstance(documents, SegmentedTable):
+        return [(seg.index, rows) for seg, (_, rows) in zip(documents.layout.segments, documents.parts(keep))]
+    return [(index, np.arange(index.ntotal) if keep is None else keep)]
