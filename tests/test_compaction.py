@@ -1,0 +1,71 @@
+"""Whole compactions (agent.search.compaction): the compacted index holds the live vectors in
+position order, copied a block at a time, never all of a segment's vectors at once (at 1M chunks
+each copy of them is 2 GB: bench/README.md section 13b)."""
+
+import faiss
+import numpy as np
+import pytest
+
+from agent.search import compaction, segments, store
+from tests.support import TinyEmbeddings, add, open_collection
+
+TEXTS = {"big": [f"big page {n}" for n in range(20)], "aaa": ["alpha text one", "beta two words"],
+         "bbb": ["gamma three", "gamma again", "gamma thrice"]}
+
+
+def spy_on_reconstruction(monkeypatch, indexes) -> list[int]:
+    """How many vectors each FAISS reconstruction call on one of `indexes` returns."""
+    sizes: list[int] = []
+    for kind in (faiss.IndexFlatIP, faiss.IndexIVFFlat):
+        for name in ("reconstruct_n", "reconstruct_batch"):
+            real = getattr(kind, name)
+
+            def spy(self, *args, _real=real, **kw):
+                out = _real(self, *args, **kw)
+                if any(self is index for index in indexes):
+                    sizes.append(len(out))
+                return out
+
+            monkeypatch.setattr(kind, name, spy)
+    return sizes
+
+
+@pytest.mark.parametrize("ann_min", [10**9, 8], ids=["exact", "ivf"])
+@pytest.mark.parametrize("removed", [(), ("aaa",)], ids=["compaction", "whole-save-with-removal"])
+def test_a_whole_compaction_copies_the_live_vectors_a_block_at_a_time(tmp_path, monkeypatch, ann_min, removed):
+    monkeypatch.setattr(store, "MAX_DELETED_SHARE", 0.5)
+    monkeypatch.setattr(segments, "MERGE_RATIO", 0)
+    c = open_collection(tmp_path, append_min=1, ann_min_vectors=ann_min)
+    for doc_id in TEXTS:
+        add(c, doc_id, TEXTS[doc_id])
+    with c.writing():
+        c.remove("bbb")  # its rows marked deleted in the last segment
+    snap = c.snapshot()
+    monkeypatch.setattr(compaction, "COPY_ROWS", 3, raising=False)
+    reconstructed = spy_on_reconstruction(monkeypatch, [seg.index for seg in snap.segments])
+    index, documents, _, _ = compaction.whole(snap, c._rows_of(set(removed)), ann_min)
+    live = [t for d in TEXTS if d != "bbb" and d not in removed for t in TEXTS[d]]
+    assert [d.page_content for d in documents] == live
+    assert reconstructed and max(reconstructed) <= 3
+    expected = np.array(TinyEmbeddings().embed_documents(live), np.float32)
+    np.testing.assert_allclose(index.reconstruct_n(0, index.ntotal), expected, atol=1e-6)
+    assert type(index) is type(snap.segments[0].index)
+
+
+def test_a_background_compaction_swaps_in_the_live_vectors(tmp_path, monkeypatch):
+    monkeypatch.setattr(store, "MAX_DELETED_SHARE", 0.15)
+    monkeypatch.setattr(segments, "MERGE_RATIO", 0)
+    monkeypatch.setattr(compaction, "COPY_ROWS", 4, raising=False)
+    c = open_collection(tmp_path, append_min=1, background_min=1)
+    for doc_id in TEXTS:
+        add(c, doc_id, TEXTS[doc_id])
+    with c.writing():
+        c.remove("aaa")
+    with c.writing():
+        c.remove("bbb")  # 5 of 25 rows deleted: more than 15%, compacted in a thread
+    assert c.compaction_finished(timeout=60)
+    reopened = open_collection(tmp_path, append_min=1)
+    assert len(reopened.snapshot().segments) == 1
+    assert [d.page_content for d in reopened.documents] == TEXTS["big"]
+    np.testing.assert_allclose(reopened.vectorstore.index.reconstruct_n(0, 20),
+                               np.array(TinyEmbeddings().embed_documents(TEXTS["big"]), np.float32), atol=1e-6)
