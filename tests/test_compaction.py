@@ -1,12 +1,17 @@
 """Whole compactions (agent.search.compaction): the compacted index holds the live vectors in
-position order, copied a block at a time, never all of a segment's vectors at once (at 1M chunks
-each copy of them is 2 GB: bench/README.md section 13b)."""
+position order, copied a block at a time, never all of a segment's vectors at once, and a running
+compaction does not keep a replaced version's keyword index in memory (bench/README.md section 13b)."""
+
+import gc
+import threading
+import weakref
 
 import faiss
 import numpy as np
 import pytest
 
 from agent.search import compaction, segments, store
+from agent.search.keyword_index import collection_index
 from tests.support import TinyEmbeddings, add, open_collection
 
 TEXTS = {"big": [f"big page {n}" for n in range(20)], "aaa": ["alpha text one", "beta two words"],
@@ -69,3 +74,34 @@ def test_a_background_compaction_swaps_in_the_live_vectors(tmp_path, monkeypatch
     assert [d.page_content for d in reopened.documents] == TEXTS["big"]
     np.testing.assert_allclose(reopened.vectorstore.index.reconstruct_n(0, 20),
                                np.array(TinyEmbeddings().embed_documents(TEXTS["big"]), np.float32), atol=1e-6)
+
+
+def test_a_running_compaction_does_not_keep_a_replaced_versions_keyword_index(tmp_path, monkeypatch):
+    monkeypatch.setattr(store, "MAX_DELETED_SHARE", 0.1)
+    monkeypatch.setattr(segments, "MERGE_RATIO", 0)
+    c = open_collection(tmp_path, append_min=1, background_min=1)
+    for doc_id in TEXTS:
+        add(c, doc_id, TEXTS[doc_id])
+    started, release = threading.Event(), threading.Event()
+    real_whole = store.whole
+
+    def held(*args, **kwargs):
+        if threading.current_thread().name.startswith("compact-"):
+            started.set()
+            assert release.wait(30)
+        return real_whole(*args, **kwargs)
+
+    monkeypatch.setattr(store, "whole", held)
+    with c.writing():
+        c.remove("bbb")  # 3 of 25 rows deleted: compacted in a thread, held
+    assert started.wait(30)
+    index = weakref.ref(collection_index(c))  # the compacted version's, as the first search builds it
+    add(c, "ccc", ["delta four"])  # a new version: the old one's index is no longer any search's
+    gc.collect()
+    try:
+        assert index() is None and not c.compaction_finished(timeout=0)
+    finally:
+        release.set()
+    assert c.compaction_finished(timeout=60)
+    assert [d.page_content for d in open_collection(tmp_path).documents] == \
+        TEXTS["big"] + TEXTS["aaa"] + ["delta four"]

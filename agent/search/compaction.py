@@ -18,6 +18,7 @@ import logging
 import shutil
 import threading
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -58,8 +59,8 @@ class Background:
         if self.thread is not None and self.thread.is_alive():
             return
         self.segments = len(base.segments)
-        self.thread = threading.Thread(target=self._body, args=(base, run), name=f"compact-{self.folder.name}",
-                                       daemon=True)
+        self.thread = threading.Thread(target=self._body, args=(_uncached(base), run),
+                                       name=f"compact-{self.folder.name}", daemon=True)
         self.thread.start()
 
     def _body(self, base: Snapshot, run: Callable[[Snapshot, Path], None]) -> None:
@@ -94,6 +95,12 @@ class Background:
                 shutil.rmtree(self.work, ignore_errors=True)
         except (Timeout, OSError):
             pass
+
+
+def _uncached(snap: Snapshot) -> Snapshot:
+    """`snap` without its keyword index: a compaction reads only its rows, and holding the index would
+    keep it in memory after adds and removals made meanwhile replace the version."""
+    return replace(snap, _keyword_index=[], _index_lock=threading.Lock())
 
 
 def whole(snap: Snapshot, dropped: np.ndarray, ann_min: int, added: ChunkTable | None = None,
