@@ -25,6 +25,7 @@ import tempfile
 import threading
 import time
 import zlib
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +44,7 @@ ADDED = 20_000_000  # file numbers drawn for the files this bench adds (the coll
 SAMPLE_S = 0.1
 MAX_DURING_S = 1800.0  # searches during a compaction stop after this long (a bound, never reached so far)
 SEARCHES = 40
+MEMORY_MB_PER_CHUNK = 0.014  # peak RSS of a build or a measure, with room (12.6 GB measured at 1M)
 
 
 class QueryVectors:
@@ -90,6 +92,36 @@ class Sampler:
             self.disk_mb = max(self.disk_mb, disk_mb(self.folder))
             if self._stop.wait(SAMPLE_S):
                 return
+
+
+class Stacks:
+    """Where a thread spends its time: its innermost frame in agent/, sampled every 10 ms until stopped."""
+
+    def __init__(self, ident: int | None) -> None:
+        self.ident, self.counts = ident, Counter()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> Stacks:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.01):
+            frame = sys._current_frames().get(self.ident)
+            while frame is not None and f"{os.sep}agent{os.sep}" not in frame.f_code.co_filename:
+                frame = frame.f_back
+            if frame is not None:
+                self.counts[f"{Path(frame.f_code.co_filename).stem}.{frame.f_code.co_name}:{frame.f_lineno}"] += 1
+
+    def top(self, count: int = 8) -> list[tuple[str, float]]:
+        """The most sampled lines and their share of the samples."""
+        total = sum(self.counts.values()) or 1
+        return [(line, n / total) for line, n in self.counts.most_common(count)]
 
 
 def rss_mb() -> float:
@@ -165,36 +197,15 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
     out["rss_before_mb"] = rss_mb()
     trigger, removed_during = [f"{f:064x}" for f in range(files - 1) if f"{f:064x}" not in dropped][-2:]
     during_add = entry(synthetic.file(ADDED + 1, PER_FILE, "during.pdf", "b" * 64))
-    done, finished_at = threading.Event(), [0.0]
     with Sampler(folder) as sampler:
-        with collection.writing():
+        with collection.writing(), Stacks(threading.get_ident()) as stacks:
             out["trigger_remove_s"] = timed(collection.remove, trigger)
-        t_trigger = time.perf_counter()
+        out["trigger_stacks"] = stacks.top()
         out["compaction_started"] = not collection.compaction_finished(0)
-
-        def wait() -> None:
-            collection.compaction_finished()
-            finished_at[0] = time.perf_counter()
-            done.set()
-
-        threading.Thread(target=wait, daemon=True).start()
-        out["keyword_index_after_trigger_s"] = timed(collection_index, collection)
-        during = latencies(collection, texts[:3])
-        if not done.is_set():
-            with collection.writing():
-                out["add_during_s"] = timed(collection.add, *during_add, pdf=None)
-            with collection.writing():
-                out["remove_during_s"] = timed(collection.remove, removed_during)
-            out["writes_during_compaction"] = not done.is_set()
-            out["keyword_index_after_writes_s"] = timed(collection_index, collection)
-            during += latencies(collection, texts, done)
-        else:  # inline (below store.BACKGROUND_MIN_ROWS): the same writes, after it
-            with collection.writing():
-                out["add_after_s"] = timed(collection.add, *during_add, pdf=None)
-            with collection.writing():
-                out["remove_after_s"] = timed(collection.remove, removed_during)
-        done.wait()
-        out["compaction_s"] = finished_at[0] - t_trigger if out["compaction_started"] else 0.0
+        thread = collection._compaction.thread if out["compaction_started"] else None
+        with Stacks(thread.ident if thread else None) as compacting:
+            during = during_compaction(collection, texts, during_add, removed_during, out)
+        out["compaction_stacks"] = compacting.top()
     out["rss_peak_during_mb"], out["disk_peak_mb"] = sampler.rss_mb, sampler.disk_mb
     out["searches_before"], out["searches_during"] = summary(before), summary(during)
     out["segments_after"] = len(collection.snapshot().segments)
@@ -205,6 +216,35 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
     out["removed"] = [trigger, removed_during]
     out["live_rows"] = len(collection.documents)
     return out
+
+
+def during_compaction(collection: Any, texts: list[str], added: Any, removed: str, out: dict[str, Any]) -> list[float]:
+    """Search latencies while the compaction started by the last save runs, with one add and one
+    removal made meanwhile (after it, when it ran inline); its duration in out["compaction_s"]."""
+    from agent.search.keyword_index import collection_index
+
+    t0, done, finished_at = time.perf_counter(), threading.Event(), [0.0]
+
+    def wait() -> None:
+        collection.compaction_finished()
+        finished_at[0] = time.perf_counter()
+        done.set()
+
+    threading.Thread(target=wait, daemon=True).start()
+    out["keyword_index_after_trigger_s"] = timed(collection_index, collection)
+    during = latencies(collection, texts[:3]) if out["compaction_started"] else []
+    when = "during" if not done.is_set() else "after"  # after: inline, below store.BACKGROUND_MIN_ROWS
+    with collection.writing():
+        out[f"add_{when}_s"] = timed(collection.add, *added, pdf=None)
+    with collection.writing():
+        out[f"remove_{when}_s"] = timed(collection.remove, removed)
+    out["writes_during_compaction"] = when == "during" and not done.is_set()
+    if when == "during":
+        out["keyword_index_after_writes_s"] = timed(collection_index, collection)
+        during += latencies(collection, texts, done)
+    done.wait()
+    out["compaction_s"] = finished_at[0] - t0 if out["compaction_started"] else 0.0
+    return during
 
 
 def kept(collection: Any, added: str, removed: list[str]) -> bool:
@@ -231,11 +271,25 @@ def reload(spec: dict[str, Any]) -> dict[str, Any]:
             "kept": kept(collection, "b" * 64, spec["removed"])}
 
 
+def wait_for_memory(run: Run, need_mb: float, timeout_s: float = 900) -> None:
+    """Wait (bounded) until the machine has `need_mb` available: other sessions run 1M benches too."""
+    t_end = time.perf_counter() + timeout_s
+    while time.perf_counter() < t_end:
+        meminfo = dict(line.split(":", 1) for line in Path("/proc/meminfo").read_text().splitlines())
+        available = int(meminfo["MemAvailable"].split()[0]) / 1024
+        if available >= need_mb:
+            return
+        run.log(f"waiting for {need_mb:.0f} MB of memory ({available:.0f} MB available)")
+        time.sleep(20)
+
+
 def measure_size(run: Run, n: int, work: Path, searches: int) -> dict[str, Any]:
     data = work / f"c-{n}"
+    wait_for_memory(run, MEMORY_MB_PER_CHUNK * n)
     run.log(f"{n:,} chunks: writing")
     built = scale_worker(ROOT, {"step": "build", "n": n, "data_dir": str(data)}, timeout=3600)
     env = clean_env(OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
+    wait_for_memory(run, MEMORY_MB_PER_CHUNK * n)
     run.log(f"{n:,} chunks: written in {built['write_s']:.0f} s; measuring (load {load_average()})")
     row = run_worker("bench.compaction", {"step": "measure", "n": n, "data_dir": str(data), "searches": searches},
                      env=env) | {"raw_mb": built["raw_mb"]}
@@ -265,7 +319,13 @@ def report(run: Run, rows: list[dict[str, Any]]) -> None:
           f"{r['rss_before_mb']:.0f} / {r['rss_peak_during_mb']:.0f}",
           f"{r['disk_before_mb']:.0f} / {r['disk_peak_mb']:.0f} / {r['disk_after_mb']:.0f}",
           f"{r['fresh']['load_s']:.2f} + {r['fresh']['keyword_index_s']:.3f}"] for r in rows]))
-    small, big = rows[0], rows[-1]
+    big = rows[-1]
+    run.table(f"Where the time goes at {big['n']:,} (innermost agent/ line, share of 10 ms samples)", markdown_table(
+        ["what", "line", "share"],
+        [[what, line, f"{share:.0%}"] for what, key in (("triggering removal", "trigger_stacks"),
+                                                         ("background compaction", "compaction_stacks"))
+         for line, share in big[key]]))
+    small = rows[0]
     run.goals = [Goal(f"triggering save at {big['n']:,} / at {small['n']:,}",
                       ratio(big["trigger_remove_s"], small["trigger_remove_s"]), "<=", 3.0)]
     for r in rows:
