@@ -44,7 +44,7 @@ ADDED = 20_000_000  # file numbers drawn for the files this bench adds (the coll
 SAMPLE_S = 0.1
 MAX_DURING_S = 1800.0  # searches during a compaction stop after this long (a bound, never reached so far)
 SEARCHES = 40
-MEMORY_MB_PER_CHUNK = 0.014  # peak RSS of a build or a measure, with room (12.6 GB measured at 1M)
+MEMORY_MB_PER_CHUNK = 0.014  # peak RSS of a measure per chunk, with room (bench/README.md 13b)
 
 
 class QueryVectors:
