@@ -3,6 +3,7 @@ position order, copied a block at a time, never all of a segment's vectors at on
 compaction does not keep a replaced version's keyword index in memory (bench/README.md section 13b)."""
 
 import gc
+import json
 import threading
 import weakref
 
@@ -105,3 +106,13 @@ def test_a_running_compaction_does_not_keep_a_replaced_versions_keyword_index(tm
     assert c.compaction_finished(timeout=60)
     assert [d.page_content for d in open_collection(tmp_path).documents] == \
         TEXTS["big"] + TEXTS["aaa"] + ["delta four"]
+
+
+def test_the_compaction_bench_runs_end_to_end(tmp_path):
+    """bench.compaction at a size whose compaction is inline (the background path needs 100k chunks)."""
+    from bench import compaction as bench
+
+    assert bench.main(["--quick", "--sizes", "2000", "--searches", "3", "--out", str(tmp_path)]) == 0
+    row = json.loads((tmp_path / "compaction.json").read_text())["results"]["rows"][0]
+    assert row["kept"] and row["fresh"]["kept"] and not row["compaction_started"]
+    assert row["live_rows"] == row["fresh"]["live_rows"] == 2000 + 900 - 900  # setup add, trigger removal
