@@ -116,3 +116,28 @@ def test_the_compaction_bench_runs_end_to_end(tmp_path):
     row = json.loads((tmp_path / "compaction.json").read_text())["results"]["rows"][0]
     assert row["kept"] and row["fresh"]["kept"] and not row["compaction_started"]
     assert row["live_rows"] == row["fresh"]["live_rows"] == 2000 + 900 - 900  # setup add, trigger removal
+
+
+def test_the_first_segments_vectors_keep_their_ivf_cells(tmp_path, monkeypatch):
+    monkeypatch.setattr(store, "MAX_DELETED_SHARE", 0.5)
+    monkeypatch.setattr(segments, "MERGE_RATIO", 0)
+    c = open_collection(tmp_path, append_min=1, ann_min_vectors=8)
+    for doc_id in TEXTS:
+        add(c, doc_id, TEXTS[doc_id])  # big's 20 rows: an IVF segment; the others: flat
+    with c.writing():
+        c.remove("aaa")
+    first = c.snapshot().segments[0].index
+    assigned: list[int] = []
+    real_add = faiss.IndexIVFFlat.add
+
+    def spy(self, x, *args, **kw):
+        assigned.append(len(x))  # each vector given to `add` is assigned to a cell by the quantizer
+        return real_add(self, x, *args, **kw)
+
+    monkeypatch.setattr(faiss.IndexIVFFlat, "add", spy)
+    index, _, _, _ = compaction.whole(c.snapshot(), np.zeros(0, np.int64), 8)
+    assert sum(assigned) == len(TEXTS["bbb"])  # only the flat segment's; big's 20 keep their cells
+    cells = faiss.vector_to_array(index.direct_map.array) >> 32
+    np.testing.assert_array_equal(cells[:20], faiss.vector_to_array(first.direct_map.array) >> 32)
+    hits = index.search(np.array(TinyEmbeddings().embed_documents(["big page 7"]), np.float32), 1)[1]
+    assert TEXTS["big"][int(hits[0, 0])] == "big page 7"

@@ -135,9 +135,25 @@ def _without(snap: Snapshot, dropped: np.ndarray, dimension: int) -> tuple[np.nd
     keep = None if not len(dropped) else other_rows(len(snap.documents), dropped)
     fresh = vector_index.empty_like(snap.segments[0].index if snap.segments else current)
     for index, rows in _vector_parts(snap, keep):
+        cells = _cells(index, fresh)
         for start in range(0, len(rows), COPY_ROWS):
-            fresh.add(index.reconstruct_batch(rows[start:start + COPY_ROWS]))
+            block = rows[start:start + COPY_ROWS]
+            vectors = index.reconstruct_batch(block)
+            if cells is None:
+                fresh.add(vectors)
+            else:
+                fresh.add_core(len(block), faiss.swig_ptr(vectors), None, faiss.swig_ptr(cells[block]))
     return keep, fresh
+
+
+def _cells(index: Any, fresh: Any) -> np.ndarray | None:
+    """The IVF cell of each row of `index` when `fresh` has the same cells (the first segment's: its
+    vectors keep their cells instead of being assigned again, the bulk of an IVF add), else None."""
+    if not (vector_index.is_approximate(index) and vector_index.is_approximate(fresh)) \
+            or index.nlist != fresh.nlist or index.direct_map.type != faiss.DirectMap.Array \
+            or not np.array_equal(vector_index.all_vectors(index.quantizer), vector_index.all_vectors(fresh.quantizer)):
+        return None
+    return faiss.vector_to_array(index.direct_map.array) >> 32
 
 
 def _vector_parts(snap: Snapshot, keep: np.ndarray | None) -> list[tuple[Any, np.ndarray]]:
