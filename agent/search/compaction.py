@@ -141,8 +141,9 @@ def _without(snap: Snapshot, dropped: np.ndarray, dimension: int) -> tuple[np.nd
             vectors = index.reconstruct_batch(block)
             if cells is None:
                 fresh.add(vectors)
-            else:
-                fresh.add_core(len(block), faiss.swig_ptr(vectors), None, faiss.swig_ptr(cells[block]))
+            else:  # a named array: a temporary's memory would be freed before add_core reads it
+                block_cells = np.ascontiguousarray(cells[block])
+                fresh.add_core(len(block), faiss.swig_ptr(vectors), None, faiss.swig_ptr(block_cells))
     return keep, fresh
 
 
