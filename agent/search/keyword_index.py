@@ -131,8 +131,8 @@ class MergedView:
         self.title_terms = [file_title_terms(f) for f in self.files]
         self.contents = joined([ix.contents for ix in indexes], np.float64)
         self.continues = joined([ix.pages.continues for ix in indexes], np.float64)
-        self.next_page = joined([np.where(nxt >= 0, nxt + off, -1) for nxt, off in
-                                 zip((_next_pages(ix.pages.file, ix.pages.number) for ix in indexes), page_off)], np.int64)
+        nexts = [_next_pages(ix.pages.file, ix.pages.number) for ix in indexes]
+        self.next_page = joined([np.where(nxt >= 0, nxt + off, -1) for nxt, off in zip(nexts, page_off)], np.int64)
 
     def page_max(self, chunk_values: np.ndarray) -> np.ndarray:
         """The maximum of each page's chunk values."""

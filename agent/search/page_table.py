@@ -3,10 +3,10 @@
 Per page (in `lexical.page_groups` order, the row order of `Lexicon.pages`): its key (file,
 page number), the share of its lines that are table-of-contents entries, the titles of the
 sections that start on it (chunk metadata `outline`; agent.search.section_titles reads them), which
-of them starts last and how much of the next page that section covers (`section_titles.continuation`). Computing these takes a `Document` per chunk (~0.5 s
-per 10k chunks, and memory the allocator keeps), so they are computed when chunks are
-added, saved as `pages-<gen>.npz` (numpy arrays, loaded without pickle) and carried over
-from one generation to the next: loading a collection then builds no `Document`.
+of them starts last and how much of the next page that section covers (`section_titles.continuation`).
+Computing these takes a `Document` per chunk (~0.5 s per 10k chunks, and memory the allocator keeps),
+so they are computed when chunks are added, saved as `pages-<gen>.npz` (numpy arrays, loaded without
+pickle) and carried over from one generation to the next: loading a collection then builds no `Document`.
 """
 
 from __future__ import annotations

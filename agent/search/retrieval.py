@@ -35,7 +35,8 @@ Fusion: each signal is z-normalised against its own top `_Z_TOP` pages for this
 query (so a confident, peaked signal counts more than a flat one, unlike rank-only RRF)
 and the z-scores are summed with weights (see `WEIGHTS`; the first four chosen on the devset,
 `contents`, `heading`, `title_match`, `definition` by leave-one-document-out on the evalset's tune split,
-bench/cv_sweep.py; `next_section` the same way over the devset and the tune split, bench/cv_sections.py). `mode="bm25"` uses only the lexical signals, `mode="vector"` only the vector one.
+bench/cv_sweep.py; `next_section` the same way over the devset and the tune split, bench/cv_sections.py).
+`mode="bm25"` uses only the lexical signals, `mode="vector"` only the vector one.
 
 Tokenisation and BM25 live in agent.search.lexical; the per-version keyword indexes, and several
 collections seen as one, in agent.search.keyword_index.

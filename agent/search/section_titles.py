@@ -30,7 +30,8 @@ def title_level(title: str) -> int | None:
 
 
 def _flat(text: str) -> str:
-    return " ".join(unicodedata.normalize("NFKC", text).split()).lower()
+    """Lower case, one space between words, NFKC (not needed, and most of the cost, for ASCII text)."""
+    return " ".join((text if text.isascii() else unicodedata.normalize("NFKC", text)).split()).lower()
 
 
 def _positions(text: str, titles: Sequence[str]) -> list[int]:
@@ -53,19 +54,26 @@ def continuation(keys: Sequence[tuple[str, int]], texts: Sequence[str],
     last = np.full(len(keys), -1, dtype=np.int32)
     share = np.zeros(len(keys), dtype=np.float64)
     row = {key: p for p, key in enumerate(keys)}
+    flat: dict[int, str] = {}  # a page's text is read as a start page and as the page after one
+
+    def text(q: int) -> str:
+        if q not in flat:
+            flat[q] = _flat(texts[q])
+        return flat[q]
+
     for p, own in titles.items():
         if not own:
             continue
-        at = _positions(_flat(texts[p]), own)
+        at = _positions(text(p), own)
         last[p] = max(range(len(own)), key=lambda i: (at[i], i))
         nxt = row.get((keys[p][0], keys[p][1] + 1))
         if nxt is None:
             continue
-        level, text = title_level(own[last[p]]), _flat(texts[nxt])
+        level, following = title_level(own[last[p]]), text(nxt)
         later = titles.get(nxt, ())
-        ends = [pos for t, pos in zip(later, _positions(text, later))
+        ends = [pos for t, pos in zip(later, _positions(following, later))
                 if level is None or title_level(t) is None or title_level(t) <= level]
-        share[p] = min(min(ends) / max(len(text), 1), 1.0) if ends else 1.0
+        share[p] = min(min(ends) / max(len(following), 1), 1.0) if ends else 1.0
     return last, share
 
 
