@@ -61,7 +61,7 @@ IDEAS: dict[str, dict[str, tuple[float, ...]]] = {
     "same, only for a page that starts a section": {"next_titled": Z_GRID},
     "same, times the query's share in the continued section's title": {"next_match": Z_GRID + (3.2,)},
     "same, the section with its subsections (outline levels)": {"next_tree_match": Z_GRID + (3.2,)},
-    "next_section, the product's (numbered titles' levels)": {"next_section": Z_GRID + (3.2,)},
+    "next_section, the product's (numbered titles' levels)": {"next_section": (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8)},
 }
 OUTLINE_LEVELS = True  # False: levels from the titles' numbering only (--levels numbering), as the product
 _NUMBER = re.compile(r"^\s*((?:\d+|[A-Z])(?:\.\d+)*)\.?\s")
