@@ -40,17 +40,20 @@ SCALED = ("bm25_chunk", "bm25_page", "vector")
 RAW = ("title", "contents", "heading", "title_match", "definition")
 RRF_K = (5, 10, 20, 60)
 SEGMENTERS = ("jieba+bigrams", "jieba")  # Chinese: dictionary words next to / instead of the bigrams
-NORMS = ("z", "zc", "max", *(f"rrf{k}" for k in RRF_K))
+Z_TOPS = (10, 25, 50, 200, 400)  # the product's z over its best 100 pages, against other numbers of pages
+NORMS = ("z", "zc", "max", *(f"rrf{k}" for k in RRF_K), *(f"z{n}" for n in Z_TOPS))
 K1S, BS = (0.2, 0.3, 0.45, 0.6, 0.9, 1.2, 1.6), (0.1, 0.3, 0.5, 0.75, 0.9)
 BM25_GRID = tuple(itertools.product(K1S, BS))
-FEATURES = (*RAW, *(f"{s}:{n}" for s in SCALED for n in NORMS),
+TITLED = ("heading", "title_match")  # the raw title signals, also tried normalised per query
+FEATURES = (*RAW, *(f"{s}:{n}" for s in SCALED for n in NORMS), *(f"{s}:{n}" for s in TITLED for n in ("max", "zc")),
             *(f"{s}:k{k1:g}b{b:g}" for s in ("bm25_chunk", "bm25_page") for k1, b in BM25_GRID),
             *(f"{s}:{seg}" for s in ("bm25_chunk", "bm25_page") for seg in SEGMENTERS))
 #: weight ratios of (chunk BM25, page BM25, vector) and the scales tried for each normalisation
 RATIOS = tuple(r for r in itertools.product((0.0, 0.2, 0.4, 0.6), (0.0, 0.2, 0.4, 0.6), (0.1, 0.2, 0.4, 0.6)))
-SCALES = {"z": (0.5, 1.0, 2.0), "zc": (0.5, 1.0, 2.0), "max": (1.0, 2.0, 4.0, 8.0),
+SCALES = {"z": (0.5, 1.0, 2.0), "zc": (0.5, 1.0, 2.0), **{f"z{n}": (0.5, 1.0, 2.0) for n in Z_TOPS}, "max": (1.0, 2.0, 4.0, 8.0),
           **{f"rrf{k}": (1.0, 2.0, 4.0, 8.0) for k in RRF_K}}
-LAMBDAS = (0.01, 0.1, 1.0, 10.0)  # L2 of the pairwise ranker, chosen per fold by an inner CV
+LAMBDAS = (1e-4, 1e-3, 0.01, 0.1, 1.0)  # L2 of the learned rankers, chosen per fold by an inner CV
+INNER_FOLDS = 4  # the inner CV: training documents in this many groups
 PAIR_TOP = 50  # pairs: each gold page against the non-gold candidates among the product's best PAIR_TOP
 
 
@@ -77,6 +80,7 @@ def normalised(values: np.ndarray, cand: np.ndarray) -> dict[str, np.ndarray]:
     from agent.search.retrieval import _zscore
 
     out = {"z": _zscore(values)[cand], "zc": _zc(values[cand]), "max": _minmax(values)[cand]}
+    out.update({f"z{n}": _zscore(values, top=n)[cand] for n in Z_TOPS})
     ranks = _ranks(values[cand])
     for k in RRF_K:
         out[f"rrf{k}"] = k / (k + ranks)
@@ -161,6 +165,8 @@ def collect(questions: Sequence[Any], collection: Any, emb: Any, run: Run) -> li
         raw = {name: ps.pages.get(name, np.zeros(pages)) for name in (*RAW, *SCALED)}
         cand = np.flatnonzero((raw["bm25_chunk"] > 0) | ps.view.page_max(ps.found) | (raw["heading"] > 0))
         cols = {name: raw[name][cand] for name in RAW}
+        for s in TITLED:
+            cols.update({f"{s}:max": _minmax(raw[s])[cand], f"{s}:zc": _zc(raw[s][cand])})
         for s in SCALED:
             cols.update({f"{s}:{n}": v for n, v in normalised(raw[s], cand).items()})
         for (k1, b), (chunk, page) in variants.items():
@@ -204,6 +210,20 @@ def norm_grid(norms: Sequence[str]) -> np.ndarray:
     return np.array(out)
 
 
+def title_grids() -> dict[str, np.ndarray]:
+    """The raw title signals against the text ones: the text weights scaled, the two title weights refit
+    jointly, and the title signals normalised per query (divided by the query's max; z over the candidates)."""
+    base = product_weights()
+    scaled = [{**base, **{f"{s}:z": base[f"{s}:z"] * f for s in SCALED}} for f in (0.5, 0.75, 1, 1.25, 1.5, 2, 3)]
+    joint = [{**base, "heading": h, "title_match": t} for h in (0, 0.5, 1, 2, 4) for t in (0, 1, 2, 4, 6, 8)]
+    normed = {n: [{**{k: v for k, v in base.items() if k not in TITLED}, f"heading:{n}": h, f"title_match:{n}": t}
+                  for h in grid for t in grid] for n, grid in (("max", (0, 0.5, 1, 2, 4)), ("zc", (0, 0.1, 0.2, 0.4, 0.8)))}
+    return {"text signals scaled against the raw ones": np.array([_vector(w) for w in scaled]),
+            "heading and title_match weights refit jointly": np.array([_vector(w) for w in joint]),
+            **{f"heading and title_match {n}-normalised per query": np.array([_vector(w) for w in ws])
+               for n, ws in normed.items()}}
+
+
 def bm25_grid(chunk: bool, page: bool) -> np.ndarray:
     """The product's weights with chunk and/or page BM25 taken from the (k1, b) grid."""
     base, out = product_weights(), []
@@ -223,7 +243,12 @@ def families() -> dict[str, np.ndarray]:
            "z over the candidate pages": norm_grid(["zc"]), "min-max (divide by the query's max)": norm_grid(["max"])}
     out.update({f"reciprocal rank, k = {k}": norm_grid([f"rrf{k}"]) for k in RRF_K})
     out["reciprocal rank, k by CV"] = norm_grid([f"rrf{k}" for k in RRF_K])
-    out["normalisation by CV (z, zc, max, rrf)"] = norm_grid(NORMS)
+    out["normalisation by CV (z, zc, max, rrf, z of N)"] = norm_grid(NORMS)
+    out["z over the best N pages, N by CV (product weights)"] = np.array(
+        [_vector({**_raw_only(), **{f"{s}:{n}": w for s, w in ((s, product_weights()[f"{s}:z"]) for s in SCALED)}})
+         for n in ("z", *(f"z{n}" for n in Z_TOPS))])
+    out["z over the best N pages, N and weights by CV"] = norm_grid(["z", *(f"z{n}" for n in Z_TOPS)])
+    out.update(title_grids())
     out["BM25 k1, b of chunks"] = bm25_grid(True, False)
     out["BM25 k1, b of pages"] = bm25_grid(False, True)
     out["BM25 k1, b of chunks and pages"] = bm25_grid(True, True)
@@ -279,32 +304,78 @@ def fit_pairwise(diffs: np.ndarray, weight: np.ndarray, lam: float, steps: int =
     return w
 
 
-def _objective(rows: Sequence[dict[str, Any]], weights: np.ndarray) -> np.ndarray:
-    return hits(rows, weights).mean(axis=2)[:, 0]
+def _lists(rows: Sequence[dict[str, Any]], cols: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each question's candidates among the product's best PAIR_TOP (and its gold pages) stacked: features,
+    gold mask, question index (only questions with a gold candidate and a non-gold one)."""
+    prod = np.array(_vector(product_weights()))
+    xs, golds, owner = [], [], []
+    for i, r in enumerate(rows):
+        if not r["gold"].any() or r["gold"].all():
+            continue
+        keep = np.zeros(len(r["gold"]), dtype=bool)
+        keep[np.argsort(-(r["z"] @ prod), kind="stable")[:PAIR_TOP]] = True
+        keep |= r["gold"]
+        xs.append(r["z"][keep][:, cols])
+        golds.append(r["gold"][keep])
+        owner.append(np.full(int(keep.sum()), i))
+    return np.concatenate(xs), np.concatenate(golds), np.concatenate(owner)
 
 
-def ranker_cv(rows: Sequence[dict[str, Any]], run: Run) -> dict[str, Any]:
-    """Leave one document out: per fold the ranker (its L2 chosen by an inner leave-one-document-out on the
-    training documents) fitted on the other documents, scored on the one left out; in-sample: fitted on all."""
+def fit_listwise(x: np.ndarray, gold: np.ndarray, owner: np.ndarray, lam: float, steps: int = 150) -> np.ndarray:
+    """L2-regularised softmax (ListNet-style) ranker: each question's probability mass on its gold pages among
+    its candidates, maximised by gradient descent with a backtracking step (`owner` ascending)."""
+    starts = np.flatnonzero(np.r_[True, owner[1:] != owner[:-1]])
+    seg = np.cumsum(np.r_[True, owner[1:] != owner[:-1]]) - 1
+    n = len(starts)
+
+    def loss_grad(w: np.ndarray) -> tuple[float, np.ndarray]:
+        s = x @ w
+        e = np.exp(s - np.maximum.reduceat(s, starts)[seg])
+        p = e / np.add.reduceat(e, starts)[seg]
+        mass = np.maximum(np.add.reduceat(p * gold, starts), 1e-300)
+        q = p * gold / mass[seg]
+        return -float(np.log(mass).sum()) / n + 0.5 * lam * float(w @ w), (p - q) @ x / n + lam * w
+
+    w, step = np.zeros(x.shape[1]), 1.0
+    loss, grad = loss_grad(w)
+    for _ in range(steps):
+        new = w - step * grad
+        new_loss, new_grad = loss_grad(new)
+        if new_loss > loss:
+            step /= 2
+            if step < 1e-6:
+                break
+            continue
+        w, loss, grad, step = new, new_loss, new_grad, step * 1.5
+    return w
+
+
+def ranker_cv(rows: Sequence[dict[str, Any]], run: Run, method: str) -> dict[str, Any]:
+    """Leave one document out: per fold the ranker ("pairwise" or "listwise"; its L2 chosen by an inner
+    INNER_FOLDS-fold CV by document on the training documents) fitted on the other documents, scored on the
+    one left out; in-sample: fitted and scored on all."""
     cols = np.array([FEATURES.index(f) for f in RANKER_FEATURES])
-    diffs, owner, weight = _pairs(rows, cols)
+    if method == "pairwise":
+        diffs, owner, weight = _pairs(rows, cols)
+    else:
+        x, gold, owner = _lists(rows, cols)
     files = np.array([r["file"] for r in rows])
 
-    def full(w: np.ndarray) -> np.ndarray:
+    def fitted(train: np.ndarray, lam: float) -> np.ndarray:
+        keep = train[owner]
+        w = fit_pairwise(diffs[keep], weight[keep], lam) if method == "pairwise" \
+            else fit_listwise(x[keep], gold[keep], owner[keep], lam)
         out = np.zeros(len(FEATURES))
         out[cols] = w
         return out
 
-    def fitted(train: np.ndarray, lam: float) -> np.ndarray:
-        keep = train[owner]
-        return full(fit_pairwise(diffs[keep], weight[keep], lam))
-
     def choose(train: np.ndarray) -> float:
+        names = sorted(set(files[train]))
         score = np.zeros(len(LAMBDAS))
-        for f in sorted(set(files[train])):
-            inner = train & (files != f)
-            ws = np.array([fitted(inner, lam) for lam in LAMBDAS])
-            score += hits([rows[i] for i in np.flatnonzero(files == f)], ws).mean(axis=2).sum(axis=0)
+        for k in range(INNER_FOLDS):
+            part = np.isin(files, names[k::INNER_FOLDS])
+            ws = np.array([fitted(train & ~part, lam) for lam in LAMBDAS])
+            score += hits([rows[i] for i in np.flatnonzero(part & train)], ws).mean(axis=2).sum(axis=0)
         return LAMBDAS[int(np.argmax(score))]
 
     held = np.zeros((len(rows), 2))
@@ -315,7 +386,7 @@ def ranker_cv(rows: Sequence[dict[str, Any]], run: Run) -> dict[str, Any]:
         w = fitted(train, lam)
         held[~train] = hits([rows[i] for i in np.flatnonzero(~train)], w[None])[:, 0]
         chosen[f] = (lam, w)
-        run.log(f"ranker fold {f}: lambda {lam:g}, " + _w(w))
+        run.log(f"{method} ranker fold {f}: lambda {lam:g}, " + _w(w))
     lam = choose(np.ones(len(rows), dtype=bool))
     w = fitted(np.ones(len(rows), dtype=bool), lam)
     return {"held": held, "in": hits(rows, w[None])[:, 0], "in_weights": w, "chosen": chosen}
@@ -331,7 +402,7 @@ def _cell(h: np.ndarray, mask: np.ndarray) -> str:
     return f"{h[mask, 0].mean():.3f}/{h[mask, 1].mean():.3f}" if mask.any() else "-"
 
 
-def report(rows: list[dict[str, Any]], run: Run) -> dict[str, Any]:
+def report(rows: list[dict[str, Any]], run: Run, rankers: bool = True) -> dict[str, Any]:
     """Product as it is, each family cross-validated, the learned ranker; per set and language."""
     sets = np.array([r["set"] for r in rows])
     langs = np.array([r["lang"] for r in rows])
@@ -343,8 +414,13 @@ def report(rows: list[dict[str, Any]], run: Run) -> dict[str, Any]:
     h = hits(rows, prod)[:, 0]
     table = [["product (fixed)", *(c for _, m in groups for c in (_cell(h, m), _cell(h, m))), _w(prod[0])]]
     results: dict[str, Any] = {"product": {g: _cell(h, m) for g, m in groups}}
+    for seg in SEGMENTERS if segmenter_available() else ():
+        h = hits(rows, segmenter_grid(seg)[1:])[:, 0]
+        table.append([f"Chinese words by {seg} (fixed)", *(c for _, m in groups for c in (_cell(h, m), "-")), ""])
+        results[f"{seg} (fixed)"] = {g: _cell(h, m) for g, m in groups}
     cvs = {name: cross_validate(rows, grid) for name, grid in families().items()}
-    cvs["pairwise logistic ranker (product features)"] = ranker_cv(rows, run)
+    for method in ("pairwise", "listwise") if rankers else ():
+        cvs[f"{method} ranker (product features)"] = ranker_cv(rows, run, method)
     for name, cv in cvs.items():
         table.append([name, *(c for _, m in groups for c in (_cell(cv["in"], m), _cell(cv["held"], m))),
                       _w(cv["in_weights"])])
@@ -358,14 +434,49 @@ def report(rows: list[dict[str, Any]], run: Run) -> dict[str, Any]:
     return results
 
 
+def save_rows(rows: Sequence[dict[str, Any]], path: Path) -> None:
+    """The collected rows as one .npz (no pickle): features stacked, offsets, per-question fields."""
+    sizes = [len(r["gold"]) for r in rows]
+    np.savez(path, features=np.array(FEATURES), x=np.concatenate([r["z"] for r in rows]),
+             gold=np.concatenate([r["gold"] for r in rows]), offsets=np.cumsum([0, *sizes]),
+             **{f"q_{k}": np.array([r[k] for r in rows]) for k in ("id", "file", "lang", "set")})
+
+
+def load_rows(path: Path) -> list[dict[str, Any]] | None:
+    """Rows saved by `save_rows` for the same FEATURES, else None."""
+    if not path.exists():
+        return None
+    with np.load(path, allow_pickle=False) as d:
+        if tuple(d["features"].tolist()) != FEATURES:
+            return None
+        arrays = {k: d[k] for k in d.files}  # each d[k] reads the archive anew: once each
+    off = arrays["offsets"]
+    return [{"z": arrays["x"][a:b], "gold": arrays["gold"][a:b],
+             **{k: str(arrays[f"q_{k}"][i]) for k in ("id", "file", "lang", "set")}}
+            for i, (a, b) in enumerate(zip(off[:-1], off[1:]))]
+
+
+def collect_all(chosen: Sequence[tuple[str, str, list[Path], list[Any]]], data: Path | None,
+                run: Run) -> list[dict[str, Any]]:
+    """The rows of every question set, each over its own collection (ingested unless `data` has it)."""
+    from agent.search.embeddings import LocalEmbeddings
+
+    emb, rows = LocalEmbeddings(), []
+    for qset, split, pdfs, questions in chosen:
+        with tempfile.TemporaryDirectory(prefix="bench-rank-") as tmp:
+            collection = _collection(pdfs, (data or Path(tmp)) / f"data-{qset}-{split}", emb, run)
+            rows += [{**r, "set": f"{qset}:{split}"} for r in collect(questions, collection, emb, run)]
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     p = parser(__doc__.split("\n\n")[0])
     p.add_argument("--set", dest="qset", choices=("devset", "evalset", "pooled"), default="pooled")
     p.add_argument("--split", choices=("tune",), default="tune", help="the evalset's test split is never read here")
     p.add_argument("--data", type=Path, default=None, help="keep the ingested collections in DIR (see cv_sweep)")
+    p.add_argument("--no-rankers", action="store_true", help="leave out the learned rankers (minutes of fitting)")
     args = p.parse_args(argv)
     from agent.evaluate import load_questions
-    from agent.search.embeddings import LocalEmbeddings
 
     run = Run(f"{NAME}-{args.qset}", args, argv if argv is not None else sys.argv[1:])
     sets = [("devset", "all"), ("evalset", "tune")] if args.qset == "pooled" else [(args.qset, args.split)]
@@ -375,13 +486,13 @@ def main(argv: list[str] | None = None) -> int:
                   "questions": sum(len(qs) for *_, qs in chosen), "norms": NORMS, "bm25_grid": BM25_GRID,
                   "ratios": RATIOS, "scales": SCALES, "lambdas": LAMBDAS, "pair_top": PAIR_TOP,
                   "objective": "(hit@1 + hit@5) / 2, leave one document out"}
-    emb = LocalEmbeddings()
-    rows = []
-    for qset, split, pdfs, questions in chosen:
-        with tempfile.TemporaryDirectory(prefix="bench-rank-") as tmp:
-            collection = _collection(pdfs, (args.data or Path(tmp)) / f"data-{qset}-{split}", emb, run)
-            rows += [{**r, "set": f"{qset}:{split}"} for r in collect(questions, collection, emb, run)]
-    run.results = report(rows, run)
+    cache = args.data / f"rank-rows-{args.qset}{'-seg' if segmenter_available() else ''}.npz" if args.data else None
+    rows = load_rows(cache) if cache else None
+    if rows is None:
+        rows = collect_all(chosen, args.data, run)
+        if cache:
+            save_rows(rows, cache)
+    run.results = report(rows, run, rankers=not args.no_rankers)
     run.finish()
     return 0
 
