@@ -20,6 +20,7 @@ document-out on the training documents) over the product's features, trained per
 
 from __future__ import annotations
 
+import importlib.util
 import itertools
 import sys
 import tempfile
@@ -108,7 +109,8 @@ def segmented_tokenizer(keep_bigrams: bool) -> Callable[[str], list[str]]:
         out: list[str] = []
         for tok in lexical._TOKEN.findall(lexical.normalise(text)):
             if not lexical._CJK_RUN.fullmatch(tok):
-                out.extend(lexical._word_terms(tok))
+                cached = lexical._WORD_TERMS.get(tok)
+                out.extend(lexical._word_terms(tok) if cached is None else cached)
                 continue
             out.extend(tok)
             if keep_bigrams:
@@ -137,11 +139,7 @@ def segmented_bm25(ix: Any, tokenize: Callable[[str], list[str]], run: Run) -> t
 
 def segmenter_available() -> bool:
     """Whether jieba can be imported (it is not a requirement of the product)."""
-    try:
-        import jieba  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    return importlib.util.find_spec("jieba") is not None
 
 
 def collect(questions: Sequence[Any], collection: Any, emb: Any, run: Run) -> list[dict[str, Any]]:
