@@ -50,9 +50,9 @@ FEATURES = (*RAW, *(f"{s}:{n}" for s in SCALED for n in NORMS), *(f"{s}:{n}" for
             *(f"{s}:k{k1:g}b{b:g}" for s in ("bm25_chunk", "bm25_page") for k1, b in BM25_GRID),
             *(f"{s}:{seg}" for s in ("bm25_chunk", "bm25_page") for seg in SEGMENTERS))
 #: weight ratios of (chunk BM25, page BM25, vector) and the scales tried for each normalisation
-RATIOS = tuple(r for r in itertools.product((0.0, 0.2, 0.4, 0.6), (0.0, 0.2, 0.4, 0.6), (0.1, 0.2, 0.4, 0.6)))
-SCALES = {"z": (0.5, 1.0, 2.0), "zc": (0.5, 1.0, 2.0), **{f"z{n}": (0.5, 1.0, 2.0) for n in Z_TOPS}, "max": (1.0, 2.0, 4.0, 8.0),
-          **{f"rrf{k}": (1.0, 2.0, 4.0, 8.0) for k in RRF_K}}
+RATIOS = tuple(itertools.product((0.0, 0.2, 0.4, 0.6), (0.0, 0.2, 0.4, 0.6), (0.1, 0.2, 0.4, 0.6)))
+SCALES = {"z": (0.5, 1.0, 2.0), "zc": (0.5, 1.0, 2.0), **{f"z{n}": (0.5, 1.0, 2.0) for n in Z_TOPS},
+          "max": (1.0, 2.0, 4.0, 8.0), **{f"rrf{k}": (1.0, 2.0, 4.0, 8.0) for k in RRF_K}}
 LAMBDAS = (1e-4, 1e-3, 0.01, 0.1, 1.0)  # L2 of the learned rankers, chosen per fold by an inner CV
 INNER_FOLDS = 4  # the inner CV: training documents in this many groups
 PAIR_TOP = 50  # pairs: each gold page against the non-gold candidates among the product's best PAIR_TOP
@@ -195,16 +195,12 @@ def product_weights() -> dict[str, float]:
     return {(f"{k}:z" if k in SCALED else k): v for k, v in WEIGHTS.items()}
 
 
-def _raw_only() -> dict[str, float]:
-    return {k: v for k, v in product_weights().items() if k in RAW}
-
-
 def norm_grid(norms: Sequence[str]) -> np.ndarray:
     """The three scaled signals in normalisation(s) `norms`: every ratio x scale, raw signals at product weights."""
-    out = []
+    out, raw = [], {k: v for k, v in product_weights().items() if k in RAW}
     for norm in norms:
         for ratio, scale in itertools.product(RATIOS, SCALES[norm]):
-            out.append(_vector({**_raw_only(), **{f"{s}:{norm}": scale * r for s, r in zip(SCALED, ratio)}}))
+            out.append(_vector({**raw, **{f"{s}:{norm}": scale * r for s, r in zip(SCALED, ratio)}}))
     return np.array(out)
 
 
@@ -214,8 +210,9 @@ def title_grids() -> dict[str, np.ndarray]:
     base = product_weights()
     scaled = [{**base, **{f"{s}:z": base[f"{s}:z"] * f for s in SCALED}} for f in (0.5, 0.75, 1, 1.25, 1.5, 2, 3)]
     joint = [{**base, "heading": h, "title_match": t} for h in (0, 0.5, 1, 2, 4) for t in (0, 1, 2, 4, 6, 8)]
-    normed = {n: [{**{k: v for k, v in base.items() if k not in TITLED}, f"heading:{n}": h, f"title_match:{n}": t}
-                  for h in grid for t in grid] for n, grid in (("max", (0, 0.5, 1, 2, 4)), ("zc", (0, 0.1, 0.2, 0.4, 0.8)))}
+    text = {k: v for k, v in base.items() if k not in TITLED}
+    normed = {n: [{**text, f"heading:{n}": h, f"title_match:{n}": t} for h in grid for t in grid]
+              for n, grid in {"max": (0, 0.5, 1, 2, 4), "zc": (0, 0.1, 0.2, 0.4, 0.8)}.items()}
     return {"text signals scaled against the raw ones": np.array([_vector(w) for w in scaled]),
             "heading and title_match weights refit jointly": np.array([_vector(w) for w in joint]),
             **{f"heading and title_match {n}-normalised per query": np.array([_vector(w) for w in ws])
@@ -242,8 +239,9 @@ def families() -> dict[str, np.ndarray]:
     out.update({f"reciprocal rank, k = {k}": norm_grid([f"rrf{k}"]) for k in RRF_K})
     out["reciprocal rank, k by CV"] = norm_grid([f"rrf{k}" for k in RRF_K])
     out["normalisation by CV (z, zc, max, rrf, z of N)"] = norm_grid(NORMS)
+    base = product_weights()
     out["z over the best N pages, N by CV (product weights)"] = np.array(
-        [_vector({**_raw_only(), **{f"{s}:{n}": w for s, w in ((s, product_weights()[f"{s}:z"]) for s in SCALED)}})
+        [_vector({**{k: v for k, v in base.items() if k in RAW}, **{f"{s}:{n}": base[f"{s}:z"] for s in SCALED}})
          for n in ("z", *(f"z{n}" for n in Z_TOPS))])
     out["z over the best N pages, N and weights by CV"] = norm_grid(["z", *(f"z{n}" for n in Z_TOPS)])
     out.update(title_grids())
