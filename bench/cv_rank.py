@@ -245,6 +245,7 @@ def families() -> dict[str, np.ndarray]:
          for n in ("z", *(f"z{n}" for n in Z_TOPS))])
     out["z over the best N pages, N and weights by CV"] = norm_grid(["z", *(f"z{n}" for n in Z_TOPS)])
     out.update(title_grids())
+    out["contents penalty refit"] = np.array([_vector({**base, "contents": w}) for w in (0, -0.5, -1, -2, -3, -4, -6, -8)])
     out["BM25 k1, b of chunks"] = bm25_grid(True, False)
     out["BM25 k1, b of pages"] = bm25_grid(False, True)
     out["BM25 k1, b of chunks and pages"] = bm25_grid(True, True)
