@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.common import Run, markdown_table, parser, set_blas_threads
+from bench.common import Run, git_commit, markdown_table, parser, set_blas_threads
 from bench.cv_sweep import _collection, cross_validate, hits
 from bench.quality import _question_set
 
@@ -83,8 +83,7 @@ def normalised(values: np.ndarray, cand: np.ndarray) -> dict[str, np.ndarray]:
     out = {"z": _zscore(values)[cand], "zc": _zc(values[cand]), "max": _minmax(values)[cand]}
     out.update({f"z{n}": _zscore(values, top=n)[cand] for n in Z_TOPS})
     ranks = _ranks(values[cand])
-    for k in RRF_K:
-        out[f"rrf{k}"] = k / (k + ranks)
+    out.update({f"rrf{k}": k / (k + ranks) for k in RRF_K})
     return out
 
 
@@ -484,7 +483,8 @@ def main(argv: list[str] | None = None) -> int:
                   "questions": sum(len(qs) for *_, qs in chosen), "norms": NORMS, "bm25_grid": BM25_GRID,
                   "ratios": RATIOS, "scales": SCALES, "lambdas": LAMBDAS, "pair_top": PAIR_TOP,
                   "objective": "(hit@1 + hit@5) / 2, leave one document out"}
-    cache = args.data / f"rank-rows-{args.qset}{'-seg' if segmenter_available() else ''}.npz" if args.data else None
+    tag = f"{args.qset}-{git_commit().replace('+', '-')}{'-seg' if segmenter_available() else ''}"  # rows of this code
+    cache = args.data / f"rank-rows-{tag}.npz" if args.data else None
     rows = load_rows(cache) if cache else None
     if rows is None:
         rows = collect_all(chosen, args.data, run)
