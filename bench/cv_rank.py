@@ -2,17 +2,17 @@
 
 Every question's page signals are computed once with the product's pipeline (`retrieval.page_signals` over
 a collection built by `agent.ingest`, as in bench/cv_sweep.py), each scaled signal (chunk BM25, page BM25,
-vector) in several per-query normalisations, plus chunk and page BM25 under a grid of k1 and b. A family is a
-grid of weight vectors over these columns (the product's raw signals, title, contents, heading, title_match,
-definition, keep their product weights); it is scored like cv_sweep: leave one document out, each fold's
-setting chosen on the other documents by (hit@1 + hit@5) / 2 and scored on the one left out (held-out),
-next to the best setting chosen and scored on all questions (in-sample).
+vector) in several per-query normalisations, chunk and page BM25 under a grid of k1 and b and with Chinese cut
+by jieba (when importable). A family is a grid of weight vectors over these columns (the raw signals, title,
+contents, heading, title_match, definition, keep their product weights unless the family is about them); it is
+scored like cv_sweep: leave one document out, each fold's setting chosen on the other documents by (hit@1 +
+hit@5) / 2 and scored on the one left out (held-out), next to the best setting chosen and scored on all (in-sample).
 
 Normalisations (per query, per signal, over every page of the collection): `z` the product's (mean and std of
-the signal's best 100 pages); `zc` mean and std over the candidate pages (pages with any evidence); `max`
-min-max to 0..1; `rrf<k>` k / (k + rank among the candidates), reciprocal-rank fusion with its k on the grid.
-The learned ranker: pairwise logistic regression (numpy, Newton steps, L2 chosen by an inner leave-one-
-document-out on the training documents) over the product's features, trained per fold on the other documents.
+the signal's best 100 pages; `z<N>`: of its best N); `zc` mean and std over the candidate pages (pages with any
+evidence); `max` min-max to 0..1; `rrf<k>` k / (k + rank among the candidates), reciprocal-rank fusion.
+The learned rankers (pairwise logistic, listwise softmax; numpy, L2 chosen by an inner CV by document on the
+training documents) use the product's features and are trained per fold on the other documents.
 
     python -m bench.cv_rank --set pooled --data DIR              # devset + tune split, folds by document
     python -m bench.cv_rank --set evalset --split tune --data DIR
