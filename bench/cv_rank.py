@@ -38,7 +38,7 @@ from bench.quality import _question_set
 
 NAME = "cv_rank"
 SCALED = ("bm25_chunk", "bm25_page", "vector")
-RAW = ("title", "contents", "heading", "title_match", "definition")
+RAW = ("title", "contents", "heading", "title_match", "definition", "next_section")
 RRF_K = (5, 10, 20, 60)
 SEGMENTERS = ("jieba+bigrams", "jieba")  # Chinese: dictionary words next to / instead of the bigrams
 Z_TOPS = (10, 25, 50, 200, 400)  # the product's z over its best 100 pages, against other numbers of pages

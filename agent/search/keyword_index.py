@@ -71,7 +71,7 @@ class CollectionIndex:
             lexicon, pages, postings = *counts_from_chunks(documents, lexicon), None
         self.pages = pages
         self.contents = pages.contents
-        self.sections = SectionTitles.of_pages(pages.rows, pages.titles_by_page())
+        self.sections = SectionTitles.of_pages(pages.rows, pages.titles_by_page(), pages.last)
         self.chunk_page = np.asarray(lexicon.chunk_page, dtype=np.int64)
         # chunks grouped by page, for per-page maxima with np.maximum.reduceat (ufunc.at is
         # far slower); None when chunks already come page by page
@@ -130,6 +130,9 @@ class MergedView:
                                for ix in indexes], np.int64)
         self.title_terms = [file_title_terms(f) for f in self.files]
         self.contents = joined([ix.contents for ix in indexes], np.float64)
+        self.continues = joined([ix.pages.continues for ix in indexes], np.float64)
+        nexts = [_next_pages(ix.pages.file, ix.pages.number) for ix in indexes]
+        self.next_page = joined([np.where(nxt >= 0, nxt + off, -1) for nxt, off in zip(nexts, page_off)], np.int64)
 
     def page_max(self, chunk_values: np.ndarray) -> np.ndarray:
         """The maximum of each page's chunk values."""
@@ -156,6 +159,15 @@ class MergedView:
         bonus = np.array([sum(math.log(1 + (n - df[t] + 0.5) / (df[t] + 0.5)) for t in qterms & title)
                           for title in self.title_terms], dtype=np.float64)
         return bonus[self.page_file] if bonus.any() else None
+
+
+def _next_pages(file: np.ndarray, number: np.ndarray) -> np.ndarray:
+    """Per page: the row of the next page of the same file (-1: none)."""
+    order = np.lexsort((number, file))
+    out = np.full(len(file), -1, dtype=np.int64)
+    follows = (file[order[1:]] == file[order[:-1]]) & (number[order[1:]] == number[order[:-1]] + 1)
+    out[order[:-1][follows]] = order[1:][follows]
+    return out
 
 
 def joined(arrays: list[np.ndarray], dtype: Any) -> np.ndarray:
