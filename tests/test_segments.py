@@ -316,3 +316,35 @@ def test_a_removal_reads_only_the_rows_of_the_removed_file(tmp_path, monkeypatch
         c.remove("aaa")
     assert scanned == [(0, 2)]  # its segment's rows of aaa.pdf, found from the page table; no other segment read
     _assert_whole(c, ["big", "bbb"])
+
+
+def test_a_collection_saved_by_main_before_per_segment_counts_loads_and_grows(tmp_path):
+    """Main 7efa28c kept one joined copy of the counts in memory; its files are the same: read as they are."""
+    tree = tmp_path / "old"
+    tree.mkdir()
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", "7efa28c", "agent", "tests"], capture_output=True,
+                             check=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
+    script = textwrap.dedent(f"""
+        import sys
+        from pathlib import Path
+        from agent.search import segments, store
+        from tests.support import add, open_collection
+        segments.MERGE_RATIO, store.MAX_DELETED_SHARE = 0, 0.5
+        c = open_collection(Path(sys.argv[1]))  # one whole segment of big, aaa, bbb
+        for doc_id in ("big", "aaa", "bbb"):
+            add(c, doc_id, {TEXTS!r}[doc_id])
+        c = open_collection(Path(sys.argv[1]), append_min=1)
+        with c.writing():
+            c.remove("aaa")  # deleted in the middle of it
+        add(c, "ccc", {TEXTS!r}["ccc"])
+    """)
+    subprocess.run([sys.executable, "-c", script, str(tmp_path / "data")], cwd=tree, check=True, timeout=120,
+                   env={**os.environ, "PYTHONPATH": str(tree)})
+    c = open_collection(tmp_path / "data", append_min=1)
+    _assert_whole(c, ["big", "bbb", "ccc"])
+    assert keyword_index.collection_index(c).chunk_bm25.parts[0].postings is c.snapshot().segments[0].postings.chunks
+    add(c, "ddd", TEXTS["ddd"])
+    with c.writing():
+        c.remove("bbb")
+    _assert_whole(open_collection(tmp_path / "data", append_min=1), ["big", "ccc", "ddd"])
