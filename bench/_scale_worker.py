@@ -75,7 +75,8 @@ def rss_mb() -> float:
 
 
 def measure(spec: dict[str, Any]) -> dict[str, Any]:
-    """Load, build the keyword index, then add and remove one 900-chunk file."""
+    """Load, build the keyword index, then add and remove one 900-chunk file, remove one from the middle
+    of the collection (the keyword index timed after each), then add `series` files in a row."""
     from agent.search.keyword_index import collection_index
     from agent.search.store import Collection
 
@@ -103,6 +104,17 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
     with collection.writing():
         collection.remove("f" * 64)
     remove_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    collection_index(collection)
+    index_after_remove_s = time.perf_counter() - t0
+    middle = sorted(collection.infos.values(), key=lambda info: info.file)[len(collection.infos) // 2].doc_id
+    t0 = time.perf_counter()
+    with collection.writing():
+        collection.remove(middle)  # from the middle of the first (biggest) segment
+    remove_middle_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    collection_index(collection)
+    index_after_remove_middle_s = time.perf_counter() - t0
     n = len(collection.documents)
     series = []  # adds in a row: past 8 segments, a merge (agent.search.store.MAX_SEGMENTS)
     for extra in extras:
@@ -115,7 +127,8 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
         collection.compaction_finished()
     compaction_wait_s = time.perf_counter() - t0
     return {"n": n, "load_s": load_s, "keyword_index_s": index_s, "add_s": add_s, "index_after_add_s": index_after_add_s, "series_s": series,
-            "remove_s": remove_s, "compaction_wait_s": compaction_wait_s, "rss_start_mb": start, "rss_after_load_mb": after_load,
+            "remove_s": remove_s, "index_after_remove_s": index_after_remove_s, "remove_middle_s": remove_middle_s,
+            "index_after_remove_middle_s": index_after_remove_middle_s, "compaction_wait_s": compaction_wait_s, "rss_start_mb": start, "rss_after_load_mb": after_load,
             "rss_after_index_mb": after_index,
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 

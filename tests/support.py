@@ -249,6 +249,7 @@ def assert_pages_fit(collection: Collection) -> None:
     fresh = PageTable.build(docs)
     assert pages is not None and pages.keys() == keys and pages.contents.tolist() == fresh.contents.tolist()
     assert pages.titles_by_page() == fresh.titles_by_page()
+    assert pages.last.tolist() == fresh.last.tolist() and pages.continues.tolist() == fresh.continues.tolist()
 
 
 # ------------------------------------------------------------------ the web app in AppTest

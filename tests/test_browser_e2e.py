@@ -36,6 +36,9 @@ from tests.support import (
 )
 
 GEOLOGY = DEVSET_PDFS / "squad_Geology.pdf"
+#: How long the app may take to answer its health check: a bound on a wait on a possibly busy machine, not
+#: a speed goal (bench.startup measures start-up).
+STARTUP_WAIT = 120
 QUESTION = "What do petrologists use electron microprobes in the laboratory for?"  # devset q014, gold page 3
 ANSWER = ("Petrologists use electron microprobes in the laboratory to identify rocks: they measure the "
           "chemistry of the minerals in a sample [1]. <script>window.pwned = 1</script>")
@@ -95,7 +98,7 @@ def running_app(tmp_path: Path, ollama_url: str, **extra_env: str) -> Iterator[A
                STREAMLIT_BROWSER_GATHER_USAGE_STATS="false", **extra_env)
     app = App(f"http://127.0.0.1:{port}", tmp_path / "streamlit.log")
     with open(app.log_path, "wb") as log, streamlit_server(env, port, log) as process:
-        wait_for_http(f"{app.base}/_stcore/health", 40, process)
+        wait_for_http(f"{app.base}/_stcore/health", STARTUP_WAIT, process)
         yield app
     assert not app.outside, f"requests outside 127.0.0.1: {app.outside}"
     log = app.log()

@@ -9,6 +9,7 @@ from agent.workspace import Workspace
 from tests.support import GEOLOGY_TEXTS as GEOLOGY
 from tests.support import add_library, add_texts, double_environ, engine_for, run_cli, user_messages
 
+
 def indexed(workspace):
     return add_library(workspace)
 

@@ -311,3 +311,48 @@ def test_an_acronym_finds_the_section_titled_by_its_long_form():
                                   chunk_overlap=0), ConstantEmbeddings())
     keyword = search("What is GCM?", [coll], embeddings=None, k=3, mode="bm25")  # no vector: every page "found"
     assert keyword[0].document.metadata["page"] == 52  # its title is its only evidence, and enough
+
+
+def test_a_section_that_goes_on_over_the_next_page_is_found_where_it_starts():
+    start = ("Cachegrind writes its profile to a file that the tools below read. The counts are per function and "
+             "per line of source code, and each tool prints them in its own way.\n"
+             "5.4. cg_annotate Command-line Options\nIt reads the profile file.")
+    cont = ("The command-line options of cg_annotate: --show=A,B,C: the events to show. --sort=A,B,C: the order of "
+            "the functions. --threshold=X: drop functions below X percent. --auto=yes: annotate every source file. "
+            "--context=N: lines around each. These options of cg_annotate may be given in any order; cg_annotate "
+            "options also come from a file.\n5.5. cg_merge Command-line Options\ncg_merge takes the files to merge.")
+    other = "5.6. cg_diff Command-line Options\ncg_diff compares two profiles; its options are few."
+    docs = [doc(text, file="v.pdf", page=n) for n, text in ((111, start), (112, cont), (113, other))]
+    docs += [doc(f"Chapter {n} is about memory errors and leak reports.", file="v.pdf", page=n) for n in range(1, 11)]
+    for d, title in zip(docs, ("5.4. cg_annotate Command-line Options", "5.5. cg_merge Command-line Options",
+                               "5.6. cg_diff Command-line Options")):
+        d.metadata.update(outline=[title], start=0)
+    coll = Collection(docs, ConstantEmbeddings())
+
+    def first(**weights):
+        hits = search("What command-line options does cg_annotate take?", [coll], embeddings=coll.embeddings, k=3,
+                      weights={**retrieval.WEIGHTS, **weights})
+        return hits[0].document.metadata["page"]
+
+    assert first(next_section=0.0) == 112  # more of the question's words, on the page the section goes on over
+    assert first() == 111  # where the section starts
+
+
+def test_how_much_of_the_next_page_a_section_covers():
+    from agent.search.section_titles import continuation, title_level
+
+    assert [title_level(t) for t in ("5.8. Simulation", "5.8.1.\xa0Cache", "A.2 Notes", "A Simple Race", "GCM")] \
+        == [2, 3, 2, None, None]
+    keys = [("v.pdf", 4), ("v.pdf", 5), ("v.pdf", 6), ("w.pdf", 7)]
+    texts = ["intro text\n5.8. Simulation Details\nshort", "5.8.1. Cache Simulation\nbody " + "x" * 40
+             + "\n5.9. Next Part\nend", "plain text of a page", "Galois counter mode\nbody"]
+    titles = {0: ["5.8. Simulation Details"], 1: ["5.8.1. Cache Simulation", "5.9. Next Part"],
+              3: ["Galois counter mode", "GCM"]}
+    last, share = continuation(keys, texts, titles)
+    assert last.tolist() == [0, 1, -1, 1]  # an acronym title stands where its long form does, and comes after it
+    flat = " ".join(texts[1].split()).lower()
+    assert share[0] == pytest.approx(flat.index("5.9.") / len(flat))  # through its subsection, up to 5.9
+    assert share[1] == 1.0 and share[2] == 0.0 and share[3] == 0.0  # a page without titles; no next page
+    last, share = continuation(keys, texts, {0: ["Simulation Details"], 1: ["Cache Simulation", "Next Part"]})
+    assert share[0] == pytest.approx(flat.index("cache simulation") / len(flat))  # unnumbered: the next page's
+    # first title ends the section

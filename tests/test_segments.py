@@ -16,9 +16,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from agent.search import retrieval, segments, store
+from agent.search import keyword_index, retrieval, segments, store
 from agent.search.lexical import Lexicon
-from agent.search.postings import Postings
 from tests.support import ROOT, TinyEmbeddings, add, assert_pages_fit, make_doc, open_collection
 
 TEXTS = {"aaa": ["alpha text one", "beta two words"], "bbb": ["gamma three", "gamma again"],
@@ -265,20 +264,87 @@ def test_killed_while_writing_segments_leaves_the_old_or_the_new_version(tmp_pat
     assert np.isclose(c.vectorstore.similarity_search_with_score("eta seven", k=1)[0][1], 1.0)
 
 
-def test_the_keyword_index_joins_the_segments_saved_postings_as_the_counts_would_make_them(tmp_path):
-    c = _segmented(tmp_path, ("big", "aaa", "bbb", "ccc"))
+def test_the_keyword_index_reads_the_saved_postings_in_place_and_scores_as_a_whole_rebuild(tmp_path):
+    c = open_collection(tmp_path)  # whole saves: one segment of big, aaa, bbb
+    for doc_id in ("big", "aaa", "bbb"):
+        add(c, doc_id, TEXTS[doc_id])
+    c = open_collection(tmp_path, append_min=1)
     with c.writing():
-        c.remove("aaa")  # a segment with deleted rows: its postings' rows dropped, the rest renumbered
+        c.remove("aaa")  # from the middle of the segment: its rows skipped, not copied out
+    add(c, "ccc", TEXTS["ccc"])
     snap = open_collection(tmp_path, append_min=1).snapshot()
-    joined = snap.keyword_postings()
-    assert joined is not None
-    for saved, counts in zip(joined, (snap.lexicon.chunks, snap.lexicon.pages)):
-        made = Postings.of(counts.ptr, counts.term, counts.tf, len(snap.lexicon.vocabulary))
-        assert [a.tolist() for a in (saved.ptr, saved.rows, saved.tf)] == [a.tolist() for a in (made.ptr, made.rows,
-                                                                                                 made.tf)]
+    assert [s.deleted for s in snap.segments] == [((20, 22),), ()]
+    index = keyword_index.collection_index(snap)
+    assert "_joined" not in snap.__dict__  # the whole term counts were never made
+    saved = snap.segments[0].postings
+    assert np.shares_memory(index.chunk_bm25.parts[0].postings.rows, saved.chunks.rows)  # mapped, not copied
+    whole = snap.lexicon.bm25()  # BM25 made from the joined counts of the live chunks
+    for mine, rebuilt in zip((index.chunk_bm25, index.page_bm25), whole):
+        assert mine.idf.tolist() == rebuilt.idf.tolist() and mine.norm.tolist() == rebuilt.norm.tolist()
+        for query in ("gamma three", "big page", "alpha words", "delta four", "page 7 two"):
+            assert mine.scores(query).tolist() == rebuilt.scores(query).tolist()
     damaged = next(c.path.glob("postings-*.npy"))
     damaged.write_bytes(damaged.read_bytes()[:200])
     reopened = open_collection(tmp_path, append_min=1)
     assert reopened.snapshot().keyword_postings() is None  # built from the term counts instead
     hits = retrieval.search("gamma three", [reopened], embeddings=TinyEmbeddings(), k=1)
     assert hits[0].document.page_content == "gamma three"
+
+
+def test_an_add_leaves_the_other_segments_term_counts_as_they_were(tmp_path):
+    c = _segmented(tmp_path)
+    before = c.snapshot()
+    add(c, "ddd", TEXTS["ddd"])
+    after = c.snapshot()
+    assert all(a.counts is b.counts for a, b in zip(after.segments, before.segments))  # not copied
+    keyword_index.collection_index(after)
+    assert "_joined" not in after.__dict__  # neither the add nor its keyword index joined all the counts
+    _assert_whole(c, ["aaa", "bbb", "ccc", "ddd"])
+
+
+def test_a_removal_reads_only_the_rows_of_the_removed_file(tmp_path, monkeypatch):
+    c = _segmented(tmp_path, ("big", "aaa", "bbb"))
+    scanned = []
+    real = store.ChunkTable.rows_with
+
+    def spy(table, key, values, span=None):
+        scanned.append(span)
+        return real(table, key, values, span)
+
+    monkeypatch.setattr(store.ChunkTable, "rows_with", spy)
+    with c.writing():
+        c.remove("aaa")
+    assert scanned == [(0, 2)]  # its segment's rows of aaa.pdf, found from the page table; no other segment read
+    _assert_whole(c, ["big", "bbb"])
+
+
+def test_a_collection_saved_by_main_before_per_segment_counts_loads_and_grows(tmp_path):
+    """Main 7efa28c kept one joined copy of the counts in memory; its files are the same: read as they are."""
+    tree = tmp_path / "old"
+    tree.mkdir()
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", "7efa28c", "agent", "tests"], capture_output=True,
+                             check=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
+    script = textwrap.dedent(f"""
+        import sys
+        from pathlib import Path
+        from agent.search import segments, store
+        from tests.support import add, open_collection
+        segments.MERGE_RATIO, store.MAX_DELETED_SHARE = 0, 0.5
+        c = open_collection(Path(sys.argv[1]))  # one whole segment of big, aaa, bbb
+        for doc_id in ("big", "aaa", "bbb"):
+            add(c, doc_id, {TEXTS!r}[doc_id])
+        c = open_collection(Path(sys.argv[1]), append_min=1)
+        with c.writing():
+            c.remove("aaa")  # deleted in the middle of it
+        add(c, "ccc", {TEXTS!r}["ccc"])
+    """)
+    subprocess.run([sys.executable, "-c", script, str(tmp_path / "data")], cwd=tree, check=True, timeout=120,
+                   env={**os.environ, "PYTHONPATH": str(tree)})
+    c = open_collection(tmp_path / "data", append_min=1)
+    _assert_whole(c, ["big", "bbb", "ccc"])
+    assert keyword_index.collection_index(c).chunk_bm25.parts[0].postings is c.snapshot().segments[0].postings.chunks
+    add(c, "ddd", TEXTS["ddd"])
+    with c.writing():
+        c.remove("bbb")
+    _assert_whole(open_collection(tmp_path / "data", append_min=1), ["big", "ccc", "ddd"])

@@ -28,7 +28,6 @@ from pathlib import Path
 from typing import Any, NamedTuple, Sequence
 
 import numpy as np
-
 from PIL import Image
 
 from agent._cjk import is_cjk

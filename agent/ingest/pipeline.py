@@ -28,9 +28,9 @@ from agent._files import safe_file_name
 from agent.config import Settings
 from agent.errors import AgentError, DocumentError, EncryptedPDFError
 from agent.ingest import formats
+from agent.ingest._child import parse_in_child
 from agent.ingest.acronyms import with_acronyms
 from agent.ingest.chunking import chunk_pages, embedding_text
-from agent.ingest._child import parse_in_child
 from agent.ingest.parse import ParsedPDF
 from agent.search.embeddings import checked_vectors
 from agent.search.store import Collection, DocumentInfo

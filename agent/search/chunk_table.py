@@ -123,15 +123,17 @@ class ChunkTable(DocumentRows):
         a, b = self._offsets[i, 1], self._offsets[i + 1, 1]
         return self._data[a:b].tobytes()
 
-    def rows_with(self, key: str, values: Collection[str]) -> np.ndarray:
-        """Ascending positions of the chunks whose metadata[key] is one of `values`: a regex scan of
-        the JSON bytes in C, then a parse of the candidate rows only (not a Document per chunk)."""
+    def rows_with(self, key: str, values: Collection[str], span: tuple[int, int] | None = None) -> np.ndarray:
+        """Ascending positions of the chunks (among rows span[0]..span[1], when given) whose metadata[key]
+        is one of `values`: a regex scan of the JSON bytes in C, then a parse of the candidate rows only
+        (not a Document per chunk)."""
         offsets = np.asarray(self._offsets[:, 1])
-        base = int(offsets[0])
+        first, end = span or (0, len(self))
+        base, stop = int(offsets[first]), int(offsets[end])
         found: set[int] = set()
         for value in values:
             pattern = re.escape(json.dumps(key) + ": " + json.dumps(value, ensure_ascii=False)).encode("utf-8")
-            for match in re.finditer(pattern, memoryview(self._data)[base:]):  # type: ignore[arg-type]
+            for match in re.finditer(pattern, memoryview(self._data)[base:stop]):  # type: ignore[arg-type]
                 found.add(int(np.searchsorted(offsets, base + match.start(), side="right")) - 1)
         rows = [i for i in sorted(found) if i < len(self) and self[i].metadata.get(key) in values]
         return np.array(rows, dtype=np.int64)

@@ -17,10 +17,13 @@ import numpy as np
 from langchain_core.documents import Document
 from langchain_core.vectorstores import VectorStore
 
-from agent.search.lexical import BM25Index, Lexicon, file_title, page_key, tokenize
+from agent.search.lexical import BM25Index, Lexicon, Vocabulary, file_title, page_key, tokenize
 from agent.search.page_table import PageTable, counts_from_chunks
-from agent.search.postings import Postings
+from agent.search.postings import Part
 from agent.search.section_titles import SectionTitles
+
+#: a version's saved postings: chunk parts, page parts, each chunk's page, and their vocabulary
+KeywordParts = tuple[Sequence[Part], Sequence[Part], np.ndarray, Vocabulary]
 
 
 class CollectionVersion(Protocol):
@@ -63,24 +66,31 @@ class CollectionIndex:
     making a `Document`; else from the chunks (slow: tokenising takes ~0.4 s per 1,000 chunks)."""
 
     def __init__(self, documents: Sequence[Document], lexicon: Lexicon | None = None,
-                 pages: PageTable | None = None, postings: tuple[Postings, Postings] | None = None) -> None:
-        """`postings`: BM25 postings of `lexicon` saved with the collection (agent.search.postings)."""
+                 pages: PageTable | None = None, postings: KeywordParts | None = None) -> None:
+        """`postings`: the BM25 postings of these chunks and pages saved with the collection's segments
+        and each chunk's page (agent.search.postings.Part; then `lexicon` is not read and may be None)."""
         self.documents = documents  # a collection's ChunkTable stays columnar: `Document`s per hit only
+        if postings is not None and pages is not None and len(postings[2]) == len(documents) \
+                and (not len(documents) or int(postings[2].max()) < pages.rows):
+            self._set(pages, postings[2], BM25Index.from_parts(postings[0], postings[3]),
+                      BM25Index.from_parts(postings[1], postings[3]))
+            return
         if lexicon is None or pages is None or lexicon.chunk_page is None or lexicon.pages.rows != pages.rows \
                 or not lexicon.fits(documents, pages.rows):
-            lexicon, pages, postings = *counts_from_chunks(documents, lexicon), None
+            lexicon, pages = counts_from_chunks(documents, lexicon)
+        self._set(pages, lexicon.chunk_page, *lexicon.bm25())
+
+    def _set(self, pages: PageTable, chunk_page: np.ndarray, chunk_bm25: BM25Index, page_bm25: BM25Index) -> None:
         self.pages = pages
         self.contents = pages.contents
-        self.sections = SectionTitles.of_pages(pages.rows, pages.titles_by_page())
-        self.chunk_page = np.asarray(lexicon.chunk_page, dtype=np.int64)
+        self.sections = SectionTitles.of_pages(pages.rows, pages.titles_by_page(), pages.last)
+        self.chunk_page = np.asarray(chunk_page, dtype=np.int64)
         # chunks grouped by page, for per-page maxima with np.maximum.reduceat (ufunc.at is
         # far slower); None when chunks already come page by page
         order = np.argsort(self.chunk_page, kind="stable")
         self.page_order = None if np.array_equal(order, np.arange(len(order))) else order
         self.page_starts = np.searchsorted(self.chunk_page[order], np.arange(pages.rows))
-        self.chunk_bm25: BM25Index
-        self.page_bm25: BM25Index
-        self.chunk_bm25, self.page_bm25 = lexicon.bm25(postings)
+        self.chunk_bm25, self.page_bm25 = chunk_bm25, page_bm25
         self.own_view: MergedView | None = None  # this index alone seen as a merged view (see `merged_view`)
 
     @cached_property
@@ -104,8 +114,16 @@ def collection_index(collection: SearchableCollection | CollectionVersion) -> Co
     """The keyword index of a collection's current version (or of that version), built once per
     version and kept on it, without a global lock."""
     version = collection.snapshot() if isinstance(collection, SearchableCollection) else collection
-    return version.keyword_index(lambda v: CollectionIndex(v.documents, v.lexicon, getattr(v, "pages", None),
-                                                           getattr(v, "keyword_postings", lambda: None)()))
+    return version.keyword_index(_built)
+
+
+def _built(version: Any) -> CollectionIndex:
+    """A version's keyword index: from its segments' saved postings when it has them (its joined term
+    counts are then never made), else from its term counts."""
+    postings = getattr(version, "keyword_postings", lambda: None)()
+    return CollectionIndex(version.documents, None if postings is not None else version.lexicon,
+                           getattr(version, "pages", None),
+                           postings)
 
 
 class MergedView:
@@ -130,6 +148,9 @@ class MergedView:
                                for ix in indexes], np.int64)
         self.title_terms = [file_title_terms(f) for f in self.files]
         self.contents = joined([ix.contents for ix in indexes], np.float64)
+        self.continues = joined([ix.pages.continues for ix in indexes], np.float64)
+        nexts = [_next_pages(ix.pages.file, ix.pages.number) for ix in indexes]
+        self.next_page = joined([np.where(nxt >= 0, nxt + off, -1) for nxt, off in zip(nexts, page_off)], np.int64)
 
     def page_max(self, chunk_values: np.ndarray) -> np.ndarray:
         """The maximum of each page's chunk values."""
@@ -156,6 +177,15 @@ class MergedView:
         bonus = np.array([sum(math.log(1 + (n - df[t] + 0.5) / (df[t] + 0.5)) for t in qterms & title)
                           for title in self.title_terms], dtype=np.float64)
         return bonus[self.page_file] if bonus.any() else None
+
+
+def _next_pages(file: np.ndarray, number: np.ndarray) -> np.ndarray:
+    """Per page: the row of the next page of the same file (-1: none)."""
+    order = np.lexsort((number, file))
+    out = np.full(len(file), -1, dtype=np.int64)
+    follows = (file[order[1:]] == file[order[:-1]]) & (number[order[1:]] == number[order[:-1]] + 1)
+    out[order[:-1][follows]] = order[1:][follows]
+    return out
 
 
 def joined(arrays: list[np.ndarray], dtype: Any) -> np.ndarray:

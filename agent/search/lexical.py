@@ -31,7 +31,7 @@ import numpy as np
 from langchain_core.documents import Document
 
 from agent._cjk import IDEOGRAPHS
-from agent.search.postings import Postings, csr_take, other_rows
+from agent.search.postings import Part, Postings, csr_take, other_rows
 
 logger = logging.getLogger(__name__)
 
@@ -316,17 +316,12 @@ class Lexicon:
     def appended(self, added: Sequence[Document]) -> Lexicon:
         """These counts followed by those of `added`, whose pages must all be new (files these
         counts do not have): only `added` is tokenised."""
-        return self.concat(self.counts_of(added))
+        return self.concat(self.counts_of(added, self.vocabulary))
 
-    def counts_of(self, added: Sequence[Document]) -> Lexicon:
-        """The counts of `added` alone, over a copy of this vocabulary grown by their new terms."""
-        return self._counted(added, self.vocabulary.extended())  # a copy, as in `build`
-
-    def rows_from(self, chunk: int, page: int) -> Lexicon:
-        """The counts of the chunks from `chunk` on, whose pages are those from `page` on."""
-        chunk_page = None if self.chunk_page is None else self.chunk_page[chunk:] - page
-        return Lexicon(self.vocabulary, self.chunks.take(np.arange(chunk, self.chunks.rows)),
-                       self.pages.take(np.arange(page, self.pages.rows)), chunk_page)
+    @classmethod
+    def counts_of(cls, added: Sequence[Document], vocabulary: Vocabulary) -> Lexicon:
+        """The counts of `added` alone, over a copy of `vocabulary` grown by their new terms."""
+        return cls._counted(added, vocabulary.extended())  # a copy, as in `build`
 
     def concat(self, tail: Lexicon) -> Lexicon:
         """These counts followed by `tail`'s, whose vocabulary extends this one."""
@@ -402,18 +397,19 @@ class Lexicon:
         return buf.getvalue()
 
     @classmethod
-    def load(cls, path: Path | io.BytesIO, before: Lexicon | None = None) -> Lexicon | None:
-        """The persisted counts (a file, or `to_bytes` output; after `before`'s, when saved as their
-        continuation), or None when absent, damaged, from another tokenizer version or not following
-        `before` (the caller then recounts: keyword search is never lost, only slower)."""
+    def load(cls, path: Path | io.BytesIO, before: Vocabulary | None = None) -> Lexicon | None:
+        """The persisted counts (a file, or `to_bytes` output), over `before` grown by their own terms
+        when saved as the continuation of counts over it (a collection's segments), or None when absent,
+        damaged, from another tokenizer version or not following `before` (the caller then recounts:
+        keyword search is never lost, only slower)."""
         try:
             with np.load(path, allow_pickle=False) as data:
                 vocab_from = int(data["vocab_from"][0]) if "vocab_from" in data.files else 0
                 if int(data["version"][0]) != TOKENIZER_VERSION or \
-                        vocab_from != (0 if before is None else len(before.vocabulary)):
+                        vocab_from != (0 if before is None else len(before)):
                     return None
                 text = data["vocab"].tobytes().decode("utf-8")
-                vocab = (Vocabulary() if before is None else before.vocabulary).extended(text.split("\n") if text else [])
+                vocab = (before or Vocabulary()).extended(text.split("\n") if text else [])
                 chunks = TermCounts(data["chunk_ptr"], data["chunk_term"], data["chunk_tf"])
                 pages = TermCounts(data["page_ptr"], data["page_term"], data["page_tf"])
                 chunk_page = data["chunk_page"] if "chunk_page" in data.files else None
@@ -430,8 +426,7 @@ class Lexicon:
         if chunk_page is not None and (chunk_page.shape != (chunks.rows,) or
                                        (len(chunk_page) and not 0 <= chunk_page.min() <= chunk_page.max() < pages.rows)):
             chunk_page = None
-        part = cls(vocab, chunks, pages, chunk_page)
-        return part if before is None else before.concat(part)
+        return cls(vocab, chunks, pages, chunk_page)
 
 
 def _appends_new_files(documents: Sequence[Document], previous: Sequence[Document]) -> bool:
@@ -457,36 +452,42 @@ class BM25Index:
     def __init__(self, texts: Sequence[str], *, k1: float = BM25_K1, b: float = BM25_B) -> None:
         vocab = Vocabulary()
         counts = TermCounts.assemble([vocab.count(t) for t in texts])
-        self._set(Postings.of(counts.ptr, counts.term, counts.tf, len(vocab)), vocab, k1, b)
+        self._set([Part(Postings.of(counts.ptr, counts.term, counts.tf, len(vocab)))], vocab, k1, b)
 
     @classmethod
     def from_counts(cls, counts: TermCounts, vocabulary: Vocabulary, postings: Postings | None = None, *,
                     k1: float = BM25_K1, b: float = BM25_B) -> BM25Index:
         """`postings`: of these counts, made already (saved with a segment: agent.search.postings)."""
+        return cls.from_parts([Part(postings or Postings.of(counts.ptr, counts.term, counts.tf, len(vocabulary)))],
+                              vocabulary, k1=k1, b=b)
+
+    @classmethod
+    def from_parts(cls, parts: Sequence[Part], vocabulary: Vocabulary, *, k1: float = BM25_K1,
+                   b: float = BM25_B) -> BM25Index:
+        """Over several segments' postings, each where it lies (agent.search.postings.Part)."""
         index = cls.__new__(cls)
-        index._set(postings or Postings.of(counts.ptr, counts.term, counts.tf, len(vocabulary)), vocabulary, k1, b)
+        index._set(parts, vocabulary, k1, b)
         return index
 
-    def _set(self, postings: Postings, vocabulary: Vocabulary, k1: float, b: float) -> None:
-        self.k1, self.b, self.vocabulary = k1, b, vocabulary
-        lengths = postings.lengths
+    def _set(self, parts: Sequence[Part], vocabulary: Vocabulary, k1: float, b: float) -> None:
+        self.k1, self.b, self.vocabulary, self.parts = k1, b, vocabulary, tuple(parts)
+        lengths = np.concatenate([p.live_lengths() for p in parts]) if parts else np.zeros(0, np.float32)
         self.n = len(lengths)
         avg = float(lengths.mean()) if self.n and lengths.mean() > 0 else 1.0
         self.norm = (k1 * (1 - b + b * lengths / avg)).astype(np.float32)
-        postings = postings.padded(len(vocabulary))
-        self.post_rows, self.post_tf, self.term_ptr = postings.rows, postings.tf, postings.ptr
-        df = np.diff(self.term_ptr)
+        df = np.sum([p.live_df(len(vocabulary)) for p in parts], axis=0) if parts else np.zeros(len(vocabulary))
         self.idf = np.log(1 + (self.n - df + 0.5) / (df + 0.5))
+        if len(parts) == 1 and parts[0].new is None and not parts[0].offset:  # what benches read of one part
+            postings = parts[0].postings.padded(len(vocabulary))
+            self.post_rows, self.post_tf, self.term_ptr = postings.rows, postings.tf, postings.ptr
 
     def scores(self, query: str | Sequence[str]) -> np.ndarray:
         """BM25 score of every text (0 where no term matches)."""
         terms = tokenize(query) if isinstance(query, str) else list(query)
         scores = np.zeros(self.n, dtype=np.float32)
         for t in self.vocabulary.lookup(terms):
-            lo, hi = self.term_ptr[t], self.term_ptr[t + 1]
-            if lo == hi:
-                continue
-            rows, tfs = self.post_rows[lo:hi], self.post_tf[lo:hi]
-            scores[rows] += np.float32(self.idf[t]) * tfs * (self.k1 + 1) / (tfs + self.norm[rows])
+            for part in self.parts:
+                rows, tfs = part.term_rows(t)
+                if len(rows):
+                    scores[rows] += np.float32(self.idf[t]) * tfs * (self.k1 + 1) / (tfs + self.norm[rows])
         return scores
-

@@ -1,11 +1,12 @@
 """What keyword search knows of each page besides its terms, as arrays saved per generation.
 
 Per page (in `lexical.page_groups` order, the row order of `Lexicon.pages`): its key (file,
-page number), the share of its lines that are table-of-contents entries, and the titles of the
-sections that start on it (chunk metadata `outline`; agent.search.section_titles reads them). Computing these takes a `Document` per chunk (~0.5 s
-per 10k chunks, and memory the allocator keeps), so they are computed when chunks are
-added, saved as `pages-<gen>.npz` (numpy arrays, loaded without pickle) and carried over
-from one generation to the next: loading a collection then builds no `Document`.
+page number), the share of its lines that are table-of-contents entries, the titles of the
+sections that start on it (chunk metadata `outline`; agent.search.section_titles reads them), which
+of them starts last and how much of the next page that section covers (`section_titles.continuation`).
+Computing these takes a `Document` per chunk (~0.5 s per 10k chunks, and memory the allocator keeps),
+so they are computed when chunks are added, saved as `pages-<gen>.npz` (numpy arrays, loaded without
+pickle) and carried over from one generation to the next: loading a collection then builds no `Document`.
 """
 
 from __future__ import annotations
@@ -13,13 +14,14 @@ from __future__ import annotations
 import io
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 from langchain_core.documents import Document
 
-from agent.search.lexical import Lexicon, contents_share, page_groups
+from agent.search.lexical import Lexicon, contents_share, page_groups, page_text
+from agent.search.section_titles import continuation
 
 logger = logging.getLogger(__name__)
 
@@ -27,7 +29,8 @@ logger = logging.getLogger(__name__)
 @dataclass
 class PageTable:
     """Pages of one collection version: `files[file[p]]`, `number[p]`, `contents[p]`, and for the
-    pages `titled` (ascending), their section titles (`titles`, each page's joined by a line break)."""
+    pages `titled` (ascending), their section titles (`titles`, each page's joined by a line break);
+    `last[p]`, `continues[p]`: `section_titles.continuation` (absent in tables saved before: -1 and 0)."""
 
     files: list[str]
     file: np.ndarray      # int32 per page, a position in `files`
@@ -35,6 +38,12 @@ class PageTable:
     contents: np.ndarray  # float64 per page
     titled: np.ndarray    # int64, the pages that start sections
     titles: list[str]     # per titled page
+    last: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))       # int32 per page
+    continues: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float64))  # float64 per page
+
+    def __post_init__(self) -> None:
+        if len(self.last) != self.rows or len(self.continues) != self.rows:
+            self.last, self.continues = np.full(self.rows, -1, np.int32), np.zeros(self.rows, np.float64)
 
     @property
     def rows(self) -> int:
@@ -51,12 +60,16 @@ class PageTable:
         keys, members = page_groups(docs)
         files = list(dict.fromkeys(f for f, _ in keys))
         file_pos = {f: i for i, f in enumerate(files)}
-        titled = {p: docs[rows[0]].metadata["outline"] for p, rows in enumerate(members)
-                  if docs[rows[0]].metadata.get("outline")}
+        titled = {p: [" ".join(str(t).split()) for t in docs[rows[0]].metadata["outline"]]
+                  for p, rows in enumerate(members) if docs[rows[0]].metadata.get("outline")}
+        starts = {keys[p] for p in titled}  # their texts and their next pages' are read
+        texts = [page_text([docs[i] for i in rows]) if key in starts or (key[0], key[1] - 1) in starts else ""
+                 for key, rows in zip(keys, members)]
+        last, continues = continuation(keys, texts, titled)
         return cls(files, np.array([file_pos[f] for f, _ in keys], np.int32),
                    np.array([n for _, n in keys], np.int64), contents_share(docs, members),
-                   np.array(list(titled), np.int64),
-                   ["\n".join(" ".join(str(t).split()) for t in titles) for titles in titled.values()])
+                   np.array(list(titled), np.int64), ["\n".join(titles) for titles in titled.values()],
+                   last, continues)
 
     def titles_by_page(self) -> dict[int, list[str]]:
         """Page -> the titles of the sections starting on it (pages that start none left out)."""
@@ -68,7 +81,7 @@ class PageTable:
         at = np.minimum(np.searchsorted(rows, self.titled), max(len(rows) - 1, 0))
         kept = (at < len(rows)) & (rows[at] == self.titled) if len(rows) else np.zeros(len(self.titled), bool)
         return PageTable(self.files, self.file[rows], self.number[rows], self.contents[rows], at[kept],
-                         [t for t, k in zip(self.titles, kept.tolist()) if k])
+                         [t for t, k in zip(self.titles, kept.tolist()) if k], self.last[rows], self.continues[rows])
 
     def concat(self, other: PageTable) -> PageTable:
         """These pages followed by `other`'s (their file names merged)."""
@@ -77,13 +90,14 @@ class PageTable:
         file_map = np.array([pos[f] for f in other.files], np.int32) if other.files else np.zeros(0, np.int32)
         return PageTable(files, np.concatenate([self.file, file_map[other.file]]),
                          np.concatenate([self.number, other.number]), np.concatenate([self.contents, other.contents]),
-                         np.concatenate([self.titled, other.titled + self.rows]), [*self.titles, *other.titles])
+                         np.concatenate([self.titled, other.titled + self.rows]), [*self.titles, *other.titles],
+                         np.concatenate([self.last, other.last]), np.concatenate([self.continues, other.continues]))
 
     # ---- files -------------------------------------------------------------------------------
     def to_bytes(self) -> bytes:
         buf = io.BytesIO()
         np.savez(buf, files=_joined(self.files), page_file=self.file, number=self.number, contents=self.contents,
-                 titled=self.titled, titles=_joined(self.titles))
+                 titled=self.titled, titles=_joined(self.titles), last=self.last, continues=self.continues)
         return buf.getvalue()
 
     @classmethod
@@ -93,7 +107,7 @@ class PageTable:
             with np.load(path, allow_pickle=False) as data:
                 files = _split(data["files"])
                 table = cls(files, data["page_file"], data["number"], data["contents"], data["titled"],
-                            _split(data["titles"]))
+                            _split(data["titles"]), *(data[k] for k in ("last", "continues") if k in data.files))
         except Exception as exc:  # noqa: BLE001 - zip, numpy and decode errors alike: rebuild
             if Path(path).exists():
                 logger.warning("ignoring unreadable page table %s (%s)", path, exc)

@@ -26,12 +26,17 @@ collection persisted them, its chunks' term counts `.lexicon`):
   the question asks about (an F1 of the two term sets, idf-weighted): "What is counter mode?" belongs
   on the page where the section "Counter mode" starts, not where counter mode is mentioned most.
 - definition ("what is X?" questions): 1 on pages with a sentence that defines X (agent/search/definition.py).
+- next_section: a section often starts low on a page and goes on over the next one, which then holds more of
+  the question's words (and its subsections' titles) than the page where it starts. The start page gets the
+  next page's lexical z-score (chunk and page BM25), times the share of that page the section covers and the
+  share of the query's idf in the section's title (agent/search/section_titles.py `continuation`).
 
 Fusion: each signal is z-normalised against its own top `_Z_TOP` pages for this
 query (so a confident, peaked signal counts more than a flat one, unlike rank-only RRF)
 and the z-scores are summed with weights (see `WEIGHTS`; the first four chosen on the devset,
 `contents`, `heading`, `title_match`, `definition` by leave-one-document-out on the evalset's tune split,
-bench/cv_sweep.py). `mode="bm25"` uses only the lexical signals, `mode="vector"` only the vector one.
+bench/cv_sweep.py; `next_section` the same way over the devset and the tune split, bench/cv_sections.py).
+`mode="bm25"` uses only the lexical signals, `mode="vector"` only the vector one.
 
 Tokenisation and BM25 live in agent.search.lexical; the per-version keyword indexes, and several
 collections seen as one, in agent.search.keyword_index.
@@ -69,9 +74,10 @@ Mode = Literal["hybrid", "vector", "bm25"]
 
 #: Weights of the z-normalised page signals in hybrid mode (bm25 mode drops "vector").
 WEIGHTS: dict[str, float] = {"bm25_chunk": 0.4, "bm25_page": 0.4, "vector": 0.2, "title": 0.5, "contents": -4.0,
-                             "heading": 2.0, "title_match": 4.0, "definition": 4.0}
-#: title: a bonus in idf units; contents, heading: shares (0..1); title_match: an F1 (0..1); definition: 0/1
-_RAW = ("title", "contents", "heading", "title_match", "definition")
+                             "heading": 2.0, "title_match": 4.0, "definition": 4.0, "next_section": 0.4}
+#: title: a bonus in idf units; contents, heading: shares (0..1); title_match: an F1 (0..1); definition: 0/1;
+#: next_section: a z-score times two shares
+_RAW = ("title", "contents", "heading", "title_match", "definition", "next_section")
 SHORT_QUERY = 4       # title_match applies to questions of at most this many index terms
 _Z_TOP = 100          # a signal is normalised by the mean/std of its best _Z_TOP pages
 _MIN_FETCH = 100      # chunks asked of the vector store (at least)
@@ -208,6 +214,9 @@ def page_signals(query: str, collections: Sequence[SearchableCollection], *, emb
         defined = defined_pages(query, view, indexes)
         if defined is not None:
             out.pages["definition"] = defined
+        follow = _next_section(terms, indexes, view, out.pages)
+        if follow is not None:
+            out.pages["next_section"] = follow
     if vector and embeddings is not None:
         vector = checked_vectors([embeddings.embed_query(query)], 1, _dimension(versions))[0].tolist()
         sims = _vector_similarities(query, vector, versions, indexes, view, fetch=fetch)
@@ -216,6 +225,20 @@ def page_signals(query: str, collections: Sequence[SearchableCollection], *, emb
             sims[~out.found] = float(np.nanmin(sims)) - 1e-3  # chunks FAISS did not return: below all it did
             out.pages["vector"] = view.page_max(sims)
             out.chunks["vector"] = sims
+    return out
+
+
+def _next_section(terms: Sequence[str], indexes: Sequence[CollectionIndex], view: MergedView,
+                  pages: dict[str, np.ndarray]) -> np.ndarray | None:
+    """Per page: the next page's lexical z-score when a section whose title holds query terms starts on this
+    page and goes on over that one, times both shares (None when no page qualifies)."""
+    weight = joined([ix.sections.last_share(terms, ix.page_bm25) for ix in indexes], np.float64) * view.continues
+    rows = np.flatnonzero(weight)
+    if not len(rows):
+        return None
+    lexical = (_zscore(pages["bm25_page"]) + _zscore(pages["bm25_chunk"])) / 2
+    out = np.zeros(view.pages, dtype=np.float64)
+    out[rows] = weight[rows] * lexical[view.next_page[rows]]
     return out
 
 

@@ -24,9 +24,9 @@ from langchain_core.documents import Document
 from agent._files import atomic_write_bytes
 from agent.search import vector_index
 from agent.search.chunk_table import ChunkTable, DocumentRows
-from agent.search.lexical import Lexicon
+from agent.search.lexical import Lexicon, Vocabulary
 from agent.search.page_table import PageTable
-from agent.search.postings import Postings, SegmentPostings, distinct, join
+from agent.search.postings import Part, Postings, SegmentPostings, dropped_df
 
 #: an add merges the last segments into its own while each holds at most this many times the rows
 #: merged so far (`merge_start`)
@@ -47,10 +47,55 @@ class Segment:
     deleted: tuple[tuple[int, int], ...] = ()
     vocab_from: int = 0  # its term counts' first own term (earlier ones are the segments' before it)
     postings: SegmentPostings | None = None  # its BM25 postings (None: made from the term counts when needed)
+    #: its rows' term counts (over the vocabulary as of its save) and its pages: kept per segment, so an
+    #: add touches only its own (None when unreadable: the collection's counts are then rebuilt)
+    counts: Lexicon | None = None
+    page_table: PageTable | None = None
 
     @property
     def dead(self) -> int:
         return sum(b - a for a, b in self.deleted)
+
+    def live_mask(self) -> np.ndarray:
+        return ~_mask(self.deleted, len(self.table))
+
+    def live_pages(self) -> np.ndarray | None:
+        """Per page of its own: whether a live chunk is on it (None without its counts)."""
+        if self.counts is None or self.counts.chunk_page is None:
+            return None
+        alive = np.zeros(self.counts.pages.rows, dtype=bool)
+        alive[self.counts.chunk_page[self.live_mask()]] = True
+        return alive
+
+    def splits_a_page(self) -> bool:
+        """Whether a deleted chunk shares a page with a live one (then that page's counts are wrong)."""
+        alive = self.live_pages()
+        if alive is None:
+            return True
+        dead = self.counts.chunk_page[~self.live_mask()]  # type: ignore[union-attr]
+        return bool(alive[dead].any())
+
+    def file_rows(self, files: set[str]) -> np.ndarray | None:
+        """Its rows (live or not) on pages of these files, from its page table (None without one)."""
+        if self.page_table is None or self.counts is None or self.counts.chunk_page is None:
+            return None
+        ids = [i for i, f in enumerate(self.page_table.files) if f in files]
+        if not ids:
+            return np.zeros(0, np.int64)
+        return np.flatnonzero(np.isin(self.page_table.file, ids)[self.counts.chunk_page])
+
+    def live_counts(self) -> Lexicon | None:
+        """Its live rows' term counts (None without them, or when a deleted chunk shares a page with a live one)."""
+        if self.counts is None or not self.deleted:
+            return self.counts
+        return self.counts.without(np.flatnonzero(~self.live_mask()))
+
+    def live_page_table(self) -> PageTable | None:
+        """The pages of its live rows (None without its page table)."""
+        alive = self.live_pages()
+        if self.page_table is None or alive is None:
+            return None
+        return self.page_table if not self.deleted else self.page_table.take(np.flatnonzero(alive))
 
     def entry(self) -> dict[str, Any]:
         """The segment as the manifest lists it."""
@@ -94,43 +139,90 @@ class Layout:
             out.append(seg if not len(rows) else replace(seg, deleted=_ranges(seg.deleted, rows)))
         return out
 
-    def tail(self, start: int, lexicon: Lexicon, pages: PageTable) -> tuple[list[tuple[ChunkTable, np.ndarray]],
-                                                                          np.ndarray, Lexicon, PageTable]:
+    def tail(self, start: int) -> tuple[list[tuple[ChunkTable, np.ndarray]], np.ndarray, Lexicon | None,
+                                        PageTable | None]:
         """The live rows of the segments from `start` on (to merge them into one): their tables and
-        rows, vectors, and the part of `lexicon` / `pages` (those of all live rows) that is theirs."""
-        first = sum(len(self.rows_of(s)) for s in range(start))
-        first_pages = int(lexicon.chunk_page[:first].max()) + 1 if first and lexicon.chunk_page is not None else 0
+        rows, vectors, term counts and pages (None when a segment has none)."""
         parts = [(seg.table, self.rows_of(s)) for s, seg in enumerate(self.segments) if s >= start]
         vectors = [vector_index.all_vectors(seg.index)[rows] for (_, rows), seg in zip(parts, self.segments[start:])]
+        lexicon, pages = joined_counts(self.segments[start:])
         return (parts, np.vstack(vectors) if vectors else np.zeros((0, self.segments[0].index.d), np.float32),
-                lexicon.rows_from(first, first_pages), pages.take(np.arange(first_pages, pages.rows)))
+                lexicon, pages)
+
+    def has_file(self, files: set[str]) -> bool:
+        """Whether a live chunk comes from one of these files (read from the page tables; True when unknown)."""
+        for seg in self.segments:
+            rows = seg.file_rows(files)
+            if rows is None or seg.live_mask()[rows].any():
+                return True
+        return False
+
+    def rows_with(self, key: str, values: set[str], files: set[str] | None = None) -> np.ndarray:
+        """Ascending positions of the live chunks whose metadata[key] is one of `values`; `files`: the
+        files holding them, if known (only the span of their rows is scanned, found from the page tables)."""
+        found = []
+        for seg, start in zip(self.segments, self.starts.tolist()):
+            rows = None if files is None else seg.file_rows(files)
+            if rows is not None and not len(rows):
+                continue
+            span = None if rows is None else (int(rows[0]), int(rows[-1]) + 1)
+            found.append(self.position[seg.table.rows_with(key, values, span) + start])
+        positions = np.concatenate(found) if found else np.zeros(0, np.int64)
+        return np.sort(positions[positions >= 0])
 
 
-def keyword_postings(segments: Sequence[Segment], lexicon: Lexicon) -> tuple[Postings, Postings] | None:
-    """The saved BM25 postings of the live chunks and pages of these segments, numbered as `lexicon`
-    (theirs) numbers them; None when a segment has none or they do not fit `lexicon`."""
-    if not segments or any(seg.postings is None for seg in segments):
+def joined_counts(segments: Sequence[Segment]) -> tuple[Lexicon | None, PageTable | None]:
+    """The term counts and page table of these segments' live rows, end to end (None when a segment
+    has none, or deleted chunks share pages with live ones)."""
+    parts = [seg.live_counts() for seg in segments]
+    pages = joined_pages(segments)
+    if not parts or pages is None or any(p is None for p in parts):
+        return None, None
+    lexicon = parts[0]
+    for more in parts[1:]:
+        lexicon = lexicon.concat(more)  # type: ignore[union-attr, arg-type]
+    return lexicon, pages
+
+
+def joined_pages(segments: Sequence[Segment]) -> PageTable | None:
+    """The page table of these segments' live rows (None when a segment has none)."""
+    parts = [seg.live_page_table() for seg in segments]
+    if not parts or any(p is None for p in parts):
         return None
-    layout, chunk_parts, page_parts, pages = Layout(segments), [], [], 0
+    pages = parts[0]
+    for more in parts[1:]:
+        pages = pages.concat(more)  # type: ignore[union-attr, arg-type]
+    return pages
+
+
+def keyword_parts(segments: Sequence[Segment]) -> tuple[list[Part], list[Part], np.ndarray, Vocabulary] | None:
+    """The saved BM25 postings of these segments as parts of one version's chunk and page indexes
+    (agent.search.postings.Part), the page position of each live chunk, and the vocabulary; None when a
+    segment has no postings or counts (then the keyword index is made from the joined counts)."""
+    if not segments or any(seg.postings is None or seg.counts is None for seg in segments):
+        return None
+    layout, chunk_parts, page_parts, chunk_pages, pages = Layout(segments), [], [], [], 0
     for seg, start in zip(segments, layout.starts.tolist()):
-        post = seg.postings
-        assert post is not None
-        own = int(post.chunk_page.max()) + 1 if len(post.chunk_page) else 0
+        post, counts = seg.postings, seg.counts
+        assert post is not None and counts is not None
+        own = len(post.pages.lengths)
         if not seg.deleted:
-            chunk_parts.append((post.chunks, None, int(layout.position[start]) if len(seg.table) else 0))
-            page_parts.append((post.pages, None, pages))
+            chunk_parts.append(Part(post.chunks, None, int(layout.position[start]) if len(seg.table) else 0))
+            page_parts.append(Part(post.pages, None, pages))
+            chunk_pages.append(post.chunk_page.astype(np.int64) + pages)
             pages += own
             continue
-        new_rows = layout.position[start:start + len(seg.table)]
+        live = seg.live_mask()
         alive = np.zeros(own, dtype=bool)
-        alive[post.chunk_page[new_rows >= 0]] = True
-        chunk_parts.append((post.chunks, new_rows, 0))
-        page_parts.append((post.pages, np.where(alive, pages + np.cumsum(alive) - 1, -1), 0))
+        alive[post.chunk_page[live]] = True
+        new_pages = np.where(alive, pages + np.cumsum(alive) - 1, -1)
+        chunk_parts.append(Part(post.chunks, layout.position[start:start + len(seg.table)], 0,
+                                dropped_df(counts.chunks.ptr, counts.chunks.term, ~live, np.diff(post.chunks.ptr))))
+        page_parts.append(Part(post.pages, new_pages, 0,
+                               dropped_df(counts.pages.ptr, counts.pages.term, ~alive, np.diff(post.pages.ptr))))
+        chunk_pages.append(new_pages[post.chunk_page[live]])
         pages += int(alive.sum())
-    if len(layout) != lexicon.chunks.rows or pages != lexicon.pages.rows:
-        return None
-    terms = len(lexicon.vocabulary)
-    return join(chunk_parts, terms), join(page_parts, terms)
+    return chunk_parts, page_parts, np.concatenate(chunk_pages), segments[-1].counts.vocabulary  # type: ignore[union-attr]
 
 
 def merge_start(live_rows: Sequence[int], added: int, max_segments: int) -> int:
@@ -191,10 +283,7 @@ class SegmentedTable(DocumentRows):
 
     def rows_with(self, key: str, values: set[str]) -> np.ndarray:
         """Ascending positions of the live chunks whose metadata[key] is one of `values`."""
-        found = [self.layout.position[seg.table.rows_with(key, values) + start]
-                 for seg, start in zip(self.layout.segments, self.layout.starts.tolist())]
-        positions = np.concatenate(found) if found else np.zeros(0, np.int64)
-        return np.sort(positions[positions >= 0])
+        return self.layout.rows_with(key, values)
 
     def parts(self, positions: np.ndarray | None = None) -> list[tuple[ChunkTable, np.ndarray]]:
         """(table, rows) of each segment holding the live chunks at `positions` (ascending; None:
@@ -282,27 +371,19 @@ def read_segment(folder: Path, entry: dict[str, Any], legacy: bool) -> Segment:
                    postings)
 
 
-def read_counts(folder: Path, layout: Layout) -> tuple[Lexicon | None, PageTable | None]:
-    """The live rows' term counts and page table, joined from the segments' files; None for the
-    page table (or both) when some file is missing or damaged (then rebuilt from the chunks)."""
-    lexicon: Lexicon | None = None
-    pages: PageTable | None = None
-    for seg in layout.segments:
-        before = lexicon.pages.rows if lexicon is not None else 0
-        lexicon = Lexicon.load(folder / f"lexicon-{seg.generation}.npz", lexicon)
-        if lexicon is None:
-            return None, None
-        part = PageTable.load(folder / f"pages-{seg.generation}.npz", lexicon.pages.rows - before)
-        pages = None if part is None or (pages is None and before) else part if pages is None else pages.concat(part)
-    if lexicon is None or lexicon.chunks.rows != len(layout.position):
-        return None, None
-    dead = np.flatnonzero(layout.position < 0)
-    if len(dead):
-        if lexicon.chunk_page is None:
-            return None, None
-        pages = None if pages is None else pages.take(distinct(lexicon.chunk_page[layout.live]))
-        lexicon = lexicon.without(dead)
-    return lexicon, pages if lexicon is not None else None
+def read_counts(folder: Path, segments: Sequence[Segment]) -> list[Segment]:
+    """The segments with their term counts and page tables read from their files; from the first one
+    missing, damaged or not fitting its chunks on, without (the collection's counts are then rebuilt)."""
+    out: list[Segment] = []
+    vocabulary: Vocabulary | None = None
+    for seg in segments:
+        counts = Lexicon.load(folder / f"lexicon-{seg.generation}.npz", vocabulary)
+        pages = None if counts is None else PageTable.load(folder / f"pages-{seg.generation}.npz", counts.pages.rows)
+        if counts is None or pages is None or counts.chunks.rows != len(seg.table) or counts.chunk_page is None:
+            return out + list(segments[len(out):])
+        vocabulary = counts.vocabulary
+        out.append(replace(seg, counts=counts, page_table=pages))
+    return out
 
 
 def write_segment(folder: Path, gen: int, index: Any, table: ChunkTable, counts: tuple[Lexicon, int, PageTable],
@@ -322,7 +403,8 @@ def write_segment(folder: Path, gen: int, index: Any, table: ChunkTable, counts:
             written.append(path)
             atomic_write_bytes(path, data)
     mapped = ChunkTable.load(*segment_files(folder, gen)[1:3])  # mapped: the copy in memory goes
-    return Segment(gen, mapped, index, ChunkTable.checksums(columns), vocab_from=vocab_from, postings=postings)
+    return Segment(gen, mapped, index, ChunkTable.checksums(columns), vocab_from=vocab_from, postings=postings,
+                   counts=lexicon, page_table=pages)
 
 
 def _chunk_from_json(line: str) -> Document:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, TypeVar
 
 import numpy as np
@@ -14,10 +15,10 @@ from langchain_core.documents import Document
 
 from agent.errors import EmbeddingMismatchError
 from agent.search.chunk_table import ChunkTable
-from agent.search.lexical import Lexicon
+from agent.search.lexical import Lexicon, Vocabulary
 from agent.search.page_table import PageTable
-from agent.search.postings import Postings, distinct, other_rows
-from agent.search.segments import Segment, SegmentedTable, keyword_postings
+from agent.search.postings import Part, distinct, other_rows
+from agent.search.segments import Segment, SegmentedTable, joined_counts, joined_pages, keyword_parts
 
 T = TypeVar("T")
 
@@ -47,12 +48,31 @@ class Snapshot:
     dimension: int | None
     infos: Mapping[str, DocumentInfo]
     documents: ChunkTable | SegmentedTable
-    lexicon: Lexicon | None
+    #: the term counts of `documents`, when given whole (an in-memory version); None: joined from the
+    #: segments' own on first use (`lexicon`), which a write or a keyword index never needs
+    counts: Lexicon | None
     vectorstore: FAISS
-    pages: PageTable | None = None  # rows as `lexicon.pages` (None when that is None)
+    page_table: PageTable | None = None  # rows as `counts.pages` (given with them)
     segments: tuple[Segment, ...] = ()  # the files behind this version (agent.search.segments)
     _keyword_index: list[Any] = field(default_factory=list, repr=False)
     _index_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @cached_property
+    def _joined(self) -> tuple[Lexicon | None, PageTable | None]:
+        if self.counts is not None or not self.segments:
+            return self.counts, self.page_table
+        lexicon, pages = joined_counts(self.segments)
+        return (lexicon, pages) if lexicon is not None and lexicon.chunks.rows == len(self.documents) else (None, None)
+
+    @property
+    def lexicon(self) -> Lexicon | None:
+        """The term counts of the live chunks and their pages (in `documents` order)."""
+        return self._joined[0]
+
+    @cached_property
+    def pages(self) -> PageTable | None:
+        """The page table of the live chunks (rows as `lexicon.pages`): the segments' joined (cheap)."""
+        return self.page_table if self.counts is not None or not self.segments else joined_pages(self.segments)
 
     def keyword_index(self, build: Callable[[Snapshot], T]) -> T:
         """The keyword index of this version, built once; the lock is this snapshot's alone, so a
@@ -62,10 +82,11 @@ class Snapshot:
                 self._keyword_index.append(build(self))
             return self._keyword_index[0]
 
-    def keyword_postings(self) -> tuple[Postings, Postings] | None:
-        """BM25 postings of this version's chunks and pages, joined from its segments' saved ones (None:
-        made from `lexicon` by whoever needs them)."""
-        return None if self.lexicon is None else keyword_postings(self.segments, self.lexicon)
+    def keyword_postings(self) -> tuple[list[Part], list[Part], np.ndarray, Vocabulary] | None:
+        """The BM25 postings of this version's chunks and pages as its segments' saved ones (where they
+        lie), and each chunk's page (None: made from `lexicon` by whoever needs them)."""
+        found = keyword_parts(self.segments)
+        return found if found is not None and len(found[2]) == len(self.documents) else None
 
     def kept_counts(self, keep: np.ndarray | None) -> tuple[Lexicon | None, PageTable | None]:
         """The term counts and page table of the chunks at `keep` (None: all), made from the current
@@ -82,7 +103,7 @@ class Snapshot:
     def shares_a_file(self, added: ChunkTable, keep: np.ndarray | None) -> bool:
         """Whether a kept chunk comes from a file of `added` (then its pages may continue kept ones)."""
         same_file = self.documents.rows_with("file", {str(d.metadata.get("file", "")) for d in added})
-        return bool(len(same_file if keep is None else np.intersect1d(same_file, keep)))
+        return bool(len(same_file if keep is None else np.intersect1d(same_file, keep, assume_unique=True)))
 
     def counts_after(self, keep: np.ndarray | None,
                       added: ChunkTable | None = None) -> tuple[Lexicon | None, PageTable | None]:

@@ -50,7 +50,6 @@ from agent.search.chunk_table import ChunkTable, PositionKeys, TableDocstore
 from agent.search.compaction import Background, whole
 from agent.search.lexical import Lexicon
 from agent.search.page_table import PageTable
-from agent.search.postings import other_rows
 from agent.search.segments import Layout, Segment, SegmentedIndex, SegmentedTable
 from agent.search.snapshot import DocumentInfo, Snapshot, SnapshotView
 
@@ -217,23 +216,17 @@ class Collection(SnapshotView):
             infos = {k: DocumentInfo(**v) for k, v in manifest["documents"].items()}
         except (OSError, RuntimeError, ValueError, KeyError, TypeError) as exc:  # TypeError: malformed entries
             raise self._corrupt(f"generation {gen} is damaged ({exc})") from exc
-        layout = Layout(segments)
-        lexicon, pages = segments_mod.read_counts(self.path, layout)
-        snap = self._snapshot(gen, manifest["dimension"], infos, layout, lexicon, pages)
-        if lexicon is not None and not lexicon.fits(snap.documents):
-            snap = self._snapshot(gen, manifest["dimension"], infos, layout, None, None)
-        return snap
+        return self._snapshot(gen, manifest["dimension"], infos, Layout(segments_mod.read_counts(self.path, segments)))
 
-    def _snapshot(self, gen: int, dimension: int, infos: Mapping[str, DocumentInfo], layout: Layout,
-                  lexicon: Lexicon | None, pages: PageTable | None) -> Snapshot:
-        """A version over these segments; one segment with nothing deleted is read directly (no view)."""
+    def _snapshot(self, gen: int, dimension: int, infos: Mapping[str, DocumentInfo], layout: Layout) -> Snapshot:
+        """A version over these segments (their term counts and pages are theirs, joined only when asked
+        for); one segment with nothing deleted is read directly (no view)."""
         if len(layout.segments) == 1 and not layout.segments[0].deleted:
             documents: ChunkTable | SegmentedTable = layout.segments[0].table
             index = layout.segments[0].index
         else:
             documents, index = SegmentedTable(layout), SegmentedIndex(layout, dimension)
-        return Snapshot(gen, dimension, infos, documents, lexicon, self._wrap(index, documents), pages,
-                        layout.segments)
+        return Snapshot(gen, dimension, infos, documents, None, self._wrap(index, documents), None, layout.segments)
 
     def _wrap(self, index: Any, documents: Sequence[Document]) -> FAISS:
         """The vector store over a table: its docstore makes a `Document` per hit, not per chunk."""
@@ -314,8 +307,15 @@ class Collection(SnapshotView):
         return info
 
     def _rows_of(self, doc_ids: set[str]) -> np.ndarray:
-        """Ascending positions of these documents' chunks."""
-        return self.documents.rows_with("doc_id", doc_ids) if doc_ids and len(self.documents) else np.zeros(0, np.int64)
+        """Ascending positions of these documents' chunks (only their files' rows scanned, when the
+        segments' page tables say where those are)."""
+        if not doc_ids or not len(self.documents):
+            return np.zeros(0, np.int64)
+        layout, infos = Layout(self._snap.segments), [self.infos[d] for d in doc_ids if d in self.infos]
+        rows = layout.rows_with("doc_id", doc_ids, {info.file for info in infos})
+        if len(rows) == sum(info.chunks for info in infos):
+            return rows
+        return layout.rows_with("doc_id", doc_ids)  # the records do not say where they are: scan every chunk
 
     def _append(self, infos: dict[str, DocumentInfo], dropped: np.ndarray, added: ChunkTable | None = None,
                 vectors: np.ndarray | None = None) -> bool:
@@ -330,34 +330,32 @@ class Collection(SnapshotView):
         if live < self.append_min or not segments or not all(seg.checksums for seg in segments) \
                 or (compact and not background):
             return False
-        keep = other_rows(len(snap.documents), dropped)
-        lexicon, pages = snap.kept_counts(keep)
-        if lexicon is None or pages is None or (added is not None and snap.shares_a_file(added, keep)):
-            return False
         kept = Layout(segments).with_deleted(dropped)
         layout = Layout(kept)
+        if any(new.splits_a_page() for old, new in zip(segments, kept) if new.deleted != old.deleted) \
+                or not all(seg.counts is not None and seg.page_table is not None for seg in kept) \
+                or (added is not None and layout.has_file({str(d.metadata.get("file", "")) for d in added})):
+            return False
         start = segments_mod.merge_start([len(layout.rows_of(s)) for s in range(len(kept))],
                                          len(added) if added is not None else 0, MAX_SEGMENTS)
         if start == 0 and not background:  # the others reached half the first: compact them all
             return False
         compact = compact or start == 0
         start = len(kept) if start == 0 else max(start, self._compaction.segments)
-        if start < len(kept):
-            parts, old_vectors, part, part_pages = layout.tail(start, lexicon, pages)
-            kept, vocab_from = kept[:start], kept[start].vocab_from
-        else:
-            parts, old_vectors, part, part_pages = [], None, None, None
-            vocab_from = len(lexicon.vocabulary)
+        vocabulary = kept[-1].counts.vocabulary  # type: ignore[union-attr]  # the latest: later segments' extend earlier ones'
+        parts, old_vectors, part, part_pages = layout.tail(start) if start < len(kept) else ([], None, None, None)
+        vocab_from = kept[start].vocab_from if start < len(kept) else len(vocabulary)
+        kept = kept[:start]
         gen, dimension = self.version + 1, self.dimension or 1
         written: list[Path] = []
         try:
             if added is not None:
-                tail, tail_pages = lexicon.counts_of(added), PageTable.build(added)
-                lexicon, pages = lexicon.concat(tail), pages.concat(tail_pages)
+                tail, tail_pages = Lexicon.counts_of(added, vocabulary), PageTable.build(added)
                 part = tail if part is None else part.concat(tail)
                 part_pages = tail_pages if part_pages is None else part_pages.concat(tail_pages)
                 parts.append((added, None))
             if parts:
+                assert part is not None and part_pages is not None  # the merged segments' counts: checked above
                 new = [v for v in (old_vectors, vectors) if v is not None]
                 index = vector_index.build(np.vstack(new).astype(np.float32), dimension, ann_min=self.ann_min_vectors)
                 kept.append(segments_mod.write_segment(self.path, gen, index, ChunkTable.concat(parts),
@@ -367,7 +365,7 @@ class Collection(SnapshotView):
             for path in written:
                 path.unlink(missing_ok=True)
             raise
-        self._snap = self._snapshot(gen, dimension, infos, Layout(kept), lexicon, pages)
+        self._snap = self._snapshot(gen, dimension, infos, Layout(kept))
         self._drop_old_generations(keep={seg.generation for seg in kept}, documents=infos)
         if compact:
             self._compaction.start(self._snap, self._compact)
@@ -394,7 +392,7 @@ class Collection(SnapshotView):
         kept = [replace(segment, generation=gen, deleted=segments_mod.deleted_since(base.segments, snap.segments[:n])),
                 *snap.segments[n:]]
         self._commit(gen, dict(snap.infos), snap.dimension or 1, kept)
-        self._snap = self._snapshot(gen, snap.dimension or 1, snap.infos, Layout(kept), snap.lexicon, snap.pages)
+        self._snap = self._snapshot(gen, snap.dimension or 1, snap.infos, Layout(kept))
         self._drop_old_generations(keep={seg.generation for seg in kept}, documents=snap.infos)
 
     def compaction_finished(self, timeout: float | None = None) -> bool:
@@ -424,7 +422,7 @@ class Collection(SnapshotView):
             for path in written:
                 path.unlink(missing_ok=True)
             raise
-        self._snap = self._snapshot(gen, dimension, infos, Layout([segment]), lexicon, pages)
+        self._snap = self._snapshot(gen, dimension, infos, Layout([segment]))
         self._drop_old_generations(keep={gen}, documents=infos)
 
     def _commit(self, gen: int, infos: dict[str, DocumentInfo], dimension: int, segments: list[Segment]) -> None:
