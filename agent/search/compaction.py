@@ -18,6 +18,7 @@ import logging
 import shutil
 import threading
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -30,13 +31,14 @@ from agent.search.chunk_table import ChunkTable
 from agent.search.lexical import Lexicon
 from agent.search.page_table import PageTable
 from agent.search.postings import other_rows
-from agent.search.segments import SegmentedIndex, SegmentedTable
+from agent.search.segments import SegmentedTable
 from agent.search.snapshot import Snapshot
 
 logger = logging.getLogger(__name__)
 
 WORK_FOLDER = "compacting"
 LOCK_FILE = ".compact.lock"  # held by the process compacting this collection
+COPY_ROWS = 65_536  # vectors copied into a compacted index at a time: 128 MB at dimension 512, not all of them
 
 
 class Background:
@@ -57,8 +59,8 @@ class Background:
         if self.thread is not None and self.thread.is_alive():
             return
         self.segments = len(base.segments)
-        self.thread = threading.Thread(target=self._body, args=(base, run), name=f"compact-{self.folder.name}",
-                                       daemon=True)
+        self.thread = threading.Thread(target=self._body, args=(_uncached(base), run),
+                                       name=f"compact-{self.folder.name}", daemon=True)
         self.thread.start()
 
     def _body(self, base: Snapshot, run: Callable[[Snapshot, Path], None]) -> None:
@@ -95,6 +97,12 @@ class Background:
             pass
 
 
+def _uncached(snap: Snapshot) -> Snapshot:
+    """`snap` without its keyword index: a compaction reads only its rows, and holding the index would
+    keep it in memory after adds and removals made meanwhile replace the version."""
+    return replace(snap, _keyword_index=[], _index_lock=threading.Lock())
+
+
 def whole(snap: Snapshot, dropped: np.ndarray, ann_min: int, added: ChunkTable | None = None,
           vectors: np.ndarray | None = None) -> tuple[Any, ChunkTable, Lexicon, PageTable]:
     """The index, chunks, term counts and page table of `snap` without the chunks at `dropped` and
@@ -124,7 +132,34 @@ def _without(snap: Snapshot, dropped: np.ndarray, dimension: int) -> tuple[np.nd
     current = snap.vectorstore.index
     if current.ntotal == 0:
         return np.zeros(0, np.int64), faiss.IndexFlatIP(dimension)
-    if not len(dropped) and not isinstance(current, SegmentedIndex):
-        return None, faiss.deserialize_index(faiss.serialize_index(current))
-    keep = other_rows(len(snap.documents), dropped)
-    return keep, vector_index.subset(current, keep.tolist(), like=snap.segments[0].index)
+    keep = None if not len(dropped) else other_rows(len(snap.documents), dropped)
+    fresh = vector_index.empty_like(snap.segments[0].index if snap.segments else current)
+    for index, rows in _vector_parts(snap, keep):
+        cells = _cells(index, fresh)
+        for start in range(0, len(rows), COPY_ROWS):
+            block = rows[start:start + COPY_ROWS]
+            vectors = index.reconstruct_batch(block)
+            if cells is None:
+                fresh.add(vectors)
+            else:  # a named array: a temporary's memory would be freed before add_core reads it
+                block_cells = np.ascontiguousarray(cells[block])
+                fresh.add_core(len(block), faiss.swig_ptr(vectors), None, faiss.swig_ptr(block_cells))
+    return keep, fresh
+
+
+def _cells(index: Any, fresh: Any) -> np.ndarray | None:
+    """The IVF cell of each row of `index` when `fresh` has the same cells (the first segment's: its
+    vectors keep their cells instead of being assigned again, the bulk of an IVF add), else None."""
+    if not (vector_index.is_approximate(index) and vector_index.is_approximate(fresh)) \
+            or index.nlist != fresh.nlist or index.direct_map.type != faiss.DirectMap.Array \
+            or not np.array_equal(vector_index.all_vectors(index.quantizer), vector_index.all_vectors(fresh.quantizer)):
+        return None
+    return faiss.vector_to_array(index.direct_map.array) >> 32
+
+
+def _vector_parts(snap: Snapshot, keep: np.ndarray | None) -> list[tuple[Any, np.ndarray]]:
+    """The FAISS indexes and their rows holding the vectors of `snap` at positions `keep` (None: all)."""
+    documents, index = snap.documents, snap.vectorstore.index
+    if isinstance(documents, SegmentedTable):
+        return [(seg.index, rows) for seg, (_, rows) in zip(documents.layout.segments, documents.parts(keep))]
+    return [(index, np.arange(index.ntotal) if keep is None else keep)]
