@@ -40,6 +40,14 @@ SOURCES: dict[str, tuple[str, str, str]] = {
         "a841ed237fb074f65b1eb3c1e71dc6243deb133931f997ea8bf2c21e97b506a3"),
     "zhnumber.pdf": ("texlive-lang-chinese", "/usr/share/doc/texlive-doc/latex/zhnumber/zhnumber.pdf",
                      "fbe0c7dbc7c6a1e6e58b8de1fdf68b1a0c2327d9470654ee670aef5771280809"),
+    "lcms2-tutorial.pdf": ("liblcms2-dev", "/usr/share/doc/liblcms2-dev/LittleCMS2.14 tutorial.pdf.gz",
+                           "50e8ad5292ee7712341de81a51e8628cfde17ca02e91df18ee17eaf37e42caf6"),
+    "groff-pdfmark.pdf": ("groff", "/usr/share/doc/groff-base/pdf/pdfmark.pdf.gz",
+                          "71321248980549345b78e5afa16798d0c266634984bc3130d62b07601ea36c60"),
+    "asymptote-faq-zh-cn.pdf": (
+        "texlive-lang-chinese",
+        "/usr/share/doc/texlive-doc/support/asymptote-faq-zh-cn/asymptote-faq-zh-cn.pdf",
+        "4e73c77b7d298930de121ce9e7dabcc2fc07d7140fac7d4d98e620f1d80920e2"),
 }
 
 
