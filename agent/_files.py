@@ -13,20 +13,28 @@ import re
 import tempfile
 import time
 import unicodedata
+from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO
 
 from agent.errors import InvalidNameError, StoreError
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Replace `path` with `data` atomically; raise StoreError (with the fix) on OS errors."""
+    atomic_write(path, lambda handle: handle.write(data))
+
+
+def atomic_write(path: Path, fill: Callable[[BinaryIO], object]) -> None:
+    """Replace `path` with what `fill` writes to the open temp file, atomically: a large file is
+    written as it is made instead of held in memory whole first."""
     path = Path(path)
     tmp_name = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
+            fill(handle)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp_name, path)

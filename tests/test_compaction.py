@@ -141,3 +141,19 @@ def test_the_first_segments_vectors_keep_their_ivf_cells(tmp_path, monkeypatch):
     np.testing.assert_array_equal(cells[:20], faiss.vector_to_array(first.direct_map.array) >> 32)
     hits = index.search(np.array(TinyEmbeddings().embed_documents(["big page 7"]), np.float32), 1)[1]
     assert TEXTS["big"][int(hits[0, 0])] == "big page 7"
+
+
+@pytest.mark.parametrize("ann_min", [10**9, 8], ids=["exact", "ivf"])
+def test_a_segment_is_written_file_by_file_with_the_index_streamed(tmp_path, monkeypatch, ann_min):
+    def no_copy(index):
+        raise AssertionError("the index was serialised into memory whole")
+
+    monkeypatch.setattr(faiss, "serialize_index", no_copy)
+    c = open_collection(tmp_path, append_min=1, ann_min_vectors=ann_min)
+    for doc_id in TEXTS:
+        add(c, doc_id, TEXTS[doc_id])
+    reopened = open_collection(tmp_path, append_min=1, ann_min_vectors=ann_min).snapshot()
+    live = [t for d in TEXTS for t in TEXTS[d]]
+    assert [d.page_content for d in reopened.documents] == live
+    index = reopened.vectorstore.index
+    np.testing.assert_allclose(index.reconstruct_batch(np.arange(len(live))), np.array(TinyEmbeddings().embed_documents(live), np.float32), atol=1e-6)

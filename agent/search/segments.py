@@ -12,16 +12,16 @@ agent.search.store compacts them into one segment when there are many or much is
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import faiss
 import numpy as np
 from langchain_core.documents import Document
 
-from agent._files import atomic_write_bytes
+from agent._files import atomic_write
 from agent.search import vector_index
 from agent.search.chunk_table import ChunkTable, DocumentRows
 from agent.search.lexical import Lexicon, Vocabulary
@@ -396,15 +396,22 @@ def write_segment(folder: Path, gen: int, index: Any, table: ChunkTable, counts:
     postings = None if lexicon.chunk_page is None else SegmentPostings(
         *(Postings.of(c.ptr, c.term, c.tf, len(lexicon.vocabulary)) for c in (lexicon.chunks, lexicon.pages)),
         lexicon.chunk_page)
-    contents = [faiss.serialize_index(index).tobytes(), *columns, lexicon.to_bytes(vocab_from), pages.to_bytes(),
-                postings.to_bytes() if postings is not None else None]
-    for path, data in zip(segment_files(folder, gen), contents):
-        if data is not None:
+    # each file is made when its turn comes and the index is streamed: never all of a segment's bytes at once
+    fills = [lambda handle: faiss.write_index(index, faiss.PyCallbackIOWriter(handle.write)),
+             *(_put(lambda data=data: data) for data in columns), _put(lambda: lexicon.to_bytes(vocab_from)),
+             _put(pages.to_bytes), None if postings is None else _put(postings.to_bytes)]
+    for path, fill in zip(segment_files(folder, gen), fills):
+        if fill is not None:
             written.append(path)
-            atomic_write_bytes(path, data)
+            atomic_write(path, fill)
     mapped = ChunkTable.load(*segment_files(folder, gen)[1:3])  # mapped: the copy in memory goes
     return Segment(gen, mapped, index, ChunkTable.checksums(columns), vocab_from=vocab_from, postings=postings,
                    counts=lexicon, page_table=pages)
+
+
+def _put(make: Callable[[], bytes]) -> Callable[[BinaryIO], object]:
+    """A file filler writing the bytes `make` returns, made when the file is written."""
+    return lambda handle: handle.write(make())
 
 
 def _chunk_from_json(line: str) -> Document:
