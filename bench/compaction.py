@@ -70,15 +70,16 @@ def queries(synthetic: Synthetic, count: int) -> list[str]:
     return out
 
 
-class Sampler:
-    """Peak RSS of this process and peak disk use of a folder, sampled in a thread until stopped."""
+class Periodic:
+    """Calls `tick` in a thread every `period` seconds from entering the `with` block to leaving it."""
 
-    def __init__(self, folder: Path) -> None:
-        self.folder, self.rss_mb, self.disk_mb = folder, 0.0, 0.0
+    period = SAMPLE_S
+
+    def __init__(self) -> None:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def __enter__(self) -> Sampler:
+    def __enter__(self) -> Periodic:
         self._thread.start()
         return self
 
@@ -88,35 +89,41 @@ class Sampler:
 
     def _run(self) -> None:
         while True:
-            self.rss_mb = max(self.rss_mb, rss_mb())
-            self.disk_mb = max(self.disk_mb, disk_mb(self.folder))
-            if self._stop.wait(SAMPLE_S):
+            self.tick()
+            if self._stop.wait(self.period):
                 return
 
+    def tick(self) -> None:
+        raise NotImplementedError
 
-class Stacks:
-    """Where a thread spends its time: its innermost frame in agent/, sampled every 10 ms until stopped."""
+
+class Sampler(Periodic):
+    """Peak RSS of this process and peak disk use of a folder."""
+
+    def __init__(self, folder: Path) -> None:
+        super().__init__()
+        self.folder, self.rss_mb, self.disk_mb = folder, 0.0, 0.0
+
+    def tick(self) -> None:
+        self.rss_mb = max(self.rss_mb, rss_mb())
+        self.disk_mb = max(self.disk_mb, disk_mb(self.folder))
+
+
+class Stacks(Periodic):
+    """Where a thread spends its time: its innermost frame in agent/, sampled every 10 ms."""
+
+    period = 0.01
 
     def __init__(self, ident: int | None) -> None:
+        super().__init__()
         self.ident, self.counts = ident, Counter()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def __enter__(self) -> Stacks:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    def _run(self) -> None:
-        while not self._stop.wait(0.01):
-            frame = sys._current_frames().get(self.ident)
-            while frame is not None and f"{os.sep}agent{os.sep}" not in frame.f_code.co_filename:
-                frame = frame.f_back
-            if frame is not None:
-                self.counts[f"{Path(frame.f_code.co_filename).stem}.{frame.f_code.co_name}:{frame.f_lineno}"] += 1
+    def tick(self) -> None:
+        frame = sys._current_frames().get(self.ident)
+        while frame is not None and f"{os.sep}agent{os.sep}" not in frame.f_code.co_filename:
+            frame = frame.f_back
+        if frame is not None:
+            self.counts[f"{Path(frame.f_code.co_filename).stem}.{frame.f_code.co_name}:{frame.f_lineno}"] += 1
 
     def top(self, count: int = 8) -> list[tuple[str, float]]:
         """The most sampled lines and their share of the samples."""

@@ -12,6 +12,7 @@ import socket
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -28,6 +29,7 @@ from streamlit.testing.v1 import AppTest
 from agent.chat.conversations import ConversationStore
 from agent.config import load_settings
 from agent.ingest.pipeline import embed_chunks, file_sha256, ingest_file
+from agent.search import store
 from agent.search.store import Collection, DocumentInfo
 from agent.workspace import Workspace
 
@@ -347,3 +349,19 @@ PROMPT_MARKUP = re.compile(r"</?document|Question / 问题|\[[^\]\n]+ p\.\d+\]")
 def repeated_run(text: str, size: int = 40, times: int = 3) -> str | None:
     """A `size`-character run that occurs `times` times in `text`, if any (a looping answer)."""
     return next((text[i:i + size] for i in range(len(text) - size) if text.count(text[i:i + size]) >= times), None)
+
+
+def hold_background_compactions(monkeypatch) -> tuple[threading.Event, threading.Event]:
+    """Make a background compaction wait (before its `store.whole`) until `release` is set; `started` is set
+    once one waits. Returns (started, release)."""
+    started, release = threading.Event(), threading.Event()
+    real_whole = store.whole
+
+    def held(*args, **kwargs):
+        if threading.current_thread().name.startswith("compact-"):
+            started.set()
+            assert release.wait(30)
+        return real_whole(*args, **kwargs)
+
+    monkeypatch.setattr(store, "whole", held)
+    return started, release

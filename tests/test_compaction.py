@@ -4,7 +4,6 @@ compaction does not keep a replaced version's keyword index in memory (bench/REA
 
 import gc
 import json
-import threading
 import weakref
 
 import faiss
@@ -13,7 +12,7 @@ import pytest
 
 from agent.search import compaction, segments, store
 from agent.search.keyword_index import collection_index
-from tests.support import TinyEmbeddings, add, open_collection
+from tests.support import TinyEmbeddings, add, hold_background_compactions, open_collection
 
 TEXTS = {"big": [f"big page {n}" for n in range(20)], "aaa": ["alpha text one", "beta two words"],
          "bbb": ["gamma three", "gamma again", "gamma thrice"]}
@@ -83,16 +82,7 @@ def test_a_running_compaction_does_not_keep_a_replaced_versions_keyword_index(tm
     c = open_collection(tmp_path, append_min=1, background_min=1)
     for doc_id in TEXTS:
         add(c, doc_id, TEXTS[doc_id])
-    started, release = threading.Event(), threading.Event()
-    real_whole = store.whole
-
-    def held(*args, **kwargs):
-        if threading.current_thread().name.startswith("compact-"):
-            started.set()
-            assert release.wait(30)
-        return real_whole(*args, **kwargs)
-
-    monkeypatch.setattr(store, "whole", held)
+    started, release = hold_background_compactions(monkeypatch)
     with c.writing():
         c.remove("bbb")  # 3 of 25 rows deleted: compacted in a thread, held
     assert started.wait(30)

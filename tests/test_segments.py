@@ -10,7 +10,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-import threading
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +17,15 @@ import pytest
 
 from agent.search import keyword_index, retrieval, segments, store
 from agent.search.lexical import Lexicon
-from tests.support import ROOT, TinyEmbeddings, add, assert_pages_fit, make_doc, open_collection
+from tests.support import (
+    ROOT,
+    TinyEmbeddings,
+    add,
+    assert_pages_fit,
+    hold_background_compactions,
+    make_doc,
+    open_collection,
+)
 
 TEXTS = {"aaa": ["alpha text one", "beta two words"], "bbb": ["gamma three", "gamma again"],
          "ccc": ["delta four", "epsilon five"], "ddd": ["zeta six"], "big": [f"big page {n}" for n in range(20)]}
@@ -146,16 +153,7 @@ def test_a_background_compaction_keeps_the_adds_and_removals_made_meanwhile_and_
     c = open_collection(tmp_path, append_min=1, background_min=1)
     for doc_id in ("aaa", "bbb", "ccc"):
         add(c, doc_id, TEXTS[doc_id])
-    started, release = threading.Event(), threading.Event()
-    real_whole = store.whole
-
-    def held(*args, **kwargs):
-        if threading.current_thread().name.startswith("compact-"):
-            started.set()
-            assert release.wait(30)
-        return real_whole(*args, **kwargs)
-
-    monkeypatch.setattr(store, "whole", held)
+    started, release = hold_background_compactions(monkeypatch)
     with c.writing():
         c.remove("aaa")  # 2 of 6 rows deleted: a compaction is due, left to a thread
     assert started.wait(30) and not c.compaction_finished(timeout=0)
