@@ -117,7 +117,7 @@ def _first_mention(ix: Any, terms: Sequence[str]) -> np.ndarray:
     out = np.zeros(ix.pages.rows, dtype=np.float64)
     for t in bm.vocabulary.lookup(terms):
         first: dict[str, int] = {}
-        for row in bm.post_rows[bm.term_ptr[t]:bm.term_ptr[t + 1]]:
+        for row in bm.term_rows(t)[0]:
             f, page = keys[int(row)]
             if f not in first or page < keys[first[f]][1]:
                 first[f] = int(row)
@@ -301,7 +301,7 @@ def _coverage(bm: Any, terms: Sequence[str]) -> np.ndarray:
     total = float(sum(bm.idf[t] for t in ids)) or 1.0
     out = np.zeros(bm.n, dtype=np.float64)
     for t in ids:
-        out[bm.post_rows[bm.term_ptr[t]:bm.term_ptr[t + 1]]] += bm.idf[t] / total
+        out[bm.term_rows(t)[0]] += bm.idf[t] / total
     return out
 
 

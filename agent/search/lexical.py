@@ -477,17 +477,21 @@ class BM25Index:
         self.norm = (k1 * (1 - b + b * lengths / avg)).astype(np.float32)
         df = np.sum([p.live_df(len(vocabulary)) for p in parts], axis=0) if parts else np.zeros(len(vocabulary))
         self.idf = np.log(1 + (self.n - df + 0.5) / (df + 0.5))
-        if len(parts) == 1 and parts[0].new is None and not parts[0].offset:  # what benches read of one part
-            postings = parts[0].postings.padded(len(vocabulary))
-            self.post_rows, self.post_tf, self.term_ptr = postings.rows, postings.tf, postings.ptr
+
+    def term_rows(self, t: int) -> tuple[np.ndarray, np.ndarray]:
+        """The positions of the texts holding term id `t`, and its counts there (every part's)."""
+        found = [part.term_rows(t) for part in self.parts]
+        if len(found) == 1:
+            return found[0]
+        return (np.concatenate([r for r, _ in found]) if found else np.zeros(0, np.int64),
+                np.concatenate([tf for _, tf in found]) if found else np.zeros(0, np.uint16))
 
     def scores(self, query: str | Sequence[str]) -> np.ndarray:
         """BM25 score of every text (0 where no term matches)."""
         terms = tokenize(query) if isinstance(query, str) else list(query)
         scores = np.zeros(self.n, dtype=np.float32)
         for t in self.vocabulary.lookup(terms):
-            for part in self.parts:
-                rows, tfs = part.term_rows(t)
-                if len(rows):
-                    scores[rows] += np.float32(self.idf[t]) * tfs * (self.k1 + 1) / (tfs + self.norm[rows])
+            rows, tfs = self.term_rows(t)
+            if len(rows):
+                scores[rows] += np.float32(self.idf[t]) * tfs * (self.k1 + 1) / (tfs + self.norm[rows])
         return scores

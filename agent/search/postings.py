@@ -45,13 +45,6 @@ class Postings:
         np.cumsum(np.bincount(term, minlength=terms), out=ptr[1:])
         return cls(ptr, row_of[order], np.asarray(tf, np.uint16)[order], row_lengths(row_ptr, tf))
 
-    def padded(self, terms: int) -> Postings:
-        """The same postings over a vocabulary of `terms` (later terms: none here)."""
-        if len(self.ptr) - 1 >= terms:
-            return self
-        return Postings(np.concatenate([self.ptr, np.full(terms + 1 - len(self.ptr), self.ptr[-1])]), self.rows, self.tf,
-                        self.lengths)
-
 
 @dataclass(frozen=True)
 class SegmentPostings:
