@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
+from functools import reduce
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -174,25 +175,21 @@ class Layout:
 def joined_counts(segments: Sequence[Segment]) -> tuple[Lexicon | None, PageTable | None]:
     """The term counts and page table of these segments' live rows, end to end (None when a segment
     has none, or deleted chunks share pages with live ones)."""
-    parts = [seg.live_counts() for seg in segments]
-    pages = joined_pages(segments)
-    if not parts or pages is None or any(p is None for p in parts):
-        return None, None
-    lexicon = parts[0]
-    for more in parts[1:]:
-        lexicon = lexicon.concat(more)  # type: ignore[union-attr, arg-type]
-    return lexicon, pages
+    lexicon, pages = _chained([seg.live_counts() for seg in segments]), joined_pages(segments)
+    return (lexicon, pages) if lexicon is not None and pages is not None else (None, None)
 
 
 def joined_pages(segments: Sequence[Segment]) -> PageTable | None:
     """The page table of these segments' live rows (None when a segment has none)."""
-    parts = [seg.live_page_table() for seg in segments]
+    return _chained([seg.live_page_table() for seg in segments])
+
+
+def _chained(parts: Sequence[Any]) -> Any:
+    """The parts (term counts or page tables, each with `concat`) end to end; None when there are none
+    or one is None."""
     if not parts or any(p is None for p in parts):
         return None
-    pages = parts[0]
-    for more in parts[1:]:
-        pages = pages.concat(more)  # type: ignore[union-attr, arg-type]
-    return pages
+    return reduce(lambda head, more: head.concat(more), parts)
 
 
 def keyword_parts(segments: Sequence[Segment]) -> tuple[list[Part], list[Part], np.ndarray, Vocabulary] | None:
@@ -212,9 +209,8 @@ def keyword_parts(segments: Sequence[Segment]) -> tuple[list[Part], list[Part], 
             chunk_pages.append(post.chunk_page.astype(np.int64) + pages)
             pages += own
             continue
-        live = seg.live_mask()
-        alive = np.zeros(own, dtype=bool)
-        alive[post.chunk_page[live]] = True
+        live, alive = seg.live_mask(), seg.live_pages()
+        assert alive is not None and len(alive) == own
         new_pages = np.where(alive, pages + np.cumsum(alive) - 1, -1)
         chunk_parts.append(Part(post.chunks, layout.position[start:start + len(seg.table)], 0,
                                 dropped_df(counts.chunks.ptr, counts.chunks.term, ~live, np.diff(post.chunks.ptr))))
