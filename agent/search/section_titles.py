@@ -123,9 +123,13 @@ class SectionTitles:
         query = _idf(terms, bm25)
         total = sum(query.values())
         out = np.zeros(self.pages, dtype=np.float64)
-        for p in {int(p) for t in query if t in self.postings for p in self.postings[t]} & self.last.keys():
+        for p in self._titled(query) & self.last.keys():
             out[p] = sum(v for t, v in query.items() if t in self.last[p]) / total
         return out
+
+    def _titled(self, query: Mapping[str, float]) -> set[int]:
+        """The pages with a title holding one of the query's terms."""
+        return {int(p) for t in query if t in self.postings for p in self.postings[t]}
 
     def match(self, terms: Sequence[str], bm25: BM25Index) -> np.ndarray:
         """Per page: the best idf-weighted F1 between the query's terms and one of its titles: 1 when a
@@ -134,7 +138,7 @@ class SectionTitles:
         query = _idf(terms, bm25)
         total = sum(query.values())
         out = np.zeros(self.pages, dtype=np.float64)
-        for p in {int(p) for t in query if t in self.postings for p in self.postings[t]}:
+        for p in self._titled(query):
             for title in self.titles.get(p, ()):
                 common = sum(v for t, v in query.items() if t in title)
                 if common:
