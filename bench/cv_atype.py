@@ -51,13 +51,13 @@ RULES: dict[str, tuple[re.Pattern[str], re.Pattern[str]]] = {
                            r"|packages?|director(?:y|ies)|paths?|calls?|methods?|routines?|apis?|libraries|library)\b"
                            r"|(?:哪个|哪些|什么)" + _ZH + r"{0,4}?(?:命令|函数|文件|宏包|宏|程序|工具|目录|路径|包)"),
                 re.compile(r"\b[a-z_]\w*\s?\(|\b[\w-]+\.(?:c|h|txt|conf|cfg|xml|sh|py|tex|sty|cls|json|ini|so|a|bz2"
-                           r"|gz|tar|1|5|8)\b|(?:~|\.{1,2})?/[\w.-]+(?:/[\w.-]+)+|\\[a-z]+|^\s*[$#%>]\s", re.M)),
+                           r"|gz|tar|1|5|8)\b|(?:~|\.{1,2})?/[\w.-]+(?:/[\w.-]+)+|\\[a-z]+|^\s*[$#%>]\s", re.MULTILINE)),
     "instruction": (re.compile(r"^\s*how\s+(?:do|can|should|could|would|to|does)\b|如何|怎么|怎样"),
                     re.compile(r"^\s*(?:[$#%>]\s|\\[a-z]+|(?:run|type|use|add|set|install|open|click|select|create"
                                r"|edit|enter|put|write|call|change|copy|remove|specify|pass|choose|press|configure"
                                r"|load|include|insert|define|start|invoke|execute|compile|save|replace)\b"
                                r"|(?:使用|输入|运行|执行|添加|设置|安装|打开|点击|选择|修改|编辑|调用|加载|在))"
-                               r"|\b(?:for\s+example|e\.g\.|example:)|例如|比如|如下", re.M))}
+                               r"|\b(?:for\s+example|e\.g\.|example:)|例如|比如|如下", re.MULTILINE))}
 SIGNALS_BASE = ("bm25_chunk", "bm25_page", "vector", "title", "contents", "heading", "title_match", "definition",
                 "next_section")
 SCALED = ("bm25_chunk", "bm25_page", "vector")
@@ -203,7 +203,8 @@ def report(rows: list[dict[str, Any]], run: Run, title: str, at1: float = 0.5) -
         groups.insert(0, ("all", np.ones(len(rows), dtype=bool)))
     ids = np.array([r["id"] for r in rows])
     h0 = hits(rows, np.array([_vec(dict(WEIGHTS))]))[:, 0]
-    table, results = [["product WEIGHTS (fixed)", *(c for _, m in groups for c in ("-", _cell(h0, m))), "-", "-", "-"]], {}
+    table = [["product WEIGHTS (fixed)", *(c for _, m in groups for c in ("-", _cell(h0, m))), "-", "-", "-"]]
+    results: dict[str, Any] = {}
     for name, grid in families().items():
         cv = cross_validate(rows, grid, at1)
         won, lost = ids[cv["held"][:, 0] > h0[:, 0]].tolist(), ids[cv["held"][:, 0] < h0[:, 0]].tolist()
