@@ -30,3 +30,14 @@ def test_each_fold_is_chosen_without_its_own_questions() -> None:
     assert cv["chosen"]["c"].tolist() == weights[0].tolist()  # chosen on a and b only
     assert cv["held"][:, 0].tolist() == [1.0, 1.0, 0.0]  # so held-out c misses
     assert cv["in"][:, 0].sum() == 2.0
+
+
+def test_the_sweeps_score_every_signal_the_product_weighs() -> None:
+    """A 'product' row that leaves a weighted signal out scores another ranking than the one shipped."""
+    import bench.cv_prose
+    import bench.cv_sections
+    from agent.search.retrieval import WEIGHTS
+
+    assert set(WEIGHTS) <= set(SIGNALS)
+    assert set(WEIGHTS) <= set(bench.cv_sections.SIGNALS)
+    assert set(WEIGHTS) <= set(bench.cv_prose.SIGNALS)
