@@ -56,7 +56,7 @@ SEM_SIGNALS = ("title_sem", *(f"title_sem_t{int(f * 10)}" for f in SEM_FLOORS), 
 SIGNALS = ("bm25_chunk", "bm25_page", "vector", "title", "first", "prf", "vector_short", "contents", "heading",
            "section", "faq", "title_match", *(f"title_match_le{n}" for n in (4, 6, 8, 12, 1000)),
            *SEM_SIGNALS, "definition", "bm25_sum", *(f"proximity{w}" for w in (8, 16, 32)),
-           "coverage_page", "coverage_chunk")
+           "coverage_page", "coverage_chunk", "next_section")
 PROX_PAGES = 20  # pages (the best by page BM25) whose chunks the proximity signal reads
 SHORT_TERMS = 3  # a query of at most this many index terms is "short"
 PRF_PAGES, PRF_TERMS = 3, 10

@@ -32,6 +32,17 @@ def test_each_fold_is_chosen_without_its_own_questions() -> None:
     assert cv["in"][:, 0].sum() == 2.0
 
 
+def test_the_sweeps_score_every_signal_the_product_weighs() -> None:
+    """A 'product' row that leaves a weighted signal out scores another ranking than the one shipped."""
+    import bench.cv_prose
+    import bench.cv_sections
+    from agent.search.retrieval import WEIGHTS
+
+    assert set(WEIGHTS) <= set(SIGNALS)
+    assert set(WEIGHTS) <= set(bench.cv_sections.SIGNALS)
+    assert set(WEIGHTS) <= set(bench.cv_prose.SIGNALS)
+
+
 def test_the_objective_can_weigh_hit_at_1_alone() -> None:
     # signal 0 puts q1's gold page first and the others out of the top 5; signal 1 puts all three second
     q1 = _row("a", [2, 1], [[0, 3]])

@@ -1,0 +1,261 @@
+"""Document-side sweep of issue 16 (eighth round): code listings and repeated passages, cross-validated by document.
+
+Two miss kinds of bench/README 4d: a page dense with the question's identifiers in signatures or plot code
+outranks the prose page that explains them, and a later page repeating a passage outranks the first. The
+signals, each a raw share of the page (0..1) fitted as a penalty on top of the product's fixed weights, leave
+one document out, as in bench/cv_sweep.py (whose `hits` and `cross_validate` they reuse):
+
+- code: the share of the page's non-blank lines that look like code (a text rule: `;`/`{`/`}` at the end, a
+  preprocessor or troff request line, a call or prototype `name(...)` with little prose around it, or a high
+  density of `()[]{}=<>*&|$"`);
+- code_num: the same, counting lines of bare numbers (plot axis labels) as code too;
+- code_nl / code_num_nl: the same, only for a question that names no identifier (no `_`, camelCase, `()` or
+  leading `-`/`.`/`\\` in its words), so "what does cmsIsTag return?" keeps its listing page;
+- qcode: the share of the query's term occurrences on the page (idf-weighted) that fall in code lines: a page
+  that names the question's words only in a listing, not the page whose prose explains them;
+- dup: the share of the page's word 6-grams found on an earlier page of the same document.
+
+    python -m bench.cv_prose --set pooled --data DIR   # devset + tune split, 29 folds; also the tune split alone
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+import tempfile
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench.common import Run, markdown_table, parser, set_blas_threads
+from bench.cv_sweep import _collection, cross_validate, hits
+from bench.quality import _question_set
+
+NAME = "cv_prose"
+PRODUCT = ("bm25_chunk", "bm25_page", "vector", "title", "contents", "heading", "title_match", "definition",
+           "next_section")
+OWN = ("code", "code_num", "code_nl", "code_num_nl", "qcode", "code_def", "qcode_def", "dup")
+SIGNALS = PRODUCT + OWN
+PENALTY = (0.0, -0.25, -0.5, -1.0, -2.0, -4.0)
+IDEAS: dict[str, dict[str, tuple[float, ...]]] = {
+    "code lines": {"code": PENALTY},
+    "code and number lines": {"code_num": PENALTY},
+    "code lines, questions naming no identifier": {"code_nl": PENALTY},
+    "code and number lines, questions naming no identifier": {"code_num_nl": PENALTY},
+    "query words in code lines": {"qcode": PENALTY},
+    "code lines, what-is questions": {"code_def": PENALTY},
+    "query words in code lines, what-is questions": {"qcode_def": PENALTY},
+    "repeated 6-grams (later copy)": {"dup": PENALTY},
+}
+SHINGLE = 6
+_CODE_END = re.compile(r"[;{}]\s*$")
+_REQUEST = re.compile(r"^\s*(?:#\s*(?:define|include|if|ifdef|endif)\b|\.[A-Za-z]{1,12}\b)")
+_CALL = re.compile(r"\b[A-Za-z_][\w.]*\s*\(")
+_SYMBOLS = re.compile(r"[()\[\]{}=<>*&|$\"]")
+_NUMBERS = re.compile(r"^[\s\d.,:+\-−–]+$")
+_IDENT = re.compile(r"\w_\w|[a-z][A-Z]|\(\)|(?:^|\s)[-.\\][A-Za-z]")
+
+
+def code_line(line: str) -> bool:
+    """A listing line ends a statement, is a request, or is mostly call syntax; a sentence is none of these."""
+    s = line.strip()
+    if _CODE_END.search(s) or _REQUEST.match(s):
+        return True
+    words = len(s.split())
+    if _CALL.search(s) and words <= 6:
+        return True
+    return len(s) >= 8 and len(_SYMBOLS.findall(s)) / len(s) > 0.08
+
+
+def code_share(text: str, numbers: bool) -> float:
+    """The share of a page's non-blank lines that are code (and, with `numbers`, lines of bare numbers)."""
+    lines = [ln for ln in text.splitlines() if ln.strip()]
+    if not lines:
+        return 0.0
+    hit = sum(1 for ln in lines if code_line(ln) or (numbers and _NUMBERS.match(ln)))
+    return hit / len(lines)
+
+
+def names_identifier(question: str) -> bool:
+    """A question that names an identifier may well be answered by a listing page."""
+    return bool(_IDENT.search(question))
+
+
+def dup_share(texts: Sequence[str], files: Sequence[str], order: Sequence[int]) -> np.ndarray:
+    """Per page: the share of its word 6-grams already seen on an earlier page of the same file."""
+    from agent.search.lexical import tokenize
+
+    out = np.zeros(len(texts))
+    seen: dict[str, set[tuple[str, ...]]] = {}
+    for p in order:
+        words = tokenize(texts[p])
+        grams = {tuple(words[i:i + SHINGLE]) for i in range(len(words) - SHINGLE + 1)}
+        earlier = seen.setdefault(files[p], set())
+        if grams:
+            out[p] = len(grams & earlier) / len(grams)
+        earlier |= grams
+    return out
+
+
+def page_texts(ix: Any) -> list[str]:
+    """Each page row's text rebuilt from its chunks, as the product's page signals see it."""
+    from agent.search.lexical import page_groups, page_text
+
+    _, members = page_groups(ix.documents)
+    return [page_text([ix.documents[i] for i in rows]) for rows in members]
+
+
+def page_shares(ix: Any, texts: Sequence[str]) -> dict[str, np.ndarray]:
+    """The question-independent signals of every page row of one collection."""
+    keys = ix.pages.keys()
+    order = sorted(range(len(texts)), key=lambda p: keys[p])
+    return {"code": np.array([code_share(t, False) for t in texts]),
+            "code_num": np.array([code_share(t, True) for t in texts]),
+            "dup": dup_share(texts, [k[0] for k in keys], order)}
+
+
+class CodeTerms:
+    """Per page: term counts in its code lines and in all its lines, for `share`."""
+
+    def __init__(self, texts: Sequence[str]) -> None:
+        from agent.search.lexical import tokenize
+
+        self.code: list[Counter[str]] = []
+        self.all: list[Counter[str]] = []
+        for text in texts:
+            code: Counter[str] = Counter()
+            every: Counter[str] = Counter()
+            for line in text.splitlines():
+                terms = tokenize(line)
+                every.update(terms)
+                if code_line(line):
+                    code.update(terms)
+            self.code.append(code)
+            self.all.append(every)
+
+    def share(self, idf: dict[str, float]) -> np.ndarray:
+        """Per page: idf-weighted share of the query terms' occurrences that are in code lines."""
+        out = np.zeros(len(self.all))
+        for p, (code, every) in enumerate(zip(self.code, self.all)):
+            total = sum(every[t] * w for t, w in idf.items())
+            if total:
+                out[p] = sum(code[t] * w for t, w in idf.items()) / total
+        return out
+
+
+def collect(questions: Sequence[Any], collection: Any, emb: Any, run: Run) -> list[dict[str, Any]]:
+    """Per question: the product's and this module's signals over the candidate pages, and the gold mask."""
+    from agent.search.definition import subject
+    from agent.search.keyword_index import collection_index
+    from agent.search.lexical import query_terms
+    from agent.search.retrieval import _RAW, _zscore, page_signals
+
+    ix = collection_index(collection)
+    texts = page_texts(ix)
+    shares, code_terms = page_shares(ix, texts), CodeTerms(texts)
+    bm = ix.page_bm25
+    run.log(f"pages: {ix.pages.rows}, code share > 0.3 on {int((shares['code'] > 0.3).sum())}, "
+            f"dup > 0.3 on {int((shares['dup'] > 0.3).sum())}")
+    keys = ix.pages.keys()
+    rows = []
+    for q in questions:
+        ps = page_signals(q.question, [collection], embeddings=emb, lexical=True, vector=True)
+        assert ps is not None
+        raw = {name: ps.pages.get(name, np.zeros(ps.view.pages)) for name in PRODUCT}
+        z = {name: (v if name in _RAW else _zscore(v)) for name, v in raw.items()}
+        z.update(shares)
+        natural = not names_identifier(q.question)
+        z["code_nl"] = shares["code"] * natural
+        z["code_num_nl"] = shares["code_num"] * natural
+        terms = set(query_terms(q.question))
+        z["qcode"] = code_terms.share({t: float(bm.idf[bm.vocabulary.ids[t]]) for t in terms
+                                       if t in bm.vocabulary.ids})
+        asks_what = subject(q.question) is not None
+        z["code_def"], z["qcode_def"] = shares["code"] * asks_what, z["qcode"] * asks_what
+        cand = np.flatnonzero((raw["bm25_chunk"] > 0) | ps.view.page_max(ps.found) | (raw["heading"] > 0))
+        rows.append({"id": q.id, "file": q.file, "lang": q.lang,
+                     "z": np.stack([z[s][cand] for s in SIGNALS], axis=1),
+                     "gold": np.array([keys[int(p)] in q.gold for p in cand])})
+    return rows
+
+
+def grid(idea: str) -> np.ndarray:
+    """Weight vectors (rows, SIGNALS order): the product's weights fixed, the idea's own axis."""
+    from agent.search.retrieval import WEIGHTS
+
+    (name, values), = IDEAS[idea].items()
+    return np.array([[{**WEIGHTS, name: v}.get(s, 0.0) for s in SIGNALS] for v in values])
+
+
+def _w(vec: np.ndarray) -> str:
+    from agent.search.retrieval import WEIGHTS
+
+    return " ".join(f"{s}={v:g}" for s, v in zip(SIGNALS, vec) if v != WEIGHTS.get(s, 0.0)) or "product"
+
+
+def _fig(a: np.ndarray) -> str:
+    return f"{a[:, 0].mean():.3f}/{a[:, 1].mean():.3f}" if len(a) else "-"
+
+
+def report(rows: list[dict[str, Any]], run: Run) -> dict[str, Any]:
+    """Per family: pooled CV (devset and tune rows apart) and the tune split's own CV, in-sample and held out."""
+    sets = np.array([r["set"] for r in rows])
+    tune = [r for r in rows if r["set"] == "evalset:tune"]
+    product = grid(next(iter(IDEAS)))[:1]
+    base, base_t = hits(rows, product)[:, 0], hits(tune, product)[:, 0] if tune else np.zeros((0, 2))
+    table = [["product (fixed)", _fig(base[sets == "devset:all"]), "", _fig(base[sets == "evalset:tune"]), "",
+              _fig(base_t), "", "product"]]
+    results: dict[str, Any] = {}
+    for idea in IDEAS:
+        weights = grid(idea)
+        cv = cross_validate(rows, weights)
+        cvt = cross_validate(tune, weights) if tune else None
+        folds: dict[str, int] = {}
+        for w in cv["chosen"].values():
+            folds[_w(w)] = folds.get(_w(w), 0) + 1
+        chose = ", ".join(f"{k} ({v})" for k, v in sorted(folds.items(), key=lambda kv: -kv[1]))
+        row = [idea, _fig(cv["in"][sets == "devset:all"]), _fig(cv["held"][sets == "devset:all"]),
+               _fig(cv["in"][sets == "evalset:tune"]), _fig(cv["held"][sets == "evalset:tune"]),
+               _fig(cvt["in"]) if cvt else "-", _fig(cvt["held"]) if cvt else "-", chose]
+        table.append(row)
+        results[idea] = {"row": row, "folds": {f: _w(w) for f, w in cv["chosen"].items()},
+                         "tune_folds": {f: _w(w) for f, w in cvt["chosen"].items()} if cvt else {}}
+        run.log(f"{idea}: {row}; tune folds {results[idea]['tune_folds']}")
+    run.table("Code and repeated pages, on top of the product weights: hybrid hit@1/hit@5", markdown_table(
+        ["family", "devset in-sample", "devset held-out (pooled)", "tune in-sample", "tune held-out (pooled)",
+         "tune-only in-sample", "tune-only held-out", "pooled folds chose"], table))
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = parser(__doc__.split("\n\n")[0])
+    p.add_argument("--set", dest="qset", choices=("devset", "evalset", "pooled"), default="pooled")
+    p.add_argument("--data", type=Path, default=None, help="the collections of bench.cv_sweep --data (reused)")
+    args = p.parse_args(argv)
+    from agent.evaluate import load_questions
+    from agent.search.embeddings import LocalEmbeddings
+
+    run = Run(f"{NAME}-{args.qset}", args, argv if argv is not None else sys.argv[1:])
+    sets = [("devset", "all"), ("evalset", "tune")] if args.qset == "pooled" else \
+        [(args.qset, "all" if args.qset == "devset" else "tune")]
+    set_blas_threads(1)
+    emb = LocalEmbeddings()
+    run.params = {"sets": sets, "ideas": IDEAS, "shingle": SHINGLE,
+                  "objective": "(hit@1 + hit@5) / 2, leave one document out", "base": "product WEIGHTS fixed"}
+    rows = []
+    for qset, split in sets:
+        pdfs, questions = _question_set(qset, split, None, load_questions)
+        assert split != "test"
+        with tempfile.TemporaryDirectory(prefix="bench-cvprose-") as tmp:
+            collection = _collection(pdfs, (args.data or Path(tmp)) / f"data-{qset}-{split}", emb, run)
+            rows += [{**r, "set": f"{qset}:{split}"} for r in collect(questions, collection, emb, run)]
+    run.results = report(rows, run)
+    run.finish()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
