@@ -410,10 +410,10 @@ def hits(rows: Sequence[dict[str, Any]], weights: np.ndarray) -> np.ndarray:
     return out
 
 
-def cross_validate(rows: Sequence[dict[str, Any]], weights: np.ndarray) -> dict[str, Any]:
+def cross_validate(rows: Sequence[dict[str, Any]], weights: np.ndarray, at1: float = 0.5) -> dict[str, Any]:
     """Leave-one-document-out: per fold, the config best on the other documents, scored on this one."""
     h = hits(rows, weights)
-    objective = h.mean(axis=2)  # per question, (hit@1 + hit@5) / 2
+    objective = at1 * h[:, :, 0] + (1 - at1) * h[:, :, 1]  # per question; (hit@1 + hit@5) / 2 by default
     files = np.array([r["file"] for r in rows])
     held = np.zeros((len(rows), 2))
     chosen = {}

@@ -30,3 +30,12 @@ def test_each_fold_is_chosen_without_its_own_questions() -> None:
     assert cv["chosen"]["c"].tolist() == weights[0].tolist()  # chosen on a and b only
     assert cv["held"][:, 0].tolist() == [1.0, 1.0, 0.0]  # so held-out c misses
     assert cv["in"][:, 0].sum() == 2.0
+
+
+def test_the_objective_can_weigh_hit_at_1_alone() -> None:
+    # signal 0 puts q1's gold page first and the others out of the top 5; signal 1 puts all three second
+    q1 = _row("a", [2, 1], [[0, 3]])
+    q2, q3 = (_row(f, [0, 1], [[1, 3]] + [[1, 0]] * 5) for f in ("b", "c"))
+    weights = np.eye(len(SIGNALS))[:2]
+    assert cross_validate([q1, q2, q3], weights)["in_weights"].tolist() == weights[1].tolist()
+    assert cross_validate([q1, q2, q3], weights, at1=1.0)["in_weights"].tolist() == weights[0].tolist()
