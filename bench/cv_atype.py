@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from bench.common import Run, markdown_table, parser, set_blas_threads
+from bench.cv_common import candidates, four_reports, question_row, weight_vector
 from bench.cv_sweep import _collection, cross_validate, hits
 from bench.quality import _question_set
 
@@ -154,19 +155,13 @@ def collect(questions: Sequence[Any], collection: Any, emb: Any, run: Run) -> li
         assert ps is not None
         pages, rules = ps.view.pages, classify(q.question)
         z = {name: ps.pages.get(name, np.zeros(pages)) for name in SIGNALS_BASE}
-        cand = np.flatnonzero((z["bm25_chunk"] > 0) | ps.view.page_max(ps.found) | (z["heading"] > 0))
+        cand = candidates(ps, z)
         z.update({s: _zscore(z[s]) for s in SCALED})
         z.update(answer_type(q.question, rules, ps.view, ps.view.indexes))
-        rows.append({"id": q.id, "file": q.file, "lang": q.lang, "rules": rules,
-                     "z": np.stack([z[s][cand] for s in SIGNALS], axis=1),
-                     "gold": np.array([keys[int(p)] in q.gold for p in cand])})
+        rows.append(question_row(q, z, cand, keys, SIGNALS, rules=rules))
         if i % 50 == 0:
             run.log(f"signals {i + 1}/{len(questions)}")
     return rows
-
-
-def _vec(weights: dict[str, float]) -> list[float]:
-    return [weights.get(s, 0.0) for s in SIGNALS]
 
 
 def families() -> dict[str, np.ndarray]:
@@ -181,7 +176,7 @@ def families() -> dict[str, np.ndarray]:
     rule_grid = [dict(zip(PER_RULE, ws)) for ws in np.array(np.meshgrid(*[RULE_W] * len(PER_RULE))).reshape(
         len(PER_RULE), -1).T.tolist()]
     grids[f"per rule (W={RULE_WINDOW}), a weight each"] = [{**base, **r} for r in rule_grid]
-    return {name: np.array([_vec(w) for w in ws]) for name, ws in grids.items()}
+    return {name: np.array([weight_vector(w, SIGNALS) for w in ws]) for name, ws in grids.items()}
 
 
 def _w(vec: np.ndarray) -> str:
@@ -202,7 +197,7 @@ def report(rows: list[dict[str, Any]], run: Run, title: str, at1: float = 0.5) -
     if len(set(sets)) > 1:
         groups.insert(0, ("all", np.ones(len(rows), dtype=bool)))
     ids = np.array([r["id"] for r in rows])
-    h0 = hits(rows, np.array([_vec(dict(WEIGHTS))]))[:, 0]
+    h0 = hits(rows, np.array([weight_vector(dict(WEIGHTS), SIGNALS)]))[:, 0]
     table = [["product WEIGHTS (fixed)", *(c for _, m in groups for c in ("-", _cell(h0, m))), "-", "-", "-"]]
     results: dict[str, Any] = {}
     for name, grid in families().items():
@@ -231,7 +226,7 @@ def firing(rows: list[dict[str, Any]], run: Run) -> dict[str, Any]:
     questions the product misses at rank 1 where the gold page has the form and that rival lacks it."""
     from agent.search.retrieval import WEIGHTS
 
-    table, out, w = [], {}, np.array(_vec(dict(WEIGHTS)))
+    table, out, w = [], {}, np.array(weight_vector(dict(WEIGHTS), SIGNALS))
     for st in sorted({r["set"] for r in rows}):
         sub = [r for r in rows if r["set"] == st]
         for rule in (*RULES, "any"):
@@ -275,11 +270,8 @@ def main(argv: list[str] | None = None) -> int:
         with tempfile.TemporaryDirectory(prefix="bench-atype-") as tmp:
             collection = _collection(pdfs, (args.data or Path(tmp)) / f"data-{qset}-{split}", emb, run)
             rows += [{**r, "set": f"{qset}:{split}"} for r in collect(questions, collection, emb, run)]
-    tune = [r for r in rows if r["set"] == "evalset:tune"]
-    run.results = {"firing": firing(rows, run), "pooled": report(rows, run, "Pooled (devset + tune split)"),
-                   "tune": report(tune, run, "Tune split alone"),
-                   "pooled_hit1": report(rows, run, "Pooled, weights chosen by hit@1 alone", at1=1.0),
-                   "tune_hit1": report(tune, run, "Tune split alone, weights chosen by hit@1 alone", at1=1.0)}
+    run.results = {"firing": firing(rows, run),
+                   **four_reports(rows, lambda r, title, at1=0.5: report(r, run, title, at1))}
     run.finish()
     return 0
 

@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from bench.common import Run, markdown_table, parser, set_blas_threads
+from bench.cv_common import candidates, four_reports, question_row, weight_vector
 from bench.cv_sweep import _collection, cross_validate, hits
 from bench.quality import _question_set
 
@@ -110,23 +111,16 @@ def collect(questions: Sequence[Any], collection: Any, emb: Any, model: Any, cac
         pages, en = ps.view.pages, is_english(q.question)
         z = {name: ps.pages.get(name, np.zeros(pages)) for name in (*SCALED, *RAW)}
         minilm = fetched(vecs @ qvecs[i])
-        cand = np.flatnonzero((z["bm25_chunk"] > 0) | ps.view.page_max(ps.found) | (z["heading"] > 0)
-                              | ps.view.page_max(minilm > minilm.min()))
+        cand = candidates(ps, z, ps.view.page_max(minilm > minilm.min()))
         z.update({s: _zscore(z[s]) for s in SCALED})
         z["vector_minilm"] = _zscore(ps.view.page_max(minilm))
         zero = np.zeros(pages)
         z.update(vector_en=z["vector"] if en else zero, vector_not_en=zero if en else z["vector"],
                  vector_minilm_en=z["vector_minilm"] if en else zero)
-        rows.append({"id": q.id, "file": q.file, "lang": q.lang, "en": en,
-                     "z": np.stack([z[s][cand] for s in SIGNALS], axis=1),
-                     "gold": np.array([keys[int(p)] in q.gold for p in cand])})
+        rows.append(question_row(q, z, cand, keys, SIGNALS, en=en))
         if i % 50 == 0:
             run.log(f"signals {i + 1}/{len(questions)}")
     return rows
-
-
-def _vec(weights: dict[str, float]) -> list[float]:
-    return [weights.get(s, 0.0) for s in SIGNALS]
 
 
 def families() -> dict[str, np.ndarray]:
@@ -145,16 +139,16 @@ def families() -> dict[str, np.ndarray]:
         "English only: MiniLM instead of vector": [{**split, "vector_minilm_en": m} for m in MINILM_W],
         "English only: MiniLM and vector refit jointly": [{**split, "vector_en": w, "vector_minilm_en": m}
                                                           for w in VECTOR_W for m in MINILM_W]}
-    return {name: np.array([_vec(w) for w in ws]) for name, ws in grids.items()}
+    return {name: np.array([weight_vector(w, SIGNALS) for w in ws]) for name, ws in grids.items()}
 
 
 def fixed() -> dict[str, np.ndarray]:
     """Weight sets scored as they are: the product, and each embedding model alone (vector-only ranking)."""
     from agent.search.retrieval import WEIGHTS
 
-    return {"product WEIGHTS": np.array([_vec(dict(WEIGHTS))]),
-            "local model alone (vector only)": np.array([_vec({"vector": 1.0})]),
-            "MiniLM alone (vector only)": np.array([_vec({"vector_minilm": 1.0})])}
+    return {"product WEIGHTS": np.array([weight_vector(dict(WEIGHTS), SIGNALS)]),
+            "local model alone (vector only)": np.array([weight_vector({"vector": 1.0}, SIGNALS)]),
+            "MiniLM alone (vector only)": np.array([weight_vector({"vector_minilm": 1.0}, SIGNALS)])}
 
 
 def _w(vec: np.ndarray) -> str:
@@ -269,11 +263,8 @@ def main(argv: list[str] | None = None) -> int:
                      for r in collect(questions, collection, emb, model, data / "minilm-chunks.npy", run)]
     agree = np.mean([r["en"] == (r["lang"] == "en") for r in rows])
     run.log(f"language test (no CJK ideograph = English) agrees with the labels on {agree:.3f} of the questions")
-    tune = [r for r in rows if r["set"] == "evalset:tune"]
-    run.results = {"language_test_agrees": agree, "pooled": report(rows, run, "Pooled (devset + tune split)"),
-                   "tune": report(tune, run, "Tune split alone"),
-                   "pooled_hit1": report(rows, run, "Pooled, weights chosen by hit@1 alone", at1=1.0),
-                   "tune_hit1": report(tune, run, "Tune split alone, weights chosen by hit@1 alone", at1=1.0)}
+    run.results = {"language_test_agrees": agree,
+                   **four_reports(rows, lambda r, title, at1=0.5: report(r, run, title, at1))}
     run.finish()
     return 0
 

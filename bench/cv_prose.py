@@ -30,8 +30,10 @@ from typing import Any
 
 import numpy as np
 
-from bench.common import Run, markdown_table, parser, set_blas_threads
-from bench.cv_sweep import _collection, cross_validate, hits
+from bench.common import Run, parser, set_blas_threads
+from bench.cv_common import candidates, question_row
+from bench.cv_sections import _fig, family_table
+from bench.cv_sweep import _collection, hits
 from bench.quality import _question_set
 
 NAME = "cv_prose"
@@ -175,10 +177,7 @@ def collect(questions: Sequence[Any], collection: Any, emb: Any, run: Run) -> li
                                        if t in bm.vocabulary.ids})
         asks_what = subject(q.question) is not None
         z["code_def"], z["qcode_def"] = shares["code"] * asks_what, z["qcode"] * asks_what
-        cand = np.flatnonzero((raw["bm25_chunk"] > 0) | ps.view.page_max(ps.found) | (raw["heading"] > 0))
-        rows.append({"id": q.id, "file": q.file, "lang": q.lang,
-                     "z": np.stack([z[s][cand] for s in SIGNALS], axis=1),
-                     "gold": np.array([keys[int(p)] in q.gold for p in cand])})
+        rows.append(question_row(q, z, candidates(ps, raw), keys, SIGNALS))
     return rows
 
 
@@ -190,16 +189,6 @@ def grid(idea: str) -> np.ndarray:
     return np.array([[{**WEIGHTS, name: v}.get(s, 0.0) for s in SIGNALS] for v in values])
 
 
-def _w(vec: np.ndarray) -> str:
-    from agent.search.retrieval import WEIGHTS
-
-    return " ".join(f"{s}={v:g}" for s, v in zip(SIGNALS, vec) if v != WEIGHTS.get(s, 0.0)) or "product"
-
-
-def _fig(a: np.ndarray) -> str:
-    return f"{a[:, 0].mean():.3f}/{a[:, 1].mean():.3f}" if len(a) else "-"
-
-
 def report(rows: list[dict[str, Any]], run: Run) -> dict[str, Any]:
     """Per family: pooled CV (devset and tune rows apart) and the tune split's own CV, in-sample and held out."""
     sets = np.array([r["set"] for r in rows])
@@ -208,26 +197,8 @@ def report(rows: list[dict[str, Any]], run: Run) -> dict[str, Any]:
     base, base_t = hits(rows, product)[:, 0], hits(tune, product)[:, 0] if tune else np.zeros((0, 2))
     table = [["product (fixed)", _fig(base[sets == "devset:all"]), "", _fig(base[sets == "evalset:tune"]), "",
               _fig(base_t), "", "product"]]
-    results: dict[str, Any] = {}
-    for idea in IDEAS:
-        weights = grid(idea)
-        cv = cross_validate(rows, weights)
-        cvt = cross_validate(tune, weights) if tune else None
-        folds: dict[str, int] = {}
-        for w in cv["chosen"].values():
-            folds[_w(w)] = folds.get(_w(w), 0) + 1
-        chose = ", ".join(f"{k} ({v})" for k, v in sorted(folds.items(), key=lambda kv: -kv[1]))
-        row = [idea, _fig(cv["in"][sets == "devset:all"]), _fig(cv["held"][sets == "devset:all"]),
-               _fig(cv["in"][sets == "evalset:tune"]), _fig(cv["held"][sets == "evalset:tune"]),
-               _fig(cvt["in"]) if cvt else "-", _fig(cvt["held"]) if cvt else "-", chose]
-        table.append(row)
-        results[idea] = {"row": row, "folds": {f: _w(w) for f, w in cv["chosen"].items()},
-                         "tune_folds": {f: _w(w) for f, w in cvt["chosen"].items()} if cvt else {}}
-        run.log(f"{idea}: {row}; tune folds {results[idea]['tune_folds']}")
-    run.table("Code and repeated pages, on top of the product weights: hybrid hit@1/hit@5", markdown_table(
-        ["family", "devset in-sample", "devset held-out (pooled)", "tune in-sample", "tune held-out (pooled)",
-         "tune-only in-sample", "tune-only held-out", "pooled folds chose"], table))
-    return results
+    return family_table(run, "Code and repeated pages, on top of the product weights: hybrid hit@1/hit@5", table, rows,
+                        {idea: grid(idea) for idea in IDEAS}, SIGNALS)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from bench.common import Run, git_commit, markdown_table, parser, set_blas_threads
+from bench.cv_common import weight_vector
 from bench.cv_sweep import _collection, cross_validate, hits
 from bench.quality import _question_set
 
@@ -183,10 +184,6 @@ def collect(questions: Sequence[Any], collection: Any, emb: Any, run: Run) -> li
     return rows
 
 
-def _vector(weights: dict[str, float]) -> list[float]:
-    return [weights.get(f, 0.0) for f in FEATURES]
-
-
 def product_weights() -> dict[str, float]:
     """The product's WEIGHTS on the product's columns (`z` normalisation, default BM25)."""
     from agent.search.retrieval import WEIGHTS
@@ -199,7 +196,7 @@ def norm_grid(norms: Sequence[str]) -> np.ndarray:
     out, raw = [], {k: v for k, v in product_weights().items() if k in RAW}
     for norm in norms:
         for ratio, scale in itertools.product(RATIOS, SCALES[norm]):
-            out.append(_vector({**raw, **{f"{s}:{norm}": scale * r for s, r in zip(SCALED, ratio)}}))
+            out.append(weight_vector({**raw, **{f"{s}:{norm}": scale * r for s, r in zip(SCALED, ratio)}}, FEATURES))
     return np.array(out)
 
 
@@ -212,9 +209,9 @@ def title_grids() -> dict[str, np.ndarray]:
     text = {k: v for k, v in base.items() if k not in TITLED}
     normed = {n: [{**text, f"heading:{n}": h, f"title_match:{n}": t} for h in grid for t in grid]
               for n, grid in {"max": (0, 0.5, 1, 2, 4), "zc": (0, 0.1, 0.2, 0.4, 0.8)}.items()}
-    return {"text signals scaled against the raw ones": np.array([_vector(w) for w in scaled]),
-            "heading and title_match weights refit jointly": np.array([_vector(w) for w in joint]),
-            **{f"heading and title_match {n}-normalised per query": np.array([_vector(w) for w in ws])
+    return {"text signals scaled against the raw ones": np.array([weight_vector(w, FEATURES) for w in scaled]),
+            "heading and title_match weights refit jointly": np.array([weight_vector(w, FEATURES) for w in joint]),
+            **{f"heading and title_match {n}-normalised per query": np.array([weight_vector(w, FEATURES) for w in ws])
                for n, ws in normed.items()}}
 
 
@@ -227,7 +224,7 @@ def bm25_grid(chunk: bool, page: bool) -> np.ndarray:
         w = {k: v for k, v in base.items() if k not in ("bm25_chunk:z", "bm25_page:z")}
         w[f"bm25_chunk:k{ck:g}b{cb:g}"] = base["bm25_chunk:z"]
         w[f"bm25_page:k{pk:g}b{pb:g}"] = base["bm25_page:z"]
-        out.append(_vector(w))
+        out.append(weight_vector(w, FEATURES))
     return np.array(out)
 
 
@@ -240,11 +237,11 @@ def families() -> dict[str, np.ndarray]:
     out["normalisation by CV (z, zc, max, rrf, z of N)"] = norm_grid(NORMS)
     base = product_weights()
     out["z over the best N pages, N by CV (product weights)"] = np.array(
-        [_vector({**{k: v for k, v in base.items() if k in RAW}, **{f"{s}:{n}": base[f"{s}:z"] for s in SCALED}})
+        [weight_vector({**{k: v for k, v in base.items() if k in RAW}, **{f"{s}:{n}": base[f"{s}:z"] for s in SCALED}}, FEATURES)
          for n in ("z", *(f"z{n}" for n in Z_TOPS))])
     out["z over the best N pages, N and weights by CV"] = norm_grid(["z", *(f"z{n}" for n in Z_TOPS)])
     out.update(title_grids())
-    out["contents penalty refit"] = np.array([_vector({**base, "contents": w})
+    out["contents penalty refit"] = np.array([weight_vector({**base, "contents": w}, FEATURES)
                                               for w in (0, -0.5, -1, -2, -3, -4, -6, -8)])
     out["BM25 k1, b of chunks"] = bm25_grid(True, False)
     out["BM25 k1, b of pages"] = bm25_grid(False, True)
@@ -259,7 +256,7 @@ def segmenter_grid(seg: str) -> np.ndarray:
     """Two settings: the product's BM25 columns, or the same weights on the columns tokenised with `seg`."""
     base = product_weights()
     swapped = {(f"{k.split(':')[0]}:{seg}" if k in ("bm25_chunk:z", "bm25_page:z") else k): v for k, v in base.items()}
-    return np.array([_vector(base), _vector(swapped)])
+    return np.array([weight_vector(base, FEATURES), weight_vector(swapped, FEATURES)])
 
 
 # ---------------------------------------------------------------- learned ranker
@@ -270,7 +267,7 @@ RANKER_FEATURES = (*RAW, "bm25_chunk:z", "bm25_page:z", "vector:z")
 def _pairs(rows: Sequence[dict[str, Any]], cols: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Difference vectors (gold minus other) of each question's pairs, their question index and weight
     (each question weighs 1 in all, however many pairs it has)."""
-    prod = np.array(_vector(product_weights()))
+    prod = np.array(weight_vector(product_weights(), FEATURES))
     diffs, owner, weight = [], [], []
     for i, r in enumerate(rows):
         if not r["gold"].any() or r["gold"].all():
@@ -304,7 +301,7 @@ def fit_pairwise(diffs: np.ndarray, weight: np.ndarray, lam: float, steps: int =
 def _lists(rows: Sequence[dict[str, Any]], cols: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Each question's candidates among the product's best PAIR_TOP (and its gold pages) stacked: features,
     gold mask, question index (only questions with a gold candidate and a non-gold one)."""
-    prod = np.array(_vector(product_weights()))
+    prod = np.array(weight_vector(product_weights(), FEATURES))
     xs, golds, owner = [], [], []
     for i, r in enumerate(rows):
         if not r["gold"].any() or r["gold"].all():
@@ -407,7 +404,7 @@ def report(rows: list[dict[str, Any]], run: Run, rankers: bool = True) -> dict[s
     if len(set(sets)) > 1:
         groups.insert(0, ("all", np.ones(len(rows), dtype=bool)))
     head = ["family", *(f"{g} {kind}" for g, _ in groups for kind in ("in", "held")), "in-sample best"]
-    prod = np.array([_vector(product_weights())])
+    prod = np.array([weight_vector(product_weights(), FEATURES)])
     h = hits(rows, prod)[:, 0]
     table = [["product (fixed)", *(c for _, m in groups for c in (_cell(h, m), _cell(h, m))), _w(prod[0])]]
     results: dict[str, Any] = {"product": {g: _cell(h, m) for g, m in groups}}

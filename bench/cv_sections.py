@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from bench.common import Run, markdown_table, parser, set_blas_threads
+from bench.cv_common import candidates, question_row
 from bench.cv_sweep import _collection, cross_validate, hits
 from bench.quality import PASSWORDS, _question_set
 
@@ -294,10 +295,7 @@ def collect(questions: Sequence[Any], collection: Any, pdf_dir: Path, emb: Any, 
         raw = {name: ps.pages.get(name, np.zeros(ps.view.pages)) for name in PRODUCT}
         z = {name: (v if name in _RAW else _zscore(v)) for name, v in raw.items()}
         z.update(own.signals(terms, raw, _zscore))
-        cand = np.flatnonzero((raw["bm25_chunk"] > 0) | ps.view.page_max(ps.found) | (raw["heading"] > 0))
-        rows.append({"id": q.id, "file": q.file, "lang": q.lang,
-                     "z": np.stack([z[s][cand] for s in SIGNALS], axis=1),
-                     "gold": np.array([keys[int(p)] in q.gold for p in cand])})
+        rows.append(question_row(q, z, candidates(ps, raw), keys, SIGNALS))
     return rows
 
 
@@ -313,21 +311,55 @@ def grid(idea: str) -> np.ndarray:
                      for combo in itertools.product(*(axes[n] for n in names))])
 
 
-def _w(vec: np.ndarray) -> str:
+FAMILY_COLUMNS = ["family", "devset in-sample", "devset held-out (pooled)", "tune in-sample", "tune held-out (pooled)",
+                  "tune-only in-sample", "tune-only held-out", "pooled folds chose"]
+
+
+def _w(vec: np.ndarray, signals: Sequence[str] = SIGNALS) -> str:
+    """The weights that differ from the product's, by name ("product" when none does)."""
     from agent.search.retrieval import WEIGHTS
 
-    return " ".join(f"{s}={v:g}" for s, v in zip(SIGNALS, vec) if v != WEIGHTS.get(s, 0.0)) or "product"
+    return " ".join(f"{s}={v:g}" for s, v in zip(signals, vec) if v != WEIGHTS.get(s, 0.0)) or "product"
 
 
 def _fig(a: np.ndarray) -> str:
     return f"{a[:, 0].mean():.3f}/{a[:, 1].mean():.3f}" if len(a) else "-"
 
 
+def family_row(idea: str, weights: np.ndarray, rows: list[dict[str, Any]], tune: list[dict[str, Any]],
+               signals: Sequence[str] = SIGNALS) -> tuple[list[str], dict[str, Any]]:
+    """A family's table row (pooled CV, devset and tune rows apart; the tune split's own CV) and fold choices."""
+    sets = np.array([r["set"] for r in rows])
+    cv = cross_validate(rows, weights)
+    cvt = cross_validate(tune, weights) if tune else None
+    folds: dict[str, int] = {}
+    for w in cv["chosen"].values():
+        folds[_w(w, signals)] = folds.get(_w(w, signals), 0) + 1
+    chose = ", ".join(f"{k} ({v})" for k, v in sorted(folds.items(), key=lambda kv: -kv[1]))
+    row = [idea, _fig(cv["in"][sets == "devset:all"]), _fig(cv["held"][sets == "devset:all"]),
+           _fig(cv["in"][sets == "evalset:tune"]), _fig(cv["held"][sets == "evalset:tune"]),
+           _fig(cvt["in"]) if cvt else "-", _fig(cvt["held"]) if cvt else "-", chose]
+    return row, {"row": row, "folds": {f: _w(w, signals) for f, w in cv["chosen"].items()},
+                 "tune_folds": {f: _w(w, signals) for f, w in cvt["chosen"].items()} if cvt else {}}
+
+
+def family_table(run: Run, title: str, table: list[list[str]], rows: list[dict[str, Any]],
+                 grids: dict[str, np.ndarray], signals: Sequence[str] = SIGNALS) -> dict[str, Any]:
+    """`table` (its product rows) and a row per family, printed under `title`; each family's fold choices."""
+    tune, results = [r for r in rows if r["set"] == "evalset:tune"], {}
+    for idea, weights in grids.items():
+        row, results[idea] = family_row(idea, weights, rows, tune, signals)
+        table.append(row)
+        run.log(f"{idea}: {row}; tune folds {results[idea]['tune_folds']}")
+    run.table(title, markdown_table(FAMILY_COLUMNS, table))
+    return results
+
+
 def report(rows: list[dict[str, Any]], run: Run) -> dict[str, Any]:
     """Per family: pooled CV (devset and tune rows apart) and the tune split's own CV, in-sample and held out."""
     sets = np.array([r["set"] for r in rows])
     tune = [r for r in rows if r["set"] == "evalset:tune"]
-    table, results = [], {}
+    table: list[list[str]] = []
     product = grid(next(iter(IDEAS)))[:1]
     before = product.copy()
     before[0, SIGNALS.index("next_section")] = 0.0
@@ -335,25 +367,8 @@ def report(rows: list[dict[str, Any]], run: Run) -> dict[str, Any]:
         base, base_t = hits(rows, vec)[:, 0], hits(tune, vec)[:, 0] if tune else np.zeros((0, 2))
         table.append([label, _fig(base[sets == "devset:all"]), "", _fig(base[sets == "evalset:tune"]), "",
                       _fig(base_t), "", _w(vec[0])])
-    for idea in IDEAS:
-        weights = grid(idea)
-        cv = cross_validate(rows, weights)
-        cvt = cross_validate(tune, weights) if tune else None
-        folds: dict[str, int] = {}
-        for w in cv["chosen"].values():
-            folds[_w(w)] = folds.get(_w(w), 0) + 1
-        chose = ", ".join(f"{k} ({v})" for k, v in sorted(folds.items(), key=lambda kv: -kv[1]))
-        row = [idea, _fig(cv["in"][sets == "devset:all"]), _fig(cv["held"][sets == "devset:all"]),
-               _fig(cv["in"][sets == "evalset:tune"]), _fig(cv["held"][sets == "evalset:tune"]),
-               _fig(cvt["in"]) if cvt else "-", _fig(cvt["held"]) if cvt else "-", chose]
-        table.append(row)
-        results[idea] = {"row": row, "folds": {f: _w(w) for f, w in cv["chosen"].items()},
-                         "tune_folds": {f: _w(w) for f, w in cvt["chosen"].items()} if cvt else {}}
-        run.log(f"{idea}: {row}")
-    run.table("Document side, on top of the product weights: hybrid hit@1/hit@5 in-sample and held out", markdown_table(
-        ["family", "devset in-sample", "devset held-out (pooled)", "tune in-sample", "tune held-out (pooled)",
-         "tune-only in-sample", "tune-only held-out", "pooled folds chose"], table))
-    return results
+    return family_table(run, "Document side, on top of the product weights: hybrid hit@1/hit@5 in-sample and held out",
+                        table, rows, {idea: grid(idea) for idea in IDEAS})
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -44,6 +44,7 @@ from typing import Any
 import numpy as np
 
 from bench.common import Run, markdown_table, parser, set_blas_threads
+from bench.cv_common import candidates, question_row
 from bench.quality import _question_set, ingest_all
 
 NAME = "cv_sweep"
@@ -373,10 +374,7 @@ def collect(questions: Sequence[Any], collection: Any, emb: Any, run: Run) -> li
         for n, values in _proximity(ix, ps.view, terms, raw["bm25_page"], (8, 16, 32)).items():
             z[f"proximity{n}"] = values
         z["vector_short"] = z["vector"] if len(terms) <= SHORT_TERMS else np.zeros(ps.view.pages)
-        cand = np.flatnonzero((raw["bm25_chunk"] > 0) | ps.view.page_max(ps.found) | (raw["heading"] > 0))
-        gold = np.array([keys[int(p)] in q.gold for p in cand])
-        rows.append({"id": q.id, "file": q.file, "lang": q.lang, "terms": len(terms),
-                     "z": np.stack([z[s][cand] for s in SIGNALS], axis=1), "gold": gold})
+        rows.append(question_row(q, z, candidates(ps, raw), keys, SIGNALS, terms=len(terms)))
         if i % 25 == 0:
             run.log(f"signals {i + 1}/{len(questions)}")
     return rows

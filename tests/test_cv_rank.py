@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from bench.cv_common import weight_vector
 from bench.cv_rank import (
     FEATURES,
     RRF_K,
     _ranks,
-    _vector,
     fit_listwise,
     fit_pairwise,
     load_rows,
@@ -35,7 +35,7 @@ def test_normalisations_of_one_signal():
 
 def test_the_product_setting_is_on_its_own_normalisation_grid():
     """Cross-validation can always fall back to what the product does."""
-    assert any(np.allclose(row, _vector(product_weights())) for row in norm_grid(["z"]))
+    assert any(np.allclose(row, weight_vector(product_weights(), FEATURES)) for row in norm_grid(["z"]))
 
 
 def _toy(rng: np.random.Generator, questions: int = 40) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
