@@ -26,8 +26,15 @@ from typing import Any
 import numpy as np
 
 from bench.common import Run, markdown_table, parser, set_blas_threads
-from bench.cv_common import candidates, four_reports, question_row, weight_vector
-from bench.cv_sweep import _collection, cross_validate, hits
+from bench.cv_common import (
+    cached_collection,
+    candidates,
+    cross_validate,
+    four_reports,
+    hits,
+    question_row,
+    weight_vector,
+)
 from bench.quality import _question_set
 
 NAME = "cv_atype"
@@ -268,7 +275,7 @@ def main(argv: list[str] | None = None) -> int:
     emb, rows = LocalEmbeddings(), []
     for qset, split, pdfs, questions in chosen:
         with tempfile.TemporaryDirectory(prefix="bench-atype-") as tmp:
-            collection = _collection(pdfs, (args.data or Path(tmp)) / f"data-{qset}-{split}", emb, run)
+            collection = cached_collection(pdfs, (args.data or Path(tmp)) / f"data-{qset}-{split}", emb, run)
             rows += [{**r, "set": f"{qset}:{split}"} for r in collect(questions, collection, emb, run)]
     run.results = {"firing": firing(rows, run),
                    **four_reports(rows, lambda r, title, at1=0.5: report(r, run, title, at1))}

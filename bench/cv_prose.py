@@ -31,9 +31,8 @@ from typing import Any
 import numpy as np
 
 from bench.common import Run, parser, set_blas_threads
-from bench.cv_common import candidates, question_row
+from bench.cv_common import cached_collection, candidates, hits, question_row
 from bench.cv_sections import _fig, family_table
-from bench.cv_sweep import _collection, hits
 from bench.quality import _question_set
 
 NAME = "cv_prose"
@@ -221,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
         pdfs, questions = _question_set(qset, split, None, load_questions)
         assert split != "test"
         with tempfile.TemporaryDirectory(prefix="bench-cvprose-") as tmp:
-            collection = _collection(pdfs, (args.data or Path(tmp)) / f"data-{qset}-{split}", emb, run)
+            collection = cached_collection(pdfs, (args.data or Path(tmp)) / f"data-{qset}-{split}", emb, run)
             rows += [{**r, "set": f"{qset}:{split}"} for r in collect(questions, collection, emb, run)]
     run.results = report(rows, run)
     run.finish()

@@ -31,7 +31,6 @@ coverage_chunk: the share of the query's idf the page / its best chunk holds, ea
 from __future__ import annotations
 
 import itertools
-import json
 import re
 import sys
 import tempfile
@@ -44,8 +43,8 @@ from typing import Any
 import numpy as np
 
 from bench.common import Run, markdown_table, parser, set_blas_threads
-from bench.cv_common import candidates, question_row
-from bench.quality import _question_set, ingest_all
+from bench.cv_common import cached_collection, candidates, cross_validate, hits, question_row
+from bench.quality import _question_set
 
 NAME = "cv_sweep"
 #: semantic title match: cosine of the question's and the page's section titles' vectors (raw; relu above a
@@ -394,36 +393,6 @@ def grid(idea: str) -> np.ndarray:
     return np.array(out)
 
 
-def hits(rows: Sequence[dict[str, Any]], weights: np.ndarray) -> np.ndarray:
-    """(questions, configs, 2): hit@1 and hit@5 of every question under every weight vector."""
-    out = np.zeros((len(rows), len(weights), 2))
-    for i, r in enumerate(rows):
-        if not r["gold"].any():
-            continue
-        scores = r["z"] @ weights.T  # (candidates, configs)
-        best_gold = scores[r["gold"]].max(axis=0)
-        above = (scores[~r["gold"]] > best_gold).sum(axis=0)  # ties go to the gold page
-        out[i, :, 0] = above < 1
-        out[i, :, 1] = above < 5
-    return out
-
-
-def cross_validate(rows: Sequence[dict[str, Any]], weights: np.ndarray, at1: float = 0.5) -> dict[str, Any]:
-    """Leave-one-document-out: per fold, the config best on the other documents, scored on this one."""
-    h = hits(rows, weights)
-    objective = at1 * h[:, :, 0] + (1 - at1) * h[:, :, 1]  # per question; (hit@1 + hit@5) / 2 by default
-    files = np.array([r["file"] for r in rows])
-    held = np.zeros((len(rows), 2))
-    chosen = {}
-    for f in sorted(set(files)):
-        train = files != f
-        best = int(np.argmax(objective[train].mean(axis=0)))
-        held[~train] = h[~train, best]
-        chosen[f] = weights[best]
-    in_best = int(np.argmax(objective.mean(axis=0)))
-    return {"held": held, "in": h[:, in_best], "in_weights": weights[in_best], "chosen": chosen}
-
-
 def _w(vec: np.ndarray) -> str:
     return " ".join(f"{s}={v:g}" for s, v in zip(SIGNALS, vec) if v)
 
@@ -462,23 +431,6 @@ def report(rows: list[dict[str, Any]], run: Run, fixed: dict[str, dict[str, floa
     return results
 
 
-def _collection(pdfs: Sequence[Path], data_dir: Path, emb: Any, run: Run) -> Any:
-    """The collection of `pdfs` in `data_dir`: ingested by the product pipeline unless a run before did so
-    (`ingested.json` lists the PDFs of a finished ingest)."""
-    from agent.search.embeddings import LOCAL_MODEL_ID
-    from agent.search.store import Collection
-
-    done, names = data_dir / "ingested.json", sorted(p.name for p in pdfs)
-    if done.exists() and json.loads(done.read_text(encoding="utf-8")) == names:
-        run.log(f"reusing {data_dir}")
-        return Collection(data_dir, "default", emb, LOCAL_MODEL_ID)
-    t0 = time.perf_counter()
-    collection, _ = ingest_all(list(pdfs), data_dir, emb, run)
-    done.write_text(json.dumps(names), encoding="utf-8")
-    run.log(f"ingested in {time.perf_counter() - t0:.0f} s")
-    return collection
-
-
 def main(argv: list[str] | None = None) -> int:
     p = parser(__doc__.split("\n\n")[0])
     p.add_argument("--set", dest="qset", choices=("devset", "evalset", "pooled"), default="evalset",
@@ -511,7 +463,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for qset, split, pdfs, questions in chosen:  # pooled: one collection per set, folds by document across both
         with tempfile.TemporaryDirectory(prefix="bench-cv-") as tmp:
-            collection = _collection(pdfs, (args.data or Path(tmp)) / f"data-{qset}-{split}", emb, run)
+            collection = cached_collection(pdfs, (args.data or Path(tmp)) / f"data-{qset}-{split}", emb, run)
             rows += [{**r, "set": f"{qset}:{split}"} for r in collect(questions, collection, emb, run)]
     run.results = report(rows, run, fixed)
     run.finish()

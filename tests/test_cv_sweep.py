@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from bench.cv_sweep import SIGNALS, cross_validate, hits
+from bench.cv_common import cross_validate, hits
+from bench.cv_sweep import SIGNALS
 
 
 def _row(file: str, z_gold: list[float], z_other: list[list[float]]) -> dict:
