@@ -13,7 +13,11 @@ one document out, as in bench/cv_sweep.py (whose `hits` and `cross_validate` the
   leading `-`/`.`/`\\` in its words), so "what does cmsIsTag return?" keeps its listing page;
 - qcode: the share of the query's term occurrences on the page (idf-weighted) that fall in code lines: a page
   that names the question's words only in a listing, not the page whose prose explains them;
-- dup: the share of the page's word 6-grams found on an earlier page of the same document.
+- dup: the share of the page's word 6-grams found on an earlier page of the same document;
+- index: the share of the page's non-blank lines that are back-of-book index entries (words, then a comma and
+  page numbers: "longtable, 24, 29"), which the product's contents penalty (leader dots) does not see;
+- listing: the share of lines of words ending in a page number, index entries and contents lines with or
+  without leader dots alike.
 
     python -m bench.cv_prose --set pooled --data DIR   # devset + tune split, 29 folds; also the tune split alone
 """
@@ -38,7 +42,7 @@ from bench.quality import _question_set
 NAME = "cv_prose"
 PRODUCT = ("bm25_chunk", "bm25_page", "vector", "title", "contents", "heading", "title_match", "definition",
            "next_section")
-OWN = ("code", "code_num", "code_nl", "code_num_nl", "qcode", "code_def", "qcode_def", "dup")
+OWN = ("code", "code_num", "code_nl", "code_num_nl", "qcode", "code_def", "qcode_def", "dup", "index", "listing")
 SIGNALS = PRODUCT + OWN
 PENALTY = (0.0, -0.25, -0.5, -1.0, -2.0, -4.0)
 IDEAS: dict[str, dict[str, tuple[float, ...]]] = {
@@ -50,6 +54,8 @@ IDEAS: dict[str, dict[str, tuple[float, ...]]] = {
     "code lines, what-is questions": {"code_def": PENALTY},
     "query words in code lines, what-is questions": {"qcode_def": PENALTY},
     "repeated 6-grams (later copy)": {"dup": PENALTY},
+    "back-of-book index lines": {"index": PENALTY},
+    "lines ending in a page number": {"listing": PENALTY},
 }
 SHINGLE = 6
 _CODE_END = re.compile(r"[;{}]\s*$")
@@ -57,6 +63,9 @@ _REQUEST = re.compile(r"^\s*(?:#\s*(?:define|include|if|ifdef|endif)\b|\.[A-Za-z
 _CALL = re.compile(r"\b[A-Za-z_][\w.]*\s*\(")
 _SYMBOLS = re.compile(r"[()\[\]{}=<>*&|$\"]")
 _NUMBERS = re.compile(r"^[\s\d.,:+\-−–]+$")
+_WORDS = r"[A-Za-z\u4e00-\u9fff\\].*"
+_INDEX_LINE = re.compile(_WORDS + r",\s*\d+(?:\s*[-–]\s*\d+)?(?:\s*,\s*\d+(?:\s*[-–]\s*\d+)?)*\s*$")
+_LISTING_LINE = re.compile(_WORDS + r"[\s,.]\s*\d+\s*$")
 _IDENT = re.compile(r"\w_\w|[a-z][A-Z]|\(\)|(?:^|\s)[-.\\][A-Za-z]")
 
 
@@ -78,6 +87,12 @@ def code_share(text: str, numbers: bool) -> float:
         return 0.0
     hit = sum(1 for ln in lines if code_line(ln) or (numbers and _NUMBERS.match(ln)))
     return hit / len(lines)
+
+
+def line_share(text: str, pattern: re.Pattern[str]) -> float:
+    """The share of a page's non-blank lines that `pattern` matches (from their start)."""
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    return sum(1 for ln in lines if pattern.match(ln)) / len(lines) if lines else 0.0
 
 
 def names_identifier(question: str) -> bool:
@@ -115,7 +130,9 @@ def page_shares(ix: Any, texts: Sequence[str]) -> dict[str, np.ndarray]:
     order = sorted(range(len(texts)), key=lambda p: keys[p])
     return {"code": np.array([code_share(t, False) for t in texts]),
             "code_num": np.array([code_share(t, True) for t in texts]),
-            "dup": dup_share(texts, [k[0] for k in keys], order)}
+            "dup": dup_share(texts, [k[0] for k in keys], order),
+            "index": np.array([line_share(t, _INDEX_LINE) for t in texts]),
+            "listing": np.array([line_share(t, _LISTING_LINE) for t in texts])}
 
 
 class CodeTerms:
