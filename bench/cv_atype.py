@@ -18,7 +18,6 @@ from __future__ import annotations
 import bisect
 import re
 import sys
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -27,15 +26,15 @@ import numpy as np
 
 from bench.common import Run, markdown_table, parser, set_blas_threads
 from bench.cv_common import (
-    cached_collection,
     candidates,
     cross_validate,
     four_reports,
     hits,
     question_row,
+    set_rows,
+    study_sets,
     weight_vector,
 )
-from bench.quality import _question_set
 
 NAME = "cv_atype"
 CANDIDATES = 20
@@ -261,22 +260,13 @@ def main(argv: list[str] | None = None) -> int:
     p = parser(__doc__.split("\n\n")[0])
     p.add_argument("--data", type=Path, default=None, help="keep the ingested collections in DIR (see cv_sweep)")
     args = p.parse_args(argv)
-    from agent.evaluate import load_questions
-    from agent.search.embeddings import LocalEmbeddings
-
     run = Run(NAME, args, argv if argv is not None else sys.argv[1:])
-    chosen = [(qset, split, *_question_set(qset, split, None, load_questions))
-              for qset, split in (("devset", "all"), ("evalset", "tune"))]
+    sets = study_sets("pooled")
     set_blas_threads(1)
-    run.params = {"files": [p.name for *_, pdfs, _ in chosen for p in pdfs], "candidates": CANDIDATES,
-                  "windows": WINDOWS, "at_w": AT_W, "rule_w": RULE_W, "rules": {k: [a.pattern, f.pattern]
-                                                                               for k, (a, f) in RULES.items()},
+    run.params = {"sets": sets, "candidates": CANDIDATES, "windows": WINDOWS, "at_w": AT_W, "rule_w": RULE_W,
+                  "rules": {k: [a.pattern, f.pattern] for k, (a, f) in RULES.items()},
                   "objective": "(hit@1 + hit@5) / 2, and hit@1 alone; leave one document out"}
-    emb, rows = LocalEmbeddings(), []
-    for qset, split, pdfs, questions in chosen:
-        with tempfile.TemporaryDirectory(prefix="bench-atype-") as tmp:
-            collection = cached_collection(pdfs, (args.data or Path(tmp)) / f"data-{qset}-{split}", emb, run)
-            rows += [{**r, "set": f"{qset}:{split}"} for r in collect(questions, collection, emb, run)]
+    rows = set_rows(sets, args.data, collect, run)
     run.results = {"firing": firing(rows, run),
                    **four_reports(rows, lambda r, title, at1=0.5: report(r, run, title, at1))}
     run.finish()

@@ -5,6 +5,7 @@ by (hit@1 + hit@5) / 2 and by hit@1 alone)."""
 from __future__ import annotations
 
 import json
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -13,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from bench.common import Run
-from bench.quality import ingest_all
+from bench.quality import _question_set, ingest_all
 
 
 def weight_vector(weights: dict[str, float], signals: Sequence[str]) -> list[float]:
@@ -87,3 +88,26 @@ def cached_collection(pdfs: Sequence[Path], data_dir: Path, emb: Any, run: Run) 
     done.write_text(json.dumps(names), encoding="utf-8")
     run.log(f"ingested in {time.perf_counter() - t0:.0f} s")
     return collection
+
+
+def study_sets(qset: str) -> list[tuple[str, str]]:
+    """The (set, split) pairs a bench studies: pooled is the devset and the evalset's tune split."""
+    return [("devset", "all"), ("evalset", "tune")] if qset == "pooled" else \
+        [(qset, "all" if qset == "devset" else "tune")]
+
+
+def set_rows(sets: Sequence[tuple[str, str]], data: Path | None, collect: Callable[..., list[dict[str, Any]]],
+             run: Run) -> list[dict[str, Any]]:
+    """`collect(questions, collection, emb, run)`'s rows over every set, each tagged with its set (never the test
+    split); the collections are cached in `data` (else a temp dir)."""
+    from agent.evaluate import load_questions
+    from agent.search.embeddings import LocalEmbeddings
+
+    emb, rows = LocalEmbeddings(), []
+    for qset, split in sets:
+        assert split != "test"
+        pdfs, questions = _question_set(qset, split, None, load_questions)
+        with tempfile.TemporaryDirectory(prefix="bench-cv-") as tmp:
+            collection = cached_collection(pdfs, (data or Path(tmp)) / f"data-{qset}-{split}", emb, run)
+            rows += [{**r, "set": f"{qset}:{split}"} for r in collect(questions, collection, emb, run)]
+    return rows

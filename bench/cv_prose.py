@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import re
 import sys
-import tempfile
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
@@ -35,9 +34,8 @@ from typing import Any
 import numpy as np
 
 from bench.common import Run, parser, set_blas_threads
-from bench.cv_common import cached_collection, candidates, hits, question_row
+from bench.cv_common import candidates, hits, question_row, set_rows, study_sets
 from bench.cv_sections import _fig, family_table
-from bench.quality import _question_set
 
 NAME = "cv_prose"
 PRODUCT = ("bm25_chunk", "bm25_page", "vector", "title", "contents", "heading", "title_match", "definition",
@@ -222,23 +220,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--set", dest="qset", choices=("devset", "evalset", "pooled"), default="pooled")
     p.add_argument("--data", type=Path, default=None, help="the collections of bench.cv_sweep --data (reused)")
     args = p.parse_args(argv)
-    from agent.evaluate import load_questions
-    from agent.search.embeddings import LocalEmbeddings
-
     run = Run(f"{NAME}-{args.qset}", args, argv if argv is not None else sys.argv[1:])
-    sets = [("devset", "all"), ("evalset", "tune")] if args.qset == "pooled" else \
-        [(args.qset, "all" if args.qset == "devset" else "tune")]
+    sets = study_sets(args.qset)
     set_blas_threads(1)
-    emb = LocalEmbeddings()
     run.params = {"sets": sets, "ideas": IDEAS, "shingle": SHINGLE,
                   "objective": "(hit@1 + hit@5) / 2, leave one document out", "base": "product WEIGHTS fixed"}
-    rows = []
-    for qset, split in sets:
-        pdfs, questions = _question_set(qset, split, None, load_questions)
-        assert split != "test"
-        with tempfile.TemporaryDirectory(prefix="bench-cvprose-") as tmp:
-            collection = cached_collection(pdfs, (args.data or Path(tmp)) / f"data-{qset}-{split}", emb, run)
-            rows += [{**r, "set": f"{qset}:{split}"} for r in collect(questions, collection, emb, run)]
+    rows = set_rows(sets, args.data, collect, run)
     run.results = report(rows, run)
     run.finish()
     return 0
