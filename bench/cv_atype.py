@@ -26,6 +26,7 @@ import numpy as np
 
 from bench.common import Run, markdown_table, parser, set_blas_threads
 from bench.cv_common import (
+    PRODUCT,
     candidates,
     cross_validate,
     four_reports,
@@ -65,8 +66,7 @@ RULES: dict[str, tuple[re.Pattern[str], re.Pattern[str]]] = {
                                r"|load|include|insert|define|start|invoke|execute|compile|save|replace)\b"
                                r"|(?:使用|输入|运行|执行|添加|设置|安装|打开|点击|选择|修改|编辑|调用|加载|在))"
                                r"|\b(?:for\s+example|e\.g\.|example:)|例如|比如|如下", re.MULTILINE))}
-SIGNALS_BASE = ("bm25_chunk", "bm25_page", "vector", "title", "contents", "heading", "title_match", "definition",
-                "next_section")
+SIGNALS_BASE = PRODUCT
 SCALED = ("bm25_chunk", "bm25_page", "vector")
 AT = tuple(f"at{w}{s}" for w in WINDOWS for s in ("", "_s"))
 PER_RULE = tuple(f"at{RULE_WINDOW}_{r}" for r in RULES)

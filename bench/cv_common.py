@@ -13,8 +13,13 @@ from typing import Any
 
 import numpy as np
 
+from agent.search.retrieval import _RAW, WEIGHTS
 from bench.common import Run
 from bench.quality import _question_set, ingest_all
+
+#: the product's signals, as it weighs them (`RAW` ones fused as they are, the others z-scored)
+PRODUCT = tuple(WEIGHTS)
+RAW = _RAW
 
 
 def weight_vector(weights: dict[str, float], signals: Sequence[str]) -> list[float]:

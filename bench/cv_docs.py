@@ -23,13 +23,11 @@ from typing import Any
 import numpy as np
 
 from bench.common import Run, parser, set_blas_threads
-from bench.cv_common import candidates, hits, question_row, set_rows, study_sets
+from bench.cv_common import PRODUCT, candidates, hits, question_row, set_rows, study_sets
 from bench.cv_prose import page_texts
 from bench.cv_sections import _fig, family_table
 
 NAME = "cv_docs"
-PRODUCT = ("bm25_chunk", "bm25_page", "vector", "title", "contents", "heading", "title_match", "definition",
-           "next_section")
 TOPK = (1, 3, 5)
 SHORT = 4  # a question of at most this many index terms is "short" (retrieval.SHORT_QUERY's value)
 BASE = ("doc_bm25", *(f"doc_top{k}" for k in TOPK), "doc_cover", "doc_vec")

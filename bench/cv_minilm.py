@@ -32,6 +32,7 @@ import numpy as np
 
 from bench.common import Run, markdown_table, parser, set_blas_threads
 from bench.cv_common import (
+    RAW,
     cached_collection,
     candidates,
     cross_validate,
@@ -44,7 +45,6 @@ from bench.quality import _question_set
 
 NAME = "cv_minilm"
 SCALED = ("bm25_chunk", "bm25_page", "vector")
-RAW = ("title", "contents", "heading", "title_match", "definition", "next_section")
 SIGNALS = (*SCALED, *RAW, "vector_en", "vector_not_en", "vector_minilm", "vector_minilm_en")
 FETCH = 100  # nearest chunks kept per question, as the product's vector search (_MIN_FETCH)
 MINILM_W = (0.0, 0.1, 0.2, 0.3, 0.4, 0.6, 0.8)

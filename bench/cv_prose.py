@@ -34,12 +34,10 @@ from typing import Any
 import numpy as np
 
 from bench.common import Run, parser, set_blas_threads
-from bench.cv_common import candidates, hits, question_row, set_rows, study_sets
+from bench.cv_common import PRODUCT, candidates, hits, question_row, set_rows, study_sets
 from bench.cv_sections import _fig, family_table
 
 NAME = "cv_prose"
-PRODUCT = ("bm25_chunk", "bm25_page", "vector", "title", "contents", "heading", "title_match", "definition",
-           "next_section")
 OWN = ("code", "code_num", "code_nl", "code_num_nl", "qcode", "code_def", "qcode_def", "dup", "index", "listing")
 SIGNALS = PRODUCT + OWN
 PENALTY = (0.0, -0.25, -0.5, -1.0, -2.0, -4.0)

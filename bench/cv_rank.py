@@ -33,12 +33,11 @@ from typing import Any
 import numpy as np
 
 from bench.common import Run, git_commit, markdown_table, parser, set_blas_threads
-from bench.cv_common import cached_collection, cross_validate, hits, weight_vector
+from bench.cv_common import RAW, cached_collection, cross_validate, hits, weight_vector
 from bench.quality import _question_set
 
 NAME = "cv_rank"
 SCALED = ("bm25_chunk", "bm25_page", "vector")
-RAW = ("title", "contents", "heading", "title_match", "definition", "next_section")
 RRF_K = (5, 10, 20, 60)
 SEGMENTERS = ("jieba+bigrams", "jieba")  # Chinese: dictionary words next to / instead of the bigrams
 Z_TOPS = (10, 25, 50, 200, 400)  # the product's z over its best 100 pages, against other numbers of pages

@@ -15,10 +15,11 @@ table-of-contents lines on the page (a raw penalty, as in the product); prf: pag
 10 best terms of the product ranking's top 3 pages (pseudo-relevance feedback); heading: the share of the
 query's idf found in the titles of the PDF outline entries pointing to the page (raw, as in the product). Query-length
 weighting: a separate vector weight for queries of at most 3 terms.
-Chunk/title side (fifth round): title_sem*: the best cosine between the question's vector and one of the page's
-section titles' vectors (same embedding model as the chunks); vector_ctx*: chunk vectors re-embedded with the
-chunk's section title in the context line (instead of / after the page's first line); bm25_chunk_ctx: chunk BM25
-with the section title in the chunk's text.
+Chunk/title side (fifth round): title_cos, title_sem_*: the best cosine between the question's vector and one of
+the page's section titles' vectors (same embedding model as the chunks), raw, above a floor, z-scored, gated;
+`title_sem` is the product's (ninth round: the cosine above 0.7, from the title vectors stored at ingest);
+vector_ctx*: chunk vectors re-embedded with the chunk's section title in the context line (instead of / after the
+page's first line); bm25_chunk_ctx: chunk BM25 with the section title in the chunk's text.
 Query side (sixth round): definition (the product's, raw 0/1);
 bm25_sum: the sum of the page's chunk BM25 (the product takes the best chunk); proximity<w>: the largest share of the
 query's idf inside `w` consecutive terms of a chunk (the PROX_PAGES best pages by page BM25); coverage_page /
@@ -50,8 +51,8 @@ NAME = "cv_sweep"
 #: semantic title match: cosine of the question's and the page's section titles' vectors (raw; relu above a
 #: floor; z-scored; gated to short questions; titles carried onto the pages a section continues)
 SEM_FLOORS = (0.3, 0.5, 0.6, 0.7)
-SEM_SIGNALS = ("title_sem", *(f"title_sem_t{int(f * 10)}" for f in SEM_FLOORS), "title_sem_z", "title_sem_le4",
-               "title_sem_sec", "title_sem_sec_z", "vector_ctx", "vector_ctx2", "bm25_chunk_ctx",
+SEM_SIGNALS = ("title_sem", "title_cos", *(f"title_sem_t{int(f * 10)}" for f in SEM_FLOORS), "title_sem_z",
+               "title_sem_le4", "title_sem_sec", "title_sem_sec_z", "vector_ctx", "vector_ctx2", "bm25_chunk_ctx",
                "vector_page")
 SIGNALS = ("bm25_chunk", "bm25_page", "vector", "title", "first", "prf", "vector_short", "contents", "heading",
            "section", "faq", "title_match", *(f"title_match_le{n}" for n in (4, 6, 8, 12, 1000)),
@@ -83,7 +84,8 @@ IDEAS = {"weights": {}, "first": {"first": (0.0, 0.05, 0.1, 0.2)}, "prf": {"prf"
              "title_match": (0.0,), f"title_match_le{n}": (0.0, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0)}
             for n in (4, 6, 8, 12, 1000)},
          **{f"semantic title ({name}), product weights": {name: grid}
-            for name, grid in [("title_sem", (0.0, 0.25, 0.5, 1.0, 2.0, 4.0)),
+            for name, grid in [("title_sem", (0.0, 2.0, 4.0, 8.0, 12.0, 16.0, 24.0, 32.0)),
+                               ("title_cos", (0.0, 0.25, 0.5, 1.0, 2.0, 4.0)),
                                *((f"title_sem_t{int(f * 10)}", (0.0, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0))
                                  for f in SEM_FLOORS),
                                ("title_sem_z", (0.0, 0.05, 0.1, 0.2, 0.4, 0.8)),
@@ -356,7 +358,7 @@ def collect(questions: Sequence[Any], collection: Any, emb: Any, run: Run) -> li
             z[f"title_match_le{n}"] = match if len(terms) <= n else np.zeros(ps.view.pages)
         qvec = np.asarray(emb.embed_query(q.question), dtype=np.float32)
         sem = _title_cosine(*own_titles, qvec, ps.view.pages)
-        z["title_sem"] = sem
+        z["title_cos"] = sem
         for f in SEM_FLOORS:
             z[f"title_sem_t{int(f * 10)}"] = np.maximum(sem - f, 0.0)
         z["title_sem_z"] = _zscore(sem)
