@@ -80,7 +80,7 @@ Mode = Literal["hybrid", "vector", "bm25"]
 #: Weights of the z-normalised page signals in hybrid mode (bm25 mode drops "vector").
 WEIGHTS: dict[str, float] = {"bm25_chunk": 0.4, "bm25_page": 0.4, "vector": 0.2, "title": 0.5, "contents": -4.0,
                              "heading": 2.0, "title_match": 4.0, "definition": 4.0, "next_section": 0.4,
-                             "title_sem": 16.0}
+                             "title_sem": 24.0}
 #: title: a bonus in idf units; contents, heading: shares (0..1); title_match: an F1 (0..1); definition: 0/1;
 #: next_section: a z-score times two shares; title_sem: a cosine above the model's floor (0..0.3 for `local`)
 _RAW = ("title", "contents", "heading", "title_match", "definition", "next_section", "title_sem")
