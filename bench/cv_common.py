@@ -5,6 +5,7 @@ by (hit@1 + hit@5) / 2 and by hit@1 alone)."""
 from __future__ import annotations
 
 import json
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -14,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from agent.search.retrieval import _RAW, WEIGHTS
-from bench.common import Run
+from bench.common import Run, parser, set_blas_threads
 from bench.quality import _question_set, ingest_all
 
 #: the product's signals, as it weighs them (`RAW` ones fused as they are, the others z-scored)
@@ -25,6 +26,18 @@ RAW = _RAW
 def weight_vector(weights: dict[str, float], signals: Sequence[str]) -> list[float]:
     """A weights dict as one row over `signals` (0 for a signal it does not name)."""
     return [weights.get(s, 0.0) for s in signals]
+
+
+def product_signals(question: str, collection: Any,
+                    emb: Any) -> tuple[Any, dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """The product's page signals of `question`: as computed (`ps`), raw per PRODUCT name (0 where absent), and
+    as the fusion sees them (`RAW` ones as they are, the others z-scored)."""
+    from agent.search.retrieval import _zscore, page_signals
+
+    ps = page_signals(question, [collection], embeddings=emb, lexical=True, vector=True)
+    assert ps is not None
+    raw = {name: ps.pages.get(name, np.zeros(ps.view.pages)) for name in PRODUCT}
+    return ps, raw, {name: (v if name in RAW else _zscore(v)) for name, v in raw.items()}
 
 
 def candidates(ps: Any, raw: dict[str, np.ndarray], extra: np.ndarray | None = None) -> np.ndarray:
@@ -116,3 +129,21 @@ def set_rows(sets: Sequence[tuple[str, str]], data: Path | None, collect: Callab
             collection = cached_collection(pdfs, (data or Path(tmp)) / f"data-{qset}-{split}", emb, run)
             rows += [{**r, "set": f"{qset}:{split}"} for r in collect(questions, collection, emb, run)]
     return rows
+
+
+def family_main(argv: list[str] | None, doc: str, name: str, collect: Callable[..., list[dict[str, Any]]],
+                report: Callable[[list[dict[str, Any]], Run], dict[str, Any]], **params: Any) -> int:
+    """The command line of a bench whose families sit on top of the product's weights: `--set`, `--data`, the rows
+    of the studied sets, `report`'s tables."""
+    p = parser(doc.split("\n\n")[0])
+    p.add_argument("--set", dest="qset", choices=("devset", "evalset", "pooled"), default="pooled")
+    p.add_argument("--data", type=Path, default=None, help="the collections of bench.cv_sweep --data (reused)")
+    args = p.parse_args(argv)
+    run = Run(f"{name}-{args.qset}", args, argv if argv is not None else sys.argv[1:])
+    sets = study_sets(args.qset)
+    set_blas_threads(1)
+    run.params = {"sets": sets, **params, "objective": "(hit@1 + hit@5) / 2, leave one document out",
+                  "base": "product WEIGHTS fixed"}
+    run.results = report(set_rows(sets, args.data, collect, run), run)
+    run.finish()
+    return 0

@@ -25,17 +25,15 @@ one document out, as in bench/cv_sweep.py (whose `hits` and `cross_validate` the
 from __future__ import annotations
 
 import re
-import sys
 from collections import Counter
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from bench.common import Run, parser, set_blas_threads
-from bench.cv_common import PRODUCT, candidates, hits, question_row, set_rows, study_sets
-from bench.cv_sections import _fig, family_table
+from bench.common import Run
+from bench.cv_common import PRODUCT, candidates, family_main, product_signals, question_row
+from bench.cv_sections import product_grid, product_report
 
 NAME = "cv_prose"
 OWN = ("code", "code_num", "code_nl", "code_num_nl", "qcode", "code_def", "qcode_def", "dup", "index", "listing")
@@ -165,7 +163,6 @@ def collect(questions: Sequence[Any], collection: Any, emb: Any, run: Run) -> li
     from agent.search.definition import subject
     from agent.search.keyword_index import collection_index
     from agent.search.lexical import query_terms
-    from agent.search.retrieval import _RAW, _zscore, page_signals
 
     ix = collection_index(collection)
     texts = page_texts(ix)
@@ -176,10 +173,7 @@ def collect(questions: Sequence[Any], collection: Any, emb: Any, run: Run) -> li
     keys = ix.pages.keys()
     rows = []
     for q in questions:
-        ps = page_signals(q.question, [collection], embeddings=emb, lexical=True, vector=True)
-        assert ps is not None
-        raw = {name: ps.pages.get(name, np.zeros(ps.view.pages)) for name in PRODUCT}
-        z = {name: (v if name in _RAW else _zscore(v)) for name, v in raw.items()}
+        ps, raw, z = product_signals(q.question, collection, emb)
         z.update(shares)
         natural = not names_identifier(q.question)
         z["code_nl"] = shares["code"] * natural
@@ -195,38 +189,18 @@ def collect(questions: Sequence[Any], collection: Any, emb: Any, run: Run) -> li
 
 def grid(idea: str) -> np.ndarray:
     """Weight vectors (rows, SIGNALS order): the product's weights fixed, the idea's own axis."""
-    from agent.search.retrieval import WEIGHTS
-
     (name, values), = IDEAS[idea].items()
-    return np.array([[{**WEIGHTS, name: v}.get(s, 0.0) for s in SIGNALS] for v in values])
+    return product_grid(name, values, SIGNALS)
 
 
 def report(rows: list[dict[str, Any]], run: Run) -> dict[str, Any]:
     """Per family: pooled CV (devset and tune rows apart) and the tune split's own CV, in-sample and held out."""
-    sets = np.array([r["set"] for r in rows])
-    tune = [r for r in rows if r["set"] == "evalset:tune"]
-    product = grid(next(iter(IDEAS)))[:1]
-    base, base_t = hits(rows, product)[:, 0], hits(tune, product)[:, 0] if tune else np.zeros((0, 2))
-    table = [["product (fixed)", _fig(base[sets == "devset:all"]), "", _fig(base[sets == "evalset:tune"]), "",
-              _fig(base_t), "", "product"]]
-    return family_table(run, "Code and repeated pages, on top of the product weights: hybrid hit@1/hit@5", table, rows,
-                        {idea: grid(idea) for idea in IDEAS}, SIGNALS)
+    return product_report(rows, run, "Code and repeated pages, on top of the product weights: hybrid hit@1/hit@5",
+                          {idea: grid(idea) for idea in IDEAS}, SIGNALS)
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = parser(__doc__.split("\n\n")[0])
-    p.add_argument("--set", dest="qset", choices=("devset", "evalset", "pooled"), default="pooled")
-    p.add_argument("--data", type=Path, default=None, help="the collections of bench.cv_sweep --data (reused)")
-    args = p.parse_args(argv)
-    run = Run(f"{NAME}-{args.qset}", args, argv if argv is not None else sys.argv[1:])
-    sets = study_sets(args.qset)
-    set_blas_threads(1)
-    run.params = {"sets": sets, "ideas": IDEAS, "shingle": SHINGLE,
-                  "objective": "(hit@1 + hit@5) / 2, leave one document out", "base": "product WEIGHTS fixed"}
-    rows = set_rows(sets, args.data, collect, run)
-    run.results = report(rows, run)
-    run.finish()
-    return 0
+    return family_main(argv, __doc__, NAME, collect, report, ideas=IDEAS, shingle=SHINGLE)
 
 
 if __name__ == "__main__":

@@ -33,7 +33,16 @@ from typing import Any
 import numpy as np
 
 from bench.common import Run, markdown_table, parser, set_blas_threads
-from bench.cv_common import PRODUCT, cached_collection, candidates, cross_validate, hits, question_row
+from bench.cv_common import (
+    PRODUCT,
+    cached_collection,
+    candidates,
+    cross_validate,
+    hits,
+    product_signals,
+    question_row,
+    weight_vector,
+)
 from bench.quality import PASSWORDS, _question_set
 
 NAME = "cv_sections"
@@ -278,7 +287,7 @@ def collect(questions: Sequence[Any], collection: Any, pdf_dir: Path, emb: Any, 
     """Per question: the product's and this module's signals over the candidate pages, and the gold mask."""
     from agent.search.keyword_index import collection_index
     from agent.search.lexical import query_terms
-    from agent.search.retrieval import _RAW, _zscore, page_signals
+    from agent.search.retrieval import _zscore
 
     ix = collection_index(collection)
     own = SectionSignals(ix, pdf_dir)
@@ -286,11 +295,8 @@ def collect(questions: Sequence[Any], collection: Any, pdf_dir: Path, emb: Any, 
     keys = ix.pages.keys()
     rows = []
     for q in questions:
-        ps = page_signals(q.question, [collection], embeddings=emb, lexical=True, vector=True)
-        assert ps is not None
+        ps, raw, z = product_signals(q.question, collection, emb)
         terms = query_terms(q.question)
-        raw = {name: ps.pages.get(name, np.zeros(ps.view.pages)) for name in PRODUCT}
-        z = {name: (v if name in _RAW else _zscore(v)) for name, v in raw.items()}
         z.update(own.signals(terms, raw, _zscore))
         rows.append(question_row(q, z, candidates(ps, raw), keys, SIGNALS))
     return rows
@@ -350,6 +356,27 @@ def family_table(run: Run, title: str, table: list[list[str]], rows: list[dict[s
         run.log(f"{idea}: {row}; tune folds {results[idea]['tune_folds']}")
     run.table(title, markdown_table(FAMILY_COLUMNS, table))
     return results
+
+
+def product_grid(name: str, values: Sequence[float], signals: Sequence[str]) -> np.ndarray:
+    """Weight rows over `signals`: the product's WEIGHTS with `name` at each of `values`."""
+    from agent.search.retrieval import WEIGHTS
+
+    return np.array([[{**WEIGHTS, name: v}.get(s, 0.0) for s in signals] for v in values])
+
+
+def product_report(rows: list[dict[str, Any]], run: Run, title: str, grids: dict[str, np.ndarray],
+                   signals: Sequence[str]) -> dict[str, Any]:
+    """The product's row, then a row per family of `grids` (each on top of the product), under `title`."""
+    from agent.search.retrieval import WEIGHTS
+
+    sets = np.array([r["set"] for r in rows])
+    tune = [r for r in rows if r["set"] == "evalset:tune"]
+    product = np.array([weight_vector(dict(WEIGHTS), signals)])
+    base, base_t = hits(rows, product)[:, 0], hits(tune, product)[:, 0] if tune else np.zeros((0, 2))
+    table = [["product (fixed)", _fig(base[sets == "devset:all"]), "", _fig(base[sets == "evalset:tune"]), "",
+              _fig(base_t), "", "product"]]
+    return family_table(run, title, table, rows, grids, signals)
 
 
 def report(rows: list[dict[str, Any]], run: Run) -> dict[str, Any]:
