@@ -18,7 +18,6 @@ from __future__ import annotations
 import bisect
 import re
 import sys
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -26,9 +25,17 @@ from typing import Any
 import numpy as np
 
 from bench.common import Run, markdown_table, parser, set_blas_threads
-from bench.cv_common import candidates, four_reports, question_row, weight_vector
-from bench.cv_sweep import _collection, cross_validate, hits
-from bench.quality import _question_set
+from bench.cv_common import (
+    PRODUCT,
+    candidates,
+    cross_validate,
+    four_reports,
+    hits,
+    question_row,
+    set_rows,
+    study_sets,
+    weight_vector,
+)
 
 NAME = "cv_atype"
 CANDIDATES = 20
@@ -59,8 +66,7 @@ RULES: dict[str, tuple[re.Pattern[str], re.Pattern[str]]] = {
                                r"|load|include|insert|define|start|invoke|execute|compile|save|replace)\b"
                                r"|(?:使用|输入|运行|执行|添加|设置|安装|打开|点击|选择|修改|编辑|调用|加载|在))"
                                r"|\b(?:for\s+example|e\.g\.|example:)|例如|比如|如下", re.MULTILINE))}
-SIGNALS_BASE = ("bm25_chunk", "bm25_page", "vector", "title", "contents", "heading", "title_match", "definition",
-                "next_section")
+SIGNALS_BASE = PRODUCT
 SCALED = ("bm25_chunk", "bm25_page", "vector")
 AT = tuple(f"at{w}{s}" for w in WINDOWS for s in ("", "_s"))
 PER_RULE = tuple(f"at{RULE_WINDOW}_{r}" for r in RULES)
@@ -254,22 +260,13 @@ def main(argv: list[str] | None = None) -> int:
     p = parser(__doc__.split("\n\n")[0])
     p.add_argument("--data", type=Path, default=None, help="keep the ingested collections in DIR (see cv_sweep)")
     args = p.parse_args(argv)
-    from agent.evaluate import load_questions
-    from agent.search.embeddings import LocalEmbeddings
-
     run = Run(NAME, args, argv if argv is not None else sys.argv[1:])
-    chosen = [(qset, split, *_question_set(qset, split, None, load_questions))
-              for qset, split in (("devset", "all"), ("evalset", "tune"))]
+    sets = study_sets("pooled")
     set_blas_threads(1)
-    run.params = {"files": [p.name for *_, pdfs, _ in chosen for p in pdfs], "candidates": CANDIDATES,
-                  "windows": WINDOWS, "at_w": AT_W, "rule_w": RULE_W, "rules": {k: [a.pattern, f.pattern]
-                                                                               for k, (a, f) in RULES.items()},
+    run.params = {"sets": sets, "candidates": CANDIDATES, "windows": WINDOWS, "at_w": AT_W, "rule_w": RULE_W,
+                  "rules": {k: [a.pattern, f.pattern] for k, (a, f) in RULES.items()},
                   "objective": "(hit@1 + hit@5) / 2, and hit@1 alone; leave one document out"}
-    emb, rows = LocalEmbeddings(), []
-    for qset, split, pdfs, questions in chosen:
-        with tempfile.TemporaryDirectory(prefix="bench-atype-") as tmp:
-            collection = _collection(pdfs, (args.data or Path(tmp)) / f"data-{qset}-{split}", emb, run)
-            rows += [{**r, "set": f"{qset}:{split}"} for r in collect(questions, collection, emb, run)]
+    rows = set_rows(sets, args.data, collect, run)
     run.results = {"firing": firing(rows, run),
                    **four_reports(rows, lambda r, title, at1=0.5: report(r, run, title, at1))}
     run.finish()

@@ -31,13 +31,20 @@ from typing import Any
 import numpy as np
 
 from bench.common import Run, markdown_table, parser, set_blas_threads
-from bench.cv_common import candidates, four_reports, question_row, weight_vector
-from bench.cv_sweep import _collection, cross_validate, hits
+from bench.cv_common import (
+    RAW,
+    cached_collection,
+    candidates,
+    cross_validate,
+    four_reports,
+    hits,
+    question_row,
+    weight_vector,
+)
 from bench.quality import _question_set
 
 NAME = "cv_minilm"
 SCALED = ("bm25_chunk", "bm25_page", "vector")
-RAW = ("title", "contents", "heading", "title_match", "definition", "next_section")
 SIGNALS = (*SCALED, *RAW, "vector_en", "vector_not_en", "vector_minilm", "vector_minilm_en")
 FETCH = 100  # nearest chunks kept per question, as the product's vector search (_MIN_FETCH)
 MINILM_W = (0.0, 0.1, 0.2, 0.3, 0.4, 0.6, 0.8)
@@ -251,7 +258,7 @@ def main(argv: list[str] | None = None) -> int:
     for qset, split, pdfs, questions in chosen:
         with tempfile.TemporaryDirectory(prefix="bench-minilm-") as tmp:
             data = (args.data or Path(tmp)) / f"data-{qset}-{split}"
-            collection = _collection(pdfs, data, emb, run)
+            collection = cached_collection(pdfs, data, emb, run)
             if args.cost:
                 texts = chunk_texts(collection_index(collection))
                 step = max(1, len(texts) // COST_CHUNKS)

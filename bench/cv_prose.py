@@ -13,7 +13,11 @@ one document out, as in bench/cv_sweep.py (whose `hits` and `cross_validate` the
   leading `-`/`.`/`\\` in its words), so "what does cmsIsTag return?" keeps its listing page;
 - qcode: the share of the query's term occurrences on the page (idf-weighted) that fall in code lines: a page
   that names the question's words only in a listing, not the page whose prose explains them;
-- dup: the share of the page's word 6-grams found on an earlier page of the same document.
+- dup: the share of the page's word 6-grams found on an earlier page of the same document;
+- index: the share of the page's non-blank lines that are back-of-book index entries (words, then a comma and
+  page numbers: "longtable, 24, 29"), which the product's contents penalty (leader dots) does not see;
+- listing: the share of lines of words ending in a page number, index entries and contents lines with or
+  without leader dots alike.
 
     python -m bench.cv_prose --set pooled --data DIR   # devset + tune split, 29 folds; also the tune split alone
 """
@@ -22,7 +26,6 @@ from __future__ import annotations
 
 import re
 import sys
-import tempfile
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
@@ -31,15 +34,11 @@ from typing import Any
 import numpy as np
 
 from bench.common import Run, parser, set_blas_threads
-from bench.cv_common import candidates, question_row
+from bench.cv_common import PRODUCT, candidates, hits, question_row, set_rows, study_sets
 from bench.cv_sections import _fig, family_table
-from bench.cv_sweep import _collection, hits
-from bench.quality import _question_set
 
 NAME = "cv_prose"
-PRODUCT = ("bm25_chunk", "bm25_page", "vector", "title", "contents", "heading", "title_match", "definition",
-           "next_section")
-OWN = ("code", "code_num", "code_nl", "code_num_nl", "qcode", "code_def", "qcode_def", "dup")
+OWN = ("code", "code_num", "code_nl", "code_num_nl", "qcode", "code_def", "qcode_def", "dup", "index", "listing")
 SIGNALS = PRODUCT + OWN
 PENALTY = (0.0, -0.25, -0.5, -1.0, -2.0, -4.0)
 IDEAS: dict[str, dict[str, tuple[float, ...]]] = {
@@ -51,6 +50,8 @@ IDEAS: dict[str, dict[str, tuple[float, ...]]] = {
     "code lines, what-is questions": {"code_def": PENALTY},
     "query words in code lines, what-is questions": {"qcode_def": PENALTY},
     "repeated 6-grams (later copy)": {"dup": PENALTY},
+    "back-of-book index lines": {"index": PENALTY},
+    "lines ending in a page number": {"listing": PENALTY},
 }
 SHINGLE = 6
 _CODE_END = re.compile(r"[;{}]\s*$")
@@ -58,6 +59,9 @@ _REQUEST = re.compile(r"^\s*(?:#\s*(?:define|include|if|ifdef|endif)\b|\.[A-Za-z
 _CALL = re.compile(r"\b[A-Za-z_][\w.]*\s*\(")
 _SYMBOLS = re.compile(r"[()\[\]{}=<>*&|$\"]")
 _NUMBERS = re.compile(r"^[\s\d.,:+\-−–]+$")
+_WORDS = r"[A-Za-z\u4e00-\u9fff\\].*"
+_INDEX_LINE = re.compile(_WORDS + r",\s*\d+(?:\s*[-–]\s*\d+)?(?:\s*,\s*\d+(?:\s*[-–]\s*\d+)?)*\s*$")
+_LISTING_LINE = re.compile(_WORDS + r"[\s,.]\s*\d+\s*$")
 _IDENT = re.compile(r"\w_\w|[a-z][A-Z]|\(\)|(?:^|\s)[-.\\][A-Za-z]")
 
 
@@ -79,6 +83,12 @@ def code_share(text: str, numbers: bool) -> float:
         return 0.0
     hit = sum(1 for ln in lines if code_line(ln) or (numbers and _NUMBERS.match(ln)))
     return hit / len(lines)
+
+
+def line_share(text: str, pattern: re.Pattern[str]) -> float:
+    """The share of a page's non-blank lines that `pattern` matches (from their start)."""
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    return sum(1 for ln in lines if pattern.match(ln)) / len(lines) if lines else 0.0
 
 
 def names_identifier(question: str) -> bool:
@@ -116,7 +126,9 @@ def page_shares(ix: Any, texts: Sequence[str]) -> dict[str, np.ndarray]:
     order = sorted(range(len(texts)), key=lambda p: keys[p])
     return {"code": np.array([code_share(t, False) for t in texts]),
             "code_num": np.array([code_share(t, True) for t in texts]),
-            "dup": dup_share(texts, [k[0] for k in keys], order)}
+            "dup": dup_share(texts, [k[0] for k in keys], order),
+            "index": np.array([line_share(t, _INDEX_LINE) for t in texts]),
+            "listing": np.array([line_share(t, _LISTING_LINE) for t in texts])}
 
 
 class CodeTerms:
@@ -206,23 +218,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--set", dest="qset", choices=("devset", "evalset", "pooled"), default="pooled")
     p.add_argument("--data", type=Path, default=None, help="the collections of bench.cv_sweep --data (reused)")
     args = p.parse_args(argv)
-    from agent.evaluate import load_questions
-    from agent.search.embeddings import LocalEmbeddings
-
     run = Run(f"{NAME}-{args.qset}", args, argv if argv is not None else sys.argv[1:])
-    sets = [("devset", "all"), ("evalset", "tune")] if args.qset == "pooled" else \
-        [(args.qset, "all" if args.qset == "devset" else "tune")]
+    sets = study_sets(args.qset)
     set_blas_threads(1)
-    emb = LocalEmbeddings()
     run.params = {"sets": sets, "ideas": IDEAS, "shingle": SHINGLE,
                   "objective": "(hit@1 + hit@5) / 2, leave one document out", "base": "product WEIGHTS fixed"}
-    rows = []
-    for qset, split in sets:
-        pdfs, questions = _question_set(qset, split, None, load_questions)
-        assert split != "test"
-        with tempfile.TemporaryDirectory(prefix="bench-cvprose-") as tmp:
-            collection = _collection(pdfs, (args.data or Path(tmp)) / f"data-{qset}-{split}", emb, run)
-            rows += [{**r, "set": f"{qset}:{split}"} for r in collect(questions, collection, emb, run)]
+    rows = set_rows(sets, args.data, collect, run)
     run.results = report(rows, run)
     run.finish()
     return 0

@@ -33,13 +33,11 @@ from typing import Any
 import numpy as np
 
 from bench.common import Run, git_commit, markdown_table, parser, set_blas_threads
-from bench.cv_common import weight_vector
-from bench.cv_sweep import _collection, cross_validate, hits
+from bench.cv_common import RAW, cached_collection, cross_validate, hits, weight_vector
 from bench.quality import _question_set
 
 NAME = "cv_rank"
 SCALED = ("bm25_chunk", "bm25_page", "vector")
-RAW = ("title", "contents", "heading", "title_match", "definition", "next_section")
 RRF_K = (5, 10, 20, 60)
 SEGMENTERS = ("jieba+bigrams", "jieba")  # Chinese: dictionary words next to / instead of the bigrams
 Z_TOPS = (10, 25, 50, 200, 400)  # the product's z over its best 100 pages, against other numbers of pages
@@ -458,7 +456,7 @@ def collect_all(chosen: Sequence[tuple[str, str, list[Path], list[Any]]], data: 
     emb, rows = LocalEmbeddings(), []
     for qset, split, pdfs, questions in chosen:
         with tempfile.TemporaryDirectory(prefix="bench-rank-") as tmp:
-            collection = _collection(pdfs, (data or Path(tmp)) / f"data-{qset}-{split}", emb, run)
+            collection = cached_collection(pdfs, (data or Path(tmp)) / f"data-{qset}-{split}", emb, run)
             rows += [{**r, "set": f"{qset}:{split}"} for r in collect(questions, collection, emb, run)]
     return rows
 

@@ -33,13 +33,10 @@ from typing import Any
 import numpy as np
 
 from bench.common import Run, markdown_table, parser, set_blas_threads
-from bench.cv_common import candidates, question_row
-from bench.cv_sweep import _collection, cross_validate, hits
+from bench.cv_common import PRODUCT, cached_collection, candidates, cross_validate, hits, question_row
 from bench.quality import PASSWORDS, _question_set
 
 NAME = "cv_sections"
-PRODUCT = ("bm25_chunk", "bm25_page", "vector", "title", "contents", "heading", "title_match", "definition",
-           "next_section")
 OWN = ("sec_flat", "sec_tree", "heading_tree", "title_match_tree", "heading_split", "heading_top", "next_cont",
        "next_titled", "next_match", "next_tree_match")
 SIGNALS = PRODUCT + OWN
@@ -396,7 +393,7 @@ def main(argv: list[str] | None = None) -> int:
         pdfs, questions = _question_set(qset, split, None, load_questions)
         assert split != "test"
         with tempfile.TemporaryDirectory(prefix="bench-cvsec-") as tmp:
-            collection = _collection(pdfs, (args.data or Path(tmp)) / f"data-{qset}-{split}", emb, run)
+            collection = cached_collection(pdfs, (args.data or Path(tmp)) / f"data-{qset}-{split}", emb, run)
             rows += [{**r, "set": f"{qset}:{split}"}
                      for r in collect(questions, collection, pdfs[0].parent, emb, run)]
     run.results = report(rows, run)

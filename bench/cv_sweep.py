@@ -15,10 +15,11 @@ table-of-contents lines on the page (a raw penalty, as in the product); prf: pag
 10 best terms of the product ranking's top 3 pages (pseudo-relevance feedback); heading: the share of the
 query's idf found in the titles of the PDF outline entries pointing to the page (raw, as in the product). Query-length
 weighting: a separate vector weight for queries of at most 3 terms.
-Chunk/title side (fifth round): title_sem*: the best cosine between the question's vector and one of the page's
-section titles' vectors (same embedding model as the chunks); vector_ctx*: chunk vectors re-embedded with the
-chunk's section title in the context line (instead of / after the page's first line); bm25_chunk_ctx: chunk BM25
-with the section title in the chunk's text.
+Chunk/title side (fifth round): title_cos, title_sem_*: the best cosine between the question's vector and one of
+the page's section titles' vectors (same embedding model as the chunks), raw, above a floor, z-scored, gated;
+`title_sem` is the product's (ninth round: the cosine above 0.7, from the title vectors stored at ingest);
+vector_ctx*: chunk vectors re-embedded with the chunk's section title in the context line (instead of / after the
+page's first line); bm25_chunk_ctx: chunk BM25 with the section title in the chunk's text.
 Query side (sixth round): definition (the product's, raw 0/1);
 bm25_sum: the sum of the page's chunk BM25 (the product takes the best chunk); proximity<w>: the largest share of the
 query's idf inside `w` consecutive terms of a chunk (the PROX_PAGES best pages by page BM25); coverage_page /
@@ -31,7 +32,6 @@ coverage_chunk: the share of the query's idf the page / its best chunk holds, ea
 from __future__ import annotations
 
 import itertools
-import json
 import re
 import sys
 import tempfile
@@ -44,15 +44,15 @@ from typing import Any
 import numpy as np
 
 from bench.common import Run, markdown_table, parser, set_blas_threads
-from bench.cv_common import candidates, question_row
-from bench.quality import _question_set, ingest_all
+from bench.cv_common import cached_collection, candidates, cross_validate, hits, question_row
+from bench.quality import _question_set
 
 NAME = "cv_sweep"
 #: semantic title match: cosine of the question's and the page's section titles' vectors (raw; relu above a
 #: floor; z-scored; gated to short questions; titles carried onto the pages a section continues)
 SEM_FLOORS = (0.3, 0.5, 0.6, 0.7)
-SEM_SIGNALS = ("title_sem", *(f"title_sem_t{int(f * 10)}" for f in SEM_FLOORS), "title_sem_z", "title_sem_le4",
-               "title_sem_sec", "title_sem_sec_z", "vector_ctx", "vector_ctx2", "bm25_chunk_ctx",
+SEM_SIGNALS = ("title_sem", "title_cos", *(f"title_sem_t{int(f * 10)}" for f in SEM_FLOORS), "title_sem_z",
+               "title_sem_le4", "title_sem_sec", "title_sem_sec_z", "vector_ctx", "vector_ctx2", "bm25_chunk_ctx",
                "vector_page")
 SIGNALS = ("bm25_chunk", "bm25_page", "vector", "title", "first", "prf", "vector_short", "contents", "heading",
            "section", "faq", "title_match", *(f"title_match_le{n}" for n in (4, 6, 8, 12, 1000)),
@@ -84,7 +84,8 @@ IDEAS = {"weights": {}, "first": {"first": (0.0, 0.05, 0.1, 0.2)}, "prf": {"prf"
              "title_match": (0.0,), f"title_match_le{n}": (0.0, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0)}
             for n in (4, 6, 8, 12, 1000)},
          **{f"semantic title ({name}), product weights": {name: grid}
-            for name, grid in [("title_sem", (0.0, 0.25, 0.5, 1.0, 2.0, 4.0)),
+            for name, grid in [("title_sem", (0.0, 2.0, 4.0, 8.0, 12.0, 16.0, 24.0, 32.0)),
+                               ("title_cos", (0.0, 0.25, 0.5, 1.0, 2.0, 4.0)),
                                *((f"title_sem_t{int(f * 10)}", (0.0, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0))
                                  for f in SEM_FLOORS),
                                ("title_sem_z", (0.0, 0.05, 0.1, 0.2, 0.4, 0.8)),
@@ -357,7 +358,7 @@ def collect(questions: Sequence[Any], collection: Any, emb: Any, run: Run) -> li
             z[f"title_match_le{n}"] = match if len(terms) <= n else np.zeros(ps.view.pages)
         qvec = np.asarray(emb.embed_query(q.question), dtype=np.float32)
         sem = _title_cosine(*own_titles, qvec, ps.view.pages)
-        z["title_sem"] = sem
+        z["title_cos"] = sem
         for f in SEM_FLOORS:
             z[f"title_sem_t{int(f * 10)}"] = np.maximum(sem - f, 0.0)
         z["title_sem_z"] = _zscore(sem)
@@ -392,36 +393,6 @@ def grid(idea: str) -> np.ndarray:
         w = dict(zip(names, combo))
         out.append([w.get(s, 0.0) for s in SIGNALS])
     return np.array(out)
-
-
-def hits(rows: Sequence[dict[str, Any]], weights: np.ndarray) -> np.ndarray:
-    """(questions, configs, 2): hit@1 and hit@5 of every question under every weight vector."""
-    out = np.zeros((len(rows), len(weights), 2))
-    for i, r in enumerate(rows):
-        if not r["gold"].any():
-            continue
-        scores = r["z"] @ weights.T  # (candidates, configs)
-        best_gold = scores[r["gold"]].max(axis=0)
-        above = (scores[~r["gold"]] > best_gold).sum(axis=0)  # ties go to the gold page
-        out[i, :, 0] = above < 1
-        out[i, :, 1] = above < 5
-    return out
-
-
-def cross_validate(rows: Sequence[dict[str, Any]], weights: np.ndarray, at1: float = 0.5) -> dict[str, Any]:
-    """Leave-one-document-out: per fold, the config best on the other documents, scored on this one."""
-    h = hits(rows, weights)
-    objective = at1 * h[:, :, 0] + (1 - at1) * h[:, :, 1]  # per question; (hit@1 + hit@5) / 2 by default
-    files = np.array([r["file"] for r in rows])
-    held = np.zeros((len(rows), 2))
-    chosen = {}
-    for f in sorted(set(files)):
-        train = files != f
-        best = int(np.argmax(objective[train].mean(axis=0)))
-        held[~train] = h[~train, best]
-        chosen[f] = weights[best]
-    in_best = int(np.argmax(objective.mean(axis=0)))
-    return {"held": held, "in": h[:, in_best], "in_weights": weights[in_best], "chosen": chosen}
 
 
 def _w(vec: np.ndarray) -> str:
@@ -462,23 +433,6 @@ def report(rows: list[dict[str, Any]], run: Run, fixed: dict[str, dict[str, floa
     return results
 
 
-def _collection(pdfs: Sequence[Path], data_dir: Path, emb: Any, run: Run) -> Any:
-    """The collection of `pdfs` in `data_dir`: ingested by the product pipeline unless a run before did so
-    (`ingested.json` lists the PDFs of a finished ingest)."""
-    from agent.search.embeddings import LOCAL_MODEL_ID
-    from agent.search.store import Collection
-
-    done, names = data_dir / "ingested.json", sorted(p.name for p in pdfs)
-    if done.exists() and json.loads(done.read_text(encoding="utf-8")) == names:
-        run.log(f"reusing {data_dir}")
-        return Collection(data_dir, "default", emb, LOCAL_MODEL_ID)
-    t0 = time.perf_counter()
-    collection, _ = ingest_all(list(pdfs), data_dir, emb, run)
-    done.write_text(json.dumps(names), encoding="utf-8")
-    run.log(f"ingested in {time.perf_counter() - t0:.0f} s")
-    return collection
-
-
 def main(argv: list[str] | None = None) -> int:
     p = parser(__doc__.split("\n\n")[0])
     p.add_argument("--set", dest="qset", choices=("devset", "evalset", "pooled"), default="evalset",
@@ -511,7 +465,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for qset, split, pdfs, questions in chosen:  # pooled: one collection per set, folds by document across both
         with tempfile.TemporaryDirectory(prefix="bench-cv-") as tmp:
-            collection = _collection(pdfs, (args.data or Path(tmp)) / f"data-{qset}-{split}", emb, run)
+            collection = cached_collection(pdfs, (args.data or Path(tmp)) / f"data-{qset}-{split}", emb, run)
             rows += [{**r, "set": f"{qset}:{split}"} for r in collect(questions, collection, emb, run)]
     run.results = report(rows, run, fixed)
     run.finish()

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from bench.common import Run, load_average, markdown_table, parser, set_blas_threads
-from bench.cv_sweep import _collection, cross_validate, hits
+from bench.cv_common import cached_collection, cross_validate, hits
 from bench.quality import _question_set
 
 NAME = "cv_upr"
@@ -78,7 +78,7 @@ def searched(data: Path, run: Run) -> list[dict[str, Any]]:
     emb, rows = LocalEmbeddings(), []
     for qset, split in SETS:
         pdfs, questions = _question_set(qset, split, None, load_questions)
-        collection = _collection(pdfs, data / f"data-{qset}-{split}", emb, run)
+        collection = cached_collection(pdfs, data / f"data-{qset}-{split}", emb, run)
         for q in (q for q in questions if q.lang == "en"):
             found = [h.source() for h in search(q.question, [collection], embeddings=emb, k=TOP)]
             rows.append({"id": q.id, "file": q.file, "lang": q.lang, "set": f"{qset}:{split}", "question": q.question,

@@ -6,7 +6,16 @@ import numpy as np
 import pytest
 
 from agent.search.lexical import tokenize
-from bench.cv_prose import CodeTerms, code_line, code_share, dup_share, names_identifier
+from bench.cv_prose import (
+    _INDEX_LINE,
+    _LISTING_LINE,
+    CodeTerms,
+    code_line,
+    code_share,
+    dup_share,
+    line_share,
+    names_identifier,
+)
 
 
 @pytest.mark.parametrize("line", ["cmsBool cmsIsTag(cmsHPROFILE hProfile, cmsTagSignature sig);",
@@ -49,3 +58,10 @@ def test_only_the_later_copy_of_a_passage_counts_as_repeated() -> None:
     assert dup[0] == 0.0 and dup[1] == 0.0 and dup[2] > 0.5
     other_file = dup_share(texts, ["a.pdf", "b.pdf", "c.pdf"], [0, 1, 2])
     assert np.all(other_file == 0.0)
+
+
+def test_index_and_listing_lines() -> None:
+    page = "longtable, 24, 29\n\\cite, 26, 28\n帧, 45\nCopyright 21\nAxes ... 103\nPlain prose, with a comma.\n"
+    assert line_share(page, _INDEX_LINE) == pytest.approx(3 / 6)
+    assert line_share(page, _LISTING_LINE) == pytest.approx(5 / 6)
+    assert line_share("In 1999 there were, as said, many\n\n", _INDEX_LINE) == 0.0

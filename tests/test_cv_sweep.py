@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from bench.cv_sweep import SIGNALS, cross_validate, hits
+from bench.cv_common import cross_validate, hits
+from bench.cv_sweep import SIGNALS
 
 
 def _row(file: str, z_gold: list[float], z_other: list[list[float]]) -> dict:
@@ -34,13 +35,15 @@ def test_each_fold_is_chosen_without_its_own_questions() -> None:
 
 def test_the_sweeps_score_every_signal_the_product_weighs() -> None:
     """A 'product' row that leaves a weighted signal out scores another ranking than the one shipped."""
+    import bench.cv_atype
+    import bench.cv_docs
     import bench.cv_prose
     import bench.cv_sections
     from agent.search.retrieval import WEIGHTS
 
-    assert set(WEIGHTS) <= set(SIGNALS)
-    assert set(WEIGHTS) <= set(bench.cv_sections.SIGNALS)
-    assert set(WEIGHTS) <= set(bench.cv_prose.SIGNALS)
+    for signals in (SIGNALS, bench.cv_sections.SIGNALS, bench.cv_prose.SIGNALS, bench.cv_docs.SIGNALS,
+                    bench.cv_atype.SIGNALS):
+        assert set(WEIGHTS) <= set(signals)
 
 
 def test_the_objective_can_weigh_hit_at_1_alone() -> None:

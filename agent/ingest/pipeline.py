@@ -34,6 +34,7 @@ from agent.ingest.chunking import chunk_pages, embedding_text
 from agent.ingest.parse import ParsedPDF
 from agent.search.embeddings import checked_vectors
 from agent.search.store import Collection, DocumentInfo
+from agent.search.title_vectors import attach, titles_to_embed
 
 Progress = Callable[[str, int, int], None]
 EMBED_BATCH = 32
@@ -154,15 +155,20 @@ def _unchanged(info: DocumentInfo) -> IngestResult:
 
 
 def embed_chunks(chunks: list[Document], embeddings: Embeddings, progress: Progress = _noop) -> np.ndarray:
-    """Embed chunk texts in batches (so a UI can show progress), as a float32 matrix."""
-    texts = [embedding_text(chunk) for chunk in chunks]
+    """Embed chunk texts in batches (so a UI can show progress), as a float32 matrix; the pages' section titles
+    too, in the same batches, stored on their pages' first chunks (agent.search.title_vectors)."""
+    titles = titles_to_embed(chunks)
+    texts = [embedding_text(chunk) for chunk in chunks] + titles
     vectors: list[list[float]] = []
     for start in range(0, len(texts), EMBED_BATCH):
         progress("embed", start, len(texts))
         batch = texts[start:start + EMBED_BATCH]
         vectors += list(checked_vectors(embeddings.embed_documents(batch), len(batch), len(vectors[0]) if vectors else 0))
     progress("embed", len(texts), len(texts))
-    return checked_vectors(vectors, len(texts)) if texts else np.asarray(vectors, dtype=np.float32)
+    matrix = checked_vectors(vectors, len(texts)) if texts else np.asarray(vectors, dtype=np.float32)
+    if titles:
+        attach(chunks, matrix[len(chunks):])
+    return matrix[:len(chunks)]
 
 
 def find_document(collection: Collection, file_or_hash: str) -> DocumentInfo:

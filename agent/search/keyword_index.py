@@ -99,6 +99,14 @@ class CollectionIndex:
         (made on first use: a collection's store gives positions, `_vector_positions`)."""
         return {self.chunk_key(d): i for i, d in enumerate(self.documents)}
 
+    @cached_property
+    def title_matrix(self) -> tuple[np.ndarray, np.ndarray]:
+        """The section titles' unit vectors (float32 rows) and each one's page, for `title_vectors.title_scores`
+        (made on first use, only for collections whose model has a floor)."""
+        vectors = self.pages.title_vectors.astype(np.float32)
+        norms = np.linalg.norm(vectors, axis=1, keepdims=True) if len(vectors) else np.ones((0, 1), np.float32)
+        return vectors / np.maximum(norms, 1e-12), self.pages.title_owners()
+
     @staticmethod
     def chunk_key(doc: Document) -> Any:
         cid = doc.metadata.get("chunk_id")

@@ -30,12 +30,16 @@ collection persisted them, its chunks' term counts `.lexicon`):
   the question's words (and its subsections' titles) than the page where it starts. The start page gets the
   next page's lexical z-score (chunk and page BM25), times the share of that page the section covers and the
   share of the query's idf in the section's title (agent/search/section_titles.py `continuation`).
+- title_sem: how close in meaning the page's best section title is to the question, above a floor cosine of the
+  embedding model (agent/search/title_vectors.py; only for models with a measured floor, and only for titles
+  embedded at ingest).
 
 Fusion: each signal is z-normalised against its own top `_Z_TOP` pages for this
 query (so a confident, peaked signal counts more than a flat one, unlike rank-only RRF)
 and the z-scores are summed with weights (see `WEIGHTS`; the first four chosen on the devset,
 `contents`, `heading`, `title_match`, `definition` by leave-one-document-out on the evalset's tune split,
-bench/cv_sweep.py; `next_section` the same way over the devset and the tune split, bench/cv_sections.py).
+bench/cv_sweep.py; `next_section` the same way over the devset and the tune split, bench/cv_sections.py; `title_sem`
+and its floor by leave-one-document-out CV over both, bench/cv_sweep.py).
 `mode="bm25"` uses only the lexical signals, `mode="vector"` only the vector one.
 
 Tokenisation and BM25 live in agent.search.lexical; the per-version keyword indexes, and several
@@ -69,15 +73,17 @@ from agent.search.keyword_index import (
     merged_view,
 )
 from agent.search.lexical import query_terms
+from agent.search.title_vectors import FLOORS, title_scores, without_vectors
 
 Mode = Literal["hybrid", "vector", "bm25"]
 
 #: Weights of the z-normalised page signals in hybrid mode (bm25 mode drops "vector").
 WEIGHTS: dict[str, float] = {"bm25_chunk": 0.4, "bm25_page": 0.4, "vector": 0.2, "title": 0.5, "contents": -4.0,
-                             "heading": 2.0, "title_match": 4.0, "definition": 4.0, "next_section": 0.4}
+                             "heading": 2.0, "title_match": 4.0, "definition": 4.0, "next_section": 0.4,
+                             "title_sem": 24.0}
 #: title: a bonus in idf units; contents, heading: shares (0..1); title_match: an F1 (0..1); definition: 0/1;
-#: next_section: a z-score times two shares
-_RAW = ("title", "contents", "heading", "title_match", "definition", "next_section")
+#: next_section: a z-score times two shares; title_sem: a cosine above the model's floor (0..0.3 for `local`)
+_RAW = ("title", "contents", "heading", "title_match", "definition", "next_section", "title_sem")
 SHORT_QUERY = 4       # title_match applies to questions of at most this many index terms
 _Z_TOP = 100          # a signal is normalised by the mean/std of its best _Z_TOP pages
 _MIN_FETCH = 100      # chunks asked of the vector store (at least)
@@ -225,7 +231,21 @@ def page_signals(query: str, collections: Sequence[SearchableCollection], *, emb
             sims[~out.found] = float(np.nanmin(sims)) - 1e-3  # chunks FAISS did not return: below all it did
             out.pages["vector"] = view.page_max(sims)
             out.chunks["vector"] = sims
+        sem = _title_meaning(vector, collections, indexes)
+        if sem.any():
+            out.pages["title_sem"] = sem
     return out
+
+
+def _title_meaning(qvec: list[float], collections: Sequence[SearchableCollection],
+                   indexes: Sequence[CollectionIndex]) -> np.ndarray:
+    """Per page: the `title_sem` signal (0 where the model has no floor or the titles have no vectors)."""
+    parts = []
+    for coll, ix in zip(collections, indexes):
+        floor = FLOORS.get(str(getattr(coll, "embedding_model", "")))
+        parts.append(title_scores(*ix.title_matrix, qvec, ix.pages.rows, floor) if floor is not None
+                     else np.zeros(ix.pages.rows))
+    return joined(parts, np.float64)
 
 
 def _next_section(terms: Sequence[str], indexes: Sequence[CollectionIndex], view: MergedView,
@@ -361,4 +381,4 @@ class HybridRetriever(BaseRetriever):
         hits = search(query, self.collections, embeddings=self.embeddings, k=self.k,
                       hybrid=self.hybrid, mode=self.mode)
         return [Document(page_content=h.document.page_content, id=h.document.id,
-                         metadata={**h.document.metadata, "score": h.score}) for h in hits]
+                         metadata={**without_vectors(h.document.metadata), "score": h.score}) for h in hits]
