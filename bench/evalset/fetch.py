@@ -48,6 +48,15 @@ SOURCES: dict[str, tuple[str, str, str]] = {
         "texlive-lang-chinese",
         "/usr/share/doc/texlive-doc/support/asymptote-faq-zh-cn/asymptote-faq-zh-cn.pdf",
         "4e73c77b7d298930de121ce9e7dabcc2fc07d7140fac7d4d98e620f1d80920e2"),
+    "fduthesis-en.pdf": ("texlive-lang-chinese", "/usr/share/doc/texlive-doc/latex/fduthesis/fduthesis-en.pdf",
+                         "d97d5be4149275ec823b17a3887dd3f53dfaab3c316483103b48beffcad640e2"),
+    "nanicolle-doc-en.pdf": ("texlive-lang-chinese", "/usr/share/doc/texlive-doc/xelatex/nanicolle/nanicolle-doc-en.pdf",
+                             "63768f9ca3f13255b63ffc06c85d98767a01188b33013ffbdb7a06227077baa6"),
+    "tlmgr-intro-zh-cn.pdf": (
+        "texlive-lang-chinese", "/usr/share/doc/texlive-doc/support/tlmgr-intro-zh-cn/tlmgr-intro-zh-cn.pdf",
+        "93e839c880059150bbc09717ed2f1126b7d4721c3b99f0bf8b68bff0afb39b84"),
+    "texlive-zh-cn.pdf": ("texlive-lang-chinese", "/usr/share/doc/texlive-doc/texlive/texlive-zh-cn/texlive-zh-cn.pdf",
+                          "1bee53943ad19bfc5889dcc19f29db1f502172129f79d7be24e0cd7a55a32f26"),
 }
 
 
