@@ -49,7 +49,7 @@ class PageTable:
     def __post_init__(self) -> None:
         if len(self.last) != self.rows or len(self.continues) != self.rows:
             self.last, self.continues = np.full(self.rows, -1, np.int32), np.zeros(self.rows, np.float64)
-        if len(self.title_vectors) not in (0, int(self.title_counts().sum())):
+        if len(self.title_vectors) and len(self.title_vectors) != int(self.title_counts().sum()):
             logger.warning("ignoring title vectors that do not match the titles")
             self.title_vectors = _NO_VECTORS
 
@@ -168,7 +168,7 @@ def _gathered(parts: Sequence[np.ndarray | None], rows: Sequence[int]) -> np.nda
         return _NO_VECTORS
     dim = dims.pop()
     return np.concatenate([p.astype(np.float16) if p is not None else np.zeros((n, dim), np.float16)
-                           for p, n in zip(parts, rows)]) if parts else _NO_VECTORS
+                           for p, n in zip(parts, rows)])
 
 
 def _joined(names: Sequence[str]) -> np.ndarray:

@@ -6,7 +6,7 @@ embedded with the chunks, by the same model, and stored on the page's first chun
 base64), so every store (FAISS segments, compaction, PostgreSQL) keeps them with no schema of their own;
 `page_table.PageTable` gathers them into one matrix. The signal `title_sem` is max(cosine - floor, 0) of the
 page's best title. The floor is a cosine of one model (`FLOORS`); a model without a measured floor, and a
-collection ingested before titles had vectors, gets no signal and ranks as before (bench/README.md 4d, ninth round).
+collection ingested before titles had vectors, gets no signal and ranks as before (bench/README.md 4h).
 """
 
 from __future__ import annotations
