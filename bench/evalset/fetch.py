@@ -57,6 +57,14 @@ SOURCES: dict[str, tuple[str, str, str]] = {
         "93e839c880059150bbc09717ed2f1126b7d4721c3b99f0bf8b68bff0afb39b84"),
     "texlive-zh-cn.pdf": ("texlive-lang-chinese", "/usr/share/doc/texlive-doc/texlive/texlive-zh-cn/texlive-zh-cn.pdf",
                           "1bee53943ad19bfc5889dcc19f29db1f502172129f79d7be24e0cd7a55a32f26"),
+    "debian-faq.pdf": ("debian-faq", "/usr/share/doc/debian/FAQ/debian-faq.en.pdf.gz",
+                       "ea67ca925863324d97a30b5c926aed95efc687c689aa16788c9bed54525c0b47"),
+    "R-FAQ.pdf": ("r-doc-pdf", "/usr/share/R/doc/manual/R-FAQ.pdf",
+                  "de8768520d4fb90dad64c28483ffb92dca7dd9d8dc8556905b35c2e62a939255"),
+    "R-intro.pdf": ("r-doc-pdf", "/usr/share/R/doc/manual/R-intro.pdf",
+                    "337ccd0b490b1e66f7e783b45f4588d0599730b4206c0c051edfe1419c568c51"),
+    "maint-guide-zh-cn.pdf": ("maint-guide-zh-cn", "/usr/share/doc/maint-guide-zh-cn/maint-guide.zh-cn.pdf",
+                              "6e3d3247fc675e6678d59663f886472ef7369c82c69036eb631d3651a4913709"),
 }
 
 
