@@ -135,8 +135,23 @@ def unit_vectors(rng: np.random.Generator, n: int, dim: int = DIM) -> np.ndarray
     return v
 
 
-def synthetic_entry(name: str, doc_id: str, pages: list[list[str]], rng: np.random.Generator):
-    """(DocumentInfo, chunks, vectors) of one synthetic file, with the metadata our chunker writes."""
+def outline(page: list[str], rng: np.random.Generator) -> dict[str, Any]:
+    """The outline metadata of a page's first chunk: 0-2 section titles (1 a page on average, as the devset's and
+    the tune split's outlined PDFs have) with their vectors, as `agent.ingest.pipeline` stores them."""
+    from agent.search.title_vectors import TITLE_VECTORS, encode
+
+    n = int(rng.integers(0, 3))
+    if not n:
+        return {}
+    words = page[0].split()
+    titles = [" ".join(words[i * 6:(i + 1) * 6]) or "Section" for i in range(n)]
+    return {"outline": titles, TITLE_VECTORS: encode(unit_vectors(rng, n))}
+
+
+def synthetic_entry(name: str, doc_id: str, pages: list[list[str]], rng: np.random.Generator,
+                    titles: bool = False):
+    """(DocumentInfo, chunks, vectors) of one synthetic file, with the metadata our chunker writes (and section
+    titles with their vectors when `titles`)."""
     from langchain_core.documents import Document
 
     from agent.search.store import DocumentInfo
@@ -149,7 +164,7 @@ def synthetic_entry(name: str, doc_id: str, pages: list[list[str]], rng: np.rand
             cid = f"{doc_id}:{p}:{i}"
             chunks.append(Document(page_content=text, id=cid, metadata={
                 "file": name, "page": p, "doc_id": doc_id, "chunk_id": cid, "ocr": False,
-                "heading": heading, "start": start}))
+                "heading": heading, "start": start, **(outline(page, rng) if titles and not i else {})}))
             start += len(text) - 120
     info = DocumentInfo(doc_id=doc_id, file=name, pages=len(pages), chunks=len(chunks),
                         size=sum(len(c.page_content) for c in chunks), added="2026-01-01T00:00:00+00:00")
@@ -165,14 +180,15 @@ def worker_build(spec: dict[str, Any]) -> dict[str, Any]:
 
     t0 = time.perf_counter()
     rng = np.random.default_rng(spec.get("seed", 0))
-    entries = [synthetic_entry(*f, rng) for f in synthetic_files(spec["n"], spec.get("seed", 0))]
+    titles = bool(spec.get("titles"))
+    entries = [synthetic_entry(*f, rng, titles) for f in synthetic_files(spec["n"], spec.get("seed", 0))]
     generated = time.perf_counter() - t0
     collection = Collection(Path(spec["data_dir"]), "default", LocalEmbeddings(), LOCAL_MODEL_ID, rebuilding=True)
     with collection.writing():
         collection.replace_all(entries, DIM)
     written = time.perf_counter() - t0 - generated
     name, doc_id, pages = next(synthetic_files(PAGES_PER_FILE * CHUNKS_PER_PAGE, seed=99))
-    extra = synthetic_entry(f"added_{name}", hashlib.sha256(b"added").hexdigest(), pages, rng)
+    extra = synthetic_entry(f"added_{name}", hashlib.sha256(b"added").hexdigest(), pages, rng, titles)
     t1 = time.perf_counter()
     with collection.writing():
         collection.add(*extra, pdf=None)
@@ -209,6 +225,7 @@ def _time_queries(fn, queries: list[str]) -> list[float]:
 def worker_measure(spec: dict[str, Any]) -> dict[str, Any]:
     from agent.search import retrieval, vector_index
     from agent.search.embeddings import LOCAL_MODEL_ID, LocalEmbeddings
+    from agent.search.keyword_index import collection_index
     from agent.search.store import Collection
 
     out: dict[str, Any] = {"n": spec["n"]}
@@ -228,6 +245,7 @@ def worker_measure(spec: dict[str, Any]) -> dict[str, Any]:
     out["index"] = vector_index.describe(collection.vectorstore.index)
     out["after_first_search_rss_mb"] = rss_mb() - base_mb
     out["first_search_hits"] = len(first)
+    out["title_vectors"] = int(np.count_nonzero(collection_index(collection).title_matrix[0].any(axis=1)))
     default_threads = out["blas_threads_default"] = blas_threads()
 
     qs = questions(spec["queries"])
@@ -379,6 +397,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--queries", type=int, default=None,
                    help="queries per mode (default 150 up to 40k chunks, 60 at 100k, 10 at 1M; quick 20)")
     p.add_argument("--blas", default="default,1", help="OpenBLAS thread settings to compare (default,1)")
+    p.add_argument("--titles", default="1", help="section titles with vectors on the pages: 1 (as the product "
+                   "ingests outlined PDFs), 0 (none, as before title_sem), or 0,1 to compare in one run")
     p.add_argument("--no-ann", action="store_true", help="skip the exact-vs-IVF recall comparison")
     p.add_argument("--real-max", type=int, default=100_000, help="real embeddings to use for IVF recall (cached)")
     args = p.parse_args(argv)
@@ -392,34 +412,36 @@ def main(argv: list[str] | None = None) -> int:
     sizes = [int(s) for s in (args.sizes or ("2000" if args.quick else "10000,100000,300000,1000000")).split(",")]
     nq = args.queries or (20 if args.quick else 150)
     blas = [b.strip() for b in args.blas.split(",") if b.strip()]
+    title_modes = [t.strip() == "1" for t in args.titles.split(",") if t.strip()]
     run.params = {"sizes": sizes, "queries": nq, "k": K, "fetch_k": FETCH_K, "blas_threads": blas,
                   "synthetic": f"texts: devset sentences, {PAGES_PER_FILE} pages x {CHUNKS_PER_PAGE} chunks per "
                                f"file, 400-800 chars, {int(ZH_SHARE * 100)}% Chinese files; vectors: random unit "
-                               f"vectors, dim {DIM}, stored directly",
+                               f"vectors, dim {DIM}, stored directly; section titles: 0-2 a page with random unit "
+                               f"vectors (--titles {args.titles})",
                   "queries_from": "devset questions (en+zh), shuffled with a fixed seed"}
     env = clean_env()
     lat_rows, load_rows, part_rows, ann_rows = [], [], [], []
     with tempfile.TemporaryDirectory(prefix="bench-retrieval-") as tmp:
-        for n in sizes:
-            data_dir = Path(tmp) / f"n{n}"
-            run.log(f"{n:,} chunks: building the synthetic collection")
-            build = run_worker("bench.retrieval_latency", {"kind": "build", "n": n, "data_dir": str(data_dir)},
-                               env=env, timeout=7200)
-            run.log(f"{n:,} chunks: built in {build['generate_s'] + build['write_s']:.0f} s; measuring")
+        for n, titles in [(n, t) for n in sizes for t in title_modes]:
+            data_dir, label = Path(tmp) / f"n{n}", f"{n:,}" + ("" if titles else " (no titles)")
+            run.log(f"{label} chunks: building the synthetic collection")
+            build = run_worker("bench.retrieval_latency", {"kind": "build", "n": n, "data_dir": str(data_dir),
+                                                           "titles": titles}, env=env, timeout=7200)
+            run.log(f"{label} chunks: built in {build['generate_s'] + build['write_s']:.0f} s; measuring")
             queries = nq if args.queries else min(nq, max(10, int(6_000_000 / n)))  # 1M chunks: ~10 s a query
             meas = run_worker("bench.retrieval_latency", {"kind": "measure", "n": n, "data_dir": str(data_dir),
                                                           "queries": queries, "blas": blas}, env=env, timeout=7200)
             shutil.rmtree(data_dir, ignore_errors=True)
-            run.results[str(n)] = {"build": build, "measure": meas}
+            run.results[str(n) if titles else f"{n}-untitled"] = {"build": build, "measure": meas}
             for key, s in meas["latency_ms"].items():
                 mode, threads = key.split("|")
-                lat_rows.append([f"{n:,}", mode, threads, queries, s["median"], s["p95"], s["max"]])
-            load_rows.append([f"{n:,}", meas["index"], build["disk_mb"], build["write_s"], build["add_one_s"],
+                lat_rows.append([label, mode, threads, queries, s["median"], s["p95"], s["max"]])
+            load_rows.append([label, meas["index"], build["disk_mb"], build["write_s"], build["add_one_s"],
                               build["remove_one_s"], meas["load_s"], meas["load_rss_mb"],
                               meas["first_search_s"], meas["after_first_search_rss_mb"], meas["peak_rss_mb"]])
             b = meas["breakdown_ms"]
             if "error" not in b:
-                part_rows.append([f"{n:,}", b["total"], b["embed_query"], b["faiss_wrapper_k100"], b["faiss_raw_k100"],
+                part_rows.append([label, b["total"], b["embed_query"], b["faiss_wrapper_k100"], b["faiss_raw_k100"],
                                   b["tokenize"], b["bm25_chunk"], b["bm25_page"], b["rest_fusion_ranking"]])
         ann_sizes = [] if args.no_ann else ([0] if not args.quick else []) + sizes  # 0: the real embeddings
         for n in ann_sizes:
@@ -450,12 +472,13 @@ def main(argv: list[str] | None = None) -> int:
         shipped = next(r for r in real["rows"] if r.get("shipped"))
         run.goals.append(Goal(f"IVF recall@10 vs exact, real embeddings ({real['n']:,}), shipped nprobe",
                               shipped["recall_at_10"], ">=", 0.95, ""))
-    goal_n = "100000" if "100000" in run.results else str(sizes[-1])
+    goal_n = "100000" if "100000" in run.results else next(k for k in run.results if k != "ann")
     lat = run.results[goal_n]["measure"]["latency_ms"]
-    run.goals.append(Goal(f"search() hybrid p50 at {int(goal_n):,} chunks (BLAS default, as shipped)",
+    goal_label = goal_n.replace("-untitled", " chunks without titles") if "-" in goal_n else f"{int(goal_n):,} chunks"
+    run.goals.append(Goal(f"search() hybrid p50 at {goal_label} (BLAS default, as shipped)",
                           lat.get("hybrid|default", {}).get("median", float("nan")), "<", 50.0, " ms"))
     if "hybrid|1" in lat:
-        run.goals.append(Goal(f"search() hybrid p50 at {int(goal_n):,} chunks (1 BLAS thread)",
+        run.goals.append(Goal(f"search() hybrid p50 at {goal_label} (1 BLAS thread)",
                               lat["hybrid|1"]["median"], "<", 50.0, " ms"))
     run.finish()
     return 0
