@@ -24,6 +24,7 @@ from agent.ingest.pipeline import Progress, ReindexResults, reindex
 from agent.search.embeddings import embedding_model_id, make_embeddings
 from agent.search.keyword_index import collection_index
 from agent.search.pg_store import DocumentCollection, collection_names, open_collection, remove_collection
+from agent.search.translation import dictionary
 
 logger = logging.getLogger(__name__)
 _EMBEDDERS: dict[tuple[object, ...], Embeddings] = {}
@@ -139,13 +140,14 @@ class Workspace:
         return [self.collection(name) for name in self.settings.collections]
 
     def warm_up(self) -> threading.Thread:
-        """Load the chat collections and their keyword indexes in a background thread, so
-        the first question does not wait for them. A search arriving meanwhile waits for the
+        """Load the chat collections, their keyword indexes and the bilingual dictionary in a background
+        thread, so the first question does not wait for them. A search arriving meanwhile waits for the
         same build instead of starting another. Errors are left for the chat to report."""
         def run() -> None:
             try:
                 for collection in self.chat_collections():
                     collection_index(collection)
+                dictionary()
             except Exception as exc:  # noqa: BLE001 - the chat reports it when it needs them
                 logger.info("warm-up stopped: %s", exc)
 

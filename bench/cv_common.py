@@ -41,8 +41,9 @@ def product_signals(question: str, collection: Any,
 
 
 def candidates(ps: Any, raw: dict[str, np.ndarray], extra: np.ndarray | None = None) -> np.ndarray:
-    """The pages the product can rank: chunk BM25, a fetched vector or a matching title (`extra`: a bench's own)."""
-    found = (raw["bm25_chunk"] > 0) | ps.view.page_max(ps.found) | (raw["heading"] > 0)
+    """The pages the product can rank: chunk BM25, a fetched vector, a matching title or a translated question's
+    words (`extra`: a bench's own)."""
+    found = (raw["bm25_chunk"] > 0) | ps.view.page_max(ps.found) | (raw["heading"] > 0) | (raw["translation"] > 0)
     return np.flatnonzero(found if extra is None else found | extra)
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from langchain_core.documents import Document
 
-from agent.search import keyword_index, lexical, retrieval
+from agent.search import keyword_index, lexical, retrieval, translation
 from agent.search.lexical import BM25Index, Lexicon, Vocabulary, tokenize
 from tests.support import add, open_collection
 
@@ -168,8 +168,10 @@ def test_warm_up_builds_the_keyword_index_before_the_first_question(settings, mo
 
     add_texts(Workspace(settings), "manual.pdf", ["The fit command appends to the log file.", "Contours."])
     keyword_index.clear_cache()
+    monkeypatch.setattr(translation, "_LOADED", [])
     fresh = Workspace(settings)  # a new process's view: nothing loaded yet
     fresh.warm_up().join(timeout=60)
+    assert translation._LOADED and translation._LOADED[0] is not None  # the bilingual dictionary is read too
     built = []
     monkeypatch.setattr(keyword_index, "CollectionIndex", lambda *a, **k: built.append(a) or pytest.fail("rebuilt"))
     hits = retrieval.search("log file", fresh.chat_collections(), embeddings=None, k=1, mode="bm25")

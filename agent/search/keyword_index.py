@@ -21,6 +21,7 @@ from agent.search.lexical import BM25Index, Lexicon, Vocabulary, file_title, pag
 from agent.search.page_table import PageTable, counts_from_chunks
 from agent.search.postings import Part
 from agent.search.section_titles import SectionTitles
+from agent.search.translation import chinese_pages
 
 #: a version's saved postings: chunk parts, page parts, each chunk's page, and their vocabulary
 KeywordParts = tuple[Sequence[Part], Sequence[Part], np.ndarray, Vocabulary]
@@ -98,6 +99,12 @@ class CollectionIndex:
         """Chunk key -> position: how hits of a vector store that returns only `Document`s are placed
         (made on first use: a collection's store gives positions, `_vector_positions`)."""
         return {self.chunk_key(d): i for i, d in enumerate(self.documents)}
+
+    @cached_property
+    def chinese_pages(self) -> np.ndarray:
+        """Per page: whether it is written in Chinese, for questions asked in the other language (made on first
+        use: agent.search.translation)."""
+        return chinese_pages(self.page_bm25)
 
     @cached_property
     def title_matrix(self) -> tuple[np.ndarray, np.ndarray]:

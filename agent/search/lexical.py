@@ -472,7 +472,7 @@ class BM25Index:
     def _set(self, parts: Sequence[Part], vocabulary: Vocabulary, k1: float, b: float) -> None:
         self.k1, self.b, self.vocabulary, self.parts = k1, b, vocabulary, tuple(parts)
         lengths = np.concatenate([p.live_lengths() for p in parts]) if parts else np.zeros(0, np.float32)
-        self.n = len(lengths)
+        self.n, self.lengths = len(lengths), lengths  # each text's number of index terms
         avg = float(lengths.mean()) if self.n and lengths.mean() > 0 else 1.0
         self.norm = (k1 * (1 - b + b * lengths / avg)).astype(np.float32)
         df = np.sum([p.live_df(len(vocabulary)) for p in parts], axis=0) if parts else np.zeros(len(vocabulary))

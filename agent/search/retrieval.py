@@ -33,13 +33,15 @@ collection persisted them, its chunks' term counts `.lexicon`):
 - title_sem: how close in meaning the page's best section title is to the question, above a floor cosine of the
   embedding model (agent/search/title_vectors.py; only for models with a measured floor, and only for titles
   embedded at ingest).
+- translation: on the pages whose language (Chinese or not) is not the question's, the page BM25 of the question's
+  words translated by a bilingual dictionary (agent/search/translation.py; absent without the dictionary).
 
 Fusion: each signal is z-normalised against its own top `_Z_TOP` pages for this
 query (so a confident, peaked signal counts more than a flat one, unlike rank-only RRF)
 and the z-scores are summed with weights (see `WEIGHTS`; the first four chosen on the devset,
 `contents`, `heading`, `title_match`, `definition` by leave-one-document-out on the evalset's tune split,
 bench/cv_sweep.py; `next_section` the same way over the devset and the tune split, bench/cv_sections.py; `title_sem`
-and its floor by leave-one-document-out CV over both, bench/cv_sweep.py).
+and its floor by leave-one-document-out CV over both, bench/cv_sweep.py; `translation` the same way, bench/cv_xdict.py).
 `mode="bm25"` uses only the lexical signals, `mode="vector"` only the vector one.
 
 Tokenisation and BM25 live in agent.search.lexical; the per-version keyword indexes, and several
@@ -74,13 +76,14 @@ from agent.search.keyword_index import (
 )
 from agent.search.lexical import query_terms
 from agent.search.title_vectors import FLOORS, title_scores, without_vectors
+from agent.search.translation import dictionary, is_chinese, translate, weighted_scores
 
 Mode = Literal["hybrid", "vector", "bm25"]
 
 #: Weights of the z-normalised page signals in hybrid mode (bm25 mode drops "vector").
 WEIGHTS: dict[str, float] = {"bm25_chunk": 0.4, "bm25_page": 0.4, "vector": 0.2, "title": 0.5, "contents": -4.0,
                              "heading": 2.0, "title_match": 4.0, "definition": 4.0, "next_section": 0.4,
-                             "title_sem": 24.0}
+                             "title_sem": 24.0, "translation": 0.4}
 #: title: a bonus in idf units; contents, heading: shares (0..1); title_match: an F1 (0..1); definition: 0/1;
 #: next_section: a z-score times two shares; title_sem: a cosine above the model's floor (0..0.3 for `local`)
 _RAW = ("title", "contents", "heading", "title_match", "definition", "next_section", "title_sem")
@@ -223,6 +226,9 @@ def page_signals(query: str, collections: Sequence[SearchableCollection], *, emb
         follow = _next_section(terms, indexes, view, out.pages)
         if follow is not None:
             out.pages["next_section"] = follow
+        translated = _translation(query, terms, indexes)
+        if translated is not None:
+            out.pages["translation"] = translated
     if vector and embeddings is not None:
         vector = checked_vectors([embeddings.embed_query(query)], 1, _dimension(versions))[0].tolist()
         sims = _vector_similarities(query, vector, versions, indexes, view, fetch=fetch)
@@ -246,6 +252,18 @@ def _title_meaning(qvec: list[float], collections: Sequence[SearchableCollection
         parts.append(title_scores(*ix.title_matrix, qvec, ix.pages.rows, floor) if floor is not None
                      else np.zeros(ix.pages.rows))
     return joined(parts, np.float64)
+
+
+def _translation(query: str, terms: Sequence[str], indexes: Sequence[CollectionIndex]) -> np.ndarray | None:
+    """Per page of the other language than the question's: the page BM25 of the question's dictionary translation
+    (None when no page is in the other language, no dictionary is installed or no word translates)."""
+    other = joined([ix.chinese_pages != is_chinese(query) for ix in indexes], bool)
+    d = dictionary() if other.any() else None
+    translated = translate(query, d, terms) if d is not None else {}
+    if not translated:
+        return None
+    scores = joined([weighted_scores(ix.page_bm25, translated) for ix in indexes], np.float64) * other
+    return scores if scores.any() else None
 
 
 def _next_section(terms: Sequence[str], indexes: Sequence[CollectionIndex], view: MergedView,
@@ -347,6 +365,8 @@ def _best_pages(fused: np.ndarray, signals: dict[str, np.ndarray], found: np.nda
         evidence |= view.page_max(found)
     if "heading" in signals:  # a section title holding query terms is text of the page as well
         evidence |= signals["heading"] > 0
+    if "translation" in signals:
+        evidence |= signals["translation"] > 0
     # Only the k best pages' chunks are ranked (a Python pass over every chunk is too slow).
     # Ties keep page / chunk order (stable sorts on ascending ids).
     candidates = np.flatnonzero(evidence)
