@@ -33,11 +33,13 @@ from typing import Any
 import numpy as np
 
 from bench.common import Run, git_commit, markdown_table, parser, set_blas_threads
-from bench.cv_common import RAW, cached_collection, cross_validate, hits, weight_vector
+from bench.cv_common import PRODUCT, RAW, cached_collection, candidates, cross_validate, hits, weight_vector
 from bench.quality import _question_set
 
 NAME = "cv_rank"
 SCALED = ("bm25_chunk", "bm25_page", "vector")
+#: the product's other z-scored signals, taken as the product computes them
+PLAIN_Z = tuple(name for name in PRODUCT if name not in RAW and name not in SCALED)
 RRF_K = (5, 10, 20, 60)
 SEGMENTERS = ("jieba+bigrams", "jieba")  # Chinese: dictionary words next to / instead of the bigrams
 Z_TOPS = (10, 25, 50, 200, 400)  # the product's z over its best 100 pages, against other numbers of pages
@@ -45,7 +47,7 @@ NORMS = ("z", "zc", "max", *(f"rrf{k}" for k in RRF_K), *(f"z{n}" for n in Z_TOP
 K1S, BS = (0.2, 0.3, 0.45, 0.6, 0.9, 1.2, 1.6), (0.1, 0.3, 0.5, 0.75, 0.9)
 BM25_GRID = tuple(itertools.product(K1S, BS))
 TITLED = ("heading", "title_match")  # the raw title signals, also tried normalised per query
-FEATURES = (*RAW, *(f"{s}:{n}" for s in SCALED for n in NORMS), *(f"{s}:{n}" for s in TITLED for n in ("max", "zc")),
+FEATURES = (*RAW, *PLAIN_Z, *(f"{s}:{n}" for s in SCALED for n in NORMS), *(f"{s}:{n}" for s in TITLED for n in ("max", "zc")),
             *(f"{s}:k{k1:g}b{b:g}" for s in ("bm25_chunk", "bm25_page") for k1, b in BM25_GRID),
             *(f"{s}:{seg}" for s in ("bm25_chunk", "bm25_page") for seg in SEGMENTERS))
 #: weight ratios of (chunk BM25, page BM25, vector) and the scales tried for each normalisation
@@ -158,9 +160,10 @@ def collect(questions: Sequence[Any], collection: Any, emb: Any, run: Run) -> li
         ps = page_signals(q.question, [collection], embeddings=emb, lexical=True, vector=True)
         assert ps is not None
         terms, pages = query_terms(q.question), ps.view.pages
-        raw = {name: ps.pages.get(name, np.zeros(pages)) for name in (*RAW, *SCALED)}
-        cand = np.flatnonzero((raw["bm25_chunk"] > 0) | ps.view.page_max(ps.found) | (raw["heading"] > 0))
+        raw = {name: ps.pages.get(name, np.zeros(pages)) for name in PRODUCT}
+        cand = candidates(ps, raw)
         cols = {name: raw[name][cand] for name in RAW}
+        cols.update({name: _zscore(raw[name])[cand] for name in PLAIN_Z})
         for s in TITLED:
             cols.update({f"{s}:max": _minmax(raw[s])[cand], f"{s}:zc": _zc(raw[s][cand])})
         for s in SCALED:
@@ -191,7 +194,7 @@ def product_weights() -> dict[str, float]:
 
 def norm_grid(norms: Sequence[str]) -> np.ndarray:
     """The three scaled signals in normalisation(s) `norms`: every ratio x scale, raw signals at product weights."""
-    out, raw = [], {k: v for k, v in product_weights().items() if k in RAW}
+    out, raw = [], {k: v for k, v in product_weights().items() if k in RAW or k in PLAIN_Z}
     for norm in norms:
         for ratio, scale in itertools.product(RATIOS, SCALES[norm]):
             out.append(weight_vector({**raw, **{f"{s}:{norm}": scale * r for s, r in zip(SCALED, ratio)}}, FEATURES))
@@ -213,11 +216,12 @@ def title_grids() -> dict[str, np.ndarray]:
                for n, ws in normed.items()}}
 
 
-def bm25_grid(chunk: bool, page: bool) -> np.ndarray:
-    """The product's weights with chunk and/or page BM25 taken from the (k1, b) grid."""
+def bm25_grid(chunk: bool, page: bool, page_b: float | None = None) -> np.ndarray:
+    """The product's weights with chunk and/or page BM25 taken from the (k1, b) grid (`page_b`: pages' b kept at
+    that value, their k1 alone from the grid)."""
     base, out = product_weights(), []
     cks = BM25_GRID if chunk else [(1.2, 0.75)]
-    pgs = BM25_GRID if page else [(1.2, 0.75)]
+    pgs = [(k1, page_b) for k1 in K1S] if page_b is not None else BM25_GRID if page else [(1.2, 0.75)]
     for (ck, cb), (pk, pb) in itertools.product(cks, pgs):
         w = {k: v for k, v in base.items() if k not in ("bm25_chunk:z", "bm25_page:z")}
         w[f"bm25_chunk:k{ck:g}b{cb:g}"] = base["bm25_chunk:z"]
@@ -235,7 +239,8 @@ def families() -> dict[str, np.ndarray]:
     out["normalisation by CV (z, zc, max, rrf, z of N)"] = norm_grid(NORMS)
     base = product_weights()
     out["z over the best N pages, N by CV (product weights)"] = np.array(
-        [weight_vector({**{k: v for k, v in base.items() if k in RAW}, **{f"{s}:{n}": base[f"{s}:z"] for s in SCALED}}, FEATURES)
+        [weight_vector({**{k: v for k, v in base.items() if k in RAW or k in PLAIN_Z},
+                        **{f"{s}:{n}": base[f"{s}:z"] for s in SCALED}}, FEATURES)
          for n in ("z", *(f"z{n}" for n in Z_TOPS))])
     out["z over the best N pages, N and weights by CV"] = norm_grid(["z", *(f"z{n}" for n in Z_TOPS)])
     out.update(title_grids())
@@ -243,6 +248,7 @@ def families() -> dict[str, np.ndarray]:
                                               for w in (0, -0.5, -1, -2, -3, -4, -6, -8)])
     out["BM25 k1, b of chunks"] = bm25_grid(True, False)
     out["BM25 k1, b of pages"] = bm25_grid(False, True)
+    out["BM25 k1 of pages (b 0.75)"] = bm25_grid(False, True, page_b=0.75)
     out["BM25 k1, b of chunks and pages"] = bm25_grid(True, True)
     if segmenter_available():
         for seg in SEGMENTERS:

@@ -57,7 +57,7 @@ SEM_SIGNALS = ("title_sem", "title_cos", *(f"title_sem_t{int(f * 10)}" for f in 
 SIGNALS = ("bm25_chunk", "bm25_page", "vector", "title", "first", "prf", "vector_short", "contents", "heading",
            "section", "faq", "title_match", *(f"title_match_le{n}" for n in (4, 6, 8, 12, 1000)),
            *SEM_SIGNALS, "definition", "bm25_sum", *(f"proximity{w}" for w in (8, 16, 32)),
-           "coverage_page", "coverage_chunk", "next_section")
+           "coverage_page", "coverage_chunk", "next_section", "translation")
 PROX_PAGES = 20  # pages (the best by page BM25) whose chunks the proximity signal reads
 SHORT_TERMS = 3  # a query of at most this many index terms is "short"
 PRF_PAGES, PRF_TERMS = 3, 10
@@ -345,7 +345,7 @@ def collect(questions: Sequence[Any], collection: Any, emb: Any, run: Run) -> li
         assert ps is not None
         terms = query_terms(q.question)
         raw = dict(ps.pages)
-        for name in _RAW:
+        for name in (*_RAW, *WEIGHTS):
             raw.setdefault(name, np.zeros(ps.view.pages))
         product = _fuse(ps.pages, WEIGHTS, "hybrid")
         z = {name: (v if name in _RAW else _zscore(v)) for name, v in raw.items()}

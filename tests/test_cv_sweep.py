@@ -38,12 +38,14 @@ def test_the_sweeps_score_every_signal_the_product_weighs() -> None:
     import bench.cv_atype
     import bench.cv_docs
     import bench.cv_prose
+    import bench.cv_rank
     import bench.cv_sections
     from agent.search.retrieval import WEIGHTS
 
     for signals in (SIGNALS, bench.cv_sections.SIGNALS, bench.cv_prose.SIGNALS, bench.cv_docs.SIGNALS,
                     bench.cv_atype.SIGNALS):
         assert set(WEIGHTS) <= set(signals)
+    assert set(bench.cv_rank.product_weights()) <= set(bench.cv_rank.FEATURES)
 
 
 def test_the_objective_can_weigh_hit_at_1_alone() -> None:
