@@ -103,8 +103,14 @@ class SectionTitles:
             for term in {t for terms in own for t in terms}:
                 postings.setdefault(term, []).append(p)
         self.postings = {t: np.array(pages, dtype=np.int64) for t, pages in postings.items()}
-        self.last = {p: self.titles[p][int(last[p])] for p in np.flatnonzero(last >= 0).tolist()
-                     if int(last[p]) < len(self.titles.get(p, ()))}
+        last_titles = {p: self.titles[p][int(last[p])] for p in np.flatnonzero(last >= 0).tolist()
+                       if int(last[p]) < len(self.titles.get(p, ()))}
+        last_postings: dict[str, list[int]] = {}
+        for p, terms in last_titles.items():
+            for term in terms:
+                last_postings.setdefault(term, []).append(p)
+        #: term -> the pages whose last-starting section's title holds it
+        self.last = {t: np.array(pages, dtype=np.int64) for t, pages in last_postings.items()}
 
     def share(self, terms: Sequence[str], bm25: BM25Index) -> np.ndarray:
         """Per page: the share of the query's idf found in its titles (a share, not a sum: common Chinese
@@ -123,9 +129,10 @@ class SectionTitles:
         query = _idf(terms, bm25)
         total = sum(query.values())
         out = np.zeros(self.pages, dtype=np.float64)
-        for p in self._titled(query) & self.last.keys():
-            out[p] = sum(v for t, v in query.items() if t in self.last[p]) / total
-        return out
+        for t, v in query.items():  # a page's terms in query order, as a sum over its title would add them
+            if t in self.last:
+                out[self.last[t]] += v
+        return out / total if total else out
 
     def _titled(self, query: Mapping[str, float]) -> set[int]:
         """The pages with a title holding one of the query's terms."""

@@ -19,6 +19,7 @@ from langchain_core.documents import Document
 
 from agent.search.embeddings import LOCAL_MODEL_ID
 from agent.search.lexical import page_groups
+from agent.search.vector_index import one_blas_thread
 
 TITLE_VECTORS = "outline_vectors"  # chunk metadata key: the page's title vectors (float16, base64, outline order)
 #: embedding model id -> the cosine above which a title counts (chosen by leave-one-document-out CV, bench/cv_sweep)
@@ -78,7 +79,8 @@ def title_scores(unit: np.ndarray, owner: np.ndarray, qvec: Sequence[float], pag
     if not len(owner):
         return out
     q = np.asarray(qvec, dtype=np.float32)
-    above = (unit @ (q / max(float(np.linalg.norm(q)), 1e-12))).astype(np.float64) - floor
+    with one_blas_thread():
+        above = (unit @ (q / max(float(np.linalg.norm(q)), 1e-12))).astype(np.float64) - floor
     hit = above > 0  # few titles pass the floor: ufunc.at over all of them is slow at scale
     np.maximum.at(out, owner[hit], above[hit])
     return out
