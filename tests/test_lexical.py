@@ -192,3 +192,34 @@ def test_warm_up_of_a_damaged_collection_leaves_the_error_to_the_chat(settings):
     assert not thread.is_alive()
     with pytest.raises(StoreError, match="reindex"):
         fresh.chat_collections()
+
+
+def test_threads_stem_at_once_without_errors_or_wrong_stems(monkeypatch):
+    """An ingest job tokenises while the warm-up thread reads the dictionary: a stemmer shared by both raised
+    "string index out of range" and cached wrong stems."""
+    import random
+    import string
+    import threading
+
+    import snowballstemmer
+
+    monkeypatch.setattr(lexical, "_WORD_TERMS", {})
+    rng = random.Random(7)
+    words = list({"".join(rng.choice(string.ascii_lowercase) for _ in range(rng.randint(5, 14))) for _ in range(60_000)})
+    errors: list[BaseException] = []
+
+    def stem(part: list[str]) -> None:
+        try:
+            for word in part:
+                lexical._word_terms(word)
+        except Exception as exc:  # noqa: BLE001 - the failure under test
+            errors.append(exc)
+
+    threads = [threading.Thread(target=stem, args=(words[i::3],)) for i in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    reference = snowballstemmer.stemmer("english")
+    assert errors == []
+    assert all(terms == (reference.stemWord(w),) for w, terms in lexical._WORD_TERMS.items())

@@ -20,12 +20,14 @@ from __future__ import annotations
 import io
 import logging
 import re
+import threading
 import unicodedata
 from collections import Counter
-from collections.abc import Callable, Hashable, Iterable, Sequence
+from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path, PurePath
+from typing import Any
 
 import numpy as np
 from langchain_core.documents import Document
@@ -68,13 +70,27 @@ way ways like just instead thing things something anything
 
 
 @lru_cache(maxsize=1)
-def _stemmer() -> Callable[[str], str]:
+def _snowball() -> Any:
+    """The snowballstemmer module, or None (warned once)."""
     try:
         import snowballstemmer
     except ImportError:  # requirements.txt pins it; without it, search still works, unstemmed
         logger.warning("snowballstemmer is not installed: English keyword search runs without stemming")
-        return lambda word: word
-    return snowballstemmer.stemmer("english").stemWord
+        return None
+    return snowballstemmer
+
+
+_THREAD = threading.local()
+
+
+def _stem(word: str) -> str:
+    """The word's Snowball stem, by this thread's own stemmer: a stemmer keeps the word it works on, and one shared
+    by an ingest job and another thread raised "string index out of range" and returned wrong stems."""
+    stem = getattr(_THREAD, "stem", None)
+    if stem is None:
+        module = _snowball()
+        stem = _THREAD.stem = module.stemmer("english").stemWord if module is not None else str
+    return stem(word)
 
 
 def normalise(text: str) -> str:
@@ -148,7 +164,7 @@ def _word_terms(tok: str) -> tuple[str, ...]:
     elif tok in EN_STOPWORDS:
         terms = ()
     elif tok[0].isalpha():
-        terms = (_stemmer()(tok),)
+        terms = (_stem(tok),)
     else:
         terms = (tok,)
     if len(_WORD_TERMS) < _WORD_CACHE_MAX:
