@@ -54,15 +54,21 @@ def _page_runs(document: Any, index: int) -> list[_Run]:
 
     runs: list[_Run] = []
     try:
-        with PDFIUM_LOCK:
+        with PDFIUM_LOCK:  # closed here, not by the garbage collector outside the lock (a crash in threads)
             page = document[index]
-            textpage = page.get_textpage()
-            for n, obj in enumerate(page.get_objects(filter=[raw.FPDF_PAGEOBJ_TEXT], max_depth=2)):
-                if n >= MAX_RUNS_PER_PAGE:
-                    break
-                text = _object_text(raw, obj, textpage)
-                if text.strip():
-                    runs.append(_Run(index + 1, n, _drawn_size(raw, obj), text))
+            try:
+                textpage = page.get_textpage()
+                try:
+                    for n, obj in enumerate(page.get_objects(filter=[raw.FPDF_PAGEOBJ_TEXT], max_depth=2)):
+                        if n >= MAX_RUNS_PER_PAGE:
+                            break
+                        text = _object_text(raw, obj, textpage)
+                        if text.strip():
+                            runs.append(_Run(index + 1, n, _drawn_size(raw, obj), text))
+                finally:
+                    textpage.close()
+            finally:
+                page.close()
     except (pdfium.PdfiumError, ValueError, UnicodeError, OSError):
         return []
     return runs
