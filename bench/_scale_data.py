@@ -82,7 +82,7 @@ class Synthetic:
     @cached_property
     def stems(self) -> tuple[np.ndarray, list[str]]:
         """Per word, its term key (-1: a stop word), and the English terms by key."""
-        from agent.search.lexical import tokenize
+        from agent.search.tokens import tokenize
 
         terms: dict[str, int] = {}
         key = np.full(WORDS, -1, np.int64)
@@ -149,7 +149,7 @@ def file_counts(draw: FileDraw, space: int) -> tuple[tuple[np.ndarray, np.ndarra
 
 def check_counts(synthetic: Synthetic, texts: Sequence[str], rows: Sequence[tuple[np.ndarray, np.ndarray]]) -> None:
     """Raise if `tokenize` of any text does not give its counted (keys, counts)."""
-    from agent.search.lexical import tokenize
+    from agent.search.tokens import tokenize
 
     for text, (keys, tf) in zip(texts, rows):
         counted = {synthetic.term(int(k)): int(n) for k, n in zip(keys, tf)}

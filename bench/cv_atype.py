@@ -75,7 +75,7 @@ SIGNALS = (*SIGNALS_BASE, *AT, *PER_RULE)
 
 def classify(question: str) -> list[str]:
     """The rules whose question pattern the question matches (none: the signal stays 0)."""
-    from agent.search.lexical import normalise
+    from agent.search.tokens import normalise
 
     text = " ".join(normalise(question).split())
     return [name for name, (ask, _) in RULES.items() if ask.search(text)]
@@ -84,7 +84,7 @@ def classify(question: str) -> list[str]:
 def positions(text: str) -> tuple[list[int], list[str]]:
     """Start offsets and terms of a normalised text's index positions: a word is one position, each character
     of a Chinese run one (its term the bigram starting there, as the index's bigrams)."""
-    from agent.search.lexical import _CJK_RUN, _TOKEN, _word_terms
+    from agent.search.tokens import _CJK_RUN, _TOKEN, _word_terms
 
     starts, terms = [], []
     for m in _TOKEN.finditer(text):
@@ -126,7 +126,7 @@ def chunk_evidence(text: str, forms: Sequence[tuple[re.Pattern[str], bool]], idf
 
 def answer_type(question: str, rules: Sequence[str], view: Any, indexes: Sequence[Any]) -> dict[str, np.ndarray]:
     """Per signal of AT and PER_RULE: per page 1/0 (the CANDIDATES best pages by page BM25, else 0)."""
-    from agent.search.lexical import normalise, query_terms
+    from agent.search.tokens import normalise, query_terms
 
     out = {s: np.zeros(view.pages) for s in (*AT, *PER_RULE)}
     terms = query_terms(question)

@@ -47,7 +47,8 @@ class Files:
     """One collection's files: each page's file, and every file's text as one BM25 document and term set."""
 
     def __init__(self, ix: Any) -> None:
-        from agent.search.lexical import BM25Index, tokenize
+        from agent.search.lexical import BM25Index
+        from agent.search.tokens import tokenize
 
         self.of_page = np.asarray(ix.pages.file)
         self.count = len(ix.pages.files)
@@ -90,8 +91,8 @@ def doc_signals(files: Files, terms: Sequence[str], idf: dict[str, float], fused
 def collect(questions: Sequence[Any], collection: Any, emb: Any, run: Run) -> list[dict[str, Any]]:
     """Per question: the product's and the document-level signals over its candidate pages, and the gold mask."""
     from agent.search.keyword_index import collection_index
-    from agent.search.lexical import query_terms
     from agent.search.retrieval import WEIGHTS, _fuse
+    from agent.search.tokens import query_terms
 
     ix = collection_index(collection)
     files, keys, bm = Files(ix), ix.pages.keys(), ix.page_bm25

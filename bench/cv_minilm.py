@@ -66,7 +66,7 @@ def load_model(path: Path | None) -> Any:
 
 def is_english(question: str) -> bool:
     """Whether the question is for the English model: no CJK ideograph in it (what the product could test)."""
-    from agent.search.lexical import _CJK_RUN
+    from agent.search.tokens import _CJK_RUN
 
     return _CJK_RUN.search(question) is None
 

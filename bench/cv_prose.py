@@ -96,7 +96,7 @@ def names_identifier(question: str) -> bool:
 
 def dup_share(texts: Sequence[str], files: Sequence[str], order: Sequence[int]) -> np.ndarray:
     """Per page: the share of its word 6-grams already seen on an earlier page of the same file."""
-    from agent.search.lexical import tokenize
+    from agent.search.tokens import tokenize
 
     out = np.zeros(len(texts))
     seen: dict[str, set[tuple[str, ...]]] = {}
@@ -133,7 +133,7 @@ class CodeTerms:
     """Per page: term counts in its code lines and in all its lines, for `share`."""
 
     def __init__(self, texts: Sequence[str]) -> None:
-        from agent.search.lexical import tokenize
+        from agent.search.tokens import tokenize
 
         self.code: list[Counter[str]] = []
         self.all: list[Counter[str]] = []
@@ -162,7 +162,7 @@ def collect(questions: Sequence[Any], collection: Any, emb: Any, run: Run) -> li
     """Per question: the product's and this module's signals over the candidate pages, and the gold mask."""
     from agent.search.definition import subject
     from agent.search.keyword_index import collection_index
-    from agent.search.lexical import query_terms
+    from agent.search.tokens import query_terms
 
     ix = collection_index(collection)
     texts = page_texts(ix)

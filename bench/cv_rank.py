@@ -101,16 +101,16 @@ def segmented_tokenizer(keep_bigrams: bool) -> Callable[[str], list[str]]:
     of their own, "w:" before them) next to the unigrams and bigrams, or next to the unigrams only."""
     import jieba
 
-    from agent.search import lexical
+    from agent.search import tokens
 
     jieba.setLogLevel(60)
 
     def tokenize(text: str) -> list[str]:
         out: list[str] = []
-        for tok in lexical._TOKEN.findall(lexical.normalise(text)):
-            if not lexical._CJK_RUN.fullmatch(tok):
-                cached = lexical._WORD_TERMS.get(tok)
-                out.extend(lexical._word_terms(tok) if cached is None else cached)
+        for tok in tokens._TOKEN.findall(tokens.normalise(text)):
+            if not tokens._CJK_RUN.fullmatch(tok):
+                cached = tokens._WORD_TERMS.get(tok)
+                out.extend(tokens._word_terms(tok) if cached is None else cached)
                 continue
             out.extend(tok)
             if keep_bigrams:
@@ -145,8 +145,9 @@ def segmenter_available() -> bool:
 def collect(questions: Sequence[Any], collection: Any, emb: Any, run: Run) -> list[dict[str, Any]]:
     """Per question: the FEATURES of its candidate pages (pages with any evidence) and the gold mask."""
     from agent.search.keyword_index import collection_index
-    from agent.search.lexical import _ZH_QUESTION, Lexicon, normalise, query_terms
+    from agent.search.lexical import Lexicon
     from agent.search.retrieval import _zscore, page_signals
+    from agent.search.tokens import _ZH_QUESTION, normalise, query_terms
 
     ix = collection_index(collection)
     snap = collection.snapshot()

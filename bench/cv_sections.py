@@ -215,7 +215,8 @@ class SectionSignals:
     """The signals of OWN for one collection (built once), per question from the product's raw signals."""
 
     def __init__(self, ix: Any, pdf_dir: Path) -> None:
-        from agent.search.lexical import BM25Index, tokenize
+        from agent.search.lexical import BM25Index
+        from agent.search.tokens import tokenize
 
         self.ix, self.s = ix, Structure(ix, pdf_dir)
         self.units: dict[str, tuple[Any, np.ndarray]] = {}
@@ -286,8 +287,8 @@ class SectionSignals:
 def collect(questions: Sequence[Any], collection: Any, pdf_dir: Path, emb: Any, run: Run) -> list[dict[str, Any]]:
     """Per question: the product's and this module's signals over the candidate pages, and the gold mask."""
     from agent.search.keyword_index import collection_index
-    from agent.search.lexical import query_terms
     from agent.search.retrieval import _zscore
+    from agent.search.tokens import query_terms
 
     ix = collection_index(collection)
     own = SectionSignals(ix, pdf_dir)

@@ -153,7 +153,7 @@ def _share(ix: Any, postings: dict[str, np.ndarray], terms: Sequence[str]) -> np
 
 
 def _postings(texts: Sequence[str]) -> dict[str, np.ndarray]:
-    from agent.search.lexical import tokenize
+    from agent.search.tokens import tokenize
 
     out: dict[str, list[int]] = {}
     for p, text in enumerate(texts):
@@ -280,7 +280,7 @@ def _proximity(ix: Any, view: Any, terms: Sequence[str], page_bm25: np.ndarray,
                windows: Sequence[int]) -> dict[int, np.ndarray]:
     """Per window size, per page (the PROX_PAGES best by page BM25, else 0): the largest share of the
     query's idf that `window` consecutive index terms of one of its chunks hold (together vs scattered)."""
-    from agent.search.lexical import tokenize
+    from agent.search.tokens import tokenize
 
     ids = ix.page_bm25.vocabulary.ids
     idf = {t: float(ix.page_bm25.idf[ids[t]]) for t in set(terms) if t in ids}
@@ -324,8 +324,9 @@ def _best_window(hits: Sequence[tuple[int, str]], idf: dict[str, float], window:
 def collect(questions: Sequence[Any], collection: Any, emb: Any, run: Run) -> list[dict[str, Any]]:
     """Per question: z-scored signals of its candidate pages (pages with any evidence), gold mask."""
     from agent.search.keyword_index import collection_index
-    from agent.search.lexical import Lexicon, query_terms
+    from agent.search.lexical import Lexicon
     from agent.search.retrieval import _RAW, WEIGHTS, _fuse, _zscore, page_signals
+    from agent.search.tokens import query_terms
 
     ix = collection_index(collection)
     snap = collection.snapshot()

@@ -280,11 +280,11 @@ def worker_measure(spec: dict[str, Any]) -> dict[str, Any]:
 
 def breakdown(collection: Any, emb: Any, qs: list[str]) -> dict[str, Any]:
     """Median ms of the pieces of a hybrid search (public pieces of agent.retrieval)."""
-    from agent.search import keyword_index, lexical, retrieval
+    from agent.search import keyword_index, retrieval, tokens
 
     try:
         index = keyword_index.collection_index(collection)
-        tokenize = lexical.tokenize
+        tokenize = tokens.tokenize
         chunk_bm25, page_bm25 = index.chunk_bm25, index.page_bm25
     except AttributeError as exc:  # retrieval internals changed: report only the total
         return {"error": f"breakdown unavailable: {exc}"}

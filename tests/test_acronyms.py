@@ -1,6 +1,6 @@
 from agent.ingest.acronyms import acronym_title, definitions, with_acronyms
 from agent.ingest.parse import ParsedPage
-from agent.search.lexical import tokenize
+from agent.search.tokens import tokenize
 
 TEXT = ("Nettle provides several other modes of operation: Cipher Block Chaining (CBC), Counter mode (CTR), "
         "Cipher Feedback (CFB and CFB8), XEX-based tweaked-codebook mode with ciphertext stealing (XTS). "

@@ -7,7 +7,7 @@ import pytest
 from langchain_core.documents import Document
 
 from agent.search.keyword_index import CollectionIndex
-from agent.search.lexical import query_terms
+from agent.search.tokens import query_terms
 from bench.cv_docs import Files, doc_signals
 
 

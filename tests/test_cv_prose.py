@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from agent.search.lexical import tokenize
+from agent.search.tokens import tokenize
 from bench.cv_prose import (
     _INDEX_LINE,
     _LISTING_LINE,

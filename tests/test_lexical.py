@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 from langchain_core.documents import Document
 
-from agent.search import keyword_index, lexical, retrieval, translation
-from agent.search.lexical import BM25Index, Lexicon, Vocabulary, tokenize
+from agent.search import keyword_index, lexical, retrieval, tokens, translation
+from agent.search.lexical import BM25Index, Lexicon, Vocabulary
+from agent.search.tokens import tokenize
 from tests.support import add, open_collection
 
 PAGES_A = ["The fit command appends to the log file.", "Contours are drawn with set contour.",
@@ -102,8 +103,8 @@ def test_a_reopened_collection_searches_without_tokenising_its_chunks(tmp_path, 
     reopened = open_collection(tmp_path)
     assert reopened.lexicon is not None and reopened.lexicon.fits(reopened.documents)
     counted = []
-    monkeypatch.setattr(lexical, "tokenize", lambda text: counted.append(text) or tokenize(text))
-    monkeypatch.setattr(keyword_index, "tokenize", lexical.tokenize)
+    for module in (tokens, lexical, keyword_index):  # every module that tokenises, by the name it imported
+        monkeypatch.setattr(module, "tokenize", lambda text: counted.append(text) or tokenize(text))
     keyword_index.clear_cache()
     hits = retrieval.search("log file of fit", [reopened], embeddings=None, k=3, mode="bm25")
     assert [t for t in counted if t not in {"aaa", "bbb"}] == ["log file of fit"]  # the query (and file names)
@@ -124,7 +125,7 @@ def test_damaged_or_stale_counts_are_recounted_with_the_same_results(tmp_path, d
         path.unlink()
     elif damage == "old-tokenizer":
         data = dict(np.load(path, allow_pickle=False))
-        data["version"] = np.array([lexical.TOKENIZER_VERSION + 1])
+        data["version"] = np.array([tokens.TOKENIZER_VERSION + 1])
         with path.open("wb") as handle:
             np.savez(handle, **data)
     elif damage == "ids-out-of-range":
@@ -203,7 +204,7 @@ def test_threads_stem_at_once_without_errors_or_wrong_stems(monkeypatch):
 
     import snowballstemmer
 
-    monkeypatch.setattr(lexical, "_WORD_TERMS", {})
+    monkeypatch.setattr(tokens, "_WORD_TERMS", {})
     rng = random.Random(7)
     words = list({"".join(rng.choice(string.ascii_lowercase) for _ in range(rng.randint(5, 14))) for _ in range(60_000)})
     errors: list[BaseException] = []
@@ -211,7 +212,7 @@ def test_threads_stem_at_once_without_errors_or_wrong_stems(monkeypatch):
     def stem(part: list[str]) -> None:
         try:
             for word in part:
-                lexical._word_terms(word)
+                tokens._word_terms(word)
         except Exception as exc:  # noqa: BLE001 - the failure under test
             errors.append(exc)
 
@@ -222,4 +223,4 @@ def test_threads_stem_at_once_without_errors_or_wrong_stems(monkeypatch):
         t.join(timeout=60)
     reference = snowballstemmer.stemmer("english")
     assert errors == []
-    assert all(terms == (reference.stemWord(w),) for w, terms in lexical._WORD_TERMS.items())
+    assert all(terms == (reference.stemWord(w),) for w, terms in tokens._WORD_TERMS.items())

@@ -16,9 +16,10 @@ from agent.search.embeddings import (
     make_embeddings,
 )
 from agent.search.keyword_index import SearchableCollection
-from agent.search.lexical import BM25Index, query_terms, tokenize
+from agent.search.lexical import BM25Index
 from agent.search.retrieval import Hit, HybridRetriever, search
 from agent.search.store import Snapshot
+from agent.search.tokens import query_terms, tokenize
 
 
 class ConstantEmbeddings(Embeddings):

@@ -12,8 +12,8 @@ from agent.chat.citations import check_citations, number_new, source_key
 from agent.chat.cleanup import loop_start, strip_markup
 from agent.chat.conversations import Note
 from agent.errors import AgentError
-from agent.search.lexical import shares_terms
 from agent.search.retrieval import LOCATION_KEYS, Source
+from agent.search.tokens import shares_terms
 
 
 @dataclass

@@ -5,7 +5,7 @@ slow and often wrong; people who want quotes only choose the `extractive` answer
 same selection condenses excerpts for a small context window (`condense`).
 
 A sentence scores by the question terms it holds (idf-weighted over the excerpts' sentences,
-`agent.search.lexical` terms, so Chinese and English both work) and, when embeddings are
+`agent.search.tokens` terms, so Chinese and English both work) and, when embeddings are
 given, by its vector similarity to the question (multilingual: a Chinese question finds
 English sentences); `SIMILARITY_SHARE` weighs the two (bench/extractive.py, by document).
 """
@@ -23,8 +23,8 @@ import numpy as np
 from agent._cjk import IDEOGRAPHS
 from agent.chat.citations import MARKER_RE
 from agent.search.embeddings import checked_vectors
-from agent.search.lexical import tokenize
 from agent.search.retrieval import Source
+from agent.search.tokens import tokenize
 
 MAX_QUOTES = 3
 MIN_SENTENCE_CHARS = 12

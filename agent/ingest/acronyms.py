@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import TypeVar
 
-from agent.search.lexical import tokenize
+from agent.search.tokens import tokenize
 
 Page = TypeVar("Page")
 

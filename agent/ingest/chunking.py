@@ -27,7 +27,7 @@ from typing import Protocol
 from langchain_core.documents import Document
 from langchain_text_splitters import RecursiveCharacterTextSplitter
 
-from agent.search.lexical import file_title
+from agent.search.tokens import file_title
 
 #: Separators, strongest first. Regexes (lookbehind keeps the mark with its sentence).
 #: The matched separator stays at the end of the piece before it (keep_separator="end"),

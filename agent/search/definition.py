@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from agent.search.lexical import normalise, query_terms
+from agent.search.tokens import normalise, query_terms
 
 MAX_WORDS = 4        # a subject of more words is a description, not a name (devset: long questions)
 MAX_ZH_CHARS = 12

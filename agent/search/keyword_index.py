@@ -17,10 +17,11 @@ import numpy as np
 from langchain_core.documents import Document
 from langchain_core.vectorstores import VectorStore
 
-from agent.search.lexical import BM25Index, Lexicon, Vocabulary, file_title, page_key, tokenize
+from agent.search.lexical import BM25Index, Lexicon, Vocabulary, page_key
 from agent.search.page_table import PageTable, counts_from_chunks
 from agent.search.postings import Part
 from agent.search.section_titles import SectionTitles
+from agent.search.tokens import file_title, tokenize
 from agent.search.translation import chinese_pages
 
 #: a version's saved postings: chunk parts, page parts, each chunk's page, and their vocabulary

@@ -1,7 +1,7 @@
 """Collections in PostgreSQL, shared by every app instance (store = postgres).
 
 The database holds everything a collection is: document records with their chunk- and
-page-level keyword term counts (agent.search.lexical's tokenizer, stored per document as
+page-level keyword term counts (agent.search.tokens' tokenizer, stored per document as
 its `Lexicon.to_bytes`, so Chinese needs no Postgres extension), chunks (text, metadata,
 pgvector embedding) and the uploaded originals. Each
 write (one document, one removal, one re-index) is one transaction that also bumps the

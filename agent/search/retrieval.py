@@ -44,7 +44,7 @@ bench/cv_sweep.py; `next_section` the same way over the devset and the tune spli
 and its floor by leave-one-document-out CV over both, bench/cv_sweep.py; `translation` the same way, bench/cv_xdict.py).
 `mode="bm25"` uses only the lexical signals, `mode="vector"` only the vector one.
 
-Tokenisation and BM25 live in agent.search.lexical; the per-version keyword indexes, and several
+Tokenisation lives in agent.search.tokens, BM25 in agent.search.lexical; the per-version keyword indexes, and several
 collections seen as one, in agent.search.keyword_index.
 """
 
@@ -74,8 +74,8 @@ from agent.search.keyword_index import (
     joined,
     merged_view,
 )
-from agent.search.lexical import query_terms
 from agent.search.title_vectors import FLOORS, title_scores, without_vectors
+from agent.search.tokens import query_terms
 from agent.search.translation import dictionary, is_chinese, translate, weighted_scores
 
 Mode = Literal["hybrid", "vector", "bm25"]

@@ -17,7 +17,8 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 from langchain_core.documents import Document
 
-from agent.search.lexical import BM25Index, tokenize
+from agent.search.lexical import BM25Index
+from agent.search.tokens import tokenize
 
 #: a numbered title: "5.8", "5.8.1.", "A.2" (then a space or the end); its depth is the count of its numbers
 _NUMBERED = re.compile(r"^\s*(\d+(?:\.\d+)*|[A-Z](?:\.\d+)+)\.?(?:\s|$)")

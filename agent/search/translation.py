@@ -26,7 +26,8 @@ from importlib.resources import files
 
 import numpy as np
 
-from agent.search.lexical import EN_STOPWORDS, BM25Index, query_terms, tokenize
+from agent.search.lexical import BM25Index
+from agent.search.tokens import EN_STOPWORDS, query_terms, tokenize
 
 logger = logging.getLogger(__name__)
 
