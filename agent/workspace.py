@@ -22,8 +22,8 @@ from agent.config import Settings, load_settings
 from agent.errors import AgentError
 from agent.ingest.pipeline import Progress, ReindexResults, reindex
 from agent.search.embeddings import embedding_model_id, make_embeddings
-from agent.search.keyword_index import collection_index
 from agent.search.pg_store import DocumentCollection, collection_names, open_collection, remove_collection
+from agent.search.retrieval import warm
 from agent.search.translation import dictionary
 
 logger = logging.getLogger(__name__)
@@ -140,13 +140,13 @@ class Workspace:
         return [self.collection(name) for name in self.settings.collections]
 
     def warm_up(self) -> threading.Thread:
-        """Load the chat collections, their keyword indexes and the bilingual dictionary in a background
+        """Load the chat collections, their search indexes and the bilingual dictionary in a background
         thread, so the first question does not wait for them. A search arriving meanwhile waits for the
         same build instead of starting another. Errors are left for the chat to report."""
         def run() -> None:
             try:
                 for collection in self.chat_collections():
-                    collection_index(collection)
+                    warm(collection)
                 dictionary()
             except Exception as exc:  # noqa: BLE001 - the chat reports it when it needs them
                 logger.info("warm-up stopped: %s", exc)

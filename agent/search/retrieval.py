@@ -76,7 +76,7 @@ from agent.search.keyword_index import (
 )
 from agent.search.title_vectors import FLOORS, title_scores, without_vectors
 from agent.search.tokens import query_terms
-from agent.search.translation import dictionary, is_chinese, translate, weighted_scores
+from agent.search.translation import dictionary, is_chinese, translate
 
 Mode = Literal["hybrid", "vector", "bm25"]
 
@@ -248,10 +248,21 @@ def _title_meaning(qvec: list[float], collections: Sequence[SearchableCollection
     """Per page: the `title_sem` signal (0 where the model has no floor or the titles have no vectors)."""
     parts = []
     for coll, ix in zip(collections, indexes):
-        floor = FLOORS.get(str(getattr(coll, "embedding_model", "")))
+        floor = _title_floor(coll)
         parts.append(title_scores(*ix.title_matrix, qvec, ix.pages.rows, floor) if floor is not None
                      else np.zeros(ix.pages.rows))
     return joined(parts, np.float64)
+
+
+def _title_floor(collection: SearchableCollection) -> float | None:
+    """The cosine above which a title of this collection counts (None: its model has none, no `title_sem`)."""
+    return FLOORS.get(str(getattr(collection, "embedding_model", "")))
+
+
+def warm(collection: SearchableCollection) -> None:
+    """Build everything a first search of `collection` would: its keyword index, its pages' languages and the
+    title matrix its model reads (Workspace.warm_up runs this at start-up, in the background)."""
+    collection_index(collection).warm(titles=_title_floor(collection) is not None)
 
 
 def _translation(query: str, terms: Sequence[str], indexes: Sequence[CollectionIndex]) -> np.ndarray | None:
@@ -262,7 +273,7 @@ def _translation(query: str, terms: Sequence[str], indexes: Sequence[CollectionI
     translated = translate(query, d, terms) if d is not None else {}
     if not translated:
         return None
-    scores = joined([weighted_scores(ix.page_bm25, translated) for ix in indexes], np.float64) * other
+    scores = joined([ix.page_bm25.weighted_scores(translated) for ix in indexes], np.float64) * other
     return scores if scores.any() else None
 
 

@@ -118,14 +118,6 @@ def chinese_pages(bm25: BM25Index) -> np.ndarray:
     return ideographs > ZH_TERM_SHARE * np.maximum(bm25.lengths, 1)
 
 
-def weighted_scores(bm25: BM25Index, terms: Mapping[str, float]) -> np.ndarray:
-    """Sum over the terms of weight x the term's BM25 score of each text."""
-    out = np.zeros(bm25.n, dtype=np.float64)
-    for term, weight in terms.items():
-        out += weight * bm25.scores([term])
-    return out
-
-
 _LOCK = threading.Lock()
 _LOADED: list[Dictionary | None] = []  # empty until read; [None] when the dictionary is not installed
 
