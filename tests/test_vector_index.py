@@ -121,3 +121,14 @@ def test_reindex_builds_the_right_kind(tmp_path, data):
     with small.writing():
         small.replace_all([document("a", clustered(rng, 10, centers))], DIM)
     assert not vector_index.is_approximate(small.vectorstore.index)
+
+
+def test_a_segmented_index_is_described_segment_by_segment(tmp_path, data):
+    rng, centers = data
+    c = Collection(tmp_path, "big", TinyEmbeddings(), "tiny-v1", ann_min_vectors=1000, append_min=1,
+                   background_min=10**9)
+    add(c, "a", clustered(rng, 1200, centers))
+    add(c, "b", clustered(rng, 30, centers))
+    index = c.vectorstore.index
+    first = c.snapshot().segments[0].index
+    assert vector_index.describe(index) == (f"IVF nlist={first.nlist} nprobe={first.nprobe} x 1,200 + exact x 30")

@@ -56,7 +56,11 @@ def is_approximate(index: Any) -> bool:
 
 
 def describe(index: Any) -> str:
-    """For status lines and benchmarks: "exact" or "IVF nlist=... nprobe=..."."""
+    """For benchmarks: "exact" or "IVF nlist=... nprobe=..."; a segmented store's index (agent.search.segments),
+    each segment's with its vector count ("IVF nlist=2000 nprobe=600 x 997,500 + exact x 2,500")."""
+    segments = getattr(getattr(index, "layout", None), "segments", None)
+    if segments is not None:
+        return " + ".join(f"{describe(seg.index)} x {seg.index.ntotal:,}" for seg in segments) or "empty"
     if is_approximate(index):
         return f"IVF nlist={index.nlist} nprobe={index.nprobe}"
     return "exact"
