@@ -36,14 +36,16 @@ def test_each_fold_is_chosen_without_its_own_questions() -> None:
 def test_the_sweeps_score_every_signal_the_product_weighs() -> None:
     """A 'product' row that leaves a weighted signal out scores another ranking than the one shipped."""
     import bench.cv_atype
+    import bench.cv_compound
     import bench.cv_docs
+    import bench.cv_pivot
     import bench.cv_prose
     import bench.cv_rank
     import bench.cv_sections
     from agent.search.retrieval import WEIGHTS
 
     for signals in (SIGNALS, bench.cv_sections.SIGNALS, bench.cv_prose.SIGNALS, bench.cv_docs.SIGNALS,
-                    bench.cv_atype.SIGNALS):
+                    bench.cv_atype.SIGNALS, bench.cv_compound.SIGNALS, bench.cv_pivot.SIGNALS):
         assert set(WEIGHTS) <= set(signals)
     assert set(bench.cv_rank.product_weights()) <= set(bench.cv_rank.FEATURES)
 
