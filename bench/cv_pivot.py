@@ -1,8 +1,8 @@
 """Issue 16, paraphrases through the bilingual dictionary: a question's words mapped to the other language and back
 ("pronounce" -> 发音 -> "pronunciation"; 支持 -> "support" -> 支撑), cross-validated by document.
 
-A question phrased with other words than its page shares few index terms with it. CC-CEDICT (agent/search/translation.py)
-links words of one language through their translations: `pivot` = page BM25 of the question's round-trip terms, on the
+A question phrased with other words than its page shares few index terms with it. CC-CEDICT
+(agent/search/translation.py) links words of one language through their translations: `pivot` = page BM25 of the question's round-trip terms, on the
 pages of the question's own language, its own terms left out. Each source word's round trip is weighed as `translate`
 weighs a translation (1 / the number of words found, then 1 / the number of terms of each), and a source word found in
 more than MAX_SENSES entries is not used (the product's bound, set a priori). Z-scored, its weight refit on top of the

@@ -9,7 +9,7 @@ fresh process:
 
 - index load time and memory (`Collection(...)`: FAISS index + chunk store);
 - the start-up warm-up (`retrieval.warm`: the keyword index from the stored counts, the pages' languages, the title
-  matrix; and the dictionary), as `Workspace.warm_up` runs it, then the first search (time, memory);
+  index; and the dictionary), as `Workspace.warm_up` runs it, then the first search (time, memory);
 - p50/p95 of one `search()` call (query embedding + vector + BM25 + fusion) over devset
   questions, per mode, with OpenBLAS at its default thread count and at 1 thread;
 - where the time of a hybrid call goes (query embedding, FAISS, BM25 chunk/page scoring,
@@ -253,7 +253,7 @@ def worker_measure(spec: dict[str, Any]) -> dict[str, Any]:
     out["index"] = vector_index.describe(collection.vectorstore.index)
     out["after_first_search_rss_mb"] = rss_mb() - base_mb
     out["first_search_hits"] = len(first)
-    out["title_vectors"] = int(np.count_nonzero(collection_index(collection).title_matrix[0].any(axis=1)))
+    out["title_vectors"] = int(np.count_nonzero(collection_index(collection).title_index.norms))
     default_threads = out["blas_threads_default"] = blas_threads()
 
     qs = questions(spec["queries"])
@@ -468,7 +468,7 @@ def main(argv: list[str] | None = None) -> int:
     run.table("Index build, load and memory", markdown_table(
         ["chunks", "vector index", "on disk MB", "write all s (incl. keyword counts)", "add a 900-chunk file s",
          "remove it s", "load s", "RSS after load MB",
-         "warm-up s (keyword index, page languages, title matrix)", "dictionary s", "first search after them s",
+         "warm-up s (keyword index, page languages, title index)", "dictionary s", "first search after them s",
          "RSS after first search MB", "peak RSS MB"], load_rows))
     if part_rows:
         run.table("Where a hybrid search() call goes, median ms (1 BLAS thread)", markdown_table(

@@ -17,7 +17,8 @@ def test_compound_variants_join_content_words_and_drop_hyphens_when_the_pages_kn
 
 
 def test_a_round_trip_brings_back_the_other_words_of_the_same_sense_weighed_by_ambiguity() -> None:
-    d = Dictionary(to_zh={"pronounc": "发音 读", "debian": ""}, to_en={"发音": "pronounc pronunci", "读": "read pronounc"})
+    d = Dictionary(to_zh={"pronounc": "发音 读", "debian": ""},
+                   to_en={"发音": "pronounc pronunci", "读": "read pronounc"})
     terms = round_trip("How do you pronounce Debian?", d)
     assert set(terms) == {"pronunci", "read"}  # the question's own term is left out
     assert terms["pronunci"] == pytest.approx(0.25) and terms["read"] == pytest.approx(0.25)  # 1/2 words x 1/2 terms

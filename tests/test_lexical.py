@@ -186,7 +186,7 @@ def test_warm_up_builds_the_keyword_index_before_the_first_question(settings, mo
     fresh.warm_up().join(timeout=60)
     assert translation._LOADED and translation._LOADED[0] is not None  # the bilingual dictionary is read too
     index = keyword_index.collection_index(fresh.chat_collections()[0])
-    assert {"chinese_pages", "title_matrix"} <= set(vars(index))  # the parts made on first use are made already
+    assert {"chinese_pages", "title_index"} <= set(vars(index))  # the parts made on first use are made already
     built = []
     monkeypatch.setattr(keyword_index, "CollectionIndex", lambda *a, **k: built.append(a) or pytest.fail("rebuilt"))
     hits = retrieval.search("log file", fresh.chat_collections(), embeddings=None, k=1, mode="bm25")

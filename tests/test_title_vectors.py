@@ -140,3 +140,22 @@ def test_title_vectors_survive_postgres(tmp_path, pg_url, floor) -> None:
     assert collection_index(reader).pages.title_vectors.shape == (1, 8)
     hits = search("zzz yyy qqq", [reader], embeddings=TinyEmbeddings(), k=1)
     assert hits and hits[0].document.metadata["page"] == 1
+
+
+@pytest.mark.parametrize("top", [title_vectors.TOP, 4])
+def test_title_scores_are_the_best_title_cosine_above_the_floor_of_each_page(monkeypatch, top) -> None:
+    """Against the plain float32 product; with `top` = 4 more titles pass the floor than a question reads first."""
+    monkeypatch.setattr(title_vectors, "TOP", top)
+    rng = np.random.default_rng(7)
+    q = rng.standard_normal(16)
+    near = q + 0.3 * rng.standard_normal((40, 16))  # 40 titles close to the question, 300 random, 2 without a vector
+    vectors = np.vstack([near, rng.standard_normal((300, 16)), np.zeros((2, 16))]).astype(np.float16)
+    owner = rng.integers(0, 90, len(vectors))
+    wide = vectors.astype(np.float64)
+    unit = wide / np.maximum(np.linalg.norm(wide, axis=1, keepdims=True), 1e-12)
+    expected = np.zeros(90)
+    np.maximum.at(expected, owner, np.maximum(unit @ (q / np.linalg.norm(q)) - 0.7, 0))
+    got = title_vectors.title_scores(title_vectors.TitleIndex.of(vectors, owner), q.tolist(), 90, 0.7)
+    assert (expected > 0).sum() > 4 and np.allclose(got, expected, atol=1e-5)
+    assert not title_vectors.title_scores(title_vectors.TitleIndex.of(np.zeros((0, 0), np.float16), np.zeros(0)),
+                                          q.tolist(), 90, 0.7).any()

@@ -21,6 +21,7 @@ from agent.search.lexical import BM25Index, Lexicon, Vocabulary, page_key
 from agent.search.page_table import PageTable, counts_from_chunks
 from agent.search.postings import Part
 from agent.search.section_titles import SectionTitles
+from agent.search.title_vectors import TitleIndex
 from agent.search.tokens import file_title, tokenize
 from agent.search.translation import chinese_pages
 
@@ -108,17 +109,15 @@ class CollectionIndex:
         return chinese_pages(self.page_bm25)
 
     @cached_property
-    def title_matrix(self) -> tuple[np.ndarray, np.ndarray]:
-        """The section titles' unit vectors (float32 rows) and each one's page, for `title_vectors.title_scores`
-        (made on first use, only for collections whose model has a floor)."""
-        vectors = self.pages.title_vectors.astype(np.float32)
-        norms = np.linalg.norm(vectors, axis=1, keepdims=True) if len(vectors) else np.ones((0, 1), np.float32)
-        return vectors / np.maximum(norms, 1e-12), self.pages.title_owners()
+    def title_index(self) -> TitleIndex:
+        """The section titles' vectors and pages, for `title_vectors.title_scores` (made on first use, only for
+        collections whose model has a floor)."""
+        return TitleIndex.of(self.pages.title_vectors, self.pages.title_owners())
 
     def warm(self, titles: bool) -> None:
         """Make now what the first search would make on first use (the pages' languages and, when `titles`, the
-        title matrix), so that the first question waits for neither (Workspace.warm_up)."""
-        _ = self.chinese_pages, (self.title_matrix if titles else None)
+        title index), so that the first question waits for neither (Workspace.warm_up)."""
+        _ = self.chinese_pages, (self.title_index if titles else None)
 
     @staticmethod
     def chunk_key(doc: Document) -> Any:

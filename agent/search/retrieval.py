@@ -249,7 +249,7 @@ def _title_meaning(qvec: list[float], collections: Sequence[SearchableCollection
     parts = []
     for coll, ix in zip(collections, indexes):
         floor = _title_floor(coll)
-        parts.append(title_scores(*ix.title_matrix, qvec, ix.pages.rows, floor) if floor is not None
+        parts.append(title_scores(ix.title_index, qvec, ix.pages.rows, floor) if floor is not None
                      else np.zeros(ix.pages.rows))
     return joined(parts, np.float64)
 
@@ -261,7 +261,7 @@ def _title_floor(collection: SearchableCollection) -> float | None:
 
 def warm(collection: SearchableCollection) -> None:
     """Build everything a first search of `collection` would: its keyword index, its pages' languages and the
-    title matrix its model reads (Workspace.warm_up runs this at start-up, in the background)."""
+    title index its model reads (Workspace.warm_up runs this at start-up, in the background)."""
     collection_index(collection).warm(titles=_title_floor(collection) is not None)
 
 

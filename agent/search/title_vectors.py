@@ -13,17 +13,20 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
+import faiss
 import numpy as np
 from langchain_core.documents import Document
 
 from agent.search.embeddings import LOCAL_MODEL_ID
 from agent.search.lexical import page_groups
-from agent.search.vector_index import one_blas_thread
 
 TITLE_VECTORS = "outline_vectors"  # chunk metadata key: the page's title vectors (float16, base64, outline order)
 #: embedding model id -> the cosine above which a title counts (chosen by leave-one-document-out CV, bench/cv_sweep)
 FLOORS: dict[str, float] = {LOCAL_MODEL_ID: 0.7}
+TOP = 1024  # titles a question reads first; more only while the last one read could still pass the floor
 
 
 def clean_title(title: object) -> str:
@@ -72,15 +75,45 @@ def without_vectors(metadata: dict[str, object]) -> dict[str, object]:
     return {k: v for k, v in metadata.items() if k != TITLE_VECTORS}
 
 
-def title_scores(unit: np.ndarray, owner: np.ndarray, qvec: Sequence[float], pages: int, floor: float) -> np.ndarray:
-    """Per page: max(cosine - floor, 0) of its best title; `unit`: the titles' unit vectors (zero rows for titles
-    without one), `owner`: each one's page (0 for pages without titles)."""
+@dataclass(frozen=True)
+class TitleIndex:
+    """The titles' vectors as float16 codes in a FAISS scalar-quantizer index (they are stored as float16, so nothing
+    is lost: half the memory of float32 and a faster scan than numpy's float32 product), their norms and pages."""
+
+    index: Any
+    norms: np.ndarray  # float32, 0 for a title without a vector
+    owner: np.ndarray  # each title's page
+
+    @classmethod
+    def of(cls, vectors: np.ndarray, owner: np.ndarray) -> TitleIndex:
+        rows = np.asarray(vectors, dtype=np.float32).reshape(len(owner), -1) if len(owner) else np.zeros((0, 1), "f4")
+        index = faiss.IndexScalarQuantizer(rows.shape[1], faiss.ScalarQuantizer.QT_fp16, faiss.METRIC_INNER_PRODUCT)
+        index.add(rows)
+        return cls(index, np.linalg.norm(rows, axis=1), np.asarray(owner, dtype=np.int64))
+
+    def cosines(self, qvec: Sequence[float], floor: float) -> tuple[np.ndarray, np.ndarray]:
+        """(rows, cosines) of a set of titles holding every title whose cosine with `qvec` passes `floor`: the best
+        `TOP` by inner product, widened while the last of them, over the smallest norm, could still pass."""
+        q = np.asarray(qvec, dtype=np.float32).reshape(1, -1)
+        q /= max(float(np.linalg.norm(q)), 1e-12)
+        smallest = float(self.norms[self.norms > 0].min()) if self.norms.any() else 1.0
+        k = min(self.index.ntotal, TOP)
+        while True:
+            ip, rows = (a[0] for a in self.index.search(q, k))
+            if k == self.index.ntotal or ip[-1] <= floor * smallest:
+                break
+            k = min(self.index.ntotal, k * 8)
+        rows = rows[rows >= 0]
+        return rows, ip[:len(rows)] / np.where(self.norms[rows] > 0, self.norms[rows], 1.0)
+
+
+def title_scores(titles: TitleIndex, qvec: Sequence[float], pages: int, floor: float) -> np.ndarray:
+    """Per page: max(cosine - floor, 0) of its best title."""
     out = np.zeros(pages, dtype=np.float64)
-    if not len(owner):
+    if not titles.index.ntotal:
         return out
-    q = np.asarray(qvec, dtype=np.float32)
-    with one_blas_thread():
-        above = (unit @ (q / max(float(np.linalg.norm(q)), 1e-12))).astype(np.float64) - floor
+    rows, cosines = titles.cosines(qvec, floor)
+    above = cosines.astype(np.float64) - floor
     hit = above > 0  # few titles pass the floor: ufunc.at over all of them is slow at scale
-    np.maximum.at(out, owner[hit], above[hit])
+    np.maximum.at(out, titles.owner[rows[hit]], above[hit])
     return out

@@ -15,12 +15,10 @@ is kept near `2 * sqrt(n)`), or have documents removed without re-training.
 from __future__ import annotations
 
 import math
-from functools import lru_cache
 from typing import Any
 
 import faiss
 import numpy as np
-from threadpoolctl import ThreadpoolController
 
 #: Collections with at least this many chunks use IVF (below half of it, exact again).
 ANN_MIN_VECTORS = 200_000
@@ -38,17 +36,6 @@ def use_one_thread() -> None:
     """Pin FAISS to one OpenMP thread: one query is searched at a time per request, and its threads
     only wait on each other when the other core is busy. Entry points call it; importing does not."""
     faiss.omp_set_num_threads(1)
-
-
-@lru_cache(maxsize=1)
-def _blas() -> ThreadpoolController:
-    return ThreadpoolController()
-
-
-def one_blas_thread() -> Any:
-    """A context in which numpy's BLAS runs one thread: after a two-thread product per query OpenBLAS's worker
-    spins and slowed the rest of a 100k-chunk search from 31 to 60 ms on 2 cores (bench/README 2)."""
-    return _blas().limit(limits=1, user_api="blas")
 
 
 def is_approximate(index: Any) -> bool:
