@@ -20,7 +20,7 @@ from typing import Any
 
 from bench.common import Run
 from bench.cv_common import PRODUCT, candidates, family_main, product_signals, question_row
-from bench.cv_sections import product_grid, product_report
+from bench.cv_sections import one_signal_report
 
 NAME = "cv_compound"
 OWN = ("compound",)
@@ -61,10 +61,7 @@ def collect(questions: Sequence[Any], collection: Any, emb: Any, run: Run) -> li
     return rows
 
 
-def report(rows: list[dict[str, Any]], run: Run) -> dict[str, Any]:
-    """Pooled CV (devset and tune rows apart) and the tune split's own CV, in-sample and held out."""
-    grids = {"compound": product_grid("compound", GRID, SIGNALS)}
-    return product_report(rows, run, "Words joined or unhyphenated: hybrid hit@1/hit@5", grids, SIGNALS)
+report = one_signal_report("compound", GRID, SIGNALS, "Words joined or unhyphenated: hybrid hit@1/hit@5")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -25,7 +25,7 @@ import re
 import sys
 import tempfile
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -364,6 +364,13 @@ def product_grid(name: str, values: Sequence[float], signals: Sequence[str]) -> 
     from agent.search.retrieval import WEIGHTS
 
     return np.array([[{**WEIGHTS, name: v}.get(s, 0.0) for s in signals] for v in values])
+
+
+def one_signal_report(name: str, grid: Sequence[float], signals: Sequence[str],
+                      title: str) -> Callable[[list[dict[str, Any]], Run], dict[str, Any]]:
+    """A bench's `report` for one signal refit on top of the product: pooled CV (devset and tune rows apart) and the
+    tune split's own CV, in-sample and held out."""
+    return lambda rows, run: product_report(rows, run, title, {name: product_grid(name, grid, signals)}, signals)
 
 
 def product_report(rows: list[dict[str, Any]], run: Run, title: str, grids: dict[str, np.ndarray],
