@@ -26,6 +26,7 @@ import unicodedata
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cache
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -144,6 +145,15 @@ def scanner(image: Image.Image, rng: np.random.Generator) -> Image.Image:
     out = out.filter(ImageFilter.GaussianBlur(0.8))
     pixels = np.asarray(out, dtype=np.float32) + rng.normal(0.0, 12.0, (out.height, out.width))
     return Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8), "L")
+
+
+def scanned_pdf(pages: Sequence[Any], out: Path, seed: int) -> Path:
+    """PDFium pages as a scanner gives them: 300 dpi grey images with skew, blur and noise, in one image-only PDF."""
+    rng = np.random.default_rng(seed)
+    images = [scanner(page.render(scale=SCAN_DPI / 72, grayscale=True).to_pil().convert("L"), rng) for page in pages]
+    images[0].save(out, "PDF", resolution=SCAN_DPI, save_all=True, append_images=images[1:],
+                   creationDate=None, modDate=None)  # no dates: the same pages and seed give the same bytes
+    return out
 
 
 def render(scan: Image.Image, dpi: int) -> Image.Image:

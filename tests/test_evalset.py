@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import shutil
 from collections import Counter
 from pathlib import Path
 
 import pytest
 
 from bench.evalset.build import TEST_FILES, _pages, gold_pages
-from bench.evalset.fetch import SOURCES, ensure
+from bench.evalset.fetch import SCANS, SOURCES, ensure, text_pdf
 
 EVALSET = Path(__file__).resolve().parent.parent / "bench" / "evalset"
 ROWS = [json.loads(line) for line in (EVALSET / "questions.jsonl").read_text(encoding="utf-8").splitlines()]
@@ -39,12 +40,30 @@ def test_tune_split_is_broad_in_both_languages() -> None:
 @pytest.mark.slow  # parses all 21 PDFs (valgrind manual: 300+ pages): ~45 s
 def test_gold_page_holds_the_evidence() -> None:
     """Fetches the PDFs when absent (scripts/test.sh does it first); fails, never skips, without them."""
-    pdfs = {p.name: p for p in ensure({r["file"] for r in ROWS})}
+    pdfs = {p.name: p for p in ensure({text_pdf(r["file"]) for r in ROWS})}
     cache: dict[str, list[str]] = {}
     for r in ROWS:
-        pages = cache.setdefault(r["file"], _pages(pdfs[r["file"]]))
-        assert gold_pages(pages, r["evidence"])[:1] == [r["page"]], r["id"]
+        if r["file"] not in cache:
+            cache[r["file"]] = _pages(pdfs[text_pdf(r["file"])])
+        assert gold_pages(cache[r["file"]], r["evidence"])[:1] == [r["page"]], r["id"]
 
 
 def test_every_question_file_is_fetchable() -> None:
-    assert {r["file"] for r in ROWS} <= set(SOURCES)
+    assert {r["file"] for r in ROWS} <= set(SOURCES) | set(SCANS)
+
+
+def test_a_scan_is_an_image_only_copy_of_its_text_pdf() -> None:
+    """The OCR questions must meet pages without a text layer, page for page with the text their gold came from."""
+    for name in SCANS:
+        scan, text = ensure([name, text_pdf(name)])
+        assert len(_pages(scan)) == len(_pages(text)) and not any(_pages(scan))
+        assert any(r["file"] == name and r["kind"] == "scan" for r in ROWS)
+
+
+def test_a_scan_with_other_bytes_fails_loudly_and_leaves_nothing(tmp_path: Path, monkeypatch) -> None:
+    name, (origin, seed, _sha) = next(iter(SCANS.items()))
+    monkeypatch.setitem(SCANS, name, (origin, seed + 1, _sha))  # another seed: other noise, other bytes
+    shutil.copy(ensure([origin])[0], tmp_path / origin)
+    with pytest.raises(RuntimeError, match="SHA-256"):
+        ensure([name], tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [origin]

@@ -13,7 +13,7 @@ import pytest
 from PIL import Image, ImageDraw, ImageFont
 
 from agent.ingest import ocr, parse
-from bench.ocr import LONGEST_RUN, cer, font, normalize, render, scanner, typeset, wrap
+from bench.ocr import LONGEST_RUN, cer, font, normalize, render, scanned_pdf, scanner, typeset, wrap
 from tests.support import DEVSET_PDFS
 
 
@@ -128,9 +128,7 @@ def _column_lines(page: pdfium.PdfPage, x0: float, x1: float) -> list[str]:
 
 def _scanned(page: pdfium.PdfPage, path: Path) -> Path:
     """The page as a scanner would give it: a 300 dpi grey image with skew, blur and noise, in an image-only PDF."""
-    image = page.render(scale=300 / 72, grayscale=True).to_pil().convert("L")
-    scanner(image, np.random.default_rng(3)).save(path, "PDF", resolution=300)
-    return path
+    return scanned_pdf([page], path, seed=3)
 
 
 @pytest.mark.slow  # ~20-60 s a page: OCR of a full page on a loaded 2-core machine

@@ -9,8 +9,10 @@ from pathlib import Path
 
 import pypdfium2
 
+from bench.evalset.fetch import SCANS, text_pdf
+
 # The test split: whole documents that no tuning ever sees (weights are chosen on the other files only).
-TEST_FILES = frozenset({"bzip2.pdf", "shared-mime-info-spec.pdf", "install-latex-guide-zh-cn.pdf"})
+TEST_FILES = frozenset({"bzip2.pdf", "shared-mime-info-spec.pdf", "install-latex-guide-zh-cn.pdf", "lppl-scan.pdf"})
 _SPACE = re.compile(r"\s+")
 _TOC_LEADERS = re.compile(r"(?:\. ?){6}")
 
@@ -42,13 +44,15 @@ def build(pdf_dir: Path, source: Path, out: Path) -> list[str]:
     missing, rows = [], []
     for line in source.read_text(encoding="utf-8").splitlines():
         row = json.loads(line)
-        pages = cache.setdefault(row["file"], _pages(pdf_dir / row["file"]))
-        found = gold_pages(pages, row["evidence"])
+        if row["file"] not in cache:
+            cache[row["file"]] = _pages(pdf_dir / text_pdf(row["file"]))
+        found = gold_pages(cache[row["file"]], row["evidence"])
         if not found:
             missing.append(row["id"])
             continue
         row["page"], row["alt_pages"] = found[0], found[1:]
-        row["kind"], row["split"] = "manual", "test" if row["file"] in TEST_FILES else "tune"
+        row["kind"] = "scan" if row["file"] in SCANS else "manual"
+        row["split"] = "test" if row["file"] in TEST_FILES else "tune"
         rows.append(json.dumps(row, ensure_ascii=False))
     out.write_text("\n".join(rows) + "\n", encoding="utf-8")
     return missing

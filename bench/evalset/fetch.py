@@ -14,6 +14,8 @@ import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
+import pypdfium2
+
 DEFAULT_DEST = Path(__file__).parent / "pdfs"
 
 # name -> (Debian package, path the package installs, SHA-256 of the decompressed PDF)
@@ -65,7 +67,20 @@ SOURCES: dict[str, tuple[str, str, str]] = {
                     "337ccd0b490b1e66f7e783b45f4588d0599730b4206c0c051edfe1419c568c51"),
     "maint-guide-zh-cn.pdf": ("maint-guide-zh-cn", "/usr/share/doc/maint-guide-zh-cn/maint-guide.zh-cn.pdf",
                               "6e3d3247fc675e6678d59663f886472ef7369c82c69036eb631d3651a4913709"),
+    "lppl.pdf": ("texlive-latex-base-doc", "/usr/share/doc/texlive-doc/latex/base/lppl.pdf",
+                 "5836a11253ba59b79c0b52cf010c0d280eaa6bda709f8d6824f2a3924207fef6"),
 }
+
+# name -> (the text PDF in SOURCES it is scanned from, seed, SHA-256 of the scan): image-only copies, so that
+# questions reach the OCR path; gold pages come from the text PDF, which is never ingested itself.
+SCANS: dict[str, tuple[str, int, str]] = {
+    "lppl-scan.pdf": ("lppl.pdf", 16, "782e851a0d3b07e6df92f2e4b2bccfe3baa85db3a70678a661c33bff34daec47"),
+}
+
+
+def text_pdf(name: str) -> str:
+    """The file whose text layer holds `name`'s evidence: itself, or the PDF a scan was made from."""
+    return SCANS[name][0] if name in SCANS else name
 
 
 def _sha256(path: Path) -> str:
@@ -89,9 +104,10 @@ def ensure(names: Iterable[str] | None = None, dest: Path = DEFAULT_DEST) -> lis
 
     Raises RuntimeError when a file cannot be fetched or differs from the one the questions were
     written on: a quality figure must never come from a silently missing or changed document."""
-    names = list(SOURCES if names is None else names)
+    names = list([*SOURCES, *SCANS] if names is None else names)
     dest.mkdir(parents=True, exist_ok=True)
-    wanted = [n for n in names if not (dest / n).is_file() or _sha256(dest / n) != SOURCES[n][2]]
+    _ensure_scans([n for n in names if n in SCANS], dest)
+    wanted = [n for n in names if n not in SCANS and (not (dest / n).is_file() or _sha256(dest / n) != SOURCES[n][2])]
     with tempfile.TemporaryDirectory() as tmp:
         for name in wanted:
             package, path, sha = SOURCES[name]
@@ -99,13 +115,34 @@ def ensure(names: Iterable[str] | None = None, dest: Path = DEFAULT_DEST) -> lis
             opener = gzip.open if src.suffix == ".gz" else open
             with opener(src, "rb") as fin, open(dest / f".{name}.part", "wb") as fout:
                 shutil.copyfileobj(fin, fout)
-            got = _sha256(dest / f".{name}.part")
-            if got != sha:
-                (dest / f".{name}.part").unlink()
-                raise RuntimeError(f"{name} from {package} has SHA-256 {got}, not {sha}: the package changed; "
-                                   "rebuild bench/evalset (build.py) and the committed figures")
-            (dest / f".{name}.part").replace(dest / name)
+            _publish(dest / f".{name}.part", sha, f"{name} from {package}")
     return [dest / n for n in names]
+
+
+def _ensure_scans(names: list[str], dest: Path) -> None:
+    """Scan each named copy from its text PDF (bench.ocr.scanned_pdf) unless it is there with the pinned bytes."""
+    from bench.ocr import scanned_pdf
+
+    for name in names:
+        origin, seed, sha = SCANS[name]
+        if (dest / name).is_file() and _sha256(dest / name) == sha:
+            continue
+        doc = pypdfium2.PdfDocument(str(ensure([origin], dest)[0]))
+        try:
+            scanned_pdf([doc[i] for i in range(len(doc))], dest / f".{name}.part", seed)
+        finally:
+            doc.close()
+        _publish(dest / f".{name}.part", sha, f"{name} scanned from {origin}")
+
+
+def _publish(part: Path, sha: str, what: str) -> None:
+    """Rename the finished part file into place, or delete it and fail when its bytes are not the pinned ones."""
+    got = _sha256(part)
+    if got != sha:
+        part.unlink()
+        raise RuntimeError(f"{what} has SHA-256 {got}, not {sha}: the package or the scan changed; "
+                           "rebuild bench/evalset (build.py) and the committed figures")
+    part.replace(part.with_name(part.name[1:-len(".part")]))
 
 
 if __name__ == "__main__":
