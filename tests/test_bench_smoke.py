@@ -91,15 +91,16 @@ def test_blas_threads_can_be_read_and_set_in_process():
 
 # ------------------------------------------------------------------ smoke runs
 
-def run_bench(name: str, out: Path, *extra: str, timeout: float = 120) -> dict:
+def run_bench(name: str, out: Path, *extra: str, timeout: float = 120, writes: str | None = None) -> dict:
+    """Run bench `name` --quick into `out`; its JSON (named `writes`, default `name`) is returned once checked."""
     proc = subprocess.run([sys.executable, "-m", f"bench.{name}", "--quick", "--out", str(out), *extra], cwd=ROOT,
                           capture_output=True, text=True, timeout=timeout, check=False)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    path = out / f"{name}.json"
+    path = out / f"{writes or name}.json"
     assert path.exists(), proc.stdout[-2000:]
     data = json.loads(path.read_text(encoding="utf-8"))
     assert set(common.RESULT_KEYS) <= set(data), set(common.RESULT_KEYS) - set(data)
-    assert data["bench"] == name and data["quick"] is True and data["machine"]["cpus"]
+    assert data["bench"] == (writes or name) and data["quick"] is True and data["machine"]["cpus"]
     assert data["tables"] and all(t.startswith("| ") for t in data["tables"].values())
     assert "| " in proc.stdout  # the Markdown tables are printed too
     return data
@@ -133,6 +134,14 @@ def test_retrieval_latency_bench_quick_writes_its_json(tmp_path):
     assert any(r["index"].startswith("exact") and r["recall_at_10"] == 1.0 for r in rows)
     assert sum(r.get("shipped", False) for r in rows) == 2  # the product's IVF on clustered and uniform data
     assert all(0 <= r["recall_at_10"] <= 1 for r in rows)
+
+
+def test_ocr_spacing_bench_quick_scores_the_ocr_text_before_and_after(tmp_path):
+    data = run_bench("ocr_spacing", tmp_path, writes="ocr_spacing-design")
+    rows = data["results"]["pages"]
+    assert len(rows) == 2 and all(r["truth_words"] > 50 for r in rows)
+    assert all(0.5 < r[k] <= 1 for r in rows for k in ("recall_before", "recall_after", "precision_before"))
+    assert data["results"]["weighted_mean"]["recall_after"] >= data["results"]["weighted_mean"]["recall_before"]
 
 
 @needs_devset

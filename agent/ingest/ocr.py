@@ -31,6 +31,7 @@ import numpy as np
 from PIL import Image
 
 from agent._cjk import is_cjk
+from agent.ingest.ocr_spacing import respace
 
 # Render resolution for OCR: lower loses the spaces between English words. The longest side
 # is capped so an oversized page (A3, poster) does not blow up memory.
@@ -138,13 +139,18 @@ def new_engine(params: dict[str, Any] | None = None) -> Any:
     return engine
 
 
-def read_page(engine: Any, image: Image.Image) -> str:
-    """The text `engine` recognises in `image`, in reading order (`lines_to_text`)."""
+def recognise(engine: Any, image: Image.Image) -> str:
+    """The text `engine` recognises in `image`, in reading order (`lines_to_text`), as the model spelt it."""
     out = engine(image)
     boxes, texts, scores = (getattr(out, key, None) for key in ("boxes", "txts", "scores"))
     if boxes is None or texts is None or scores is None:
         return ""
     return lines_to_text([[b, t, s] for b, t, s in zip(boxes, texts, scores)])
+
+
+def read_page(engine: Any, image: Image.Image) -> str:
+    """`recognise`'s text with the spaces the model lost between English words restored (`respace`)."""
+    return respace(recognise(engine, image))
 
 
 @contextmanager
