@@ -69,6 +69,15 @@ SOURCES: dict[str, tuple[str, str, str]] = {
                               "6e3d3247fc675e6678d59663f886472ef7369c82c69036eb631d3651a4913709"),
     "lppl.pdf": ("texlive-latex-base-doc", "/usr/share/doc/texlive-doc/latex/base/lppl.pdf",
                  "5836a11253ba59b79c0b52cf010c0d280eaa6bda709f8d6824f2a3924207fef6"),
+    "latex-usrguide.pdf": ("texlive-latex-base-doc", "/usr/share/doc/texlive-doc/latex/base/usrguide.pdf",
+                           "f4dceb77c9c9257e1dc7d4d6af541c5a13b49bff94d95b9d85f46be252c41591"),
+    "R-data.pdf": ("r-doc-pdf", "/usr/share/R/doc/manual/R-data.pdf",
+                   "9381a39ffeb8545a745c2618ba955b4ae4e10b9c8373cd5bc1984fff8318f8ca"),
+    "latex-notes-zh-cn.pdf": (
+        "texlive-lang-chinese", "/usr/share/doc/texlive-doc/generic/latex-notes-zh-cn/latex-notes-zh-cn.pdf",
+        "b8c93f6793f972a36321065e9fbec4dbda2073d725dd1cb6349855a5e7395cfb"),
+    "exam-zh-doc.pdf": ("texlive-lang-chinese", "/usr/share/doc/texlive-doc/xelatex/exam-zh/doc/exam-zh-doc.pdf",
+                        "c870f7f89b59f7a432bedfe80100c8ebfc390967fd279ff625b81d8e6fca076b"),
 }
 
 # name -> (the text PDF in SOURCES it is scanned from, seed, SHA-256 of the scan): image-only copies, so that
