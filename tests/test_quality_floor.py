@@ -18,7 +18,7 @@ def _hybrid_all(report: dict) -> dict[str, float]:
     return row["hits"]
 
 
-@pytest.mark.slow  # ingests 3 PDFs (~10-20 s); scripts/test.sh fetches them first, else this fetches them
+@pytest.mark.slow  # ingests 8 PDFs, OCR of an 8-page scan among them (~50-90 s); scripts/test.sh fetches them first
 def test_hybrid_does_not_drop_below_committed_figures(tmp_path: Path) -> None:
     assert quality.main(["--set", "evalset", "--split", "test", "--out", str(tmp_path)]) == 0
     report = json.loads((tmp_path / "quality-evalset-test.json").read_text(encoding="utf-8"))

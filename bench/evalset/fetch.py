@@ -115,8 +115,8 @@ def ensure(names: Iterable[str] | None = None, dest: Path = DEFAULT_DEST) -> lis
     written on: a quality figure must never come from a silently missing or changed document."""
     names = list([*SOURCES, *SCANS] if names is None else names)
     dest.mkdir(parents=True, exist_ok=True)
-    _ensure_scans([n for n in names if n in SCANS], dest)
-    wanted = [n for n in names if n not in SCANS and (not (dest / n).is_file() or _sha256(dest / n) != SOURCES[n][2])]
+    texts = dict.fromkeys(text_pdf(n) for n in names)  # a scan needs its text PDF, fetched with the others
+    wanted = [n for n in texts if not (dest / n).is_file() or _sha256(dest / n) != SOURCES[n][2]]
     with tempfile.TemporaryDirectory() as tmp:
         for name in wanted:
             package, path, sha = SOURCES[name]
@@ -125,18 +125,20 @@ def ensure(names: Iterable[str] | None = None, dest: Path = DEFAULT_DEST) -> lis
             with opener(src, "rb") as fin, open(dest / f".{name}.part", "wb") as fout:
                 shutil.copyfileobj(fin, fout)
             _publish(dest / f".{name}.part", sha, f"{name} from {package}")
+    _ensure_scans([n for n in names if n in SCANS], dest)
     return [dest / n for n in names]
 
 
 def _ensure_scans(names: list[str], dest: Path) -> None:
-    """Scan each named copy from its text PDF (bench.ocr.scanned_pdf) unless it is there with the pinned bytes."""
+    """Scan each named copy from its text PDF, already in dest (bench.ocr.scanned_pdf), unless it is there with the
+    pinned bytes."""
     from bench.ocr import scanned_pdf
 
     for name in names:
         origin, seed, sha = SCANS[name]
         if (dest / name).is_file() and _sha256(dest / name) == sha:
             continue
-        doc = pypdfium2.PdfDocument(str(ensure([origin], dest)[0]))
+        doc = pypdfium2.PdfDocument(str(dest / origin))
         try:
             scanned_pdf([doc[i] for i in range(len(doc))], dest / f".{name}.part", seed)
         finally:
