@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pypdfium2
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
 from agent._cjk import is_cjk
@@ -147,13 +148,27 @@ def scanner(image: Image.Image, rng: np.random.Generator) -> Image.Image:
     return Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8), "L")
 
 
+def scan_image(page: Any, rng: np.random.Generator) -> Image.Image:
+    """A PDFium page as a scanner gives it: rendered at 300 dpi in grey, then `scanner`'s skew, blur and noise."""
+    return scanner(page.render(scale=SCAN_DPI / 72, grayscale=True).to_pil().convert("L"), rng)
+
+
 def scanned_pdf(pages: Sequence[Any], out: Path, seed: int) -> Path:
-    """PDFium pages as a scanner gives them: 300 dpi grey images with skew, blur and noise, in one image-only PDF."""
+    """PDFium pages as a scanner gives them (`scan_image`), in one image-only PDF."""
     rng = np.random.default_rng(seed)
-    images = [scanner(page.render(scale=SCAN_DPI / 72, grayscale=True).to_pil().convert("L"), rng) for page in pages]
+    images = [scan_image(page, rng) for page in pages]
     images[0].save(out, "PDF", resolution=SCAN_DPI, save_all=True, append_images=images[1:],
                    creationDate=None, modDate=None)  # no dates: the same pages and seed give the same bytes
     return out
+
+
+def scanned_copy(pdf: Path, out: Path, seed: int) -> Path:
+    """Every page of `pdf` scanned into the image-only PDF `out` (`scanned_pdf`)."""
+    doc = pypdfium2.PdfDocument(str(pdf))
+    try:
+        return scanned_pdf([doc[i] for i in range(len(doc))], out, seed)
+    finally:
+        doc.close()
 
 
 def render(scan: Image.Image, dpi: int) -> Image.Image:

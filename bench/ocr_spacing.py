@@ -27,7 +27,7 @@ import pypdfium2
 
 from bench.common import Goal, Run, markdown_table, parser
 from bench.evalset.fetch import ensure
-from bench.ocr import SCAN_DPI, render, scanner
+from bench.ocr import SCAN_DPI, render, scan_image
 from tests.support import DEVSET_PDFS
 
 NAME = "ocr_spacing"
@@ -92,7 +92,7 @@ def measure(run: Run, pdfs: Sequence[Path], fractions: Sequence[float], quick: b
         for number in page_numbers(len(doc), fractions)[: 1 if quick else 2]:
             page = doc[number]
             truth = words(page.get_textpage().get_text_range())
-            scan = scanner(page.render(scale=SCAN_DPI / 72, grayscale=True).to_pil().convert("L"), rng)
+            scan = scan_image(page, rng)
             raw = recognise(engine, render(scan, OCR_DPI))
             t0 = time.perf_counter()
             spaced = respace(raw)

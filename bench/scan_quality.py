@@ -13,7 +13,6 @@ the raw variant. Tune-split documents only: the scans teach what OCR costs retri
 from __future__ import annotations
 
 import hashlib
-import json
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -22,12 +21,9 @@ from pathlib import Path
 from typing import Any
 from unittest import mock
 
-import pypdfium2
-
 from bench.common import Goal, Run, markdown_table, parser, set_blas_threads
-from bench.evalset.fetch import ensure
-from bench.ocr import scanned_pdf
-from bench.quality import EVALSET, ingest_all
+from bench.ocr import scanned_copy
+from bench.quality import _question_set, ingest_all
 
 NAME = "scan_quality"
 DOCUMENTS = ["groff-pdfmark.pdf", "crc-doc.pdf", "fontconfig-user.pdf", "tlmgr-intro-zh-cn.pdf"]
@@ -38,13 +34,7 @@ VARIANTS = ("text", "scan", "scan, no respace")
 def scan_copies(pdfs: Sequence[Path], dest: Path) -> list[Path]:
     """An image-only scan of each PDF, under the same file name in `dest` (so the questions' gold pages hold)."""
     dest.mkdir(parents=True, exist_ok=True)
-    for pdf in pdfs:
-        doc = pypdfium2.PdfDocument(str(pdf))
-        try:
-            scanned_pdf([doc[i] for i in range(len(doc))], dest / pdf.name, SEED)
-        finally:
-            doc.close()
-    return [dest / p.name for p in pdfs]
+    return [scanned_copy(pdf, dest / pdf.name, SEED) for pdf in pdfs]
 
 
 @contextmanager
@@ -99,15 +89,12 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     run = Run(NAME, args, argv)
     names = DOCUMENTS[:1] if args.quick else DOCUMENTS
-    tune = {r["id"] for r in map(json.loads, (EVALSET / "questions.jsonl").read_text(encoding="utf-8").splitlines())
-            if r["split"] == "tune"}
-    questions = [q for q in load_questions(EVALSET / "questions.jsonl") if q.file in names and q.id in tune]
+    texts, questions = _question_set("evalset", "tune", names, load_questions)
     run.params = {"documents": names, "questions": len(questions), "seed": SEED, "split": "tune",
                   "variants": list(VARIANTS)}
     set_blas_threads(1)
     emb, seen, results = LocalEmbeddings(), {}, []
     with tempfile.TemporaryDirectory(prefix="bench-scan-") as tmp:
-        texts = ensure(names)
         scans = scan_copies(texts, Path(tmp) / "scans")
         for variant in VARIANTS:
             results.append(measure(variant, texts if variant == "text" else scans, questions, emb, run,

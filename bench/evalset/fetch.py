@@ -14,8 +14,6 @@ import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
-import pypdfium2
-
 DEFAULT_DEST = Path(__file__).parent / "pdfs"
 
 # name -> (Debian package, path the package installs, SHA-256 of the decompressed PDF)
@@ -130,19 +128,15 @@ def ensure(names: Iterable[str] | None = None, dest: Path = DEFAULT_DEST) -> lis
 
 
 def _ensure_scans(names: list[str], dest: Path) -> None:
-    """Scan each named copy from its text PDF, already in dest (bench.ocr.scanned_pdf), unless it is there with the
+    """Scan each named copy from its text PDF, already in dest (bench.ocr.scanned_copy), unless it is there with the
     pinned bytes."""
-    from bench.ocr import scanned_pdf
+    from bench.ocr import scanned_copy
 
     for name in names:
         origin, seed, sha = SCANS[name]
         if (dest / name).is_file() and _sha256(dest / name) == sha:
             continue
-        doc = pypdfium2.PdfDocument(str(dest / origin))
-        try:
-            scanned_pdf([doc[i] for i in range(len(doc))], dest / f".{name}.part", seed)
-        finally:
-            doc.close()
+        scanned_copy(dest / origin, dest / f".{name}.part", seed)
         _publish(dest / f".{name}.part", sha, f"{name} scanned from {origin}")
 
 
