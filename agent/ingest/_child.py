@@ -30,10 +30,13 @@ from pydantic import TypeAdapter
 from agent.errors import DocumentError, EncryptedPDFError
 from agent.ingest.parse import ParsedPDF, Progress, parse_pdf
 
-# Address space a child may map: Python, PDFium and the OCR engine map about 1.5 GB of it
-# (the OCR runtime's arenas and thread stacks are mostly reserved, not used); a 256 MB stream
-# decoded, a page rendered for OCR and headroom fit in the rest.
-CHILD_MEMORY = 4 * 1024 * 1024 * 1024
+# Address space a child may map: Python, PDFium and two OCR engines reading a long scan map up to
+# about 4 GB of it (2 GB resident; the OCR runtime's arenas and thread stacks are mostly reserved,
+# not used; bench/README 11c); a 256 MB stream decoded, a page rendered for OCR and headroom fit in the rest.
+CHILD_MEMORY = 6 * 1024 * 1024 * 1024
+# glibc's malloc arenas per process (default 8 per core, 64 MB of address space each): the OCR
+# threads' arenas cost 0.7 GB of the limit above and no speed.
+_CHILD_ENV = {"MALLOC_ARENA_MAX": "2"}
 SILENCE_LIMIT = 300.0  # seconds without a word from the parser: a page takes seconds, so it is stuck
 MAX_REPLY = 512 * 1024 * 1024  # bytes of one reply line: the text of the largest accepted PDF fits
 _OUT_OF_MEMORY = 3  # the parser's exit status after a MemoryError
@@ -70,7 +73,7 @@ class _ForkServer:
             self._control.close()
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         path = os.environ.get("PYTHONPATH", "")
-        env = {**os.environ, "PYTHONPATH": _PACKAGE_ROOT + (os.pathsep + path if path else "")}
+        env = {**os.environ, **_CHILD_ENV, "PYTHONPATH": _PACKAGE_ROOT + (os.pathsep + path if path else "")}
         with theirs:
             self._process = subprocess.Popen([sys.executable, "-m", "agent.ingest._child", str(theirs.fileno())],
                                              pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL,

@@ -51,6 +51,8 @@ SETTINGS: dict[str, Any] = {
     "Det.limit_type": "max", "Det.limit_side_len": 1600,
     "EngineConfig.openvino.inference_num_threads": 1,
 }
+# OpenVINO CPU properties RapidOCR cannot pass: no cache of kernels per input shape (see _bound_openvino_cache).
+OPENVINO_CPU: dict[str, str] = {"CPU_RUNTIME_CACHE_CAPACITY": "0"}
 # Pages read at once, each by its own engine on one thread (bench/README.md, OCR).
 WORKERS = 2
 # Recognised lines scoring below this are dropped (RapidOCR's own default).
@@ -127,10 +129,32 @@ def engine_params(engine: str = "openvino", det: tuple[str, str] = DET_MODEL,
             "Det.model_path": model_path(*det), "Rec.model_path": model_path(*rec)}
 
 
+def _bound_openvino_cache() -> None:
+    """Compile OpenVINO models with no per-shape kernel cache (`OPENVINO_CPU`).
+
+    The recogniser's batches come in ever new widths, and OpenVINO's CPU plugin keeps the kernels of up to 5,000
+    input shapes: a 30-page scan grew the parser to 9.8 GB of address space (2.9 GB resident) and past the child's
+    limit, where OCR failed page after page. Without the cache it stays near 4.6 GB (2.0 GB) at the same speed
+    (bench/README 11c). RapidOCR passes only its own few keys to OpenVINO, so its config builder is wrapped, once.
+    """
+    from rapidocr.inference_engine.openvino import device_config
+
+    build = device_config.CPUConfig.get_config
+    if getattr(build, "_bounded", False):
+        return
+
+    def get_config(self: Any) -> dict[str, Any]:
+        return {**build(self), **OPENVINO_CPU}
+
+    get_config._bounded = True  # type: ignore[attr-defined]
+    device_config.CPUConfig.get_config = get_config
+
+
 def new_engine(params: dict[str, Any] | None = None) -> Any:
     """A RapidOCR engine with its models loaded (default: `engine_params()`); raises on failure."""
     from rapidocr import RapidOCR
 
+    _bound_openvino_cache()
     engine = RapidOCR(params=params or engine_params())
     # RapidOCR 3 loads a model on its first use; loading both now makes a broken install
     # fail here, where it becomes OCRUnavailable, rather than on the first page.
