@@ -38,6 +38,7 @@ def test_the_sweeps_score_every_signal_the_product_weighs() -> None:
     import bench.cv_atype
     import bench.cv_compound
     import bench.cv_docs
+    import bench.cv_mt
     import bench.cv_pivot
     import bench.cv_prose
     import bench.cv_rank
@@ -45,7 +46,7 @@ def test_the_sweeps_score_every_signal_the_product_weighs() -> None:
     from agent.search.retrieval import WEIGHTS
 
     for signals in (SIGNALS, bench.cv_sections.SIGNALS, bench.cv_prose.SIGNALS, bench.cv_docs.SIGNALS,
-                    bench.cv_atype.SIGNALS, bench.cv_compound.SIGNALS, bench.cv_pivot.SIGNALS):
+                    bench.cv_atype.SIGNALS, bench.cv_compound.SIGNALS, bench.cv_pivot.SIGNALS, bench.cv_mt.SIGNALS):
         assert set(WEIGHTS) <= set(signals)
     assert set(bench.cv_rank.product_weights()) <= set(bench.cv_rank.FEATURES)
 
