@@ -144,6 +144,18 @@ def test_ocr_spacing_bench_quick_scores_the_ocr_text_before_and_after(tmp_path):
     assert data["results"]["weighted_mean"]["recall_after"] >= data["results"]["weighted_mean"]["recall_before"]
 
 
+
+@pytest.mark.slow  # OCR of a 3-page scan in two fresh processes and twice in the parser child (~40 s)
+def test_ocr_memory_bench_quick_reads_the_scan_whole_in_every_process(tmp_path):
+    data = run_bench("ocr_memory", tmp_path, timeout=300)
+    runs = data["results"]["processes"]
+    assert len(runs) == 2 and all(r["ocr_pages"] == 3 and not r["warnings"] and r["VmPeak"] > r["VmHWM"] > 0.1
+                                  for r in runs.values())
+    assert len({r["chars"] for r in runs.values()}) == 1  # the cache changes memory, not the text
+    child = data["results"]["child"]
+    assert [c[1] for c in child] == ["4", "6"] and all(c[-1] == "-" for c in child)  # limits; no warning
+
+
 @needs_devset
 def test_quality_bench_quick_writes_its_json(tmp_path):
     data = run_bench("quality", tmp_path)

@@ -36,6 +36,7 @@ def test_each_fold_is_chosen_without_its_own_questions() -> None:
 def test_the_sweeps_score_every_signal_the_product_weighs() -> None:
     """A 'product' row that leaves a weighted signal out scores another ranking than the one shipped."""
     import bench.cv_atype
+    import bench.cv_center
     import bench.cv_compound
     import bench.cv_docs
     import bench.cv_mt
@@ -46,7 +47,8 @@ def test_the_sweeps_score_every_signal_the_product_weighs() -> None:
     from agent.search.retrieval import WEIGHTS
 
     for signals in (SIGNALS, bench.cv_sections.SIGNALS, bench.cv_prose.SIGNALS, bench.cv_docs.SIGNALS,
-                    bench.cv_atype.SIGNALS, bench.cv_compound.SIGNALS, bench.cv_pivot.SIGNALS, bench.cv_mt.SIGNALS):
+                    bench.cv_atype.SIGNALS, bench.cv_compound.SIGNALS, bench.cv_pivot.SIGNALS, bench.cv_mt.SIGNALS,
+                    bench.cv_center.SIGNALS):
         assert set(WEIGHTS) <= set(signals)
     assert set(bench.cv_rank.product_weights()) <= set(bench.cv_rank.FEATURES)
 
@@ -58,3 +60,14 @@ def test_the_objective_can_weigh_hit_at_1_alone() -> None:
     weights = np.eye(len(SIGNALS))[:2]
     assert cross_validate([q1, q2, q3], weights)["in_weights"].tolist() == weights[1].tolist()
     assert cross_validate([q1, q2, q3], weights, at1=1.0)["in_weights"].tolist() == weights[0].tolist()
+
+
+def test_language_centring_takes_each_language_s_mean_out_and_keeps_unit_length() -> None:
+    from bench.cv_center import centred
+
+    # two English rows share a direction (0, 0, 1) the Chinese row does not; centring leaves what tells them apart
+    vectors = np.array([[1.0, 0.0, 1.0], [0.0, 1.0, 1.0], [1.0, 1.0, 0.0]])
+    out, means = centred(vectors, np.array([False, False, True]))
+    assert means[False].tolist() == [0.5, 0.5, 1.0] and means[True].tolist() == [1.0, 1.0, 0.0]
+    assert np.allclose(out[0], [2 ** -0.5, -(2 ** -0.5), 0.0]) and np.allclose(out[1], -out[0])
+    assert out[2].tolist() == [0.0, 0.0, 0.0]  # a language of one row: nothing left
