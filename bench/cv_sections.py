@@ -366,6 +366,16 @@ def product_grid(name: str, values: Sequence[float], signals: Sequence[str]) -> 
     return np.array([[{**WEIGHTS, name: v}.get(s, 0.0) for s in signals] for v in values])
 
 
+def beside_and_instead(name: str, replaced: str, values: Sequence[float],
+                       signals: Sequence[str]) -> dict[str, np.ndarray]:
+    """Two families: `name` at each of `values` on top of the product, and the same with the product's `replaced`
+    signal off (`<name>_instead`)."""
+    beside = product_grid(name, values, signals)
+    instead = beside.copy()
+    instead[:, list(signals).index(replaced)] = 0.0
+    return {name: beside, f"{name}_instead": instead}
+
+
 def one_signal_report(name: str, grid: Sequence[float], signals: Sequence[str],
                       title: str) -> Callable[[list[dict[str, Any]], Run], dict[str, Any]]:
     """A bench's `report` for one signal refit on top of the product: pooled CV (devset and tune rows apart) and the
