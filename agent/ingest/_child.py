@@ -30,12 +30,12 @@ from pydantic import TypeAdapter
 from agent.errors import DocumentError, EncryptedPDFError
 from agent.ingest.parse import ParsedPDF, Progress, parse_pdf
 
-# Address space a child may map: Python, PDFium and two OCR engines reading a long scan map up to
-# about 4 GB of it (2 GB resident; the OCR runtime's arenas and thread stacks are mostly reserved,
-# not used; bench/README 11c); a 256 MB stream decoded, a page rendered for OCR and headroom fit in the rest.
+# Address space a child may map: Python, PDFium and two OCR engines reading a long scan map most of
+# 4 GB (the OCR runtime's arenas and thread stacks are mostly reserved, not used; bench/README 11c);
+# a 256 MB stream decoded, a page rendered for OCR and headroom fit in the rest.
 CHILD_MEMORY = 6 * 1024 * 1024 * 1024
-# glibc's malloc arenas per process (default 8 per core, 64 MB of address space each): the OCR
-# threads' arenas cost 0.7 GB of the limit above and no speed.
+# glibc's malloc arenas per process (default 8 per core, 64 MB of address space each): fewer arenas
+# leave more of the limit above to the OCR engines, at no cost in speed (bench/README 11c).
 _CHILD_ENV = {"MALLOC_ARENA_MAX": "2"}
 SILENCE_LIMIT = 300.0  # seconds without a word from the parser: a page takes seconds, so it is stuck
 MAX_REPLY = 512 * 1024 * 1024  # bytes of one reply line: the text of the largest accepted PDF fits

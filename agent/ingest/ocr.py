@@ -132,10 +132,9 @@ def engine_params(engine: str = "openvino", det: tuple[str, str] = DET_MODEL,
 def _bound_openvino_cache() -> None:
     """Compile OpenVINO models with no per-shape kernel cache (`OPENVINO_CPU`).
 
-    The recogniser's batches come in ever new widths, and OpenVINO's CPU plugin keeps the kernels of up to 5,000
-    input shapes: a 30-page scan grew the parser to 9.8 GB of address space (2.9 GB resident) and past the child's
-    limit, where OCR failed page after page. Without the cache it stays near 4.6 GB (2.0 GB) at the same speed
-    (bench/README 11c). RapidOCR passes only its own few keys to OpenVINO, so its config builder is wrapped, once.
+    The recogniser's batches come in ever new widths, and with OpenVINO's cache of kernels per input shape the
+    parser grew page after page past the child's memory limit, where OCR then failed (bench/README 11c). RapidOCR
+    passes only its own few keys to OpenVINO, so its config builder is wrapped, once.
     """
     from rapidocr.inference_engine.openvino import device_config
 
