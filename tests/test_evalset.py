@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.evalset.build import TEST_FILES, _pages, gold_pages
+from bench.evalset.build import TEST_FILES, _pages, resolved
 from bench.evalset.fetch import SCANS, SOURCES, ensure, text_pdf
 
 EVALSET = Path(__file__).resolve().parent.parent / "bench" / "evalset"
@@ -42,11 +42,8 @@ def test_tune_split_is_broad_in_both_languages() -> None:
 def test_gold_page_holds_the_evidence() -> None:
     """Fetches the PDFs when absent (scripts/test.sh does it first); fails, never skips, without them."""
     pdfs = {p.name: p for p in ensure({text_pdf(r["file"]) for r in ROWS})}
-    cache: dict[str, list[str]] = {}
-    for r in ROWS:
-        if r["file"] not in cache:
-            cache[r["file"]] = _pages(pdfs[text_pdf(r["file"])])
-        assert gold_pages(cache[r["file"]], r["evidence"])[:1] == [r["page"]], r["id"]
+    for r, found in resolved(ROWS, pdfs.__getitem__):
+        assert found[:1] == [r["page"]], r["id"]
 
 
 def test_every_question_file_is_fetchable() -> None:

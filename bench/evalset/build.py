@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import re
 import sys
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pypdfium2
 
@@ -39,15 +41,23 @@ def gold_pages(pages: list[str], evidence: str) -> list[int]:
     return [i + 1 for i, text in enumerate(pages) if needle in text]
 
 
+def resolved(rows: Iterable[dict[str, Any]],
+             pdf: Callable[[str], Path]) -> Iterator[tuple[dict[str, Any], list[int]]]:
+    """Each row with the pages whose body holds its evidence, each document's text read once (`pdf`: the path of a
+    file name; a scan's gold is resolved on its text PDF)."""
+    pages: dict[str, list[str]] = {}
+    for row in rows:
+        name = text_pdf(row["file"])
+        if name not in pages:
+            pages[name] = _pages(pdf(name))
+        yield row, gold_pages(pages[name], row["evidence"])
+
+
 def build(pdf_dir: Path, source: Path, out: Path) -> list[str]:
     """Resolve every row's gold page; return the ids whose evidence was not found (those rows are left out)."""
-    cache: dict[str, list[str]] = {}
     missing, rows = [], []
-    for line in source.read_text(encoding="utf-8").splitlines():
-        row = json.loads(line)
-        if row["file"] not in cache:
-            cache[row["file"]] = _pages(pdf_dir / text_pdf(row["file"]))
-        found = gold_pages(cache[row["file"]], row["evidence"])
+    source_rows = (json.loads(line) for line in source.read_text(encoding="utf-8").splitlines())
+    for row, found in resolved(source_rows, lambda name: pdf_dir / name):
         if not found:
             missing.append(row["id"])
             continue
