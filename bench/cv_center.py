@@ -58,8 +58,9 @@ def collect(questions: Sequence[Any], collection: Any, emb: Any, run: Run) -> li
     ix = collection_index(collection)
     keys = ix.pages.keys()
     chunk_zh = ix.chinese_pages[ix.chunk_page]
-    vectors, means = centred(all_vectors(collection.snapshot().vectorstore.index).astype(np.float64), chunk_zh)
-    assert len(vectors) == len(chunk_zh), (len(vectors), len(chunk_zh))
+    stored = all_vectors(collection.snapshot().vectorstore.index).astype(np.float64)
+    assert len(stored) == len(chunk_zh), (len(stored), len(chunk_zh))  # one vector per chunk, in chunk order
+    vectors, means = centred(stored, chunk_zh)
     run.log(f"{len(vectors)} chunks, {int(chunk_zh.sum())} Chinese; |mean en| {np.linalg.norm(means[False]):.3f}, "
             f"|mean zh| {np.linalg.norm(means[True]):.3f}, cos(means) "
             f"{float(unit(means[False]) @ unit(means[True])):.3f}")

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import importlib
 import json
-import os
 import tempfile
 import time
 from collections.abc import Sequence
@@ -72,6 +71,7 @@ CACHE = RESULTS_DIR / "mt-translations.json"
 def translations(questions: Sequence[Any], run: Run, cache: Path = CACHE) -> dict[str, str]:
     """Every question's machine translation (into English for a Chinese question, else into Chinese), from `cache`
     or the model (the cache is rewritten whole after each new one)."""
+    from agent._files import atomic_write_text
     from agent.search.translation import is_chinese
 
     done: dict[str, str] = json.loads(cache.read_text(encoding="utf-8")) if cache.exists() else {}
@@ -80,17 +80,11 @@ def translations(questions: Sequence[Any], run: Run, cache: Path = CACHE) -> dic
         llm, t0 = model(), time.perf_counter()
         for i, q in enumerate(todo, 1):
             done[q.id] = translate(llm, q.question, to_english=is_chinese(q.question))
-            _write(cache, done)
+            atomic_write_text(cache, json.dumps(dict(sorted(done.items())), ensure_ascii=False, indent=0) + "\n")
             if i % 50 == 0:
                 run.log(f"translated {i}/{len(todo)} ({(time.perf_counter() - t0) / i:.2f} s each)")
         run.log(f"translated {len(todo)} questions in {time.perf_counter() - t0:.0f} s")
     return done
-
-
-def _write(path: Path, data: dict[str, str]) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(dict(sorted(data.items())), ensure_ascii=False, indent=0) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def collect(questions: Sequence[Any], collection: Any, emb: Any, run: Run) -> list[dict[str, Any]]:

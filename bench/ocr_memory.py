@@ -11,6 +11,7 @@ lppl-scan.pdf (8 dense pages) and R-data.pdf's first 30 pages through `bench.ocr
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import tempfile
@@ -78,7 +79,7 @@ def in_child(path: Path, memory: int | None) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     args = parser(__doc__.split("\n\n")[0]).parse_args(argv)
     if args.worker:
-        worker(__import__("json").loads(args.worker))
+        worker(json.loads(args.worker))
         return 0
     run = Run(NAME, args, argv if argv is not None else sys.argv[1:])
     names = QUICK if args.quick else tuple(VARIANTS)

@@ -144,7 +144,6 @@ def test_ocr_spacing_bench_quick_scores_the_ocr_text_before_and_after(tmp_path):
     assert data["results"]["weighted_mean"]["recall_after"] >= data["results"]["weighted_mean"]["recall_before"]
 
 
-
 @pytest.mark.slow  # OCR of a 3-page scan in two fresh processes and twice in the parser child (~40 s)
 def test_ocr_memory_bench_quick_reads_the_scan_whole_in_every_process(tmp_path):
     data = run_bench("ocr_memory", tmp_path, timeout=300)

@@ -245,7 +245,6 @@ def test_scanned_pages_are_read_by_both_engines_inside_the_memory_limited_parser
         assert "harbour" in page.text and page.text.rstrip().endswith(f"river. {n}"), page.text
 
 
-
 @pytest.mark.slow  # OCR of 8 dense 300 dpi pages (~12 s); scripts/test.sh fetches the evalset first
 def test_a_dense_scan_is_read_whole_in_a_child_with_less_address_space_than_it_is_given():
     """OpenVINO kept kernels per input shape, so the parser grew with every page (lppl-scan: 5.4 GB): pages 3-8
@@ -256,6 +255,7 @@ def test_a_dense_scan_is_read_whole_in_a_child_with_less_address_space_than_it_i
     parsed = parse_in_child(DEFAULT_DEST / "lppl-scan.pdf", max_bytes=10**9, max_pages=100, memory=4 << 30)
     assert parsed.ocr_pages == list(range(1, 9)) and not parsed.warnings, parsed.warnings
     assert all(len(page.text) > 500 for page in parsed.pages[:7])
+
 
 # ------------------------------------------------------------------ the benchmark's yardstick
 
